@@ -1,0 +1,179 @@
+//! The fixed-size, `Copy` messages of the hot path. They travel through lock-free rings
+//! by value, so none of them owns heap memory.
+
+use crate::fixed::{Money, Price, Qty};
+use crate::ids::{ClientOrderId, ExecId, InstrumentId, Nanos, Side};
+use crate::instrument::SpecViolation;
+
+/// Flag: last event of a venue message; the book is consistent after it, so strategies
+/// are called then and never on a half-applied update.
+pub const FLAG_LAST: u8 = 1;
+/// Flag: part of a snapshot (after a `Clear`), not an incremental update.
+pub const FLAG_SNAPSHOT: u8 = 2;
+
+/// One normalised market data event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarketEvent {
+    /// Venue timestamp.
+    pub ts_exchange: Nanos,
+    /// When the feed handed the event to the engines; tick-to-order starts here.
+    pub ts_recv: Nanos,
+    /// Venue sequence number of the message the event came from (gap detection).
+    pub seq: u64,
+    /// Instrument.
+    pub instrument: InstrumentId,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// What happened.
+    pub kind: MarketEventKind,
+}
+
+impl MarketEvent {
+    /// True when the event closes a venue message.
+    #[inline]
+    pub const fn is_last(&self) -> bool {
+        self.flags & FLAG_LAST != 0
+    }
+}
+
+/// The payload of a [`MarketEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarketEventKind {
+    /// Start of a snapshot: both sides of the book are dropped.
+    Clear,
+    /// A price level now holds `qty` (0 deletes the level).
+    Level {
+        /// Book side.
+        side: Side,
+        /// Level price.
+        price: Price,
+        /// Total quantity resting at the level.
+        qty: Qty,
+    },
+    /// A trade printed.
+    Trade {
+        /// Side of the aggressive order.
+        aggressor: Side,
+        /// Trade price.
+        price: Price,
+        /// Trade quantity.
+        qty: Qty,
+    },
+}
+
+/// Time in force of a new order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeInForce {
+    /// Rests until filled or cancelled.
+    Gtc,
+    /// Fills what it can at once, the rest is cancelled.
+    Ioc,
+}
+
+/// What an order command asks of the venue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderKind {
+    /// A new limit order.
+    New {
+        /// Side.
+        side: Side,
+        /// Limit price.
+        price: Price,
+        /// Quantity.
+        qty: Qty,
+        /// Time in force.
+        tif: TimeInForce,
+        /// Refuse instead of crossing the spread (guarantees maker fees).
+        post_only: bool,
+    },
+    /// Cancel the order with the command's client id.
+    Cancel,
+}
+
+/// An order instruction from an engine to a venue session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderCommand {
+    /// When the engine decided.
+    pub ts: Nanos,
+    /// `ts_recv` of the market event that triggered the decision (0 if none).
+    pub tick_ts: Nanos,
+    /// Instrument.
+    pub instrument: InstrumentId,
+    /// Client order id of the order created or cancelled.
+    pub cl_ord_id: ClientOrderId,
+    /// Fencing epoch of the sender's assignment; a venue refuses stale epochs.
+    pub epoch: u64,
+    /// New or cancel.
+    pub kind: OrderKind,
+}
+
+/// Whether a fill added or removed liquidity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liquidity {
+    /// Resting order was hit.
+    Maker,
+    /// Order crossed the spread.
+    Taker,
+}
+
+/// A (partial) execution of one of our orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fill {
+    /// Venue execution id, unique per venue.
+    pub exec_id: ExecId,
+    /// Side of our order.
+    pub side: Side,
+    /// Execution price.
+    pub price: Price,
+    /// Executed quantity.
+    pub qty: Qty,
+    /// Quantity still open after this fill.
+    pub leaves: Qty,
+    /// Maker or taker.
+    pub liquidity: Liquidity,
+    /// Fee charged (negative = rebate).
+    pub fee: Money,
+}
+
+/// Why a venue refused an order or a cancel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The order breaks the instrument's rules.
+    Spec(SpecViolation),
+    /// A post-only order would have crossed the spread.
+    PostOnlyWouldCross,
+    /// The client order id is already in use.
+    DuplicateId,
+    /// Cancel for an order the venue does not know (already done or never acked).
+    UnknownOrder,
+    /// The sender's epoch is stale or trading is halted at the venue.
+    Fenced,
+}
+
+/// What happened to an order, reported by the venue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderReportKind {
+    /// Order accepted and, if not filled at once, resting.
+    Accepted,
+    /// Order refused.
+    Rejected(RejectReason),
+    /// Order cancelled (by request or an IOC remainder).
+    Canceled,
+    /// Cancel refused; the order may have filled meanwhile.
+    CancelRejected(RejectReason),
+    /// An execution.
+    Fill(Fill),
+}
+
+/// A venue report for one order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderReport {
+    /// Venue time of the report.
+    pub ts: Nanos,
+    /// Instrument.
+    pub instrument: InstrumentId,
+    /// Our order.
+    pub cl_ord_id: ClientOrderId,
+    /// What happened.
+    pub kind: OrderReportKind,
+}
