@@ -7,6 +7,8 @@ mod event;
 mod fixed;
 mod ids;
 mod instrument;
+mod order;
+mod position;
 
 pub use error::CoreError;
 pub use event::{
@@ -16,3 +18,5 @@ pub use event::{
 pub use fixed::{div_round, Decimal, Money, Price, Qty, MAX_SCALE, MONEY_SCALE};
 pub use ids::{ClientOrderId, ExecId, InstrumentId, Nanos, Side, StrategyId, NANOS_PER_SEC};
 pub use instrument::{InstrumentSpec, SpecViolation};
+pub use order::{OpenOrder, OrderStatus, TradingState};
+pub use position::Position;

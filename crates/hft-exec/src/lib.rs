@@ -1,0 +1,18 @@
+//! Execution: the engine that turns market events into orders, the OMS that tracks
+//! them, the simulated price-time-priority venue they trade against, and a
+//! deterministic single-threaded session that wires them on a simulated clock.
+
+mod engine;
+pub mod matching;
+mod oms;
+mod sim_session;
+mod sim_venue;
+mod slot;
+mod supervision;
+
+pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
+pub use oms::{Oms, OmsError, OmsStats};
+pub use sim_session::{SimSession, SimTiming};
+pub use sim_venue::{SimVenue, VenueOutput};
+pub use slot::{StrategyFactory, StrategySlot};
+pub use supervision::{RestartDecision, RestartPolicy};

@@ -1,0 +1,9 @@
+//! Market data sources. The default source is a seeded market simulator that generates
+//! order flow (limit orders, cancels, market orders) for the simulated venue, whose
+//! matching engine turns it into the book and trade events every engine consumes.
+
+pub mod sim;
+pub mod sim_params;
+
+pub use sim::{FlowAction, FlowEvent, MarketSimulator};
+pub use sim_params::SimParams;

@@ -1,0 +1,438 @@
+//! The engine of one strategy instance: market event → book → strategy → pre-trade
+//! risk → OMS → order command. A plain struct driven by its caller, so the live actor,
+//! the deterministic simulation and the benches run exactly the same code.
+//!
+//! Nothing here allocates per event: books, OMS and the action buffer are pre-sized,
+//! and the strategy is called through `catch_unwind`, which costs nothing unless it
+//! panics. A panicking strategy is dropped, its orders are cancelled, and the caller
+//! decides about a restart.
+
+use hft_book::{L2Book, SequenceTracker};
+use hft_core::{
+    ClientOrderId, Fill, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, OrderCommand, OrderKind, OrderReport,
+    OrderReportKind, OrderStatus, Position, Price, Qty, Side, StrategyId, TradingState,
+};
+use hft_risk::{OrderIntent, PreTradeRisk, RiskContext, RiskReject};
+use hft_strategy::{Action, ActionBuffer, Context, ContextParts, Strategy};
+use sha2::{Digest, Sha256};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::oms::{Oms, OmsStats};
+
+/// Where an engine's order commands go: a ring to the venue session, or the
+/// deterministic simulation's in-flight queue.
+pub trait OrderSink {
+    /// Hands a command on; false when the sink is full (the order is then dropped and
+    /// counted, never silently lost).
+    fn send(&mut self, cmd: &OrderCommand) -> bool;
+}
+
+/// A strategy callback panicked; the strategy has been removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrategyPanic {
+    /// The panic message, if it was a string.
+    pub message: String,
+}
+
+/// Counters of one engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Market events applied.
+    pub events: u64,
+    /// Book updates refused (bad price/qty, wrong instrument).
+    pub book_errors: u64,
+    /// Sequence gaps and stale messages seen.
+    pub gaps: u64,
+    /// Commands the sink refused.
+    pub sink_full: u64,
+    /// Strategy panics.
+    pub panics: u64,
+    /// Reports the OMS refused.
+    pub oms_errors: u64,
+}
+
+/// Fixed facts about the engine.
+#[derive(Clone, Debug)]
+pub struct EngineSetup {
+    /// Strategy instance id.
+    pub strategy: StrategyId,
+    /// The instrument whose PnL drives the circuit breaker and exposure.
+    pub instrument: InstrumentId,
+    /// All instruments of the node, indexed by id.
+    pub specs: Vec<InstrumentSpec>,
+    /// Levels per side each book is sized for.
+    pub book_depth: usize,
+    /// Open orders the OMS is sized for.
+    pub max_open_orders: usize,
+    /// Fencing epoch stamped on every command.
+    pub epoch: u64,
+}
+
+/// One strategy instance and everything it trades with.
+pub struct Engine {
+    setup: EngineSetup,
+    books: Vec<L2Book>,
+    seqs: Vec<SequenceTracker>,
+    last_seq: Vec<u64>,
+    positions: Vec<Position>,
+    oms: Oms,
+    risk: PreTradeRisk,
+    strategy: Option<Box<dyn Strategy>>,
+    actions: ActionBuffer,
+    next_seq: u64,
+    stats: EngineStats,
+    hasher: Sha256,
+    fills: u64,
+    tick_ts: Nanos,
+}
+
+impl Engine {
+    /// An engine without a strategy yet (see [`Engine::install`]).
+    pub fn new(setup: EngineSetup, risk: PreTradeRisk) -> Self {
+        let n = setup.specs.len();
+        Self {
+            books: setup.specs.iter().map(|s| L2Book::with_capacity(s.id, setup.book_depth)).collect(),
+            seqs: (0..n).map(|_| SequenceTracker::new()).collect(),
+            last_seq: vec![0; n],
+            positions: vec![Position::default(); n],
+            oms: Oms::with_capacity(setup.max_open_orders.max(4) * 2),
+            actions: ActionBuffer::with_capacity(64),
+            setup,
+            risk,
+            strategy: None,
+            next_seq: 0,
+            stats: EngineStats::default(),
+            hasher: Sha256::new(),
+            fills: 0,
+            tick_ts: 0,
+        }
+    }
+
+    /// Installs a (new) strategy instance and starts it.
+    pub fn install(&mut self, strategy: Box<dyn Strategy>, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+        self.strategy = Some(strategy);
+        self.tick_ts = 0;
+        self.call(now, sink, |s, ctx| s.on_start(ctx))
+    }
+
+    /// True while a strategy is installed (false after a panic until reinstalled).
+    pub fn has_strategy(&self) -> bool {
+        self.strategy.is_some()
+    }
+
+    /// The strategy instance id.
+    pub fn id(&self) -> StrategyId {
+        self.setup.strategy
+    }
+
+    /// Primary instrument.
+    pub fn instrument(&self) -> InstrumentId {
+        self.setup.instrument
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// OMS counters.
+    pub fn oms_stats(&self) -> &OmsStats {
+        self.oms.stats()
+    }
+
+    /// Open orders.
+    pub fn open_orders(&self) -> &[OpenOrder] {
+        self.oms.open()
+    }
+
+    /// Pre-trade gate (rejections by reason, trading state).
+    pub fn risk(&self) -> &PreTradeRisk {
+        &self.risk
+    }
+
+    /// Changes the trading state (supervisor halts, operator actions).
+    pub fn set_trading_state(&mut self, state: TradingState) {
+        self.risk.set_state(state);
+    }
+
+    /// Position in an instrument.
+    pub fn position(&self, id: InstrumentId) -> &Position {
+        &self.positions[id.index()]
+    }
+
+    /// Book of an instrument.
+    pub fn book(&self, id: InstrumentId) -> &L2Book {
+        &self.books[id.index()]
+    }
+
+    /// Spec of an instrument.
+    pub fn spec(&self, id: InstrumentId) -> &InstrumentSpec {
+        &self.setup.specs[id.index()]
+    }
+
+    /// Mark price of the primary instrument (mid), if known.
+    pub fn mark(&self) -> Option<Price> {
+        self.books[self.setup.instrument.index()].mid_x2().map(|m| Price(m / 2))
+    }
+
+    /// PnL after fees of the primary instrument at the current mark.
+    pub fn pnl(&self) -> Money {
+        let i = self.setup.instrument;
+        let pos = &self.positions[i.index()];
+        self.mark().map_or(pos.realized_net(), |m| pos.total_pnl(self.spec(i), m))
+    }
+
+    /// Fills applied.
+    pub fn fill_count(&self) -> u64 {
+        self.fills
+    }
+
+    /// SHA-256 of the fill sequence so far (strategy, instrument, exec id, side, price,
+    /// qty, fee of each fill): equal digests mean identical trading.
+    pub fn fills_digest(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+
+    /// Applies one market event; calls the strategy when the event closes a venue message.
+    #[inline]
+    pub fn on_market(&mut self, ev: &hft_core::MarketEvent, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+        let i = ev.instrument.index();
+        if i >= self.books.len() {
+            self.stats.book_errors += 1;
+            return Ok(());
+        }
+        self.stats.events += 1;
+        if ev.seq != self.last_seq[i] {
+            if self.seqs[i].check(ev.seq).is_err() {
+                // Count and resynchronise; a live feed would request a snapshot here.
+                self.stats.gaps += 1;
+                self.seqs[i].reset();
+                let _ = self.seqs[i].check(ev.seq);
+            }
+            self.last_seq[i] = ev.seq;
+        }
+        if self.books[i].apply(ev).is_err() {
+            self.stats.book_errors += 1;
+        }
+        if !ev.is_last() {
+            return Ok(());
+        }
+        if ev.instrument == self.setup.instrument {
+            self.mark_to_market(now, sink);
+        }
+        self.tick_ts = ev.ts_recv;
+        self.call(now, sink, |s, ctx| s.on_market(ctx, ev))
+    }
+
+    /// Applies one venue report for one of our orders.
+    #[inline]
+    pub fn on_report(&mut self, r: &OrderReport, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+        let order = match self.oms.on_report(r) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                self.stats.oms_errors += 1;
+                return Ok(());
+            }
+        };
+        match r.kind {
+            OrderReportKind::Fill(f) => {
+                self.apply_fill(r.instrument, &f);
+                self.mark_to_market(now, sink);
+                self.call(now, sink, |s, ctx| s.on_fill(ctx, &order, &f))
+            }
+            OrderReportKind::Rejected(_) => {
+                self.risk.count_reject(RiskReject::Venue);
+                self.call(now, sink, |s, ctx| s.on_order_update(ctx, r))
+            }
+            _ => self.call(now, sink, |s, ctx| s.on_order_update(ctx, r)),
+        }
+    }
+
+    /// Periodic timer.
+    pub fn on_timer(&mut self, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+        self.tick_ts = 0;
+        self.mark_to_market(now, sink);
+        self.call(now, sink, |s, ctx| s.on_timer(ctx))
+    }
+
+    /// Stops and removes the strategy, then cancels every open order.
+    pub fn stop(&mut self, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+        let r = self.call(now, sink, |s, ctx| s.on_stop(ctx));
+        self.strategy = None;
+        self.cancel_all(now, sink);
+        r
+    }
+
+    /// Cancels every open order not already being cancelled.
+    pub fn cancel_all(&mut self, now: Nanos, sink: &mut impl OrderSink) {
+        for i in 0..self.oms.open().len() {
+            let id = self.oms.open()[i].cl_ord_id;
+            self.send_cancel(id, now, sink);
+        }
+    }
+
+    fn apply_fill(&mut self, instrument: InstrumentId, f: &Fill) {
+        let i = instrument.index();
+        self.positions[i].apply(&self.setup.specs[i], f);
+        self.fills += 1;
+        self.hasher.update(self.setup.strategy.0.to_le_bytes());
+        self.hasher.update(instrument.0.to_le_bytes());
+        self.hasher.update(f.exec_id.0.to_le_bytes());
+        self.hasher.update([f.side as u8]);
+        self.hasher.update(f.price.raw().to_le_bytes());
+        self.hasher.update(f.qty.raw().to_le_bytes());
+        self.hasher.update(f.fee.raw().to_le_bytes());
+    }
+
+    /// Publishes exposure and feeds the circuit breaker; on a trip, open orders that
+    /// would not reduce the position are cancelled.
+    fn mark_to_market(&mut self, now: Nanos, sink: &mut impl OrderSink) {
+        let i = self.setup.instrument;
+        let Some(mark) = self.mark() else { return };
+        let spec = &self.setup.specs[i.index()];
+        let pos = &self.positions[i.index()];
+        self.risk.publish_exposure(self.setup.strategy.index(), spec.notional(mark, pos.qty));
+        if self.risk.on_pnl(pos.total_pnl(spec, mark)) {
+            self.cancel_all(now, sink);
+        }
+    }
+
+    /// Runs a strategy callback with a context, then executes the actions it queued.
+    fn call(
+        &mut self,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+        f: impl FnOnce(&mut dyn Strategy, &mut Context<'_>),
+    ) -> Result<(), StrategyPanic> {
+        let Some(strategy) = self.strategy.as_mut() else {
+            return Ok(());
+        };
+        let state = self.risk.state();
+        let mut ctx = Context::new(ContextParts {
+            now,
+            strategy: self.setup.strategy,
+            specs: &self.setup.specs,
+            books: &self.books,
+            positions: &self.positions,
+            open_orders: self.oms.open(),
+            state,
+            next_seq: &mut self.next_seq,
+            actions: &mut self.actions,
+        });
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(strategy.as_mut(), &mut ctx)));
+        if let Err(payload) = outcome {
+            self.actions.drain().for_each(drop);
+            self.strategy = None;
+            self.stats.panics += 1;
+            self.cancel_all(now, sink);
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            return Err(StrategyPanic { message });
+        }
+        self.execute_actions(now, sink);
+        Ok(())
+    }
+
+    fn execute_actions(&mut self, now: Nanos, sink: &mut impl OrderSink) {
+        // Index loop: actions are Copy and the buffer is not borrowed across sends.
+        let n = self.actions.len();
+        for k in 0..n {
+            let a = self.actions.get(k);
+            match a {
+                Action::Place { cl_ord_id, instrument, side, price, qty, tif, post_only } => {
+                    self.place(cl_ord_id, instrument, side, price, qty, tif, post_only, now, sink);
+                }
+                Action::Cancel { cl_ord_id } => self.send_cancel(cl_ord_id, now, sink),
+            }
+        }
+        self.actions.clear();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        cl_ord_id: ClientOrderId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        tif: hft_core::TimeInForce,
+        post_only: bool,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) {
+        let i = instrument.index();
+        if i >= self.books.len() {
+            self.risk.count_reject(RiskReject::Venue);
+            return;
+        }
+        let spec = &self.setup.specs[i];
+        let pos = &self.positions[i];
+        let reference = self.books[i].mid_x2().map(|m| Price(m / 2));
+        let ctx = RiskContext {
+            position: pos.qty,
+            open_buy: self.oms.open_qty(instrument, Side::Buy),
+            open_sell: self.oms.open_qty(instrument, Side::Sell),
+            open_orders: self.oms.open().len() as u32,
+            reference,
+            exposure: reference.map_or(Money::ZERO, |r| Money(spec.notional(r, pos.qty).raw().saturating_abs())),
+        };
+        if self.risk.check(spec, &OrderIntent { side, price, qty }, &ctx, now).is_err() {
+            return;
+        }
+        let order = OpenOrder {
+            cl_ord_id,
+            instrument,
+            side,
+            price,
+            qty,
+            filled: Qty::ZERO,
+            status: OrderStatus::PendingNew,
+            cancel_pending: false,
+            sent_ts: now,
+        };
+        if self.oms.insert(order).is_err() {
+            self.stats.oms_errors += 1;
+            return;
+        }
+        let cmd = OrderCommand {
+            ts: now,
+            tick_ts: self.tick_ts,
+            instrument,
+            cl_ord_id,
+            epoch: self.setup.epoch,
+            kind: OrderKind::New { side, price, qty, tif, post_only },
+        };
+        if !sink.send(&cmd) {
+            self.oms.forget(cl_ord_id);
+            self.stats.sink_full += 1;
+        }
+    }
+
+    fn send_cancel(&mut self, id: ClientOrderId, now: Nanos, sink: &mut impl OrderSink) {
+        let Some(o) = self.oms.get(id).copied() else { return };
+        if !self.oms.mark_cancel_pending(id) {
+            return;
+        }
+        self.risk.on_cancel(now);
+        let cmd = OrderCommand {
+            ts: now,
+            tick_ts: self.tick_ts,
+            instrument: o.instrument,
+            cl_ord_id: id,
+            epoch: self.setup.epoch,
+            kind: OrderKind::Cancel,
+        };
+        if !sink.send(&cmd) {
+            self.oms.unmark_cancel_pending(id);
+            self.stats.sink_full += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! Engine tests against the real simulated venue on a simulated clock.
+
+use crate::{Engine, EngineSetup, RestartPolicy, SimSession, SimTiming, SimVenue, StrategySlot};
+use hft_core::{InstrumentId, InstrumentSpec, Money, Price, Qty, StrategyId, TradingState, NANOS_PER_SEC};
+use hft_feed::SimParams;
+use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk, RiskLimits};
+use hft_strategy::{Context, MarketMaking, MarketMakingParams, Strategy};
+
+pub(crate) fn spec() -> InstrumentSpec {
+    InstrumentSpec {
+        id: InstrumentId(0),
+        symbol: "BTC-USD".into(),
+        price_scale: 2,
+        qty_scale: 4,
+        tick_size: Price(100),
+        lot_size: Qty(10),
+        min_qty: Qty(10),
+        min_notional: Money::parse_quote("10").unwrap(),
+        maker_fee_micros: -25,
+        taker_fee_micros: 500,
+    }
+}
+
+pub(crate) fn sim() -> SimParams {
+    SimParams {
+        initial_price: Price(6_000_000),
+        volatility_bps: 1.5,
+        jump_rate_per_min: 0.5,
+        jump_bps: 20.0,
+        regime_switch_per_min: 1.0,
+        volatile_multiplier: 3.0,
+        limit_rate_hz: 1500.0,
+        market_rate_hz: 120.0,
+        cancel_rate_hz: 0.8,
+        mean_order_lots: 8.0,
+        depth_ticks: 40,
+    }
+}
+
+fn limits() -> RiskLimits {
+    RiskLimits {
+        max_order_qty: Qty(500),
+        max_order_notional: Money::parse_quote("5000").unwrap(),
+        price_band_bps: 100,
+        max_position: Qty(1000),
+        max_orders_per_sec: 200,
+        max_open_orders: 10,
+        max_daily_loss: Money::parse_quote("2000").unwrap(),
+    }
+}
+
+fn mm_params() -> MarketMakingParams {
+    MarketMakingParams {
+        risk_aversion: 0.1,
+        liquidity: 0.5,
+        horizon_s: 1.0,
+        order_qty: Qty(100),
+        max_inventory: Qty(500),
+        requote_ticks: 2,
+        vol_halflife_s: 20.0,
+    }
+}
+
+/// Panics on the n-th market callback, otherwise quotes like the market maker.
+struct Flaky {
+    inner: MarketMaking,
+    calls: u32,
+    panic_at: u32,
+}
+
+impl Strategy for Flaky {
+    fn on_market(&mut self, ctx: &mut Context<'_>, ev: &hft_core::MarketEvent) {
+        self.calls += 1;
+        if self.calls == self.panic_at {
+            panic!("flaky strategy blew up");
+        }
+        self.inner.on_market(ctx, ev);
+    }
+}
+
+fn session(seed: u64, flaky_at: Option<u32>) -> SimSession {
+    let specs = vec![spec()];
+    let venue = SimVenue::new(seed, 0, &[(spec(), sim())], 20);
+    let exposure = NodeExposure::new(2, Money::parse_quote("10000000").unwrap());
+    let kill = KillSwitch::new(false);
+    let mut slots = Vec::new();
+    for (i, flaky) in [None, flaky_at].into_iter().enumerate() {
+        let setup = EngineSetup {
+            strategy: StrategyId(i as u16),
+            instrument: InstrumentId(0),
+            specs: specs.clone(),
+            book_depth: 256,
+            max_open_orders: 10,
+            epoch: 0,
+        };
+        let engine = Engine::new(setup, PreTradeRisk::new(limits(), kill.clone(), exposure.clone()));
+        let factory: crate::StrategyFactory = match flaky {
+            None => Box::new(|| Box::new(MarketMaking::new(InstrumentId(0), mm_params()))),
+            Some(at) => Box::new(move || {
+                Box::new(Flaky { inner: MarketMaking::new(InstrumentId(0), mm_params()), calls: 0, panic_at: at })
+            }),
+        };
+        slots.push(StrategySlot::new(format!("s{i}"), engine, factory, RestartPolicy::new(2, 60, 100)));
+    }
+    let timing = SimTiming { md_latency: 25_000, order_latency: 50_000, timer_interval: 100_000_000 };
+    SimSession::new(venue, slots, timing, 0)
+}
+
+#[test]
+fn market_maker_trades_both_sides_and_is_deterministic() {
+    let run = |seed| {
+        let mut s = session(seed, None);
+        s.run_until(20 * NANOS_PER_SEC, |_| false);
+        s.shutdown();
+        let slots = s.into_slots();
+        let e = &slots[0].engine;
+        (e.fills_digest(), e.fill_count(), e.position(InstrumentId(0)).volume, e.open_orders().len(), e.oms_stats().errors)
+    };
+    let a = run(11);
+    let b = run(11);
+    assert_eq!(a, b, "same seed, same fills");
+    let (_, fills, volume, open_after_shutdown, oms_errors) = a;
+    assert!(fills >= 4, "only {fills} fills");
+    assert!(volume.raw() > 0);
+    assert_eq!(open_after_shutdown, 0, "shutdown cancels everything");
+    assert_eq!(oms_errors, 0);
+    assert_ne!(run(12).0, a.0, "another seed trades differently");
+}
+
+#[test]
+fn panicking_strategy_restarts_then_halts_while_the_other_trades() {
+    let mut s = session(5, Some(50));
+    s.run_until(30 * NANOS_PER_SEC, |_| false);
+    s.shutdown();
+    let slots = s.into_slots();
+    // Each restart builds a fresh Flaky that panics again at its 50th call: 2 restarts,
+    // then the third crash halts it.
+    assert_eq!(slots[1].restarts, 2);
+    assert!(slots[1].halted.as_deref().unwrap_or("").contains("3 crashes"), "{:?}", slots[1].halted);
+    assert_eq!(slots[1].engine.risk().state(), TradingState::Halted);
+    assert_eq!(slots[1].engine.stats().panics, 3);
+    assert!(slots[1].engine.open_orders().is_empty());
+    // The healthy strategy kept trading throughout.
+    assert!(slots[0].engine.fill_count() > 0);
+    assert!(slots[0].halted.is_none());
+}

@@ -1,0 +1,246 @@
+//! A whole trading session on a simulated clock in one thread: the simulated venue, every
+//! engine, and the latencies between them as scheduled deliveries. The same seed gives
+//! the same fills, which makes strategy behaviour reproducible and testable.
+
+use crate::engine::OrderSink;
+use crate::sim_venue::{SimVenue, VenueOutput};
+use crate::slot::StrategySlot;
+use hft_core::{MarketEvent, Nanos, OrderCommand, OrderReport};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug)]
+enum Msg {
+    Market(MarketEvent),
+    Report(OrderReport),
+    Order(OrderCommand),
+    Restart(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    at: Nanos,
+    seq: u64,
+    msg: Msg,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap, we want the earliest (then first-scheduled).
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+}
+
+impl Queue {
+    fn push(&mut self, at: Nanos, msg: Msg) {
+        self.seq += 1;
+        self.heap.push(Scheduled { at, seq: self.seq, msg });
+    }
+}
+
+/// Venue output scheduled for delivery to the engines after the market-data latency.
+struct ToEngines<'a> {
+    q: &'a mut Queue,
+    at: Nanos,
+}
+
+impl VenueOutput for ToEngines<'_> {
+    fn market(&mut self, e: &MarketEvent) {
+        self.q.push(self.at, Msg::Market(*e));
+    }
+    fn report(&mut self, r: &OrderReport) {
+        self.q.push(self.at, Msg::Report(*r));
+    }
+}
+
+/// Engine output scheduled for arrival at the venue after the order latency.
+struct ToVenue<'a> {
+    q: &'a mut Queue,
+    at: Nanos,
+    sent: u32,
+}
+
+impl OrderSink for ToVenue<'_> {
+    fn send(&mut self, cmd: &OrderCommand) -> bool {
+        self.q.push(self.at, Msg::Order(*cmd));
+        self.sent += 1;
+        true
+    }
+}
+
+/// Latencies and timers of a simulated session.
+#[derive(Clone, Copy, Debug)]
+pub struct SimTiming {
+    /// Venue → engine one-way latency.
+    pub md_latency: Nanos,
+    /// Engine → venue one-way latency.
+    pub order_latency: Nanos,
+    /// Strategy timer period.
+    pub timer_interval: Nanos,
+}
+
+/// A deterministic single-threaded session.
+pub struct SimSession {
+    venue: SimVenue,
+    slots: Vec<StrategySlot>,
+    queue: Queue,
+    timing: SimTiming,
+    now: Nanos,
+    next_timer: Nanos,
+    started: bool,
+}
+
+impl SimSession {
+    /// A session over `venue` with the given strategy slots (indexed by strategy id).
+    pub fn new(venue: SimVenue, slots: Vec<StrategySlot>, timing: SimTiming, start: Nanos) -> Self {
+        Self { venue, slots, queue: Queue::default(), timing, now: start, next_timer: start, started: false }
+    }
+
+    /// Simulated time now.
+    pub fn now(&self) -> Nanos {
+        self.now
+    }
+
+    /// The strategy slots.
+    pub fn slots(&self) -> &[StrategySlot] {
+        &self.slots
+    }
+
+    /// The venue.
+    pub fn venue(&self) -> &SimVenue {
+        &self.venue
+    }
+
+    /// Runs until simulated time `until` (or forever with `Nanos::MAX` until `stop`
+    /// returns true, checked every 4096 steps).
+    pub fn run_until(&mut self, until: Nanos, mut stop: impl FnMut(&SimSession) -> bool) {
+        if !self.started {
+            self.started = true;
+            let at = self.now + self.timing.md_latency;
+            let mut out = ToEngines { q: &mut self.queue, at };
+            self.venue.snapshot(self.now, &mut out);
+            for i in 0..self.slots.len() {
+                let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                if let Err(p) = self.slots[i].start(self.now, &mut sink) {
+                    self.crashed(i, &p);
+                }
+            }
+        }
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            if steps % 4096 == 0 && stop(self) {
+                break;
+            }
+            let t_queue = self.queue.heap.peek().map_or(Nanos::MAX, |s| s.at);
+            let t_flow = self.venue.next_flow_ts();
+            let t = t_queue.min(t_flow).min(self.next_timer);
+            if t > until {
+                self.now = until;
+                break;
+            }
+            self.now = t;
+            if t_queue == t {
+                let Some(s) = self.queue.heap.pop() else { continue };
+                self.deliver(s.msg);
+            } else if self.next_timer == t {
+                self.next_timer = t + self.timing.timer_interval;
+                for i in 0..self.slots.len() {
+                    let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                    if let Err(p) = self.slots[i].engine.on_timer(self.now, &mut sink) {
+                        self.crashed(i, &p);
+                    }
+                }
+            } else {
+                let at = self.now + self.timing.md_latency;
+                let mut out = ToEngines { q: &mut self.queue, at };
+                self.venue.step_flow(&mut out);
+            }
+        }
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::Market(ev) => {
+                for i in 0..self.slots.len() {
+                    let t0 = Instant::now();
+                    let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                    let r = self.slots[i].engine.on_market(&ev, self.now, &mut sink);
+                    if sink.sent > 0 {
+                        // Wall-clock processing time: the simulated clock has no cost model.
+                        let _ = self.slots[i].latency.record(t0.elapsed().as_nanos().max(1) as u64);
+                    }
+                    if let Err(p) = r {
+                        self.crashed(i, &p);
+                    }
+                }
+            }
+            Msg::Report(rep) => {
+                let i = rep.cl_ord_id.strategy().index();
+                if i < self.slots.len() {
+                    let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                    let r = self.slots[i].engine.on_report(&rep, self.now, &mut sink);
+                    if let Err(p) = r {
+                        self.crashed(i, &p);
+                    }
+                }
+            }
+            Msg::Order(cmd) => {
+                let at = self.now + self.timing.md_latency;
+                let mut out = ToEngines { q: &mut self.queue, at };
+                self.venue.submit(&cmd, self.now, &mut out);
+            }
+            Msg::Restart(i) => {
+                let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                if let Err(p) = self.slots[i].restart(self.now, &mut sink) {
+                    self.crashed(i, &p);
+                }
+            }
+        }
+    }
+
+    fn crashed(&mut self, i: usize, p: &crate::engine::StrategyPanic) {
+        if let Some(delay) = self.slots[i].on_crash(p, self.now) {
+            self.queue.push(self.now + delay, Msg::Restart(i));
+        }
+    }
+
+    /// Stops every strategy, cancels their orders and lets the venue answer.
+    pub fn shutdown(&mut self) {
+        for i in 0..self.slots.len() {
+            let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+            let _ = self.slots[i].engine.stop(self.now, &mut sink);
+        }
+        // Drain in-flight messages without new simulated flow.
+        while let Some(s) = self.queue.heap.pop() {
+            self.now = self.now.max(s.at);
+            match s.msg {
+                Msg::Restart(_) => {}
+                other => self.deliver(other),
+            }
+        }
+    }
+
+    /// Takes the slots out (for the report).
+    pub fn into_slots(self) -> Vec<StrategySlot> {
+        self.slots
+    }
+}

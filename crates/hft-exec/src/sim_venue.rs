@@ -1,0 +1,275 @@
+//! The simulated venue: the market simulator's order flow and our strategies' orders
+//! meet in one price-time-priority matching engine per instrument. Its public output is
+//! market data (levels and trades); its private output is order reports for our orders.
+
+use crate::matching::{MatchSink, MatchingBook, Owner, Trade};
+use hft_core::{
+    ExecId, Fill, InstrumentId, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, Nanos, OrderCommand,
+    OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, TimeInForce, FLAG_LAST,
+    FLAG_SNAPSHOT,
+};
+use hft_feed::{FlowAction, FlowEvent, MarketSimulator, SimParams};
+
+/// Where the venue's output goes.
+pub trait VenueOutput {
+    /// Public market data.
+    fn market(&mut self, event: &MarketEvent);
+    /// A report for one of our orders.
+    fn report(&mut self, report: &OrderReport);
+}
+
+/// Simulated exchange for all instruments of a node.
+#[derive(Debug)]
+pub struct SimVenue {
+    specs: Vec<InstrumentSpec>,
+    books: Vec<MatchingBook>,
+    sim: MarketSimulator,
+    md_seq: Vec<u64>,
+    exec_seq: u64,
+    min_epoch: u64,
+    md_buf: Vec<MarketEvent>,
+    report_buf: Vec<OrderReport>,
+    flow_events: u64,
+}
+
+/// Collects what one matching step did into market data and reports.
+struct StepSink<'a> {
+    spec: &'a InstrumentSpec,
+    now: Nanos,
+    md: &'a mut Vec<MarketEvent>,
+    reports: &'a mut Vec<OrderReport>,
+    exec_seq: &'a mut u64,
+    taker_left: i64,
+}
+
+impl StepSink<'_> {
+    fn event(&self, kind: MarketEventKind) -> MarketEvent {
+        MarketEvent { ts_exchange: self.now, ts_recv: 0, seq: 0, instrument: self.spec.id, flags: 0, kind }
+    }
+
+    fn fill(&mut self, owner: Owner, side: Side, t: &Trade, leaves: Qty, liquidity: Liquidity) {
+        if let Owner::Client(id) = owner {
+            *self.exec_seq += 1;
+            let fee = self.spec.fee(t.price, t.qty, liquidity == Liquidity::Maker);
+            self.reports.push(OrderReport {
+                ts: self.now,
+                instrument: self.spec.id,
+                cl_ord_id: id,
+                kind: OrderReportKind::Fill(Fill {
+                    exec_id: ExecId(*self.exec_seq),
+                    side,
+                    price: t.price,
+                    qty: t.qty,
+                    leaves,
+                    liquidity,
+                    fee,
+                }),
+            });
+        }
+    }
+}
+
+impl MatchSink for StepSink<'_> {
+    fn trade(&mut self, t: &Trade) {
+        self.taker_left -= t.qty.raw();
+        let ev = self.event(MarketEventKind::Trade { aggressor: t.taker_side, price: t.price, qty: t.qty });
+        self.md.push(ev);
+        self.fill(t.maker, t.taker_side.opposite(), t, t.maker_leaves, Liquidity::Maker);
+        let left = Qty(self.taker_left);
+        self.fill(t.taker, t.taker_side, t, left, Liquidity::Taker);
+    }
+
+    fn level(&mut self, side: Side, price: Price, total: Qty) {
+        let ev = self.event(MarketEventKind::Level { side, price, qty: total });
+        self.md.push(ev);
+    }
+}
+
+impl SimVenue {
+    /// A venue whose simulator starts at `start` with `seed`, its books pre-filled with
+    /// `seed_levels` levels per side.
+    pub fn new(seed: u64, start: Nanos, instruments: &[(InstrumentSpec, SimParams)], seed_levels: u32) -> Self {
+        let mut venue = Self {
+            specs: instruments.iter().map(|(s, _)| s.clone()).collect(),
+            books: instruments.iter().map(|_| MatchingBook::new()).collect(),
+            sim: MarketSimulator::new(seed, start, instruments),
+            md_seq: vec![0; instruments.len()],
+            exec_seq: 0,
+            min_epoch: 0,
+            md_buf: Vec::with_capacity(1024),
+            report_buf: Vec::with_capacity(256),
+            flow_events: 0,
+        };
+        for ev in venue.sim.seed_book(seed_levels) {
+            venue.apply_flow(&ev, &mut Discard);
+        }
+        venue
+    }
+
+    /// Instruments traded here.
+    pub fn specs(&self) -> &[InstrumentSpec] {
+        &self.specs
+    }
+
+    /// Simulated flow events processed so far.
+    pub fn flow_events(&self) -> u64 {
+        self.flow_events
+    }
+
+    /// Time of the next simulated flow event.
+    pub fn next_flow_ts(&self) -> Nanos {
+        self.sim.next_ts()
+    }
+
+    /// Orders with an epoch below this are refused (fencing of a stale owner).
+    pub fn set_min_epoch(&mut self, epoch: u64) {
+        self.min_epoch = epoch;
+    }
+
+    /// Matching book of an instrument (read-only, for snapshots and tests).
+    pub fn book(&self, id: InstrumentId) -> Option<&MatchingBook> {
+        self.books.get(id.index())
+    }
+
+    /// Publishes a full snapshot of every book (what a late subscriber needs first).
+    pub fn snapshot(&mut self, now: Nanos, out: &mut impl VenueOutput) {
+        for i in 0..self.books.len() {
+            let id = self.specs[i].id;
+            let mk = |kind| MarketEvent { ts_exchange: now, ts_recv: 0, seq: 0, instrument: id, flags: FLAG_SNAPSHOT, kind };
+            self.md_buf.push(mk(MarketEventKind::Clear));
+            for side in [Side::Buy, Side::Sell] {
+                for (price, qty) in self.books[i].levels(side) {
+                    self.md_buf.push(mk(MarketEventKind::Level { side, price, qty }));
+                }
+            }
+            self.flush(i, out);
+        }
+    }
+
+    /// Processes the next simulated flow event at its own timestamp.
+    pub fn step_flow(&mut self, out: &mut impl VenueOutput) -> Option<Nanos> {
+        let books = &self.books;
+        let ev = self.sim.next_event(|id| books.get(id.index()).and_then(MatchingBook::mid))?;
+        self.apply_flow(&ev, out);
+        Some(ev.ts)
+    }
+
+    fn apply_flow(&mut self, ev: &FlowEvent, out: &mut impl VenueOutput) {
+        let i = ev.instrument.index();
+        self.flow_events += 1;
+        let mut sink = StepSink {
+            spec: &self.specs[i],
+            now: ev.ts,
+            md: &mut self.md_buf,
+            reports: &mut self.report_buf,
+            exec_seq: &mut self.exec_seq,
+            taker_left: 0,
+        };
+        match ev.action {
+            FlowAction::Limit { order_ref, side, price, qty } => {
+                sink.taker_left = qty.raw();
+                self.books[i].submit(Owner::Sim(order_ref), side, Some(price), qty, true, &mut sink);
+            }
+            FlowAction::Market { side, qty } => {
+                sink.taker_left = qty.raw();
+                self.books[i].submit(Owner::Sim(0), side, None, qty, false, &mut sink);
+            }
+            FlowAction::Cancel { order_ref } => {
+                self.books[i].cancel(Owner::Sim(order_ref), &mut sink);
+            }
+        }
+        self.flush(i, out);
+    }
+
+    /// Handles one of our order commands arriving at venue time `now`.
+    pub fn submit(&mut self, cmd: &OrderCommand, now: Nanos, out: &mut impl VenueOutput) {
+        let i = cmd.instrument.index();
+        let report = |kind| OrderReport { ts: now, instrument: cmd.instrument, cl_ord_id: cmd.cl_ord_id, kind };
+        if i >= self.books.len() {
+            out.report(&report(OrderReportKind::Rejected(RejectReason::UnknownOrder)));
+            return;
+        }
+        let owner = Owner::Client(cmd.cl_ord_id);
+        match cmd.kind {
+            OrderKind::New { side, price, qty, tif, post_only } => {
+                let reject = if cmd.epoch < self.min_epoch {
+                    Some(RejectReason::Fenced)
+                } else if let Err(v) = self.specs[i].check_order(price, qty) {
+                    Some(RejectReason::Spec(v))
+                } else if self.books[i].contains(owner) {
+                    Some(RejectReason::DuplicateId)
+                } else if post_only && self.books[i].crosses(side, price) {
+                    Some(RejectReason::PostOnlyWouldCross)
+                } else {
+                    None
+                };
+                if let Some(r) = reject {
+                    out.report(&report(OrderReportKind::Rejected(r)));
+                    return;
+                }
+                out.report(&report(OrderReportKind::Accepted));
+                let mut sink = StepSink {
+                    spec: &self.specs[i],
+                    now,
+                    md: &mut self.md_buf,
+                    reports: &mut self.report_buf,
+                    exec_seq: &mut self.exec_seq,
+                    taker_left: qty.raw(),
+                };
+                let res = self.books[i].submit(owner, side, Some(price), qty, tif == TimeInForce::Gtc, &mut sink);
+                if tif == TimeInForce::Ioc && res.filled < qty {
+                    self.report_buf.push(report(OrderReportKind::Canceled));
+                }
+                self.flush(i, out);
+            }
+            OrderKind::Cancel => {
+                let mut sink = StepSink {
+                    spec: &self.specs[i],
+                    now,
+                    md: &mut self.md_buf,
+                    reports: &mut self.report_buf,
+                    exec_seq: &mut self.exec_seq,
+                    taker_left: 0,
+                };
+                let kind = match self.books[i].cancel(owner, &mut sink) {
+                    Some(_) => OrderReportKind::Canceled,
+                    None => OrderReportKind::CancelRejected(RejectReason::UnknownOrder),
+                };
+                self.report_buf.push(report(kind));
+                self.flush(i, out);
+            }
+        }
+    }
+
+    /// Emits the step's market data as one message (one sequence number, last flagged)
+    /// and then the order reports, the order a real venue's gateways would show.
+    fn flush(&mut self, i: usize, out: &mut impl VenueOutput) {
+        if !self.md_buf.is_empty() {
+            self.md_seq[i] += 1;
+            let seq = self.md_seq[i];
+            let n = self.md_buf.len();
+            for (k, ev) in self.md_buf.iter_mut().enumerate() {
+                ev.seq = seq;
+                if k + 1 == n {
+                    ev.flags |= FLAG_LAST;
+                }
+                out.market(ev);
+            }
+            self.md_buf.clear();
+        }
+        for r in self.report_buf.drain(..) {
+            out.report(&r);
+        }
+    }
+}
+
+/// Drops output (used while pre-filling the books).
+struct Discard;
+
+impl VenueOutput for Discard {
+    fn market(&mut self, _: &MarketEvent) {}
+    fn report(&mut self, _: &OrderReport) {}
+}
+
+#[cfg(test)]
+mod tests;
