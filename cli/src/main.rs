@@ -1,1 +1,373 @@
-fn main() {}
+//! `hft`: run a trading node, benchmark its hot path, check its configuration.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 risk halt (kill switch).
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hft_cluster::live::{LiveOptions, LiveView};
+use hft_cluster::ring::IdleMode;
+use hft_cluster::SessionReport;
+use hft_config::{Config, ConfigError};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "hft", version, about = "Actor-based high-frequency trading platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a single-node trading session (embedded default config and the built-in simulator).
+    Run(RunArgs),
+    /// Inspect and validate configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Built-in benchmarks of the hot path.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Stop after this long (e.g. 30s, 500ms, 5m); default: until Ctrl-C / SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Simulator seed (overrides simulator.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Configuration overlay file (TOML), on top of the embedded default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write the session summary as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Run on a simulated clock in one thread: the same seed gives the same fills.
+    #[arg(long)]
+    deterministic: bool,
+    /// Log format (overrides telemetry.log_format).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Serve Prometheus metrics on this address (overrides telemetry.metrics_addr).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Validate an overlay file; exit 2 with file:line, field and a hint if it is wrong.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the effective configuration (default <- --config <- HFT_* env).
+    Show {
+        /// Configuration overlay file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Book update -> strategy -> risk -> order encode on one thread.
+    CoreLoop {
+        /// Events to process.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Feed -> engine thread -> venue session latency, against a bare thread handoff.
+    TickToOrder {
+        /// Latency samples to collect.
+        #[arg(long, default_value_t = 20_000)]
+        samples: u64,
+        /// Give up after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        max_time: Duration,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `10s`, `250ms`, `5m`, `1h`, `100us` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration; use e.g. 10s, 250ms, 5m"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" => v / 1e6,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit '{unit}' in '{s}'; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A failure with its exit code.
+struct Exit(u8, anyhow::Error);
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Self {
+        Exit(1, e)
+    }
+}
+
+fn bad_config(e: ConfigError) -> Exit {
+    Exit(2, anyhow::anyhow!("{e}"))
+}
+
+fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
+    hft_config::load(path, env_vars()).map_err(bad_config)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(Exit(code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8, Exit> {
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Config(ConfigCmd::Check { file }) => {
+            hft_config::check_file(&file).map_err(bad_config)?;
+            println!("{}: ok", file.display());
+            Ok(0)
+        }
+        Command::Config(ConfigCmd::Show { config }) => {
+            let c = load_config(config.as_deref())?;
+            print!("{}", c.to_toml_string());
+            Ok(0)
+        }
+        Command::Bench(b) => bench(b),
+    }
+}
+
+fn run(args: RunArgs) -> Result<u8, Exit> {
+    let config = load_config(args.config.as_deref())?;
+    let json_logs = match args.log_format {
+        Some(LogFormatArg::Json) => true,
+        Some(LogFormatArg::Text) => false,
+        None => config.telemetry.log_format == hft_config::LogFormat::Json,
+    };
+    hft_telemetry::init_tracing(json_logs, &config.telemetry.log_level);
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic");
+    }));
+    let metrics_addr = args.metrics_addr.or(config.telemetry.metrics_addr);
+    hft_telemetry::install_metrics(metrics_addr).map_err(|e| Exit(1, e.into()))?;
+    let seed = args.seed.unwrap_or(config.simulator.seed);
+    tracing::info!(
+        node = %config.node.name,
+        seed,
+        strategies = config.strategies.iter().filter(|s| s.enabled).count(),
+        instruments = config.instruments.len(),
+        deterministic = args.deterministic,
+        "starting session"
+    );
+    let report = if args.deterministic {
+        let d = args.duration.unwrap_or(Duration::from_secs(60));
+        hft_cluster::run_deterministic(&config, seed, d)
+    } else {
+        let parts = hft_cluster::node::build(&config, seed, 0);
+        let opts = LiveOptions {
+            duration: args.duration,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            ring_capacity: config.engine.ring_capacity,
+            timer_interval: Duration::from_millis(config.engine.timer_interval_ms),
+            status_interval: Duration::from_millis(config.telemetry.status_interval_ms),
+            idle: IdleMode::Park,
+            seed,
+        };
+        let tty = std::io::stderr().is_terminal() && !json_logs;
+        let mut last_events = 0u64;
+        let mut last_t = Duration::ZERO;
+        let report = hft_cluster::live::run(parts, opts, |view, elapsed| {
+            let line = status_line(view, elapsed, &mut last_events, &mut last_t);
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                tracing::info!(status = %line, "status");
+            }
+        })
+        .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
+        if tty {
+            eprintln!();
+        }
+        report
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.summary_json {
+        let text = serde_json::to_string_pretty(&summary_json(&report)).context("rendering the summary")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    Ok(if report.killed { 3 } else { 0 })
+}
+
+fn status_line(view: &LiveView, elapsed: Duration, last_events: &mut u64, last_t: &mut Duration) -> String {
+    let mut events = 0;
+    let mut orders = 0;
+    let mut fills = 0;
+    let mut parts = Vec::new();
+    for (name, e) in &view.engines {
+        let ev = e.events.load(Ordering::Relaxed);
+        events += ev;
+        orders += e.orders.load(Ordering::Relaxed);
+        fills += e.fills.load(Ordering::Relaxed);
+        let pnl = hft_core::Money(e.pnl.load(Ordering::Relaxed));
+        metrics::gauge!(hft_telemetry::names::PNL, "strategy" => name.clone()).set(pnl.raw() as f64 * 1e-8);
+        metrics::gauge!(hft_telemetry::names::POSITION, "strategy" => name.clone()).set(e.position.load(Ordering::Relaxed) as f64);
+        parts.push(format!("{name} pos {} pnl {pnl}", e.position.load(Ordering::Relaxed)));
+    }
+    metrics::counter!(hft_telemetry::names::EVENTS).absolute(events);
+    metrics::counter!(hft_telemetry::names::ORDERS).absolute(orders);
+    metrics::counter!(hft_telemetry::names::FILLS).absolute(fills);
+    let dt = (elapsed - *last_t).as_secs_f64().max(1e-3);
+    let rate = (events - *last_events) as f64 / dt;
+    *last_events = events;
+    *last_t = elapsed;
+    format!(
+        "{:>6.1}s {:>8.0} ev/s  orders {orders}  fills {fills}  p99 {} ns  {}",
+        elapsed.as_secs_f64(),
+        rate,
+        view.gateway.p99_ns.load(Ordering::Relaxed),
+        parts.join("  ")
+    )
+}
+
+fn summary_json(r: &SessionReport) -> serde_json::Value {
+    let rejects = |c: &hft_risk::RejectCounts| -> serde_json::Map<String, serde_json::Value> {
+        c.nonzero().map(|(k, n)| (k.name().to_owned(), json!(n))).collect()
+    };
+    let lat = |l: &hft_telemetry::LatencySummary| json!({"p50": l.p50, "p99": l.p99, "p999": l.p999, "max": l.max, "samples": l.samples});
+    let total_rejects = r.rejects();
+    json!({
+        "mode": r.mode,
+        "seed": r.seed,
+        "duration_s": r.duration_s,
+        "events": r.events,
+        "venue_events": r.venue_events,
+        "orders": r.orders(),
+        "fills": r.fills(),
+        "rejects": total_rejects.total(),
+        "rejects_by_reason": rejects(&total_rejects),
+        "realized_pnl": r.realized_pnl().to_string(),
+        "unrealized_pnl": r.unrealized_pnl().to_string(),
+        "tick_to_order_ns": lat(&r.tick_to_order),
+        "fills_hash": r.fills_hash,
+        "killed": r.killed,
+        "strategies": r.strategies.iter().map(|s| json!({
+            "name": s.name,
+            "symbol": s.symbol,
+            "orders": s.orders,
+            "cancels": s.cancels,
+            "fills": s.fills,
+            "volume": s.volume,
+            "position": s.position,
+            "max_position": s.max_position,
+            "realized_pnl": s.realized_pnl.to_string(),
+            "unrealized_pnl": s.unrealized_pnl.to_string(),
+            "fees": s.fees.to_string(),
+            "rejects": rejects(&s.rejects),
+            "state": s.state,
+            "panics": s.panics,
+            "restarts": s.restarts,
+            "halted": s.halted,
+            "tick_to_order_ns": lat(&s.latency),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
+    let config = Config::default_embedded();
+    let seed = config.simulator.seed;
+    match cmd {
+        BenchCmd::CoreLoop { events, json } => {
+            let r = hft_cluster::bench::core_loop(&config, seed, events).map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
+            let v = json!({"bench": "core-loop", "events": r.events, "orders": r.orders, "events_per_s": r.events_per_s.round(), "ns_per_event": (r.ns_per_event * 10.0).round() / 10.0});
+            print_bench(&v, json);
+        }
+        BenchCmd::TickToOrder { samples, max_time, json } => {
+            let r = hft_cluster::bench::tick_to_order(&config, seed, samples, max_time).map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
+            let v = json!({
+                "bench": "tick-to-order",
+                "samples": r.pipeline.samples,
+                "p50_ns": r.pipeline.p50,
+                "p99_ns": r.pipeline.p99,
+                "p999_ns": r.pipeline.p999,
+                "max_ns": r.pipeline.max,
+                "handoff_p50_ns": r.handoff.p50,
+                "handoff_p99_ns": r.handoff.p99,
+                "handoff_p999_ns": r.handoff.p999,
+                "ratio_p99": (r.pipeline.p99 as f64 / r.handoff.p99.max(1) as f64 * 100.0).round() / 100.0,
+            });
+            print_bench(&v, json);
+        }
+    }
+    Ok(0)
+}
+
+fn print_bench(v: &serde_json::Value, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{v}");
+    } else if let Some(map) = v.as_object() {
+        for (k, val) in map {
+            let _ = writeln!(out, "{k:<18} {val}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

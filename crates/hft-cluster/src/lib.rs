@@ -1,0 +1,34 @@
+//! The node runtime: builds a node from its configuration and runs it either live
+//! (hot-path threads under a ractor supervision tree) or deterministically (the same
+//! engines and venue on a simulated clock in one thread).
+
+pub mod bench;
+pub mod live;
+pub mod node;
+pub mod report;
+pub mod ring;
+
+pub use report::{SessionReport, StrategyReport};
+
+use hft_config::Config;
+use hft_core::NANOS_PER_SEC;
+use hft_exec::{SimSession, SimTiming};
+use std::time::Duration;
+
+/// Runs `duration` of simulated time in one thread; the same config and seed always
+/// give the same fills (and `fills_hash`).
+pub fn run_deterministic(config: &Config, seed: u64, duration: Duration) -> SessionReport {
+    let parts = node::build(config, seed, 0);
+    let timing = SimTiming {
+        md_latency: config.simulator.md_latency_us * 1_000,
+        order_latency: config.simulator.order_latency_us * 1_000,
+        timer_interval: config.engine.timer_interval_ms * 1_000_000,
+    };
+    let mut session = SimSession::new(parts.venue, parts.slots, timing, 0);
+    let until = duration.as_nanos().min(u128::from(u64::MAX)) as u64;
+    session.run_until(until, |_| false);
+    session.shutdown();
+    let venue_events = session.venue().flow_events();
+    let slots = session.into_slots();
+    SessionReport::build("deterministic", seed, until as f64 / NANOS_PER_SEC as f64, venue_events, &slots, parts.kill.is_engaged())
+}

@@ -100,8 +100,14 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::File { name, position: Some(p) } => write!(f, "{name}:{}:{}", p.line, p.column),
-            Self::File { name, position: None } => f.write_str(name),
+            Self::File {
+                name,
+                position: Some(p),
+            } => write!(f, "{name}:{}:{}", p.line, p.column),
+            Self::File {
+                name,
+                position: None,
+            } => f.write_str(name),
             Self::Env { var } => write!(f, "environment variable {var}"),
         }
     }
@@ -144,11 +150,26 @@ mod tests {
     #[test]
     fn offsets_map_to_line_and_column() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(Position::of_offset(text, 0), Position { line: 1, column: 1 });
-        assert_eq!(Position::of_offset(text, 6), Position { line: 2, column: 1 });
+        assert_eq!(
+            Position::of_offset(text, 0),
+            Position { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 6),
+            Position { line: 2, column: 1 }
+        );
         // 'é' is two bytes but one column.
-        assert_eq!(Position::of_offset(text, 9), Position { line: 2, column: 3 });
-        assert_eq!(Position::of_offset(text, 8), Position { line: 2, column: 3 });
-        assert_eq!(Position::of_offset(text, 1000), Position { line: 3, column: 1 });
+        assert_eq!(
+            Position::of_offset(text, 9),
+            Position { line: 2, column: 3 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 8),
+            Position { line: 2, column: 3 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 1000),
+            Position { line: 3, column: 1 }
+        );
     }
 }

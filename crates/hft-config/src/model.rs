@@ -10,8 +10,8 @@ use hft_risk::{NodeRiskLimits, RiskLimits};
 use hft_strategy::MarketMakingParams;
 
 use crate::raw::{
-    RawConfig, RawEngine, RawInstrument, RawMarketMaking, RawNode, RawNodeRisk, RawSim, RawSimulator, RawStrategy,
-    RawStrategyRisk, RawTelemetry,
+    RawConfig, RawEngine, RawInstrument, RawMarketMaking, RawNode, RawNodeRisk, RawSim,
+    RawSimulator, RawStrategy, RawStrategyRisk, RawTelemetry,
 };
 
 /// The effective configuration of a node: embedded default, overlay file and environment
@@ -160,7 +160,8 @@ impl Config {
     /// silently changing meaning.
     pub fn to_toml_string(&self) -> String {
         let raw = self.to_raw();
-        toml::to_string(&raw).unwrap_or_else(|e| format!("# cannot render the configuration as TOML: {e}\n"))
+        toml::to_string(&raw)
+            .unwrap_or_else(|e| format!("# cannot render the configuration as TOML: {e}\n"))
     }
 
     fn to_raw(&self) -> RawConfig {
@@ -171,7 +172,11 @@ impl Config {
             telemetry: RawTelemetry {
                 log_format: self.telemetry.log_format.as_str().into(),
                 log_level: self.telemetry.log_level.clone(),
-                metrics_addr: self.telemetry.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+                metrics_addr: self
+                    .telemetry
+                    .metrics_addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
                 status_interval_ms: self.telemetry.status_interval_ms,
             },
             engine: RawEngine {
@@ -192,7 +197,11 @@ impl Config {
                 kill_switch: self.risk.kill_switch,
             },
             instruments: self.instruments.iter().map(instrument_to_raw).collect(),
-            strategies: self.strategies.iter().map(|s| self.strategy_to_raw(s)).collect(),
+            strategies: self
+                .strategies
+                .iter()
+                .map(|s| self.strategy_to_raw(s))
+                .collect(),
         }
     }
 
@@ -271,7 +280,11 @@ fn money_string(m: Money) -> String {
     let full = m.display(MONEY_SCALE).to_string();
     let keep = full.trim_end_matches('0');
     let min_len = full.len() - usize::from(MONEY_SCALE - 2);
-    if keep.len() < min_len { full[..min_len].to_owned() } else { keep.to_owned() }
+    if keep.len() < min_len {
+        full[..min_len].to_owned()
+    } else {
+        keep.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -280,8 +293,14 @@ mod tests {
 
     #[test]
     fn money_keeps_cents_and_all_significant_digits() {
-        assert_eq!(money_string(Money::parse_quote("2000000").unwrap()), "2000000.00");
-        assert_eq!(money_string(Money::parse_quote("-0.12345678").unwrap()), "-0.12345678");
+        assert_eq!(
+            money_string(Money::parse_quote("2000000").unwrap()),
+            "2000000.00"
+        );
+        assert_eq!(
+            money_string(Money::parse_quote("-0.12345678").unwrap()),
+            "-0.12345678"
+        );
         assert_eq!(money_string(Money::parse_quote("10.5").unwrap()), "10.50");
         assert_eq!(fee_bps_string(-25), "-0.25");
         assert_eq!(fee_bps_string(500), "5.00");

@@ -72,7 +72,8 @@ impl fmt::Display for FieldPath {
                         f.write_str(".")?;
                     }
                     let bare = !k.is_empty()
-                        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                     if bare {
                         f.write_str(k)?;
                     } else {
@@ -92,7 +93,11 @@ mod tests {
 
     #[test]
     fn renders_dotted_with_indices_and_quotes_odd_keys() {
-        let p = FieldPath::default().key("strategies").index(0).key("market_making").key("risk_aversion");
+        let p = FieldPath::default()
+            .key("strategies")
+            .index(0)
+            .key("market_making")
+            .key("risk_aversion");
         assert_eq!(p.to_string(), "strategies[0].market_making.risk_aversion");
         assert_eq!(FieldPath::default().key("a.b").to_string(), "\"a.b\"");
         assert_eq!(p.parent().last_key(), Some("market_making"));

@@ -30,7 +30,9 @@ pub(crate) struct RawNode {
 
 impl Default for RawNode {
     fn default() -> Self {
-        Self { name: "local".into() }
+        Self {
+            name: "local".into(),
+        }
     }
 }
 
@@ -276,4 +278,40 @@ pub(crate) fn schema() -> toml::Table {
     };
     // Cannot fail: every default fits TOML's types. An empty schema only weakens hints.
     toml::Table::try_from(&example).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The struct defaults are what a partial layer falls back to, so they must be the
+    /// values `config/default.toml` documents.
+    #[test]
+    fn struct_defaults_match_the_default_file() {
+        let file: RawConfig = toml::from_str(crate::DEFAULT_TOML).unwrap();
+        let d = RawConfig::default();
+        assert_eq!(file.node, d.node);
+        assert_eq!(file.telemetry, d.telemetry);
+        assert_eq!(file.engine, d.engine);
+        assert_eq!(file.simulator, d.simulator);
+        assert_eq!(file.risk, d.risk);
+
+        let mut inst = file.instruments[0].clone();
+        assert_eq!(inst.symbol, "BTC-USD");
+        inst.symbol.clear();
+        assert_eq!(inst, RawInstrument::default());
+
+        let mut strat = file.strategies[0].clone();
+        assert_eq!(strat.market_making, Some(RawMarketMaking::default()));
+        strat.name.clear();
+        strat.instrument.clear();
+        strat.market_making = None;
+        assert_eq!(strat, RawStrategy::default());
+    }
+
+    #[test]
+    fn schema_has_every_section() {
+        let keys: Vec<String> = schema().keys().cloned().collect();
+        assert_eq!(keys.len(), 7, "{keys:?}");
+    }
 }

@@ -6,15 +6,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use hft_core::{CoreError, InstrumentId, InstrumentSpec, MAX_SCALE, MONEY_SCALE, Money, Price, Qty};
+use hft_core::{
+    CoreError, InstrumentId, InstrumentSpec, MAX_SCALE, MONEY_SCALE, Money, Price, Qty,
+};
 use hft_feed::SimParams;
 use hft_risk::{NodeRiskLimits, RiskLimits};
 use hft_strategy::MarketMakingParams;
 
 use crate::error::ErrorKind;
 use crate::model::{
-    Config, EngineConfig, FEE_BPS_SCALE, InstrumentConfig, LogFormat, NodeConfig, SimulatorConfig, StrategyConfig,
-    StrategyKind, TelemetryConfig,
+    Config, EngineConfig, FEE_BPS_SCALE, InstrumentConfig, LogFormat, NodeConfig, SimulatorConfig,
+    StrategyConfig, StrategyKind, TelemetryConfig,
 };
 use crate::path::FieldPath;
 use crate::raw::{RawConfig, RawInstrument, RawMarketMaking, RawSim, RawStrategy, RawStrategyRisk};
@@ -88,7 +90,12 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
         log_format,
         log_level: t.log_level.clone(),
         metrics_addr,
-        status_interval_ms: int_in(tp.key("status_interval_ms"), t.status_interval_ms, 100, 60_000)?,
+        status_interval_ms: int_in(
+            tp.key("status_interval_ms"),
+            t.status_interval_ms,
+            100,
+            60_000,
+        )?,
     };
 
     let e = &raw.engine;
@@ -109,9 +116,17 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
     let engine = EngineConfig {
         timer_interval_ms: int_in(ep.key("timer_interval_ms"), e.timer_interval_ms, 1, 60_000)?,
         ring_capacity: to_narrow(ring_path, ring)?,
-        max_restarts: to_narrow(ep.key("max_restarts"), int_in(ep.key("max_restarts"), e.max_restarts, 0, 100)?)?,
+        max_restarts: to_narrow(
+            ep.key("max_restarts"),
+            int_in(ep.key("max_restarts"), e.max_restarts, 0, 100)?,
+        )?,
         restart_window_s: int_in(ep.key("restart_window_s"), e.restart_window_s, 1, 86_400)?,
-        restart_backoff_ms: int_in(ep.key("restart_backoff_ms"), e.restart_backoff_ms, 10, 60_000)?,
+        restart_backoff_ms: int_in(
+            ep.key("restart_backoff_ms"),
+            e.restart_backoff_ms,
+            10,
+            60_000,
+        )?,
     };
 
     let s = &raw.simulator;
@@ -124,7 +139,11 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
 
     let rp = root.key("risk");
     let risk = NodeRiskLimits {
-        max_gross_notional: money(rp.key("max_gross_notional"), &raw.risk.max_gross_notional, Sign::Positive)?,
+        max_gross_notional: money(
+            rp.key("max_gross_notional"),
+            &raw.risk.max_gross_notional,
+            Sign::Positive,
+        )?,
         kill_switch: raw.risk.kill_switch,
     };
 
@@ -139,7 +158,10 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
             return Err(Problem::invalid(
                 path.key("symbol"),
                 format!("duplicate instrument symbol {:?}", ri.symbol),
-                format!("symbols must be unique; {:?} is already defined by instruments[{first}]", ri.symbol),
+                format!(
+                    "symbols must be unique; {:?} is already defined by instruments[{first}]",
+                    ri.symbol
+                ),
             ));
         }
         instruments.push(inst);
@@ -163,7 +185,10 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
             return Err(Problem::invalid(
                 path.key("name"),
                 format!("duplicate strategy name {:?}", rs.name),
-                format!("strategy names must be unique; {:?} is already used by strategies[{first}]", rs.name),
+                format!(
+                    "strategy names must be unique; {:?} is already used by strategies[{first}]",
+                    rs.name
+                ),
             ));
         }
         strategies.push(st);
@@ -183,21 +208,50 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
 fn instrument(path: &FieldPath, id: InstrumentId, ri: &RawInstrument) -> Check<InstrumentConfig> {
     let symbol = non_empty(path.key("symbol"), &ri.symbol, "symbol = \"BTC-USD\"")?;
     let max = u64::from(MAX_SCALE);
-    let price_scale: u8 = to_narrow(path.key("price_scale"), int_in(path.key("price_scale"), ri.price_scale, 0, max)?)?;
-    let qty_scale: u8 = to_narrow(path.key("qty_scale"), int_in(path.key("qty_scale"), ri.qty_scale, 0, max)?)?;
+    let price_scale: u8 = to_narrow(
+        path.key("price_scale"),
+        int_in(path.key("price_scale"), ri.price_scale, 0, max)?,
+    )?;
+    let qty_scale: u8 = to_narrow(
+        path.key("qty_scale"),
+        int_in(path.key("qty_scale"), ri.qty_scale, 0, max)?,
+    )?;
     let price = |key: &str, text: &str| {
-        fixed(path.key(key), text, price_scale, "price_scale", Sign::Any, parse_price).map(Price)
+        let raise = Some("price_scale");
+        fixed(
+            path.key(key),
+            text,
+            price_scale,
+            raise,
+            Sign::Any,
+            parse_price,
+        )
+        .map(Price)
     };
-    let qty = |key: &str, text: &str| fixed(path.key(key), text, qty_scale, "qty_scale", Sign::Any, parse_qty).map(Qty);
+    let qty = |key: &str, text: &str, sign| {
+        fixed(
+            path.key(key),
+            text,
+            qty_scale,
+            Some("qty_scale"),
+            sign,
+            parse_qty,
+        )
+        .map(Qty)
+    };
     let spec = InstrumentSpec {
         id,
         symbol,
         price_scale,
         qty_scale,
         tick_size: price("tick_size", &ri.tick_size)?,
-        lot_size: qty("lot_size", &ri.lot_size)?,
-        min_qty: qty("min_qty", &ri.min_qty)?,
-        min_notional: money(path.key("min_notional"), &ri.min_notional, Sign::Any)?,
+        lot_size: qty("lot_size", &ri.lot_size, Sign::Any)?,
+        min_qty: qty("min_qty", &ri.min_qty, Sign::NonNegative)?,
+        min_notional: money(
+            path.key("min_notional"),
+            &ri.min_notional,
+            Sign::NonNegative,
+        )?,
         maker_fee_micros: fee(path.key("maker_fee_bps"), &ri.maker_fee_bps)?,
         taker_fee_micros: fee(path.key("taker_fee_bps"), &ri.taker_fee_bps)?,
     };
@@ -214,15 +268,31 @@ fn spec_problem(path: &FieldPath, e: CoreError) -> Problem {
         return Problem::invalid(path.clone(), e.to_string(), "fix the instrument's values");
     };
     let (key, hint) = match field {
-        "tick_size" => ("tick_size", "use a positive price increment, e.g. tick_size = \"0.01\""),
-        "lot_size" => ("lot_size", "use a positive quantity increment, e.g. lot_size = \"0.001\""),
+        "tick_size" => (
+            "tick_size",
+            "use a positive price increment, e.g. tick_size = \"0.01\"",
+        ),
+        "lot_size" => (
+            "lot_size",
+            "use a positive quantity increment, e.g. lot_size = \"0.001\"",
+        ),
         "symbol" => ("symbol", "set the venue symbol, e.g. symbol = \"BTC-USD\""),
-        "price_scale + qty_scale" => ("qty_scale", "lower price_scale or qty_scale so that their sum is at most 16"),
+        "price_scale + qty_scale" => (
+            "qty_scale",
+            "lower price_scale or qty_scale so that their sum is at most 16",
+        ),
         "min_qty/min_notional" => ("min_qty", "minimums must be zero or positive"),
-        "fees" => ("maker_fee_bps", "fees must lie strictly between -10000 and 10000 bps"),
+        "fees" => (
+            "maker_fee_bps",
+            "fees must lie strictly between -10000 and 10000 bps",
+        ),
         _ => ("price_scale", "scales must lie in 0..=12"),
     };
-    let kind = if field.contains("scale") { ErrorKind::OutOfRange } else { ErrorKind::Invalid };
+    let kind = if field.contains("scale") {
+        ErrorKind::OutOfRange
+    } else {
+        ErrorKind::Invalid
+    };
     Problem {
         path: path.key(key),
         kind,
@@ -238,21 +308,48 @@ fn sim(path: &FieldPath, r: &RawSim, price_scale: u8) -> Check<SimParams> {
             path.key("initial_price"),
             &r.initial_price,
             price_scale,
-            "price_scale",
+            Some("price_scale"),
             Sign::Positive,
             parse_price,
         )
         .map(Price)?,
-        volatility_bps: f("volatility_bps", r.volatility_bps, FloatRule::positive_max(1000.0))?,
-        jump_rate_per_min: f("jump_rate_per_min", r.jump_rate_per_min, FloatRule::at_least(0.0))?,
+        volatility_bps: f(
+            "volatility_bps",
+            r.volatility_bps,
+            FloatRule::positive_max(1000.0),
+        )?,
+        jump_rate_per_min: f(
+            "jump_rate_per_min",
+            r.jump_rate_per_min,
+            FloatRule::at_least(0.0),
+        )?,
         jump_bps: f("jump_bps", r.jump_bps, FloatRule::at_least(0.0))?,
-        regime_switch_per_min: f("regime_switch_per_min", r.regime_switch_per_min, FloatRule::at_least(0.0))?,
-        volatile_multiplier: f("volatile_multiplier", r.volatile_multiplier, FloatRule::at_least(1.0))?,
-        limit_rate_hz: f("limit_rate_hz", r.limit_rate_hz, FloatRule::positive_max(1e6))?,
+        regime_switch_per_min: f(
+            "regime_switch_per_min",
+            r.regime_switch_per_min,
+            FloatRule::at_least(0.0),
+        )?,
+        volatile_multiplier: f(
+            "volatile_multiplier",
+            r.volatile_multiplier,
+            FloatRule::at_least(1.0),
+        )?,
+        limit_rate_hz: f(
+            "limit_rate_hz",
+            r.limit_rate_hz,
+            FloatRule::positive_max(1e6),
+        )?,
         market_rate_hz: f("market_rate_hz", r.market_rate_hz, FloatRule::at_least(0.0))?,
         cancel_rate_hz: f("cancel_rate_hz", r.cancel_rate_hz, FloatRule::positive())?,
-        mean_order_lots: f("mean_order_lots", r.mean_order_lots, FloatRule::at_least(1.0))?,
-        depth_ticks: to_narrow(path.key("depth_ticks"), int_in(path.key("depth_ticks"), r.depth_ticks, 1, 10_000)?)?,
+        mean_order_lots: f(
+            "mean_order_lots",
+            r.mean_order_lots,
+            FloatRule::at_least(1.0),
+        )?,
+        depth_ticks: to_narrow(
+            path.key("depth_ticks"),
+            int_in(path.key("depth_ticks"), r.depth_ticks, 1, 10_000)?,
+        )?,
     })
 }
 
@@ -265,7 +362,10 @@ fn strategy(
 ) -> Check<StrategyConfig> {
     let name = non_empty(path.key("name"), &rs.name, "name = \"mm-btc\"")?;
     let Some(&index) = symbols.get(rs.instrument.as_str()) else {
-        let known: Vec<String> = raw_instruments.iter().map(|i| format!("{:?}", i.symbol)).collect();
+        let known: Vec<String> = raw_instruments
+            .iter()
+            .map(|i| format!("{:?}", i.symbol))
+            .collect();
         let hint = if known.is_empty() {
             "no instruments are configured; add an [[instruments]] table".to_owned()
         } else {
@@ -281,7 +381,11 @@ fn strategy(
         ));
     };
     let Some(inst) = instruments.get(index) else {
-        return Err(Problem::invalid(path.key("instrument"), "instrument was not validated", "report this as a bug"));
+        return Err(Problem::invalid(
+            path.key("instrument"),
+            "instrument was not validated",
+            "report this as a bug",
+        ));
     };
     let spec = &inst.spec;
     let Some(mm) = &rs.market_making else {
@@ -302,13 +406,21 @@ fn strategy(
     })
 }
 
-fn market_making(path: &FieldPath, r: &RawMarketMaking, spec: &InstrumentSpec) -> Check<MarketMakingParams> {
+fn market_making(
+    path: &FieldPath,
+    r: &RawMarketMaking,
+    spec: &InstrumentSpec,
+) -> Check<MarketMakingParams> {
     let f = |key: &str, v: f64| float(path.key(key), v, FloatRule::positive());
     let order_qty = strategy_qty(path.key("order_qty"), &r.order_qty, spec)?;
     if order_qty.raw() % spec.lot_size.raw() != 0 {
         return Err(Problem::invalid(
             path.key("order_qty"),
-            format!("{:?} is not a multiple of the lot size {}", r.order_qty, spec.lot_size.display(spec.qty_scale)),
+            format!(
+                "{:?} is not a multiple of the lot size {}",
+                r.order_qty,
+                spec.lot_size.display(spec.qty_scale)
+            ),
             format!(
                 "every quote would be refused; use a multiple of {} (instrument {})",
                 spec.lot_size.display(spec.qty_scale),
@@ -327,18 +439,30 @@ fn market_making(path: &FieldPath, r: &RawMarketMaking, spec: &InstrumentSpec) -
     })
 }
 
-fn strategy_risk(path: &FieldPath, r: &RawStrategyRisk, spec: &InstrumentSpec) -> Check<RiskLimits> {
+fn strategy_risk(
+    path: &FieldPath,
+    r: &RawStrategyRisk,
+    spec: &InstrumentSpec,
+) -> Check<RiskLimits> {
     let bounded = |key: &str, v: u64, lo: u64, hi: u64| -> Check<u32> {
         to_narrow(path.key(key), int_in(path.key(key), v, lo, hi)?)
     };
     Ok(RiskLimits {
         max_order_qty: strategy_qty(path.key("max_order_qty"), &r.max_order_qty, spec)?,
-        max_order_notional: money(path.key("max_order_notional"), &r.max_order_notional, Sign::Positive)?,
+        max_order_notional: money(
+            path.key("max_order_notional"),
+            &r.max_order_notional,
+            Sign::Positive,
+        )?,
         price_band_bps: bounded("price_band_bps", r.price_band_bps, 1, 10_000)?,
         max_position: strategy_qty(path.key("max_position"), &r.max_position, spec)?,
         max_orders_per_sec: bounded("max_orders_per_sec", r.max_orders_per_sec, 1, 1_000_000)?,
         max_open_orders: bounded("max_open_orders", r.max_open_orders, 1, 10_000)?,
-        max_daily_loss: money(path.key("max_daily_loss"), &r.max_daily_loss, Sign::Positive)?,
+        max_daily_loss: money(
+            path.key("max_daily_loss"),
+            &r.max_daily_loss,
+            Sign::Positive,
+        )?,
     })
 }
 
@@ -353,12 +477,24 @@ fn parse_qty(text: &str, scale: u8) -> Result<i64, CoreError> {
 /// A positive quantity at the strategy's instrument's scale.
 fn strategy_qty(path: FieldPath, text: &str, spec: &InstrumentSpec) -> Check<Qty> {
     let scale_key = format!("qty_scale of {}", spec.symbol);
-    fixed(path, text, spec.qty_scale, &scale_key, Sign::Positive, parse_qty).map(Qty)
+    fixed(
+        path,
+        text,
+        spec.qty_scale,
+        Some(&scale_key),
+        Sign::Positive,
+        parse_qty,
+    )
+    .map(Qty)
 }
 
 fn non_empty(path: FieldPath, value: &str, example: &str) -> Check<String> {
     if value.trim().is_empty() {
-        return Err(Problem::invalid(path, "must not be empty", format!("set it, e.g. {example}")));
+        return Err(Problem::invalid(
+            path,
+            "must not be empty",
+            format!("set it, e.g. {example}"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -389,8 +525,10 @@ fn to_narrow<T: TryFrom<U>, U: Copy + fmt::Display>(path: FieldPath, v: U) -> Ch
 /// Which signs a decimal amount may take.
 #[derive(Clone, Copy)]
 enum Sign {
-    /// Any value (the core validates minimums and tick sizes itself).
+    /// Any value (the core validates tick and lot sizes itself).
     Any,
+    /// Zero or more.
+    NonNegative,
     /// Strictly greater than zero.
     Positive,
 }
@@ -401,27 +539,42 @@ fn fixed(
     path: FieldPath,
     text: &str,
     scale: u8,
-    scale_key: &str,
+    raise: Option<&str>,
     sign: Sign,
     parse: fn(&str, u8) -> Result<i64, CoreError>,
 ) -> Check<i64> {
     let raw = parse(text, scale).map_err(|e| {
         let example = Money(12_345).display(scale.min(4));
-        Problem::invalid(
-            path.clone(),
-            e.to_string(),
-            format!(
-                "write a quoted plain decimal with at most {scale} decimals ({scale_key} = {scale}), \
-                 e.g. \"{example}\"; round the value or raise {scale_key}"
+        let hint = match raise {
+            Some(key) => format!(
+                "write a quoted plain decimal with at most {scale} decimals ({key} = {scale}), \
+                 e.g. \"{example}\"; round the value or raise {key}"
             ),
-        )
+            None => format!(
+                "write a quoted plain decimal with at most {scale} decimals, e.g. \"{example}\""
+            ),
+        };
+        Problem::invalid(path.clone(), e.to_string(), hint)
     })?;
-    if matches!(sign, Sign::Positive) && raw <= 0 {
+    let (ok, rule, hint) = match sign {
+        Sign::Any => (true, "", ""),
+        Sign::NonNegative => (
+            raw >= 0,
+            "must not be negative",
+            "use zero or a positive amount",
+        ),
+        Sign::Positive => (
+            raw > 0,
+            "must be greater than zero",
+            "use a positive amount",
+        ),
+    };
+    if !ok {
         return Err(Problem {
             path,
             kind: ErrorKind::OutOfRange,
-            message: format!("{text:?} must be greater than zero"),
-            hint: "use a positive amount".into(),
+            message: format!("{text:?} {rule}"),
+            hint: hint.into(),
         });
     }
     Ok(raw)
@@ -429,16 +582,23 @@ fn fixed(
 
 /// An amount of quote currency, exact to `MONEY_SCALE` decimals.
 fn money(path: FieldPath, text: &str, sign: Sign) -> Check<Money> {
-    let scale_key = "the money scale";
-    fixed(path, text, MONEY_SCALE, scale_key, sign, |s, _| Money::parse_quote(s).map(Money::raw)).map(Money)
+    fixed(path, text, MONEY_SCALE, None, sign, |s, _| {
+        Money::parse_quote(s).map(Money::raw)
+    })
+    .map(Money)
 }
 
 /// A fee in basis points, exact to 0.01 bp, returned in micros of notional (the same
 /// integer: one hundredth of a basis point is 1e-6).
 fn fee(path: FieldPath, text: &str) -> Check<i64> {
-    let micros = fixed(path.clone(), text, FEE_BPS_SCALE, "fee precision", Sign::Any, |s, scale| {
-        Money::parse(s, scale).map(Money::raw)
-    })?;
+    let micros = fixed(
+        path.clone(),
+        text,
+        FEE_BPS_SCALE,
+        None,
+        Sign::Any,
+        |s, scale| Money::parse(s, scale).map(Money::raw),
+    )?;
     if micros.unsigned_abs() >= 1_000_000 {
         return Err(Problem {
             path,
@@ -484,7 +644,11 @@ impl FloatRule {
     }
 
     fn accepts(self, v: f64) -> bool {
-        let above = if self.min_inclusive { v >= self.min } else { v > self.min };
+        let above = if self.min_inclusive {
+            v >= self.min
+        } else {
+            v > self.min
+        };
         v.is_finite() && above && self.max.is_none_or(|max| v <= max)
     }
 }

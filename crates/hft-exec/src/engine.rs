@@ -227,6 +227,8 @@ impl Engine {
     /// Applies one venue report for one of our orders.
     #[inline]
     pub fn on_report(&mut self, r: &OrderReport, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+        // Orders a report triggers are not tick-to-order.
+        self.tick_ts = 0;
         let order = match self.oms.on_report(r) {
             Ok(Some(o)) => o,
             Ok(None) => return Ok(()),

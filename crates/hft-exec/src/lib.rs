@@ -9,6 +9,7 @@ mod sim_session;
 mod sim_venue;
 mod slot;
 mod supervision;
+pub mod wire;
 
 pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
 pub use oms::{Oms, OmsError, OmsStats};

@@ -7,8 +7,9 @@ use hdrhistogram::Histogram;
 use hft_core::{Nanos, TradingState};
 use hft_strategy::Strategy;
 
-/// Builds a fresh strategy instance (at start and after each crash).
-pub type StrategyFactory = Box<dyn Fn() -> Box<dyn Strategy> + Send>;
+/// Builds a fresh strategy instance (at start and after each crash); shared between the
+/// engine and its supervisor.
+pub type StrategyFactory = std::sync::Arc<dyn Fn() -> Box<dyn Strategy> + Send + Sync>;
 
 /// One supervised strategy instance.
 pub struct StrategySlot {
@@ -39,7 +40,7 @@ impl StrategySlot {
             restarts: 0,
             halted: None,
             // 1 ns .. 60 s at 3 significant digits: fixed size, recording never allocates.
-            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("3 sigfig histogram")),
+            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("histogram with 3 significant figures")),
         }
     }
 

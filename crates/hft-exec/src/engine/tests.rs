@@ -95,8 +95,8 @@ fn session(seed: u64, flaky_at: Option<u32>) -> SimSession {
         };
         let engine = Engine::new(setup, PreTradeRisk::new(limits(), kill.clone(), exposure.clone()));
         let factory: crate::StrategyFactory = match flaky {
-            None => Box::new(|| Box::new(MarketMaking::new(InstrumentId(0), mm_params()))),
-            Some(at) => Box::new(move || {
+            None => std::sync::Arc::new(|| Box::new(MarketMaking::new(InstrumentId(0), mm_params()))),
+            Some(at) => std::sync::Arc::new(move || {
                 Box::new(Flaky { inner: MarketMaking::new(InstrumentId(0), mm_params()), calls: 0, panic_at: at })
             }),
         };

@@ -1,0 +1,249 @@
+//! Built-in benchmarks of the hot path (`hft bench`). Both replay market data recorded
+//! from the simulated venue, so they measure the engine rather than the simulator.
+
+use crate::live::{Clock, Control, EngineLive, EngineThread};
+use crate::node;
+use crate::ring::{ring, IdleMode, Parker};
+use hft_config::Config;
+use hft_core::{MarketEvent, Nanos, OrderCommand, OrderKind, OrderReport, OrderReportKind};
+use hft_exec::wire::{encode_order, ORDER_WIRE_LEN};
+use hft_exec::{Engine, OrderSink, VenueOutput};
+use hft_telemetry::LatencySummary;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Recorded market data: a snapshot, then the venue's incremental messages.
+pub fn record_market_data(config: &Config, seed: u64, events: usize) -> Vec<MarketEvent> {
+    struct Rec(Vec<MarketEvent>);
+    impl VenueOutput for Rec {
+        fn market(&mut self, e: &MarketEvent) {
+            self.0.push(*e);
+        }
+        fn report(&mut self, _: &OrderReport) {}
+    }
+    let mut parts = node::build(config, seed, 0);
+    let mut rec = Rec(Vec::with_capacity(events + 1024));
+    parts.venue.snapshot(0, &mut rec);
+    while rec.0.len() < events {
+        if parts.venue.step_flow(&mut rec).is_none() {
+            break;
+        }
+    }
+    // End on a message boundary so every replayed cycle is whole.
+    while rec.0.last().is_some_and(|e| !e.is_last()) {
+        rec.0.pop();
+    }
+    rec.0
+}
+
+/// An instant venue: encodes each order to wire bytes and acknowledges it at once.
+struct EchoVenue {
+    pending: [Option<OrderCommand>; 64],
+    n: usize,
+    wire: [u8; ORDER_WIRE_LEN],
+    bytes: u64,
+}
+
+impl OrderSink for EchoVenue {
+    #[inline]
+    fn send(&mut self, cmd: &OrderCommand) -> bool {
+        if self.n == self.pending.len() {
+            return false;
+        }
+        self.bytes += encode_order(cmd, &mut self.wire) as u64;
+        self.pending[self.n] = Some(*cmd);
+        self.n += 1;
+        true
+    }
+}
+
+fn echo_report(cmd: &OrderCommand, now: Nanos) -> OrderReport {
+    let kind = match cmd.kind {
+        OrderKind::New { .. } => OrderReportKind::Accepted,
+        OrderKind::Cancel => OrderReportKind::Canceled,
+    };
+    OrderReport { ts: now, instrument: cmd.instrument, cl_ord_id: cmd.cl_ord_id, kind }
+}
+
+/// Result of `hft bench core-loop`.
+#[derive(Clone, Debug)]
+pub struct CoreLoopResult {
+    /// Events processed.
+    pub events: u64,
+    /// Orders and cancels encoded.
+    pub orders: u64,
+    /// Wall-clock throughput.
+    pub events_per_s: f64,
+    /// Wall-clock cost per event.
+    pub ns_per_event: f64,
+}
+
+/// Takes the first strategy's engine, with its strategy installed.
+fn bench_engine(config: &Config, seed: u64) -> Result<(Engine, hft_exec::StrategyFactory, String), String> {
+    let mut parts = node::build(config, seed, 0);
+    if parts.slots.is_empty() {
+        return Err("the configuration has no enabled strategy to benchmark".into());
+    }
+    let slot = parts.slots.swap_remove(0);
+    Ok((slot.engine, slot.factory, slot.name))
+}
+
+/// Book update → strategy → risk → OMS → order encode on one thread, over a fixed
+/// pre-recorded buffer replayed `events` times in a row (timestamps shifted per cycle),
+/// against a venue that acknowledges instantly.
+pub fn core_loop(config: &Config, seed: u64, events: u64) -> Result<CoreLoopResult, String> {
+    let buffer = record_market_data(config, seed, 100_000);
+    let span = buffer.last().map_or(1, |e| e.ts_exchange + 1);
+    let (mut engine, factory, _) = bench_engine(config, seed)?;
+    let mut venue = EchoVenue { pending: [None; 64], n: 0, wire: [0; ORDER_WIRE_LEN], bytes: 0 };
+    engine.install(factory(), 0, &mut venue).map_err(|p| p.message)?;
+    let mut orders = 0u64;
+    let t0 = Instant::now();
+    for i in 0..events {
+        let cycle = i / buffer.len() as u64;
+        let mut ev = buffer[(i % buffer.len() as u64) as usize];
+        ev.ts_exchange += cycle * span;
+        ev.ts_recv = ev.ts_exchange;
+        let now = ev.ts_exchange;
+        let _ = engine.on_market(&ev, now, &mut venue);
+        // Acknowledge what was sent (acks may trigger more orders; bounded by the array).
+        let mut k = 0;
+        while k < venue.n {
+            if let Some(cmd) = venue.pending[k].take() {
+                orders += 1;
+                let _ = engine.on_report(&echo_report(&cmd, now), now, &mut venue);
+            }
+            k += 1;
+        }
+        venue.n = 0;
+    }
+    let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
+    std::hint::black_box(venue.bytes);
+    Ok(CoreLoopResult {
+        events,
+        orders,
+        events_per_s: events as f64 / elapsed,
+        ns_per_event: elapsed * 1e9 / events.max(1) as f64,
+    })
+}
+
+/// Result of `hft bench tick-to-order`.
+#[derive(Clone, Debug)]
+pub struct TickToOrderResult {
+    /// Feed receipt → order encoded at the venue session, through the engine thread.
+    pub pipeline: LatencySummary,
+    /// A bare SPSC handoff between the same two threads, same pacing.
+    pub handoff: LatencySummary,
+}
+
+/// Market data through the feed ring → engine thread → order ring → venue session,
+/// with busy-polling threads; and, on the same two threads in the same run, a bare
+/// handoff of a timestamp through a ring of the same kind.
+pub fn tick_to_order(config: &Config, seed: u64, samples: u64, max_time: Duration) -> Result<TickToOrderResult, String> {
+    let buffer = record_market_data(config, seed, 200_000);
+    let (engine, factory, name) = bench_engine(config, seed)?;
+    let clock = Clock::start();
+    let engine_parker = Parker::new();
+    let gw_parker = Parker::new();
+    let (mut md_tx, md_rx) = ring::<MarketEvent>(4096, &engine_parker);
+    let (mut rep_tx, rep_rx) = ring::<OrderReport>(4096, &engine_parker);
+    let (ord_tx, mut ord_rx) = ring::<OrderCommand>(4096, &gw_parker);
+    let (mut base_tx, mut base_rx) = ring::<Nanos>(4096, &engine_parker);
+    let (ctl_tx, ctl_rx) = mpsc::channel();
+    let slot = hft_exec::StrategySlot::new(name, engine, factory.clone(), hft_exec::RestartPolicy::new(0, 1, 10));
+    let thread = EngineThread {
+        slot,
+        md: md_rx,
+        reports: rep_rx,
+        orders: ord_tx,
+        control: ctl_rx,
+        parker: engine_parker.clone(),
+        clock,
+        timer_interval: 100_000_000,
+        live: Arc::new(EngineLive::default()),
+        idle: IdleMode::Spin,
+        crash: Arc::new(Mutex::new(None)),
+    };
+    let baseline_n = samples.max(1_000);
+    let engine_thread = std::thread::Builder::new()
+        .name("engine-bench".into())
+        .spawn(move || {
+            // Phase 1 on this thread: the bare handoff.
+            let mut h = hft_telemetry::latency_histogram();
+            let mut got = 0;
+            while got < baseline_n {
+                if let Some(t) = base_rx.pop() {
+                    let _ = h.record(clock.now().saturating_sub(t).max(1));
+                    got += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            // Phase 2: the engine.
+            let slot = thread.run();
+            (h, slot)
+        })
+        .map_err(|e| e.to_string())?;
+    let pace = |ns: u64| {
+        let until = clock.now() + ns;
+        while clock.now() < until {
+            std::hint::spin_loop();
+        }
+    };
+    for _ in 0..baseline_n {
+        pace(5_000);
+        while base_tx.push(clock.now()).is_err() {
+            std::hint::spin_loop();
+        }
+    }
+    ctl_tx.send(Control::Install { strategy: factory(), restart: false }).map_err(|e| e.to_string())?;
+    let mut pipeline = hft_telemetry::latency_histogram();
+    let mut wire = [0u8; ORDER_WIRE_LEN];
+    let started = Instant::now();
+    let mut drain = |pipeline: &mut hdrhistogram::Histogram<u64>| {
+        while let Some(cmd) = ord_rx.pop() {
+            let t = clock.now();
+            encode_order(&cmd, &mut wire);
+            if cmd.tick_ts > 0 {
+                let _ = pipeline.record(t.saturating_sub(cmd.tick_ts).max(1));
+            }
+            let mut r = echo_report(&cmd, t);
+            while let Err(back) = rep_tx.push(r) {
+                r = back;
+                std::hint::spin_loop();
+            }
+        }
+    };
+    let mut i = 0usize;
+    let mut cycle = 0u64;
+    let span = buffer.last().map_or(1, |e| e.ts_exchange + 1);
+    while pipeline.len() < samples && started.elapsed() < max_time {
+        // One venue message per step, then wait for the engine while serving orders.
+        loop {
+            let mut ev = buffer[i];
+            ev.ts_exchange += cycle * span;
+            ev.ts_recv = clock.now();
+            while md_tx.push(ev).is_err() {
+                std::hint::spin_loop();
+            }
+            i += 1;
+            if i == buffer.len() {
+                i = 0;
+                cycle += 1;
+            }
+            if ev.is_last() {
+                break;
+            }
+        }
+        let until = clock.now() + 5_000;
+        while clock.now() < until {
+            drain(&mut pipeline);
+        }
+    }
+    let _ = ctl_tx.send(Control::Stop);
+    while !engine_thread.is_finished() {
+        drain(&mut pipeline);
+    }
+    let (handoff, _slot) = engine_thread.join().map_err(|_| "engine thread panicked")?;
+    Ok(TickToOrderResult { pipeline: LatencySummary::of(&pipeline), handoff: LatencySummary::of(&handoff) })
+}

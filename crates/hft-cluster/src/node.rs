@@ -1,0 +1,60 @@
+//! Builds the pieces of a node from its validated configuration.
+
+use hft_config::{Config, StrategyKind};
+use hft_core::{InstrumentSpec, Nanos, StrategyId};
+use hft_exec::{Engine, EngineSetup, RestartPolicy, SimVenue, StrategyFactory, StrategySlot};
+use hft_feed::SimParams;
+use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk};
+use hft_strategy::MarketMaking;
+
+/// Levels per side each engine book is sized for (growth past it is amortised).
+pub const BOOK_DEPTH: usize = 512;
+/// Price levels per side the simulated venue starts with.
+pub const SEED_LEVELS: u32 = 25;
+
+/// Everything a node trades with, built from a config.
+pub struct NodeParts {
+    /// Instrument specs indexed by id.
+    pub specs: Vec<InstrumentSpec>,
+    /// The simulated venue.
+    pub venue: SimVenue,
+    /// One slot per enabled strategy, indexed by strategy id.
+    pub slots: Vec<StrategySlot>,
+    /// The node's kill switch.
+    pub kill: KillSwitch,
+}
+
+/// Builds venue, engines and strategy factories. `start` is the venue clock origin.
+pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
+    let specs: Vec<InstrumentSpec> = config.instruments.iter().map(|i| i.spec.clone()).collect();
+    let sims: Vec<(InstrumentSpec, SimParams)> = config.instruments.iter().map(|i| (i.spec.clone(), i.sim.clone())).collect();
+    let venue = SimVenue::new(seed, start, &sims, SEED_LEVELS);
+    let kill = KillSwitch::new(config.risk.kill_switch);
+    let enabled: Vec<_> = config.strategies.iter().filter(|s| s.enabled).collect();
+    let exposure = NodeExposure::new(enabled.len(), config.risk.max_gross_notional);
+    let slots = enabled
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let setup = EngineSetup {
+                strategy: StrategyId(i as u16),
+                instrument: s.instrument,
+                specs: specs.clone(),
+                book_depth: BOOK_DEPTH,
+                max_open_orders: s.risk.max_open_orders as usize,
+                epoch: 0,
+            };
+            let engine = Engine::new(setup, PreTradeRisk::new(s.risk.clone(), kill.clone(), exposure.clone()));
+            let factory: StrategyFactory = match &s.kind {
+                StrategyKind::MarketMaking(p) => {
+                    let (instrument, p) = (s.instrument, p.clone());
+                    std::sync::Arc::new(move || Box::new(MarketMaking::new(instrument, p.clone())))
+                }
+            };
+            let e = &config.engine;
+            let policy = RestartPolicy::new(e.max_restarts, e.restart_window_s, e.restart_backoff_ms);
+            StrategySlot::new(s.name.clone(), engine, factory, policy)
+        })
+        .collect();
+    NodeParts { specs, venue, slots, kill }
+}

@@ -1,0 +1,202 @@
+//! The end-of-session summary: per strategy and for the node, as a table for people and
+//! as JSON for scripts.
+
+use hft_core::{InstrumentSpec, Money, Qty};
+use hft_exec::StrategySlot;
+use hft_risk::RejectCounts;
+use hft_telemetry::LatencySummary;
+use sha2::{Digest, Sha256};
+
+/// Summary of one strategy instance.
+#[derive(Clone, Debug)]
+pub struct StrategyReport {
+    /// Configured name.
+    pub name: String,
+    /// Instrument symbol.
+    pub symbol: String,
+    /// Orders sent.
+    pub orders: u64,
+    /// Cancels sent.
+    pub cancels: u64,
+    /// Fills.
+    pub fills: u64,
+    /// Traded quantity, instrument units (decimal string).
+    pub volume: String,
+    /// Net position at the end (decimal string).
+    pub position: String,
+    /// Largest |position| (decimal string).
+    pub max_position: String,
+    /// Realized PnL after fees.
+    pub realized_pnl: Money,
+    /// Unrealized PnL at the last mid.
+    pub unrealized_pnl: Money,
+    /// Fees paid (negative = rebates earned).
+    pub fees: Money,
+    /// Rejections by reason.
+    pub rejects: RejectCounts,
+    /// Trading state at the end.
+    pub state: String,
+    /// Strategy crashes.
+    pub panics: u64,
+    /// Restarts.
+    pub restarts: u32,
+    /// Why it was halted, if it was.
+    pub halted: Option<String>,
+    /// Tick-to-order latency.
+    pub latency: LatencySummary,
+}
+
+/// Summary of a session.
+#[derive(Clone, Debug)]
+pub struct SessionReport {
+    /// "live" or "deterministic".
+    pub mode: &'static str,
+    /// Seed of the simulator.
+    pub seed: u64,
+    /// Session length, seconds (simulated in deterministic mode).
+    pub duration_s: f64,
+    /// Market events delivered to engines (summed over engines).
+    pub events: u64,
+    /// Simulated order-flow events at the venue.
+    pub venue_events: u64,
+    /// Per strategy.
+    pub strategies: Vec<StrategyReport>,
+    /// Node tick-to-order latency (all strategies).
+    pub tick_to_order: LatencySummary,
+    /// SHA-256 over the strategies' fill digests, hex.
+    pub fills_hash: String,
+    /// Kill switch engaged at the end.
+    pub killed: bool,
+}
+
+fn qty(spec: &InstrumentSpec, q: Qty) -> String {
+    q.display(spec.qty_scale).to_string()
+}
+
+impl SessionReport {
+    /// Builds the summary from the strategy slots at the end of a session.
+    pub fn build(mode: &'static str, seed: u64, duration_s: f64, venue_events: u64, slots: &[StrategySlot], killed: bool) -> Self {
+        let mut all = hft_telemetry::latency_histogram();
+        let mut digest = Sha256::new();
+        let strategies = slots
+            .iter()
+            .map(|s| {
+                let e = &s.engine;
+                let spec = e.spec(e.instrument());
+                let pos = e.position(e.instrument());
+                let unrealized = e.mark().map_or(Money::ZERO, |m| pos.unrealized(spec, m));
+                let _ = all.add(&s.latency);
+                digest.update(s.name.as_bytes());
+                digest.update(e.fills_digest());
+                StrategyReport {
+                    name: s.name.clone(),
+                    symbol: spec.symbol.clone(),
+                    orders: e.oms_stats().orders,
+                    cancels: e.oms_stats().cancels,
+                    fills: e.fill_count(),
+                    volume: qty(spec, pos.volume),
+                    position: qty(spec, pos.qty),
+                    max_position: qty(spec, pos.max_abs_qty),
+                    realized_pnl: pos.realized_net(),
+                    unrealized_pnl: unrealized,
+                    fees: pos.fees,
+                    rejects: *e.risk().rejects(),
+                    state: e.risk().state().to_string(),
+                    panics: e.stats().panics,
+                    restarts: s.restarts,
+                    halted: s.halted.clone(),
+                    latency: LatencySummary::of(&s.latency),
+                }
+            })
+            .collect();
+        let events = slots.iter().map(|s| s.engine.stats().events).sum();
+        let hash: [u8; 32] = digest.finalize().into();
+        Self {
+            mode,
+            seed,
+            duration_s,
+            events,
+            venue_events,
+            strategies,
+            tick_to_order: LatencySummary::of(&all),
+            fills_hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            killed,
+        }
+    }
+
+    /// Orders over all strategies.
+    pub fn orders(&self) -> u64 {
+        self.strategies.iter().map(|s| s.orders).sum()
+    }
+
+    /// Fills over all strategies.
+    pub fn fills(&self) -> u64 {
+        self.strategies.iter().map(|s| s.fills).sum()
+    }
+
+    /// Rejections over all strategies, by reason.
+    pub fn rejects(&self) -> RejectCounts {
+        let mut r = RejectCounts::default();
+        for s in &self.strategies {
+            r.merge(&s.rejects);
+        }
+        r
+    }
+
+    /// Realized PnL over all strategies.
+    pub fn realized_pnl(&self) -> Money {
+        Money(self.strategies.iter().map(|s| s.realized_pnl.raw()).sum())
+    }
+
+    /// Unrealized PnL over all strategies.
+    pub fn unrealized_pnl(&self) -> Money {
+        Money(self.strategies.iter().map(|s| s.unrealized_pnl.raw()).sum())
+    }
+
+    /// The summary table printed at the end of `hft run`.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "session: {} mode, seed {}, {:.1} s, {} events, {} orders, {} fills, fills_hash {}",
+            self.mode,
+            self.seed,
+            self.duration_s,
+            self.events,
+            self.orders(),
+            self.fills(),
+            &self.fills_hash[..16]
+        );
+        let _ = writeln!(
+            out,
+            "{:<10} {:<8} {:>7} {:>6} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8} {:>8}  {}",
+            "strategy", "symbol", "orders", "fills", "volume", "position", "max_pos", "realized", "unrealized", "state", "p50_ns", "p99_ns", "p999_ns", "rejects"
+        );
+        for s in &self.strategies {
+            let rejects: Vec<String> = s.rejects.nonzero().map(|(r, n)| format!("{r}={n}")).collect();
+            let _ = writeln!(
+                out,
+                "{:<10} {:<8} {:>7} {:>6} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8} {:>8}  {}",
+                s.name,
+                s.symbol,
+                s.orders,
+                s.fills,
+                s.volume,
+                s.position,
+                s.max_position,
+                s.realized_pnl.to_string(),
+                s.unrealized_pnl.to_string(),
+                s.state,
+                s.latency.p50,
+                s.latency.p99,
+                s.latency.p999,
+                if rejects.is_empty() { "-".to_owned() } else { rejects.join(" ") }
+            );
+            if let Some(h) = &s.halted {
+                let _ = writeln!(out, "  {}: {h}", s.name);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,148 @@
+//! Bounded lock-free SPSC rings between hot-path threads, with an idle protocol that
+//! spins first and parks only when there is nothing to do, so a busy pipeline never
+//! makes a syscall and an idle node does not burn the CPU.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+/// How a consumer thread waits for work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Busy-poll forever: lowest latency, one core per thread (benchmarks, pinned cores).
+    Spin,
+    /// Spin a little, then park until a producer wakes the thread or a timer is due.
+    Park,
+}
+
+/// The wake-up side of a consumer thread, shared with its producers.
+#[derive(Debug, Default)]
+pub struct Parker {
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Parker {
+    /// A parker to be claimed by its consumer thread.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Binds the parker to the calling thread (once, at thread start).
+    pub fn bind_current(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Called by a producer after it pushed: a load when the consumer is awake, an
+    /// unpark only when it sleeps.
+    #[inline]
+    pub fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Parks the consumer unless `has_work` turns true after announcing the sleep (the
+    /// re-check closes the race with a producer that pushed just before).
+    pub fn park(&self, timeout: Duration, has_work: impl Fn() -> bool) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Spin iterations before a `Park` consumer goes to sleep.
+pub const SPIN_BEFORE_PARK: u32 = 2_000;
+
+/// Producer end of a ring with the consumer's parker.
+pub struct RingTx<T> {
+    inner: rtrb::Producer<T>,
+    parker: Arc<Parker>,
+}
+
+impl<T> RingTx<T> {
+    /// Pushes without blocking; returns the item back when the ring is full.
+    #[inline]
+    pub fn push(&mut self, item: T) -> Result<(), T> {
+        match self.inner.push(item) {
+            Ok(()) => {
+                self.parker.wake();
+                Ok(())
+            }
+            Err(rtrb::PushError::Full(v)) => Err(v),
+        }
+    }
+
+    /// Free slots.
+    pub fn slots(&self) -> usize {
+        self.inner.slots()
+    }
+}
+
+/// Consumer end of a ring.
+pub struct RingRx<T> {
+    inner: rtrb::Consumer<T>,
+}
+
+impl<T> RingRx<T> {
+    /// Pops the oldest item, if any.
+    #[inline]
+    pub fn pop(&mut self) -> Option<T> {
+        self.inner.pop().ok()
+    }
+
+    /// True when nothing is queued.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+/// A ring of `capacity` items whose consumer is woken through `parker`.
+pub fn ring<T>(capacity: usize, parker: &Arc<Parker>) -> (RingTx<T>, RingRx<T>) {
+    let (p, c) = rtrb::RingBuffer::new(capacity);
+    (RingTx { inner: p, parker: parker.clone() }, RingRx { inner: c })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_consumer_is_woken_by_a_push() {
+        let parker = Parker::new();
+        let (mut tx, mut rx) = ring::<u64>(8, &parker);
+        let p2 = parker.clone();
+        let consumer = std::thread::spawn(move || {
+            p2.bind_current();
+            let mut got = Vec::new();
+            while got.len() < 100 {
+                match rx.pop() {
+                    Some(v) => got.push(v),
+                    None => p2.park(Duration::from_secs(5), || !rx.is_empty()),
+                }
+            }
+            got
+        });
+        for i in 0..100 {
+            while tx.push(i).is_err() {
+                std::thread::yield_now();
+            }
+        }
+        let got = consumer.join().unwrap();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn full_ring_returns_the_item() {
+        let parker = Parker::new();
+        let (mut tx, _rx) = ring::<u8>(2, &parker);
+        assert!(tx.push(1).is_ok() && tx.push(2).is_ok());
+        assert_eq!(tx.push(3), Err(3));
+    }
+}
