@@ -289,6 +289,9 @@ impl GatewayThread {
         let mut wire = [0u8; ORDER_WIRE_LEN];
         let mut next_status = self.clock.now() + 1_000_000_000;
         let mut idle_spins = 0u32;
+        // Engines start from a full snapshot, then follow the incremental messages.
+        let t0 = self.clock.now();
+        self.venue.snapshot(t0, &mut Gateway { md: &mut self.md, reports: &mut self.reports, now: t0, live: &self.live });
         loop {
             let now = self.clock.now();
             let mut worked = false;
