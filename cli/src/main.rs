@@ -4,20 +4,24 @@
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hft_cluster::SessionReport;
 use hft_cluster::live::{LiveOptions, LiveView};
 use hft_cluster::ring::IdleMode;
-use hft_cluster::SessionReport;
 use hft_config::{Config, ConfigError};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "hft", version, about = "Actor-based high-frequency trading platform")]
+#[command(
+    name = "hft",
+    version,
+    about = "Actor-based high-frequency trading platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,9 +113,13 @@ enum BenchCmd {
 /// Parses `10s`, `250ms`, `5m`, `1h`, `100us` or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration; use e.g. 10s, 250ms, 5m"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration; use e.g. 10s, 250ms, 5m"))?;
     let secs = match unit {
         "" | "s" => v,
         "ms" => v / 1e3,
@@ -140,7 +148,12 @@ fn bad_config(e: ConfigError) -> Exit {
 }
 
 fn env_vars() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+    std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    })
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
@@ -236,13 +249,20 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
     };
     print!("{}", report.table());
     if let Some(path) = &args.summary_json {
-        let text = serde_json::to_string_pretty(&summary_json(&report)).context("rendering the summary")?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing the summary to {}", path.display()))?;
+        let text = serde_json::to_string_pretty(&summary_json(&report))
+            .context("rendering the summary")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing the summary to {}", path.display()))?;
     }
     Ok(if report.killed { 3 } else { 0 })
 }
 
-fn status_line(view: &LiveView, elapsed: Duration, last_events: &mut u64, last_t: &mut Duration) -> String {
+fn status_line(
+    view: &LiveView,
+    elapsed: Duration,
+    last_events: &mut u64,
+    last_t: &mut Duration,
+) -> String {
     let mut events = 0;
     let mut orders = 0;
     let mut fills = 0;
@@ -253,9 +273,14 @@ fn status_line(view: &LiveView, elapsed: Duration, last_events: &mut u64, last_t
         orders += e.orders.load(Ordering::Relaxed);
         fills += e.fills.load(Ordering::Relaxed);
         let pnl = hft_core::Money(e.pnl.load(Ordering::Relaxed));
-        metrics::gauge!(hft_telemetry::names::PNL, "strategy" => name.clone()).set(pnl.raw() as f64 * 1e-8);
-        metrics::gauge!(hft_telemetry::names::POSITION, "strategy" => name.clone()).set(e.position.load(Ordering::Relaxed) as f64);
-        parts.push(format!("{name} pos {} pnl {pnl}", e.position.load(Ordering::Relaxed)));
+        metrics::gauge!(hft_telemetry::names::PNL, "strategy" => name.clone())
+            .set(pnl.raw() as f64 * 1e-8);
+        metrics::gauge!(hft_telemetry::names::POSITION, "strategy" => name.clone())
+            .set(e.position.load(Ordering::Relaxed) as f64);
+        parts.push(format!(
+            "{name} pos {} pnl {pnl}",
+            e.position.load(Ordering::Relaxed)
+        ));
     }
     metrics::counter!(hft_telemetry::names::EVENTS).absolute(events);
     metrics::counter!(hft_telemetry::names::ORDERS).absolute(orders);
@@ -275,7 +300,9 @@ fn status_line(view: &LiveView, elapsed: Duration, last_events: &mut u64, last_t
 
 fn summary_json(r: &SessionReport) -> serde_json::Value {
     let rejects = |c: &hft_risk::RejectCounts| -> serde_json::Map<String, serde_json::Value> {
-        c.nonzero().map(|(k, n)| (k.name().to_owned(), json!(n))).collect()
+        c.nonzero()
+            .map(|(k, n)| (k.name().to_owned(), json!(n)))
+            .collect()
     };
     let lat = |l: &hft_telemetry::LatencySummary| json!({"p50": l.p50, "p99": l.p99, "p999": l.p999, "max": l.max, "samples": l.samples});
     let total_rejects = r.rejects();
@@ -321,12 +348,18 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
     let seed = config.simulator.seed;
     match cmd {
         BenchCmd::CoreLoop { events, json } => {
-            let r = hft_cluster::bench::core_loop(&config, seed, events).map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
+            let r = hft_cluster::bench::core_loop(&config, seed, events)
+                .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
             let v = json!({"bench": "core-loop", "events": r.events, "orders": r.orders, "events_per_s": r.events_per_s.round(), "ns_per_event": (r.ns_per_event * 10.0).round() / 10.0});
             print_bench(&v, json);
         }
-        BenchCmd::TickToOrder { samples, max_time, json } => {
-            let r = hft_cluster::bench::tick_to_order(&config, seed, samples, max_time).map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
+        BenchCmd::TickToOrder {
+            samples,
+            max_time,
+            json,
+        } => {
+            let r = hft_cluster::bench::tick_to_order(&config, seed, samples, max_time)
+                .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
             let v = json!({
                 "bench": "tick-to-order",
                 "samples": r.pipeline.samples,

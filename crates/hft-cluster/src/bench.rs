@@ -3,13 +3,13 @@
 
 use crate::live::{Clock, Control, EngineLive, EngineThread};
 use crate::node;
-use crate::ring::{ring, IdleMode, Parker};
+use crate::ring::{IdleMode, Parker, ring};
 use hft_config::Config;
 use hft_core::{MarketEvent, Nanos, OrderCommand, OrderKind, OrderReport, OrderReportKind};
-use hft_exec::wire::{encode_order, ORDER_WIRE_LEN};
+use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
 use hft_exec::{Engine, OrderSink, VenueOutput};
 use hft_telemetry::LatencySummary;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Recorded market data: a snapshot, then the venue's incremental messages.
@@ -62,7 +62,12 @@ fn echo_report(cmd: &OrderCommand, now: Nanos) -> OrderReport {
         OrderKind::New { .. } => OrderReportKind::Accepted,
         OrderKind::Cancel => OrderReportKind::Canceled,
     };
-    OrderReport { ts: now, instrument: cmd.instrument, cl_ord_id: cmd.cl_ord_id, kind }
+    OrderReport {
+        ts: now,
+        instrument: cmd.instrument,
+        cl_ord_id: cmd.cl_ord_id,
+        kind,
+    }
 }
 
 /// Result of `hft bench core-loop`.
@@ -79,7 +84,10 @@ pub struct CoreLoopResult {
 }
 
 /// Takes the first strategy's engine, with its strategy installed.
-fn bench_engine(config: &Config, seed: u64) -> Result<(Engine, hft_exec::StrategyFactory, String), String> {
+fn bench_engine(
+    config: &Config,
+    seed: u64,
+) -> Result<(Engine, hft_exec::StrategyFactory, String), String> {
     let mut parts = node::build(config, seed, 0);
     if parts.slots.is_empty() {
         return Err("the configuration has no enabled strategy to benchmark".into());
@@ -95,8 +103,15 @@ pub fn core_loop(config: &Config, seed: u64, events: u64) -> Result<CoreLoopResu
     let buffer = record_market_data(config, seed, 100_000);
     let span = buffer.last().map_or(1, |e| e.ts_exchange + 1);
     let (mut engine, factory, _) = bench_engine(config, seed)?;
-    let mut venue = EchoVenue { pending: [None; 64], n: 0, wire: [0; ORDER_WIRE_LEN], bytes: 0 };
-    engine.install(factory(), 0, &mut venue).map_err(|p| p.message)?;
+    let mut venue = EchoVenue {
+        pending: [None; 64],
+        n: 0,
+        wire: [0; ORDER_WIRE_LEN],
+        bytes: 0,
+    };
+    engine
+        .install(factory(), 0, &mut venue)
+        .map_err(|p| p.message)?;
     let mut orders = 0u64;
     let t0 = Instant::now();
     for i in 0..events {
@@ -139,7 +154,12 @@ pub struct TickToOrderResult {
 /// Market data through the feed ring → engine thread → order ring → venue session,
 /// with busy-polling threads; and, on the same two threads in the same run, a bare
 /// handoff of a timestamp through a ring of the same kind.
-pub fn tick_to_order(config: &Config, seed: u64, samples: u64, max_time: Duration) -> Result<TickToOrderResult, String> {
+pub fn tick_to_order(
+    config: &Config,
+    seed: u64,
+    samples: u64,
+    max_time: Duration,
+) -> Result<TickToOrderResult, String> {
     let buffer = record_market_data(config, seed, 200_000);
     let (engine, factory, name) = bench_engine(config, seed)?;
     let clock = Clock::start();
@@ -150,7 +170,12 @@ pub fn tick_to_order(config: &Config, seed: u64, samples: u64, max_time: Duratio
     let (ord_tx, mut ord_rx) = ring::<OrderCommand>(4096, &gw_parker);
     let (mut base_tx, mut base_rx) = ring::<Nanos>(4096, &engine_parker);
     let (ctl_tx, ctl_rx) = mpsc::channel();
-    let slot = hft_exec::StrategySlot::new(name, engine, factory.clone(), hft_exec::RestartPolicy::new(0, 1, 10));
+    let slot = hft_exec::StrategySlot::new(
+        name,
+        engine,
+        factory.clone(),
+        hft_exec::RestartPolicy::new(0, 1, 10),
+    );
     let thread = EngineThread {
         slot,
         md: md_rx,
@@ -196,7 +221,12 @@ pub fn tick_to_order(config: &Config, seed: u64, samples: u64, max_time: Duratio
             std::hint::spin_loop();
         }
     }
-    ctl_tx.send(Control::Install { strategy: factory(), restart: false }).map_err(|e| e.to_string())?;
+    ctl_tx
+        .send(Control::Install {
+            strategy: factory(),
+            restart: false,
+        })
+        .map_err(|e| e.to_string())?;
     let mut pipeline = hft_telemetry::latency_histogram();
     let mut wire = [0u8; ORDER_WIRE_LEN];
     let started = Instant::now();
@@ -245,5 +275,8 @@ pub fn tick_to_order(config: &Config, seed: u64, samples: u64, max_time: Duratio
         drain(&mut pipeline);
     }
     let (handoff, _slot) = engine_thread.join().map_err(|_| "engine thread panicked")?;
-    Ok(TickToOrderResult { pipeline: LatencySummary::of(&pipeline), handoff: LatencySummary::of(&handoff) })
+    Ok(TickToOrderResult {
+        pipeline: LatencySummary::of(&pipeline),
+        handoff: LatencySummary::of(&handoff),
+    })
 }

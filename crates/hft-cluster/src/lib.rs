@@ -30,5 +30,12 @@ pub fn run_deterministic(config: &Config, seed: u64, duration: Duration) -> Sess
     session.shutdown();
     let venue_events = session.venue().flow_events();
     let slots = session.into_slots();
-    SessionReport::build("deterministic", seed, until as f64 / NANOS_PER_SEC as f64, venue_events, &slots, parts.kill.is_engaged())
+    SessionReport::build(
+        "deterministic",
+        seed,
+        until as f64 / NANOS_PER_SEC as f64,
+        venue_events,
+        &slots,
+        parts.kill.is_engaged(),
+    )
 }

@@ -11,11 +11,13 @@
 
 use crate::node::NodeParts;
 use crate::report::SessionReport;
-use crate::ring::{ring, IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK};
+use crate::ring::{IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK, ring};
 use hdrhistogram::Histogram;
 use hft_core::{MarketEvent, Nanos, OrderCommand, OrderReport, TradingState};
-use hft_exec::wire::{encode_order, ORDER_WIRE_LEN};
-use hft_exec::{OrderSink, RestartDecision, RestartPolicy, SimVenue, StrategyFactory, StrategySlot, VenueOutput};
+use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
+use hft_exec::{
+    OrderSink, RestartDecision, RestartPolicy, SimVenue, StrategyFactory, StrategySlot, VenueOutput,
+};
 use hft_risk::KillSwitch;
 use hft_strategy::Strategy;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -140,18 +142,29 @@ impl EngineThread {
             }
             while let Some(r) = self.reports.pop() {
                 worked = true;
-                let res = self.slot.engine.on_report(&r, self.clock.now(), &mut RingSink(&mut self.orders));
+                let res = self.slot.engine.on_report(
+                    &r,
+                    self.clock.now(),
+                    &mut RingSink(&mut self.orders),
+                );
                 self.check(res);
             }
             for _ in 0..256 {
                 let Some(ev) = self.md.pop() else { break };
                 worked = true;
-                let res = self.slot.engine.on_market(&ev, self.clock.now(), &mut RingSink(&mut self.orders));
+                let res = self.slot.engine.on_market(
+                    &ev,
+                    self.clock.now(),
+                    &mut RingSink(&mut self.orders),
+                );
                 self.check(res);
             }
             if now >= next_timer {
                 next_timer = now + self.timer_interval;
-                let res = self.slot.engine.on_timer(now, &mut RingSink(&mut self.orders));
+                let res = self
+                    .slot
+                    .engine
+                    .on_timer(now, &mut RingSink(&mut self.orders));
                 self.check(res);
                 self.publish();
             }
@@ -165,7 +178,9 @@ impl EngineThread {
             } else {
                 idle_spins += 1;
                 if self.idle == IdleMode::Park && idle_spins > SPIN_BEFORE_PARK {
-                    let wait = Duration::from_nanos(next_timer.saturating_sub(now).clamp(10_000, 5_000_000));
+                    let wait = Duration::from_nanos(
+                        next_timer.saturating_sub(now).clamp(10_000, 5_000_000),
+                    );
                     let (md, rep) = (&self.md, &self.reports);
                     self.parker.park(wait, || !md.is_empty() || !rep.is_empty());
                 } else {
@@ -187,12 +202,17 @@ impl EngineThread {
                     self.slot.restarts += 1;
                     tracing::info!(strategy = %self.slot.name, restarts = self.slot.restarts, "strategy restarted");
                 }
-                let res = self.slot.engine.install(strategy, now, &mut RingSink(&mut self.orders));
+                let res = self
+                    .slot
+                    .engine
+                    .install(strategy, now, &mut RingSink(&mut self.orders));
                 self.check(res);
             }
             Control::Halt(reason) => {
                 self.slot.engine.set_trading_state(TradingState::Halted);
-                self.slot.engine.cancel_all(now, &mut RingSink(&mut self.orders));
+                self.slot
+                    .engine
+                    .cancel_all(now, &mut RingSink(&mut self.orders));
                 self.slot.halted = Some(reason);
             }
             Control::Stop => {
@@ -217,9 +237,13 @@ impl EngineThread {
     fn publish(&self) {
         let e = &self.slot.engine;
         self.live.events.store(e.stats().events, Ordering::Relaxed);
-        self.live.orders.store(e.oms_stats().orders, Ordering::Relaxed);
+        self.live
+            .orders
+            .store(e.oms_stats().orders, Ordering::Relaxed);
         self.live.fills.store(e.fill_count(), Ordering::Relaxed);
-        self.live.position.store(e.position(e.instrument()).qty.raw(), Ordering::Relaxed);
+        self.live
+            .position
+            .store(e.position(e.instrument()).qty.raw(), Ordering::Relaxed);
         self.live.pnl.store(e.pnl().raw(), Ordering::Relaxed);
     }
 }
@@ -248,7 +272,9 @@ impl VenueOutput for Gateway<'_> {
     }
 
     fn report(&mut self, r: &OrderReport) {
-        let Some(tx) = self.reports.get_mut(r.cl_ord_id.strategy().index()) else { return };
+        let Some(tx) = self.reports.get_mut(r.cl_ord_id.strategy().index()) else {
+            return;
+        };
         // Reports are never dropped: wait for the engine to make room.
         let mut item = *r;
         while let Err(back) = tx.push(item) {
@@ -284,14 +310,26 @@ impl GatewayThread {
     /// Runs until stopped; returns the venue and one tick-to-order histogram per engine.
     pub fn run(mut self) -> (SimVenue, Vec<Histogram<u64>>) {
         self.parker.bind_current();
-        let mut lat: Vec<Histogram<u64>> = self.orders.iter().map(|_| hft_telemetry::latency_histogram()).collect();
+        let mut lat: Vec<Histogram<u64>> = self
+            .orders
+            .iter()
+            .map(|_| hft_telemetry::latency_histogram())
+            .collect();
         let mut window = hft_telemetry::latency_histogram();
         let mut wire = [0u8; ORDER_WIRE_LEN];
         let mut next_status = self.clock.now() + 1_000_000_000;
         let mut idle_spins = 0u32;
         // Engines start from a full snapshot, then follow the incremental messages.
         let t0 = self.clock.now();
-        self.venue.snapshot(t0, &mut Gateway { md: &mut self.md, reports: &mut self.reports, now: t0, live: &self.live });
+        self.venue.snapshot(
+            t0,
+            &mut Gateway {
+                md: &mut self.md,
+                reports: &mut self.reports,
+                now: t0,
+                live: &self.live,
+            },
+        );
         loop {
             let now = self.clock.now();
             let mut worked = false;
@@ -307,20 +345,32 @@ impl GatewayThread {
                         let _ = window.record(d);
                     }
                     self.live.orders_in.fetch_add(1, Ordering::Relaxed);
-                    let mut out = Gateway { md: &mut self.md, reports: &mut self.reports, now: t, live: &self.live };
+                    let mut out = Gateway {
+                        md: &mut self.md,
+                        reports: &mut self.reports,
+                        now: t,
+                        live: &self.live,
+                    };
                     self.venue.submit(&cmd, t, &mut out);
                 }
             }
             let mut steps = 0;
             while steps < 256 && self.venue.next_flow_ts() <= now {
-                let mut out = Gateway { md: &mut self.md, reports: &mut self.reports, now, live: &self.live };
+                let mut out = Gateway {
+                    md: &mut self.md,
+                    reports: &mut self.reports,
+                    now,
+                    live: &self.live,
+                };
                 self.venue.step_flow(&mut out);
                 steps += 1;
                 worked = true;
             }
             if now >= next_status {
                 next_status = now + 1_000_000_000;
-                self.live.p99_ns.store(window.value_at_quantile(0.99), Ordering::Relaxed);
+                self.live
+                    .p99_ns
+                    .store(window.value_at_quantile(0.99), Ordering::Relaxed);
                 window.reset();
             }
             if self.stop.load(Ordering::Relaxed) {
@@ -331,9 +381,15 @@ impl GatewayThread {
             } else {
                 idle_spins += 1;
                 if self.idle == IdleMode::Park && idle_spins > SPIN_BEFORE_PARK {
-                    let wait = self.venue.next_flow_ts().saturating_sub(self.clock.now()).clamp(1_000, 1_000_000);
+                    let wait = self
+                        .venue
+                        .next_flow_ts()
+                        .saturating_sub(self.clock.now())
+                        .clamp(1_000, 1_000_000);
                     let orders = &self.orders;
-                    self.parker.park(Duration::from_nanos(wait), || orders.iter().any(|r| !r.is_empty()));
+                    self.parker.park(Duration::from_nanos(wait), || {
+                        orders.iter().any(|r| !r.is_empty())
+                    });
                 } else {
                     std::hint::spin_loop();
                 }
@@ -367,17 +423,29 @@ impl Actor for EngineActor {
     type State = ();
     type Arguments = EngineActorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<EngineMsg>, args: EngineActorArgs) -> Result<(), ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<EngineMsg>,
+        args: EngineActorArgs,
+    ) -> Result<(), ActorProcessingErr> {
         if let Ok(mut g) = args.crash.lock() {
             *g = Some(myself);
         }
         args.control
-            .send(Control::Install { strategy: (args.factory)(), restart: args.restart })
+            .send(Control::Install {
+                strategy: (args.factory)(),
+                restart: args.restart,
+            })
             .map_err(|_| "engine thread is gone")?;
         Ok(())
     }
 
-    async fn handle(&self, _myself: ActorRef<EngineMsg>, msg: EngineMsg, _state: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<EngineMsg>,
+        msg: EngineMsg,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             EngineMsg::Crashed(m) => Err(format!("strategy panicked: {m}").into()),
         }
@@ -403,11 +471,20 @@ macro_rules! gateway_actor {
             type State = Arc<GatewayLive>;
             type Arguments = Arc<GatewayLive>;
 
-            async fn pre_start(&self, _m: ActorRef<GatewayMsg>, live: Arc<GatewayLive>) -> Result<Arc<GatewayLive>, ActorProcessingErr> {
+            async fn pre_start(
+                &self,
+                _m: ActorRef<GatewayMsg>,
+                live: Arc<GatewayLive>,
+            ) -> Result<Arc<GatewayLive>, ActorProcessingErr> {
                 Ok(live)
             }
 
-            async fn handle(&self, _m: ActorRef<GatewayMsg>, msg: GatewayMsg, live: &mut Arc<GatewayLive>) -> Result<(), ActorProcessingErr> {
+            async fn handle(
+                &self,
+                _m: ActorRef<GatewayMsg>,
+                msg: GatewayMsg,
+                live: &mut Arc<GatewayLive>,
+            ) -> Result<(), ActorProcessingErr> {
                 let GatewayMsg::Stats(reply) = msg;
                 let _ = reply.send((
                     live.md_published.load(Ordering::Relaxed),
@@ -441,11 +518,20 @@ impl Actor for RiskShardActor {
     type State = KillSwitch;
     type Arguments = KillSwitch;
 
-    async fn pre_start(&self, _m: ActorRef<RiskMsg>, kill: KillSwitch) -> Result<KillSwitch, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _m: ActorRef<RiskMsg>,
+        kill: KillSwitch,
+    ) -> Result<KillSwitch, ActorProcessingErr> {
         Ok(kill)
     }
 
-    async fn handle(&self, _m: ActorRef<RiskMsg>, msg: RiskMsg, kill: &mut KillSwitch) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _m: ActorRef<RiskMsg>,
+        msg: RiskMsg,
+        kill: &mut KillSwitch,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RiskMsg::Kill => {
                 tracing::error!("kill switch engaged: all strategies halted");
@@ -497,8 +583,17 @@ pub struct NodeArgs {
 }
 
 impl NodeSupervisor {
-    async fn spawn_engine(myself: &ActorRef<NodeMsg>, s: &mut Supervised, restart: bool) -> Result<(), ActorProcessingErr> {
-        let args = EngineActorArgs { control: s.control.clone(), factory: s.factory.clone(), crash: s.crash.clone(), restart };
+    async fn spawn_engine(
+        myself: &ActorRef<NodeMsg>,
+        s: &mut Supervised,
+        restart: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = EngineActorArgs {
+            control: s.control.clone(),
+            factory: s.factory.clone(),
+            crash: s.crash.clone(),
+            restart,
+        };
         let (actor, _) = Actor::spawn_linked(None, EngineActor, args, myself.get_cell()).await?;
         s.actor = Some(actor);
         Ok(())
@@ -510,18 +605,32 @@ impl Actor for NodeSupervisor {
     type State = NodeState;
     type Arguments = NodeArgs;
 
-    async fn pre_start(&self, myself: ActorRef<NodeMsg>, args: NodeArgs) -> Result<NodeState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        args: NodeArgs,
+    ) -> Result<NodeState, ActorProcessingErr> {
         Actor::spawn_linked(None, FeedActor, args.gateway.clone(), myself.get_cell()).await?;
         Actor::spawn_linked(None, VenueActor, args.gateway.clone(), myself.get_cell()).await?;
-        let (risk, _) = Actor::spawn_linked(None, RiskShardActor, args.kill.clone(), myself.get_cell()).await?;
+        let (risk, _) =
+            Actor::spawn_linked(None, RiskShardActor, args.kill.clone(), myself.get_cell()).await?;
         let mut engines = args.engines;
         for s in engines.iter_mut() {
             Self::spawn_engine(&myself, s, false).await?;
         }
-        Ok(NodeState { engines, risk: Some(risk), clock: args.clock })
+        Ok(NodeState {
+            engines,
+            risk: Some(risk),
+            clock: args.clock,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<NodeMsg>, msg: NodeMsg, state: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::Restart(i) => {
                 if let Some(s) = state.engines.get_mut(i) {
@@ -543,8 +652,14 @@ impl Actor for NodeSupervisor {
         evt: SupervisionEvent,
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
-        let SupervisionEvent::ActorFailed(cell, err) = evt else { return Ok(()) };
-        let Some(i) = state.engines.iter().position(|s| s.actor.as_ref().is_some_and(|a| a.get_id() == cell.get_id())) else {
+        let SupervisionEvent::ActorFailed(cell, err) = evt else {
+            return Ok(());
+        };
+        let Some(i) = state.engines.iter().position(|s| {
+            s.actor
+                .as_ref()
+                .is_some_and(|a| a.get_id() == cell.get_id())
+        }) else {
             // A gateway or risk actor failing is not recoverable here: stop the node.
             tracing::error!(error = %err, "node actor failed");
             myself.stop(Some(format!("child failed: {err}")));
@@ -595,9 +710,15 @@ pub struct LiveOptions {
 }
 
 /// Runs a live session to completion and returns its summary.
-pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveView, Duration)) -> Result<SessionReport, String> {
+pub fn run(
+    parts: NodeParts,
+    opts: LiveOptions,
+    mut on_status: impl FnMut(&LiveView, Duration),
+) -> Result<SessionReport, String> {
     let clock = Clock::start();
-    let NodeParts { venue, slots, kill, .. } = parts;
+    let NodeParts {
+        venue, slots, kill, ..
+    } = parts;
     let gw_parker = Parker::new();
     let gateway_live = Arc::new(GatewayLive::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -606,7 +727,10 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
     let mut order_rxs = Vec::new();
     let mut engine_threads: Vec<JoinHandle<StrategySlot>> = Vec::new();
     let mut supervised = Vec::new();
-    let mut view = LiveView { engines: Vec::new(), gateway: gateway_live.clone() };
+    let mut view = LiveView {
+        engines: Vec::new(),
+        gateway: gateway_live.clone(),
+    };
     let mut controls = Vec::new();
     for slot in slots {
         let parker = Parker::new();
@@ -639,7 +763,12 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
             crash,
         };
         let name = format!("engine-{}", engine_threads.len());
-        engine_threads.push(std::thread::Builder::new().name(name).spawn(move || t.run()).map_err(|e| e.to_string())?);
+        engine_threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || t.run())
+                .map_err(|e| e.to_string())?,
+        );
         md_txs.push(md_tx);
         rep_txs.push(rep_tx);
         order_rxs.push(ord_rx);
@@ -656,7 +785,10 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
         live: gateway_live.clone(),
         idle: opts.idle,
     };
-    let gateway = std::thread::Builder::new().name("gateway".into()).spawn(move || gw.run()).map_err(|e| e.to_string())?;
+    let gateway = std::thread::Builder::new()
+        .name("gateway".into())
+        .spawn(move || gw.run())
+        .map_err(|e| e.to_string())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -664,7 +796,12 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
         .thread_name("control")
         .build()
         .map_err(|e| format!("cannot start the control-plane runtime: {e}"))?;
-    let args = NodeArgs { engines: supervised, gateway: gateway_live.clone(), kill: kill.clone(), clock };
+    let args = NodeArgs {
+        engines: supervised,
+        gateway: gateway_live.clone(),
+        kill: kill.clone(),
+        clock,
+    };
     let (supervisor, sup_handle) = rt
         .block_on(Actor::spawn(Some("node".into()), NodeSupervisor, args))
         .map_err(|e| format!("cannot start the actor tree: {e}"))?;
@@ -672,7 +809,9 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
     rt.spawn(async move {
         let term = async {
             #[cfg(unix)]
-            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 s.recv().await;
                 return;
             }
@@ -708,7 +847,10 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
     }
     let mut slots = Vec::new();
     for t in engine_threads {
-        slots.push(t.join().map_err(|_| "an engine thread panicked outside its strategy")?);
+        slots.push(
+            t.join()
+                .map_err(|_| "an engine thread panicked outside its strategy")?,
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let (venue, lat) = gateway.join().map_err(|_| "the gateway thread panicked")?;
@@ -716,5 +858,12 @@ pub fn run(parts: NodeParts, opts: LiveOptions, mut on_status: impl FnMut(&LiveV
         slot.latency = h;
     }
     rt.shutdown_timeout(Duration::from_millis(200));
-    Ok(SessionReport::build("live", opts.seed, elapsed.as_secs_f64(), venue.flow_events(), &slots, kill.is_engaged()))
+    Ok(SessionReport::build(
+        "live",
+        opts.seed,
+        elapsed.as_secs_f64(),
+        venue.flow_events(),
+        &slots,
+        kill.is_engaged(),
+    ))
 }

@@ -27,7 +27,11 @@ pub struct NodeParts {
 /// Builds venue, engines and strategy factories. `start` is the venue clock origin.
 pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
     let specs: Vec<InstrumentSpec> = config.instruments.iter().map(|i| i.spec.clone()).collect();
-    let sims: Vec<(InstrumentSpec, SimParams)> = config.instruments.iter().map(|i| (i.spec.clone(), i.sim.clone())).collect();
+    let sims: Vec<(InstrumentSpec, SimParams)> = config
+        .instruments
+        .iter()
+        .map(|i| (i.spec.clone(), i.sim.clone()))
+        .collect();
     let venue = SimVenue::new(seed, start, &sims, SEED_LEVELS);
     let kill = KillSwitch::new(config.risk.kill_switch);
     let enabled: Vec<_> = config.strategies.iter().filter(|s| s.enabled).collect();
@@ -44,7 +48,10 @@ pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
                 max_open_orders: s.risk.max_open_orders as usize,
                 epoch: 0,
             };
-            let engine = Engine::new(setup, PreTradeRisk::new(s.risk.clone(), kill.clone(), exposure.clone()));
+            let engine = Engine::new(
+                setup,
+                PreTradeRisk::new(s.risk.clone(), kill.clone(), exposure.clone()),
+            );
             let factory: StrategyFactory = match &s.kind {
                 StrategyKind::MarketMaking(p) => {
                     let (instrument, p) = (s.instrument, p.clone());
@@ -52,9 +59,15 @@ pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
                 }
             };
             let e = &config.engine;
-            let policy = RestartPolicy::new(e.max_restarts, e.restart_window_s, e.restart_backoff_ms);
+            let policy =
+                RestartPolicy::new(e.max_restarts, e.restart_window_s, e.restart_backoff_ms);
             StrategySlot::new(s.name.clone(), engine, factory, policy)
         })
         .collect();
-    NodeParts { specs, venue, slots, kill }
+    NodeParts {
+        specs,
+        venue,
+        slots,
+        kill,
+    }
 }

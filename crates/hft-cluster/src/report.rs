@@ -75,7 +75,14 @@ fn qty(spec: &InstrumentSpec, q: Qty) -> String {
 
 impl SessionReport {
     /// Builds the summary from the strategy slots at the end of a session.
-    pub fn build(mode: &'static str, seed: u64, duration_s: f64, venue_events: u64, slots: &[StrategySlot], killed: bool) -> Self {
+    pub fn build(
+        mode: &'static str,
+        seed: u64,
+        duration_s: f64,
+        venue_events: u64,
+        slots: &[StrategySlot],
+        killed: bool,
+    ) -> Self {
         let mut all = hft_telemetry::latency_histogram();
         let mut digest = Sha256::new();
         let strategies = slots
@@ -171,10 +178,27 @@ impl SessionReport {
         let _ = writeln!(
             out,
             "{:<10} {:<8} {:>7} {:>6} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8} {:>8}  {}",
-            "strategy", "symbol", "orders", "fills", "volume", "position", "max_pos", "realized", "unrealized", "state", "p50_ns", "p99_ns", "p999_ns", "rejects"
+            "strategy",
+            "symbol",
+            "orders",
+            "fills",
+            "volume",
+            "position",
+            "max_pos",
+            "realized",
+            "unrealized",
+            "state",
+            "p50_ns",
+            "p99_ns",
+            "p999_ns",
+            "rejects"
         );
         for s in &self.strategies {
-            let rejects: Vec<String> = s.rejects.nonzero().map(|(r, n)| format!("{r}={n}")).collect();
+            let rejects: Vec<String> = s
+                .rejects
+                .nonzero()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect();
             let _ = writeln!(
                 out,
                 "{:<10} {:<8} {:>7} {:>6} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8} {:>8}  {}",
@@ -191,7 +215,11 @@ impl SessionReport {
                 s.latency.p50,
                 s.latency.p99,
                 s.latency.p999,
-                if rejects.is_empty() { "-".to_owned() } else { rejects.join(" ") }
+                if rejects.is_empty() {
+                    "-".to_owned()
+                } else {
+                    rejects.join(" ")
+                }
             );
             if let Some(h) = &s.halted {
                 let _ = writeln!(out, "  {}: {h}", s.name);

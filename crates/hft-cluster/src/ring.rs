@@ -106,7 +106,13 @@ impl<T> RingRx<T> {
 /// A ring of `capacity` items whose consumer is woken through `parker`.
 pub fn ring<T>(capacity: usize, parker: &Arc<Parker>) -> (RingTx<T>, RingRx<T>) {
     let (p, c) = rtrb::RingBuffer::new(capacity);
-    (RingTx { inner: p, parker: parker.clone() }, RingRx { inner: c })
+    (
+        RingTx {
+            inner: p,
+            parker: parker.clone(),
+        },
+        RingRx { inner: c },
+    )
 }
 
 #[cfg(test)]

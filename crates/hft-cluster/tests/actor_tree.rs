@@ -1,12 +1,12 @@
 //! The live actor tree: a strategy that keeps panicking is restarted with backoff and
 //! then halted, while the other strategy keeps trading and the node stays up.
 
-use hft_cluster::live::{run, LiveOptions};
+use hft_cluster::live::{LiveOptions, run};
 use hft_cluster::ring::IdleMode;
 use hft_config::Config;
 use hft_strategy::{Context, Strategy};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 struct Crashy(u32);
@@ -44,9 +44,16 @@ fn panicking_strategy_is_restarted_then_halted_and_the_node_keeps_trading() {
     let crashy = &report.strategies[1];
     assert_eq!(crashy.restarts, 2, "{crashy:?}");
     assert_eq!(crashy.panics, 3);
-    assert!(crashy.halted.as_deref().unwrap_or("").contains("3 crashes"), "{:?}", crashy.halted);
+    assert!(
+        crashy.halted.as_deref().unwrap_or("").contains("3 crashes"),
+        "{:?}",
+        crashy.halted
+    );
     assert_eq!(crashy.state, "halted");
-    assert!(healthy.orders > 0 && healthy.halted.is_none(), "{healthy:?}");
+    assert!(
+        healthy.orders > 0 && healthy.halted.is_none(),
+        "{healthy:?}"
+    );
     assert!(report.events > 1_000);
     let _ = Config::default_embedded();
 }

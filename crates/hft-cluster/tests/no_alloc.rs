@@ -4,8 +4,8 @@
 
 use hft_config::Config;
 use hft_core::{OrderCommand, OrderKind, OrderReport, OrderReportKind};
-use hft_exec::wire::{encode_order, ORDER_WIRE_LEN};
 use hft_exec::OrderSink;
+use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -58,7 +58,11 @@ fn hot_path_makes_no_heap_allocation_per_event() {
     let events = hft_cluster::bench::record_market_data(&config, 3, 60_000);
     let mut parts = hft_cluster::node::build(&config, 3, 0);
     let mut slot = parts.slots.swap_remove(0);
-    let mut echo = Echo { pending: [None; 64], n: 0, wire: [0; ORDER_WIRE_LEN] };
+    let mut echo = Echo {
+        pending: [None; 64],
+        n: 0,
+        wire: [0; ORDER_WIRE_LEN],
+    };
     slot.start(0, &mut echo).unwrap();
     let mut orders = 0u64;
     // Warm-up pass sizes everything; the measured pass must not allocate at all.
@@ -78,7 +82,12 @@ fn hot_path_makes_no_heap_allocation_per_event() {
                         OrderKind::New { .. } => OrderReportKind::Accepted,
                         OrderKind::Cancel => OrderReportKind::Canceled,
                     };
-                    let r = OrderReport { ts: now, instrument: cmd.instrument, cl_ord_id: cmd.cl_ord_id, kind };
+                    let r = OrderReport {
+                        ts: now,
+                        instrument: cmd.instrument,
+                        cl_ord_id: cmd.cl_ord_id,
+                        kind,
+                    };
                     slot.engine.on_report(&r, now, &mut echo).unwrap();
                 }
                 k += 1;
@@ -87,6 +96,13 @@ fn hot_path_makes_no_heap_allocation_per_event() {
             ARMED.store(false, Ordering::SeqCst);
         }
     }
-    assert!(orders > 100, "the strategy must actually trade for the test to mean anything ({orders} orders)");
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "allocations on the hot path");
+    assert!(
+        orders > 100,
+        "the strategy must actually trade for the test to mean anything ({orders} orders)"
+    );
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations on the hot path"
+    );
 }

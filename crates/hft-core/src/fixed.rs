@@ -107,7 +107,13 @@ impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Two decimals are what a trader reads; full precision is in the raw value.
         let cents = div_round(self.0 as i128, 10i128.pow(u32::from(MONEY_SCALE) - 2));
-        fmt::Display::fmt(&Decimal { raw: cents, scale: 2 }, f)
+        fmt::Display::fmt(
+            &Decimal {
+                raw: cents,
+                scale: 2,
+            },
+            f,
+        )
     }
 }
 
@@ -170,8 +176,12 @@ fn parse_decimal(input: &str, scale: u8) -> Result<i64, CoreError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(bad("no digits"));
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad("expected digits with at most one '.' (no exponent, no separators)"));
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad(
+            "expected digits with at most one '.' (no exponent, no separators)",
+        ));
     }
     let significant = frac_part.trim_end_matches('0');
     if significant.len() > scale as usize {
@@ -208,7 +218,16 @@ mod tests {
 
     #[test]
     fn rejects_inexact_and_malformed() {
-        for s in ["123.455", "", "-", "1e5", "1,000", "1.2.3", "abc", "99999999999999999999"] {
+        for s in [
+            "123.455",
+            "",
+            "-",
+            "1e5",
+            "1,000",
+            "1.2.3",
+            "abc",
+            "99999999999999999999",
+        ] {
             assert!(Price::parse(s, 2).is_err(), "{s} should not parse");
         }
     }

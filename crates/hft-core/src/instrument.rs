@@ -2,7 +2,7 @@
 //! only place that converts between raw units and money.
 
 use crate::error::CoreError;
-use crate::fixed::{div_round, Money, Price, Qty, MAX_SCALE, MONEY_SCALE};
+use crate::fixed::{MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round};
 use crate::ids::InstrumentId;
 
 /// Static description of a tradable instrument.
@@ -84,7 +84,8 @@ impl InstrumentSpec {
     #[inline]
     pub fn notional(&self, price: Price, qty: Qty) -> Money {
         let prod = i128::from(price.raw()) * i128::from(qty.raw());
-        let scale = i32::from(self.price_scale) + i32::from(self.qty_scale) - i32::from(MONEY_SCALE);
+        let scale =
+            i32::from(self.price_scale) + i32::from(self.qty_scale) - i32::from(MONEY_SCALE);
         let v = if scale <= 0 {
             prod.saturating_mul(10i128.pow((-scale) as u32))
         } else {
@@ -96,7 +97,11 @@ impl InstrumentSpec {
     /// Fee for a fill (positive = paid), at the maker or taker rate.
     #[inline]
     pub fn fee(&self, price: Price, qty: Qty, maker: bool) -> Money {
-        let rate = if maker { self.maker_fee_micros } else { self.taker_fee_micros };
+        let rate = if maker {
+            self.maker_fee_micros
+        } else {
+            self.taker_fee_micros
+        };
         let notional = i128::from(self.notional(price, qty).raw().abs());
         Money(div_round(notional * i128::from(rate), 1_000_000) as i64)
     }
@@ -185,16 +190,31 @@ mod tests {
         // 60000.00 * 0.5000 = 30000.00
         let n = s.notional(Price(6_000_000), Qty(5_000));
         assert_eq!(n, Money::parse_quote("30000").unwrap());
-        assert_eq!(s.fee(Price(6_000_000), Qty(5_000), false), Money::parse_quote("15").unwrap());
-        assert_eq!(s.fee(Price(6_000_000), Qty(5_000), true), Money::parse_quote("-0.75").unwrap());
+        assert_eq!(
+            s.fee(Price(6_000_000), Qty(5_000), false),
+            Money::parse_quote("15").unwrap()
+        );
+        assert_eq!(
+            s.fee(Price(6_000_000), Qty(5_000), true),
+            Money::parse_quote("-0.75").unwrap()
+        );
     }
 
     #[test]
     fn order_rules() {
         let s = spec();
-        assert_eq!(s.check_order(Price(6_000_005), Qty(10)), Err(SpecViolation::Tick));
-        assert_eq!(s.check_order(Price(6_000_000), Qty(15)), Err(SpecViolation::Lot));
-        assert_eq!(s.check_order(Price(10), Qty(10)), Err(SpecViolation::MinNotional));
+        assert_eq!(
+            s.check_order(Price(6_000_005), Qty(10)),
+            Err(SpecViolation::Tick)
+        );
+        assert_eq!(
+            s.check_order(Price(6_000_000), Qty(15)),
+            Err(SpecViolation::Lot)
+        );
+        assert_eq!(
+            s.check_order(Price(10), Qty(10)),
+            Err(SpecViolation::MinNotional)
+        );
         assert_eq!(s.check_order(Price(6_000_000), Qty(10)), Ok(()));
     }
 

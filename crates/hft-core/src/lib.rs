@@ -12,11 +12,11 @@ mod position;
 
 pub use error::CoreError;
 pub use event::{
-    Fill, Liquidity, MarketEvent, MarketEventKind, OrderCommand, OrderKind, OrderReport, OrderReportKind,
-    RejectReason, TimeInForce, FLAG_LAST, FLAG_SNAPSHOT,
+    FLAG_LAST, FLAG_SNAPSHOT, Fill, Liquidity, MarketEvent, MarketEventKind, OrderCommand,
+    OrderKind, OrderReport, OrderReportKind, RejectReason, TimeInForce,
 };
-pub use fixed::{div_round, Decimal, Money, Price, Qty, MAX_SCALE, MONEY_SCALE};
-pub use ids::{ClientOrderId, ExecId, InstrumentId, Nanos, Side, StrategyId, NANOS_PER_SEC};
+pub use fixed::{Decimal, MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round};
+pub use ids::{ClientOrderId, ExecId, InstrumentId, NANOS_PER_SEC, Nanos, Side, StrategyId};
 pub use instrument::{InstrumentSpec, SpecViolation};
 pub use order::{OpenOrder, OrderStatus, TradingState};
 pub use position::Position;

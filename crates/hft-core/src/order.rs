@@ -26,7 +26,10 @@ impl OrderStatus {
     /// No further report can change the order.
     #[inline]
     pub const fn is_terminal(self) -> bool {
-        matches!(self, OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Rejected)
+        matches!(
+            self,
+            OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Rejected
+        )
     }
 }
 
@@ -94,4 +97,3 @@ impl fmt::Display for TradingState {
         })
     }
 }
-

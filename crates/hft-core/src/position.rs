@@ -1,9 +1,9 @@
 //! Position accounting of one instrument with average cost, exact to the money unit.
 
-use crate::event::Fill;
-use crate::fixed::{div_round, Money, Qty};
-use crate::instrument::InstrumentSpec;
 use crate::Price;
+use crate::event::Fill;
+use crate::fixed::{Money, Qty, div_round};
+use crate::instrument::InstrumentSpec;
 
 /// Net position, cost basis and realized PnL of one instrument.
 ///
@@ -39,9 +39,16 @@ impl Position {
             (0, signed.abs())
         };
         if close > 0 {
-            let cost_closed = div_round(i128::from(self.cost.raw()) * i128::from(close), i128::from(pos.abs())) as i64;
+            let cost_closed = div_round(
+                i128::from(self.cost.raw()) * i128::from(close),
+                i128::from(pos.abs()),
+            ) as i64;
             let value = spec.notional(fill.price, Qty(close)).raw();
-            self.realized = Money(self.realized.raw().saturating_add(pos.signum() * value - cost_closed));
+            self.realized = Money(
+                self.realized
+                    .raw()
+                    .saturating_add(pos.signum() * value - cost_closed),
+            );
             self.cost = Money(self.cost.raw() - cost_closed);
             self.qty = Qty(pos - pos.signum() * close);
         }
@@ -61,7 +68,11 @@ impl Position {
     /// Mark-to-market PnL of the open quantity at `mark`.
     #[inline]
     pub fn unrealized(&self, spec: &InstrumentSpec, mark: Price) -> Money {
-        Money(spec.notional(mark, self.qty).raw().saturating_sub(self.cost.raw()))
+        Money(
+            spec.notional(mark, self.qty)
+                .raw()
+                .saturating_sub(self.cost.raw()),
+        )
     }
 
     /// Realized PnL after fees.
@@ -73,7 +84,11 @@ impl Position {
     /// Total PnL after fees at `mark`.
     #[inline]
     pub fn total_pnl(&self, spec: &InstrumentSpec, mark: Price) -> Money {
-        Money(self.realized_net().raw().saturating_add(self.unrealized(spec, mark).raw()))
+        Money(
+            self.realized_net()
+                .raw()
+                .saturating_add(self.unrealized(spec, mark).raw()),
+        )
     }
 }
 
@@ -117,7 +132,10 @@ mod tests {
         p.apply(&s, &fill(Side::Buy, 10_000, 3));
         p.apply(&s, &fill(Side::Sell, 10_100, 1));
         assert_eq!(p.realized, Money::parse_quote("1").unwrap());
-        assert_eq!(p.unrealized(&s, Price(10_100)), Money::parse_quote("2").unwrap());
+        assert_eq!(
+            p.unrealized(&s, Price(10_100)),
+            Money::parse_quote("2").unwrap()
+        );
         // Flip to short through zero.
         p.apply(&s, &fill(Side::Sell, 9_900, 4));
         assert_eq!(p.qty, Qty(-2));

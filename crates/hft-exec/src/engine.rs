@@ -9,13 +9,14 @@
 
 use hft_book::{L2Book, SequenceTracker};
 use hft_core::{
-    ClientOrderId, Fill, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, OrderCommand, OrderKind, OrderReport,
-    OrderReportKind, OrderStatus, Position, Price, Qty, Side, StrategyId, TradingState,
+    ClientOrderId, Fill, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, OrderCommand,
+    OrderKind, OrderReport, OrderReportKind, OrderStatus, Position, Price, Qty, Side, StrategyId,
+    TradingState,
 };
 use hft_risk::{OrderIntent, PreTradeRisk, RiskContext, RiskReject};
 use hft_strategy::{Action, ActionBuffer, Context, ContextParts, Strategy};
 use sha2::{Digest, Sha256};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::oms::{Oms, OmsStats};
 
@@ -91,7 +92,11 @@ impl Engine {
     pub fn new(setup: EngineSetup, risk: PreTradeRisk) -> Self {
         let n = setup.specs.len();
         Self {
-            books: setup.specs.iter().map(|s| L2Book::with_capacity(s.id, setup.book_depth)).collect(),
+            books: setup
+                .specs
+                .iter()
+                .map(|s| L2Book::with_capacity(s.id, setup.book_depth))
+                .collect(),
             seqs: (0..n).map(|_| SequenceTracker::new()).collect(),
             last_seq: vec![0; n],
             positions: vec![Position::default(); n],
@@ -109,7 +114,12 @@ impl Engine {
     }
 
     /// Installs a (new) strategy instance and starts it.
-    pub fn install(&mut self, strategy: Box<dyn Strategy>, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+    pub fn install(
+        &mut self,
+        strategy: Box<dyn Strategy>,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) -> Result<(), StrategyPanic> {
         self.strategy = Some(strategy);
         self.tick_ts = 0;
         self.call(now, sink, |s, ctx| s.on_start(ctx))
@@ -172,14 +182,17 @@ impl Engine {
 
     /// Mark price of the primary instrument (mid), if known.
     pub fn mark(&self) -> Option<Price> {
-        self.books[self.setup.instrument.index()].mid_x2().map(|m| Price(m / 2))
+        self.books[self.setup.instrument.index()]
+            .mid_x2()
+            .map(|m| Price(m / 2))
     }
 
     /// PnL after fees of the primary instrument at the current mark.
     pub fn pnl(&self) -> Money {
         let i = self.setup.instrument;
         let pos = &self.positions[i.index()];
-        self.mark().map_or(pos.realized_net(), |m| pos.total_pnl(self.spec(i), m))
+        self.mark()
+            .map_or(pos.realized_net(), |m| pos.total_pnl(self.spec(i), m))
     }
 
     /// Fills applied.
@@ -195,7 +208,12 @@ impl Engine {
 
     /// Applies one market event; calls the strategy when the event closes a venue message.
     #[inline]
-    pub fn on_market(&mut self, ev: &hft_core::MarketEvent, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+    pub fn on_market(
+        &mut self,
+        ev: &hft_core::MarketEvent,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) -> Result<(), StrategyPanic> {
         let i = ev.instrument.index();
         if i >= self.books.len() {
             self.stats.book_errors += 1;
@@ -226,7 +244,12 @@ impl Engine {
 
     /// Applies one venue report for one of our orders.
     #[inline]
-    pub fn on_report(&mut self, r: &OrderReport, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
+    pub fn on_report(
+        &mut self,
+        r: &OrderReport,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) -> Result<(), StrategyPanic> {
         // Orders a report triggers are not tick-to-order.
         self.tick_ts = 0;
         let order = match self.oms.on_report(r) {
@@ -294,7 +317,8 @@ impl Engine {
         let Some(mark) = self.mark() else { return };
         let spec = &self.setup.specs[i.index()];
         let pos = &self.positions[i.index()];
-        self.risk.publish_exposure(self.setup.strategy.index(), spec.notional(mark, pos.qty));
+        self.risk
+            .publish_exposure(self.setup.strategy.index(), spec.notional(mark, pos.qty));
         if self.risk.on_pnl(pos.total_pnl(spec, mark)) {
             self.cancel_all(now, sink);
         }
@@ -345,8 +369,18 @@ impl Engine {
         for k in 0..n {
             let a = self.actions.get(k);
             match a {
-                Action::Place { cl_ord_id, instrument, side, price, qty, tif, post_only } => {
-                    self.place(cl_ord_id, instrument, side, price, qty, tif, post_only, now, sink);
+                Action::Place {
+                    cl_ord_id,
+                    instrument,
+                    side,
+                    price,
+                    qty,
+                    tif,
+                    post_only,
+                } => {
+                    self.place(
+                        cl_ord_id, instrument, side, price, qty, tif, post_only, now, sink,
+                    );
                 }
                 Action::Cancel { cl_ord_id } => self.send_cancel(cl_ord_id, now, sink),
             }
@@ -381,9 +415,15 @@ impl Engine {
             open_sell: self.oms.open_qty(instrument, Side::Sell),
             open_orders: self.oms.open().len() as u32,
             reference,
-            exposure: reference.map_or(Money::ZERO, |r| Money(spec.notional(r, pos.qty).raw().saturating_abs())),
+            exposure: reference.map_or(Money::ZERO, |r| {
+                Money(spec.notional(r, pos.qty).raw().saturating_abs())
+            }),
         };
-        if self.risk.check(spec, &OrderIntent { side, price, qty }, &ctx, now).is_err() {
+        if self
+            .risk
+            .check(spec, &OrderIntent { side, price, qty }, &ctx, now)
+            .is_err()
+        {
             return;
         }
         let order = OpenOrder {
@@ -407,7 +447,13 @@ impl Engine {
             instrument,
             cl_ord_id,
             epoch: self.setup.epoch,
-            kind: OrderKind::New { side, price, qty, tif, post_only },
+            kind: OrderKind::New {
+                side,
+                price,
+                qty,
+                tif,
+                post_only,
+            },
         };
         if !sink.send(&cmd) {
             self.oms.forget(cl_ord_id);
@@ -416,7 +462,9 @@ impl Engine {
     }
 
     fn send_cancel(&mut self, id: ClientOrderId, now: Nanos, sink: &mut impl OrderSink) {
-        let Some(o) = self.oms.get(id).copied() else { return };
+        let Some(o) = self.oms.get(id).copied() else {
+            return;
+        };
         if !self.oms.mark_cancel_pending(id) {
             return;
         }

@@ -114,7 +114,10 @@ impl MatchingBook {
 
     /// Levels of a side from best outward (price, total).
     pub fn levels(&self, side: Side) -> impl Iterator<Item = (Price, Qty)> + '_ {
-        self.sides[side.index()].iter().rev().map(|l| (l.price, l.total))
+        self.sides[side.index()]
+            .iter()
+            .rev()
+            .map(|l| (l.price, l.total))
     }
 
     /// Quantity queued ahead of a resting order at its level.
@@ -152,7 +155,9 @@ impl MatchingBook {
         let mut left = qty.raw();
         let opp = side.opposite().index();
         while left > 0 {
-            let Some(level) = self.sides[opp].last_mut() else { break };
+            let Some(level) = self.sides[opp].last_mut() else {
+                break;
+            };
             let crosses = match (side, price) {
                 (_, None) => true,
                 (Side::Buy, Some(p)) => p >= level.price,
@@ -205,8 +210,22 @@ impl MatchingBook {
         SubmitResult { filled, resting }
     }
 
-    fn insert(&mut self, owner: Owner, side: Side, price: Price, qty: Qty, sink: &mut impl MatchSink) {
-        let slot = Slot { owner, side, leaves: qty, prev: NIL, next: NIL, level_price: price.raw() };
+    fn insert(
+        &mut self,
+        owner: Owner,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        sink: &mut impl MatchSink,
+    ) {
+        let slot = Slot {
+            owner,
+            side,
+            leaves: qty,
+            prev: NIL,
+            next: NIL,
+            level_price: price.raw(),
+        };
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -227,7 +246,15 @@ impl MatchingBook {
         let level = match pos {
             Ok(i) => &mut levels[i],
             Err(i) => {
-                levels.insert(i, Level { price, total: Qty::ZERO, head: NIL, tail: NIL });
+                levels.insert(
+                    i,
+                    Level {
+                        price,
+                        total: Qty::ZERO,
+                        head: NIL,
+                        tail: NIL,
+                    },
+                );
                 &mut levels[i]
             }
         };
@@ -303,7 +330,14 @@ mod tests {
     fn fifo_within_a_level() {
         let mut b = MatchingBook::new();
         let mut r = Rec::default();
-        b.submit(Owner::Sim(1), Side::Sell, Some(Price(100)), Qty(5), true, &mut r);
+        b.submit(
+            Owner::Sim(1),
+            Side::Sell,
+            Some(Price(100)),
+            Qty(5),
+            true,
+            &mut r,
+        );
         b.submit(cl(1), Side::Sell, Some(Price(100)), Qty(3), true, &mut r);
         assert_eq!(b.queue_ahead(cl(1)), Some(Qty(5)));
         // 4 lots take from the first order only: ours does not fill at touch.
@@ -311,7 +345,14 @@ mod tests {
         assert!(r.trades.iter().all(|t| t.maker == Owner::Sim(1)));
         assert_eq!(b.queue_ahead(cl(1)), Some(Qty(1)));
         r.trades.clear();
-        b.submit(Owner::Sim(3), Side::Buy, Some(Price(100)), Qty(3), true, &mut r);
+        b.submit(
+            Owner::Sim(3),
+            Side::Buy,
+            Some(Price(100)),
+            Qty(3),
+            true,
+            &mut r,
+        );
         assert_eq!(r.trades.len(), 2);
         assert_eq!(r.trades[1].maker, cl(1));
         assert_eq!(r.trades[1].qty, Qty(2));
@@ -324,10 +365,23 @@ mod tests {
         let mut b = MatchingBook::new();
         let mut r = Rec::default();
         for (i, p) in [101, 102, 103].iter().enumerate() {
-            b.submit(Owner::Sim(i as u64), Side::Sell, Some(Price(*p)), Qty(2), true, &mut r);
+            b.submit(
+                Owner::Sim(i as u64),
+                Side::Sell,
+                Some(Price(*p)),
+                Qty(2),
+                true,
+                &mut r,
+            );
         }
         let res = b.submit(cl(9), Side::Buy, Some(Price(102)), Qty(7), true, &mut r);
-        assert_eq!(res, SubmitResult { filled: Qty(4), resting: Qty(3) });
+        assert_eq!(
+            res,
+            SubmitResult {
+                filled: Qty(4),
+                resting: Qty(3)
+            }
+        );
         assert_eq!(b.best(Side::Buy), Some((Price(102), Qty(3))));
         assert_eq!(b.best(Side::Sell), Some((Price(103), Qty(2))));
     }

@@ -1,7 +1,9 @@
 //! Order management: the state machine of every order an engine sent, and the only
 //! place that decides whether a venue report makes sense.
 
-use hft_core::{ClientOrderId, InstrumentId, OpenOrder, OrderReport, OrderReportKind, OrderStatus, Qty, Side};
+use hft_core::{
+    ClientOrderId, InstrumentId, OpenOrder, OrderReport, OrderReportKind, OrderStatus, Qty, Side,
+};
 use thiserror::Error;
 
 /// A report the OMS cannot accept; the order's state is left unchanged.
@@ -57,7 +59,10 @@ pub struct Oms {
 impl Oms {
     /// Room for `capacity` open orders without reallocating.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { open: Vec::with_capacity(capacity), stats: OmsStats::default() }
+        Self {
+            open: Vec::with_capacity(capacity),
+            stats: OmsStats::default(),
+        }
     }
 
     /// Open orders (any order, not terminal).
@@ -80,7 +85,12 @@ impl Oms {
     /// Open quantity on one side of an instrument.
     #[inline]
     pub fn open_qty(&self, instrument: InstrumentId, side: Side) -> Qty {
-        Qty(self.open.iter().filter(|o| o.instrument == instrument && o.side == side).map(|o| o.leaves().raw()).sum())
+        Qty(self
+            .open
+            .iter()
+            .filter(|o| o.instrument == instrument && o.side == side)
+            .map(|o| o.leaves().raw())
+            .sum())
     }
 
     /// Records a new order as sent.
@@ -140,7 +150,11 @@ impl Oms {
             };
         };
         let o = &mut self.open[i];
-        let illegal = |event| OmsError::IllegalTransition { id, from: o.status, event };
+        let illegal = |event| OmsError::IllegalTransition {
+            id,
+            from: o.status,
+            event,
+        };
         use OrderStatus::*;
         match r.kind {
             OrderReportKind::Accepted => {
@@ -165,7 +179,11 @@ impl Oms {
                     return Err(OmsError::Overfill(id));
                 }
                 o.filled = Qty(o.filled.raw() + f.qty.raw());
-                o.status = if o.leaves().raw() == 0 { Filled } else { PartiallyFilled };
+                o.status = if o.leaves().raw() == 0 {
+                    Filled
+                } else {
+                    PartiallyFilled
+                };
                 self.stats.fills += 1;
             }
             OrderReportKind::Canceled => {
@@ -208,7 +226,12 @@ mod tests {
     }
 
     fn rep(n: u64, kind: OrderReportKind) -> OrderReport {
-        OrderReport { ts: 0, instrument: InstrumentId(0), cl_ord_id: ClientOrderId::new(StrategyId(0), n), kind }
+        OrderReport {
+            ts: 0,
+            instrument: InstrumentId(0),
+            cl_ord_id: ClientOrderId::new(StrategyId(0), n),
+            kind,
+        }
     }
 
     fn fill(qty: i64) -> OrderReportKind {
@@ -227,13 +250,31 @@ mod tests {
     fn happy_path_and_terminal_removal() {
         let mut oms = Oms::with_capacity(4);
         oms.insert(order(1, 5)).unwrap();
-        assert_eq!(oms.insert(order(1, 5)), Err(OmsError::Duplicate(ClientOrderId::new(StrategyId(0), 1))));
-        assert_eq!(oms.on_report(&rep(1, OrderReportKind::Accepted)).unwrap().unwrap().status, OrderStatus::Acked);
-        assert_eq!(oms.on_report(&rep(1, fill(2))).unwrap().unwrap().status, OrderStatus::PartiallyFilled);
+        assert_eq!(
+            oms.insert(order(1, 5)),
+            Err(OmsError::Duplicate(ClientOrderId::new(StrategyId(0), 1)))
+        );
+        assert_eq!(
+            oms.on_report(&rep(1, OrderReportKind::Accepted))
+                .unwrap()
+                .unwrap()
+                .status,
+            OrderStatus::Acked
+        );
+        assert_eq!(
+            oms.on_report(&rep(1, fill(2))).unwrap().unwrap().status,
+            OrderStatus::PartiallyFilled
+        );
         assert_eq!(oms.open_qty(InstrumentId(0), Side::Buy), Qty(3));
-        assert_eq!(oms.on_report(&rep(1, fill(3))).unwrap().unwrap().status, OrderStatus::Filled);
+        assert_eq!(
+            oms.on_report(&rep(1, fill(3))).unwrap().unwrap().status,
+            OrderStatus::Filled
+        );
         assert!(oms.open().is_empty());
-        assert_eq!(oms.on_report(&rep(1, OrderReportKind::Canceled)), Err(OmsError::UnknownOrder(ClientOrderId::new(StrategyId(0), 1))));
+        assert_eq!(
+            oms.on_report(&rep(1, OrderReportKind::Canceled)),
+            Err(OmsError::UnknownOrder(ClientOrderId::new(StrategyId(0), 1)))
+        );
     }
 
     #[test]
@@ -241,13 +282,27 @@ mod tests {
         let mut oms = Oms::with_capacity(4);
         oms.insert(order(1, 5)).unwrap();
         oms.on_report(&rep(1, OrderReportKind::Accepted)).unwrap();
-        assert!(matches!(oms.on_report(&rep(1, OrderReportKind::Accepted)), Err(OmsError::IllegalTransition { .. })));
         assert!(matches!(
-            oms.on_report(&rep(1, OrderReportKind::Rejected(RejectReason::DuplicateId))),
+            oms.on_report(&rep(1, OrderReportKind::Accepted)),
             Err(OmsError::IllegalTransition { .. })
         ));
-        assert_eq!(oms.on_report(&rep(1, fill(6))), Err(OmsError::Overfill(ClientOrderId::new(StrategyId(0), 1))));
-        assert_eq!(oms.get(ClientOrderId::new(StrategyId(0), 1)).unwrap().status, OrderStatus::Acked);
+        assert!(matches!(
+            oms.on_report(&rep(
+                1,
+                OrderReportKind::Rejected(RejectReason::DuplicateId)
+            )),
+            Err(OmsError::IllegalTransition { .. })
+        ));
+        assert_eq!(
+            oms.on_report(&rep(1, fill(6))),
+            Err(OmsError::Overfill(ClientOrderId::new(StrategyId(0), 1)))
+        );
+        assert_eq!(
+            oms.get(ClientOrderId::new(StrategyId(0), 1))
+                .unwrap()
+                .status,
+            OrderStatus::Acked
+        );
         assert_eq!(oms.stats().errors, 3);
     }
 

@@ -52,7 +52,11 @@ struct Queue {
 impl Queue {
     fn push(&mut self, at: Nanos, msg: Msg) {
         self.seq += 1;
-        self.heap.push(Scheduled { at, seq: self.seq, msg });
+        self.heap.push(Scheduled {
+            at,
+            seq: self.seq,
+            msg,
+        });
     }
 }
 
@@ -111,7 +115,15 @@ pub struct SimSession {
 impl SimSession {
     /// A session over `venue` with the given strategy slots (indexed by strategy id).
     pub fn new(venue: SimVenue, slots: Vec<StrategySlot>, timing: SimTiming, start: Nanos) -> Self {
-        Self { venue, slots, queue: Queue::default(), timing, now: start, next_timer: start, started: false }
+        Self {
+            venue,
+            slots,
+            queue: Queue::default(),
+            timing,
+            now: start,
+            next_timer: start,
+            started: false,
+        }
     }
 
     /// Simulated time now.
@@ -135,10 +147,17 @@ impl SimSession {
         if !self.started {
             self.started = true;
             let at = self.now + self.timing.md_latency;
-            let mut out = ToEngines { q: &mut self.queue, at };
+            let mut out = ToEngines {
+                q: &mut self.queue,
+                at,
+            };
             self.venue.snapshot(self.now, &mut out);
             for i in 0..self.slots.len() {
-                let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                let mut sink = ToVenue {
+                    at: self.now + self.timing.order_latency,
+                    q: &mut self.queue,
+                    sent: 0,
+                };
                 if let Err(p) = self.slots[i].start(self.now, &mut sink) {
                     self.crashed(i, &p);
                 }
@@ -159,19 +178,28 @@ impl SimSession {
             }
             self.now = t;
             if t_queue == t {
-                let Some(s) = self.queue.heap.pop() else { continue };
+                let Some(s) = self.queue.heap.pop() else {
+                    continue;
+                };
                 self.deliver(s.msg);
             } else if self.next_timer == t {
                 self.next_timer = t + self.timing.timer_interval;
                 for i in 0..self.slots.len() {
-                    let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                    let mut sink = ToVenue {
+                        at: self.now + self.timing.order_latency,
+                        q: &mut self.queue,
+                        sent: 0,
+                    };
                     if let Err(p) = self.slots[i].engine.on_timer(self.now, &mut sink) {
                         self.crashed(i, &p);
                     }
                 }
             } else {
                 let at = self.now + self.timing.md_latency;
-                let mut out = ToEngines { q: &mut self.queue, at };
+                let mut out = ToEngines {
+                    q: &mut self.queue,
+                    at,
+                };
                 self.venue.step_flow(&mut out);
             }
         }
@@ -182,11 +210,17 @@ impl SimSession {
             Msg::Market(ev) => {
                 for i in 0..self.slots.len() {
                     let t0 = Instant::now();
-                    let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                    let mut sink = ToVenue {
+                        at: self.now + self.timing.order_latency,
+                        q: &mut self.queue,
+                        sent: 0,
+                    };
                     let r = self.slots[i].engine.on_market(&ev, self.now, &mut sink);
                     if sink.sent > 0 {
                         // Wall-clock processing time: the simulated clock has no cost model.
-                        let _ = self.slots[i].latency.record(t0.elapsed().as_nanos().max(1) as u64);
+                        let _ = self.slots[i]
+                            .latency
+                            .record(t0.elapsed().as_nanos().max(1) as u64);
                     }
                     if let Err(p) = r {
                         self.crashed(i, &p);
@@ -196,7 +230,11 @@ impl SimSession {
             Msg::Report(rep) => {
                 let i = rep.cl_ord_id.strategy().index();
                 if i < self.slots.len() {
-                    let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                    let mut sink = ToVenue {
+                        at: self.now + self.timing.order_latency,
+                        q: &mut self.queue,
+                        sent: 0,
+                    };
                     let r = self.slots[i].engine.on_report(&rep, self.now, &mut sink);
                     if let Err(p) = r {
                         self.crashed(i, &p);
@@ -205,11 +243,18 @@ impl SimSession {
             }
             Msg::Order(cmd) => {
                 let at = self.now + self.timing.md_latency;
-                let mut out = ToEngines { q: &mut self.queue, at };
+                let mut out = ToEngines {
+                    q: &mut self.queue,
+                    at,
+                };
                 self.venue.submit(&cmd, self.now, &mut out);
             }
             Msg::Restart(i) => {
-                let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+                let mut sink = ToVenue {
+                    at: self.now + self.timing.order_latency,
+                    q: &mut self.queue,
+                    sent: 0,
+                };
                 if let Err(p) = self.slots[i].restart(self.now, &mut sink) {
                     self.crashed(i, &p);
                 }
@@ -226,7 +271,11 @@ impl SimSession {
     /// Stops every strategy, cancels their orders and lets the venue answer.
     pub fn shutdown(&mut self) {
         for i in 0..self.slots.len() {
-            let mut sink = ToVenue { at: self.now + self.timing.order_latency, q: &mut self.queue, sent: 0 };
+            let mut sink = ToVenue {
+                at: self.now + self.timing.order_latency,
+                q: &mut self.queue,
+                sent: 0,
+            };
             let _ = self.slots[i].engine.stop(self.now, &mut sink);
         }
         // Drain in-flight messages without new simulated flow.

@@ -4,9 +4,9 @@
 
 use crate::matching::{MatchSink, MatchingBook, Owner, Trade};
 use hft_core::{
-    ExecId, Fill, InstrumentId, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, Nanos, OrderCommand,
-    OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, TimeInForce, FLAG_LAST,
-    FLAG_SNAPSHOT,
+    ExecId, FLAG_LAST, FLAG_SNAPSHOT, Fill, InstrumentId, InstrumentSpec, Liquidity, MarketEvent,
+    MarketEventKind, Nanos, OrderCommand, OrderKind, OrderReport, OrderReportKind, Price, Qty,
+    RejectReason, Side, TimeInForce,
 };
 use hft_feed::{FlowAction, FlowEvent, MarketSimulator, SimParams};
 
@@ -44,7 +44,14 @@ struct StepSink<'a> {
 
 impl StepSink<'_> {
     fn event(&self, kind: MarketEventKind) -> MarketEvent {
-        MarketEvent { ts_exchange: self.now, ts_recv: 0, seq: 0, instrument: self.spec.id, flags: 0, kind }
+        MarketEvent {
+            ts_exchange: self.now,
+            ts_recv: 0,
+            seq: 0,
+            instrument: self.spec.id,
+            flags: 0,
+            kind,
+        }
     }
 
     fn fill(&mut self, owner: Owner, side: Side, t: &Trade, leaves: Qty, liquidity: Liquidity) {
@@ -72,15 +79,29 @@ impl StepSink<'_> {
 impl MatchSink for StepSink<'_> {
     fn trade(&mut self, t: &Trade) {
         self.taker_left -= t.qty.raw();
-        let ev = self.event(MarketEventKind::Trade { aggressor: t.taker_side, price: t.price, qty: t.qty });
+        let ev = self.event(MarketEventKind::Trade {
+            aggressor: t.taker_side,
+            price: t.price,
+            qty: t.qty,
+        });
         self.md.push(ev);
-        self.fill(t.maker, t.taker_side.opposite(), t, t.maker_leaves, Liquidity::Maker);
+        self.fill(
+            t.maker,
+            t.taker_side.opposite(),
+            t,
+            t.maker_leaves,
+            Liquidity::Maker,
+        );
         let left = Qty(self.taker_left);
         self.fill(t.taker, t.taker_side, t, left, Liquidity::Taker);
     }
 
     fn level(&mut self, side: Side, price: Price, total: Qty) {
-        let ev = self.event(MarketEventKind::Level { side, price, qty: total });
+        let ev = self.event(MarketEventKind::Level {
+            side,
+            price,
+            qty: total,
+        });
         self.md.push(ev);
     }
 }
@@ -88,7 +109,12 @@ impl MatchSink for StepSink<'_> {
 impl SimVenue {
     /// A venue whose simulator starts at `start` with `seed`, its books pre-filled with
     /// `seed_levels` levels per side.
-    pub fn new(seed: u64, start: Nanos, instruments: &[(InstrumentSpec, SimParams)], seed_levels: u32) -> Self {
+    pub fn new(
+        seed: u64,
+        start: Nanos,
+        instruments: &[(InstrumentSpec, SimParams)],
+        seed_levels: u32,
+    ) -> Self {
         let mut venue = Self {
             specs: instruments.iter().map(|(s, _)| s.clone()).collect(),
             books: instruments.iter().map(|_| MatchingBook::new()).collect(),
@@ -135,11 +161,19 @@ impl SimVenue {
     pub fn snapshot(&mut self, now: Nanos, out: &mut impl VenueOutput) {
         for i in 0..self.books.len() {
             let id = self.specs[i].id;
-            let mk = |kind| MarketEvent { ts_exchange: now, ts_recv: 0, seq: 0, instrument: id, flags: FLAG_SNAPSHOT, kind };
+            let mk = |kind| MarketEvent {
+                ts_exchange: now,
+                ts_recv: 0,
+                seq: 0,
+                instrument: id,
+                flags: FLAG_SNAPSHOT,
+                kind,
+            };
             self.md_buf.push(mk(MarketEventKind::Clear));
             for side in [Side::Buy, Side::Sell] {
                 for (price, qty) in self.books[i].levels(side) {
-                    self.md_buf.push(mk(MarketEventKind::Level { side, price, qty }));
+                    self.md_buf
+                        .push(mk(MarketEventKind::Level { side, price, qty }));
                 }
             }
             self.flush(i, out);
@@ -149,7 +183,9 @@ impl SimVenue {
     /// Processes the next simulated flow event at its own timestamp.
     pub fn step_flow(&mut self, out: &mut impl VenueOutput) -> Option<Nanos> {
         let books = &self.books;
-        let ev = self.sim.next_event(|id| books.get(id.index()).and_then(MatchingBook::mid))?;
+        let ev = self
+            .sim
+            .next_event(|id| books.get(id.index()).and_then(MatchingBook::mid))?;
         self.apply_flow(&ev, out);
         Some(ev.ts)
     }
@@ -166,9 +202,21 @@ impl SimVenue {
             taker_left: 0,
         };
         match ev.action {
-            FlowAction::Limit { order_ref, side, price, qty } => {
+            FlowAction::Limit {
+                order_ref,
+                side,
+                price,
+                qty,
+            } => {
                 sink.taker_left = qty.raw();
-                self.books[i].submit(Owner::Sim(order_ref), side, Some(price), qty, true, &mut sink);
+                self.books[i].submit(
+                    Owner::Sim(order_ref),
+                    side,
+                    Some(price),
+                    qty,
+                    true,
+                    &mut sink,
+                );
             }
             FlowAction::Market { side, qty } => {
                 sink.taker_left = qty.raw();
@@ -184,14 +232,27 @@ impl SimVenue {
     /// Handles one of our order commands arriving at venue time `now`.
     pub fn submit(&mut self, cmd: &OrderCommand, now: Nanos, out: &mut impl VenueOutput) {
         let i = cmd.instrument.index();
-        let report = |kind| OrderReport { ts: now, instrument: cmd.instrument, cl_ord_id: cmd.cl_ord_id, kind };
+        let report = |kind| OrderReport {
+            ts: now,
+            instrument: cmd.instrument,
+            cl_ord_id: cmd.cl_ord_id,
+            kind,
+        };
         if i >= self.books.len() {
-            out.report(&report(OrderReportKind::Rejected(RejectReason::UnknownOrder)));
+            out.report(&report(OrderReportKind::Rejected(
+                RejectReason::UnknownOrder,
+            )));
             return;
         }
         let owner = Owner::Client(cmd.cl_ord_id);
         match cmd.kind {
-            OrderKind::New { side, price, qty, tif, post_only } => {
+            OrderKind::New {
+                side,
+                price,
+                qty,
+                tif,
+                post_only,
+            } => {
                 let reject = if cmd.epoch < self.min_epoch {
                     Some(RejectReason::Fenced)
                 } else if let Err(v) = self.specs[i].check_order(price, qty) {
@@ -216,7 +277,14 @@ impl SimVenue {
                     exec_seq: &mut self.exec_seq,
                     taker_left: qty.raw(),
                 };
-                let res = self.books[i].submit(owner, side, Some(price), qty, tif == TimeInForce::Gtc, &mut sink);
+                let res = self.books[i].submit(
+                    owner,
+                    side,
+                    Some(price),
+                    qty,
+                    tif == TimeInForce::Gtc,
+                    &mut sink,
+                );
                 if tif == TimeInForce::Ioc && res.filled < qty {
                     self.report_buf.push(report(OrderReportKind::Canceled));
                 }

@@ -31,7 +31,12 @@ pub struct StrategySlot {
 
 impl StrategySlot {
     /// A slot whose strategy is not started yet.
-    pub fn new(name: String, engine: Engine, factory: StrategyFactory, policy: RestartPolicy) -> Self {
+    pub fn new(
+        name: String,
+        engine: Engine,
+        factory: StrategyFactory,
+        policy: RestartPolicy,
+    ) -> Self {
         Self {
             name,
             engine,
@@ -40,7 +45,9 @@ impl StrategySlot {
             restarts: 0,
             halted: None,
             // 1 ns .. 60 s at 3 significant digits: fixed size, recording never allocates.
-            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("histogram with 3 significant figures")),
+            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| {
+                Histogram::new(3).expect("histogram with 3 significant figures")
+            }),
         }
     }
 

@@ -1,7 +1,7 @@
 //! When to restart a crashed strategy and when to give up: the same policy for the
 //! actor supervisor and the deterministic simulation.
 
-use hft_core::{Nanos, NANOS_PER_SEC};
+use hft_core::{NANOS_PER_SEC, Nanos};
 
 /// Restart policy: exponential backoff, and a halt after too many crashes in a window.
 #[derive(Clone, Debug)]
@@ -38,7 +38,8 @@ impl RestartPolicy {
 
     /// Records a crash at `now` and decides.
     pub fn on_crash(&mut self, now: Nanos) -> RestartDecision {
-        self.crashes.retain(|t| now.saturating_sub(*t) < self.window);
+        self.crashes
+            .retain(|t| now.saturating_sub(*t) < self.window);
         self.crashes.push(now);
         let n = self.crashes.len() as u32;
         if n > self.max_restarts {
@@ -65,6 +66,9 @@ mod tests {
     fn old_crashes_leave_the_window() {
         let mut p = RestartPolicy::new(1, 10, 100);
         assert_eq!(p.on_crash(0), RestartDecision::RestartAfter(100_000_000));
-        assert_eq!(p.on_crash(11 * NANOS_PER_SEC), RestartDecision::RestartAfter(100_000_000));
+        assert_eq!(
+            p.on_crash(11 * NANOS_PER_SEC),
+            RestartDecision::RestartAfter(100_000_000)
+        );
     }
 }

@@ -10,7 +10,13 @@ pub const ORDER_WIRE_LEN: usize = 48;
 #[inline]
 pub fn encode_order(cmd: &OrderCommand, buf: &mut [u8; ORDER_WIRE_LEN]) -> usize {
     let (msg_type, side, price, qty, flags) = match cmd.kind {
-        OrderKind::New { side, price, qty, tif, post_only } => {
+        OrderKind::New {
+            side,
+            price,
+            qty,
+            tif,
+            post_only,
+        } => {
             let flags = u8::from(tif == TimeInForce::Ioc) | (u8::from(post_only) << 1);
             (b'D', side, price.raw(), qty.raw(), flags)
         }
@@ -42,7 +48,13 @@ mod tests {
             instrument: InstrumentId(2),
             cl_ord_id: ClientOrderId(0x0102),
             epoch: 3,
-            kind: OrderKind::New { side: Side::Sell, price: Price(100), qty: Qty(5), tif: TimeInForce::Gtc, post_only: true },
+            kind: OrderKind::New {
+                side: Side::Sell,
+                price: Price(100),
+                qty: Qty(5),
+                tif: TimeInForce::Gtc,
+                post_only: true,
+            },
         };
         let mut buf = [0u8; ORDER_WIRE_LEN];
         assert_eq!(encode_order(&cmd, &mut buf), 48);

@@ -9,7 +9,7 @@
 //! so a strategy's passive order fills only when the queue ahead of it is gone.
 
 use crate::SimParams;
-use hft_core::{InstrumentId, InstrumentSpec, Nanos, Price, Qty, Side, NANOS_PER_SEC};
+use hft_core::{InstrumentId, InstrumentSpec, NANOS_PER_SEC, Nanos, Price, Qty, Side};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
@@ -69,17 +69,23 @@ struct InstrumentFlow {
 
 impl InstrumentFlow {
     fn activity(&self) -> f64 {
-        if self.volatile { self.params.volatile_multiplier } else { 1.0 }
+        if self.volatile {
+            self.params.volatile_multiplier
+        } else {
+            1.0
+        }
     }
 
     fn total_rate(&self) -> f64 {
         let a = self.activity();
-        a * (self.params.limit_rate_hz + self.params.market_rate_hz) + self.params.cancel_rate_hz * self.live.len() as f64
+        a * (self.params.limit_rate_hz + self.params.market_rate_hz)
+            + self.params.cancel_rate_hz * self.live.len() as f64
     }
 
     fn schedule(&mut self, from: Nanos) {
         let wait: f64 = Exp1.sample(&mut self.rng);
-        let dt = (wait / self.total_rate().max(1e-9) * NANOS_PER_SEC as f64).clamp(1.0, 60.0 * NANOS_PER_SEC as f64);
+        let dt = (wait / self.total_rate().max(1e-9) * NANOS_PER_SEC as f64)
+            .clamp(1.0, 60.0 * NANOS_PER_SEC as f64);
         self.next_ts = from + dt as Nanos;
     }
 
@@ -119,7 +125,11 @@ impl InstrumentFlow {
         let x = self.rng.random::<f64>() * (limit + market + cancel);
         let fair = self.fair_ticks();
         if x < limit {
-            let side = if self.rng.random::<bool>() { Side::Buy } else { Side::Sell };
+            let side = if self.rng.random::<bool>() {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
             // Distance from fair in ticks: geometric, mean a quarter of the depth.
             let depth = f64::from(self.params.depth_ticks.max(1));
             let e: f64 = Exp1.sample(&mut self.rng);
@@ -131,15 +141,29 @@ impl InstrumentFlow {
             let price = Price((px_ticks.max(1.0) as i64) * self.tick);
             *next_ref += 1;
             self.live.push(*next_ref);
-            FlowAction::Limit { order_ref: *next_ref, side, price, qty: self.size() }
+            FlowAction::Limit {
+                order_ref: *next_ref,
+                side,
+                price,
+                qty: self.size(),
+            }
         } else if x < limit + market {
             // Informed flow: buy more often when the book is below the fair price.
             let lean = mid_ticks.map_or(0.0, |m| ((fair - m) / 2.0).tanh() * 0.4);
-            let side = if self.rng.random::<f64>() < 0.5 + lean { Side::Buy } else { Side::Sell };
-            FlowAction::Market { side, qty: self.size() }
+            let side = if self.rng.random::<f64>() < 0.5 + lean {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            FlowAction::Market {
+                side,
+                qty: self.size(),
+            }
         } else {
             let i = self.rng.random_range(0..self.live.len());
-            FlowAction::Cancel { order_ref: self.live.swap_remove(i) }
+            FlowAction::Cancel {
+                order_ref: self.live.swap_remove(i),
+            }
         }
     }
 }
@@ -163,7 +187,9 @@ impl MarketSimulator {
                     tick: spec.tick_size.raw().max(1),
                     lot: spec.lot_size.raw().max(1),
                     params: params.clone(),
-                    rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(spec.id.0) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    rng: ChaCha8Rng::seed_from_u64(
+                        seed ^ (u64::from(spec.id.0) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    ),
                     log_fair: (params.initial_price.raw().max(1) as f64).ln(),
                     volatile: false,
                     next_ts: start,
@@ -174,7 +200,11 @@ impl MarketSimulator {
                 f
             })
             .collect();
-        Self { flows, next_ref: 0, now: start }
+        Self {
+            flows,
+            next_ref: 0,
+            now: start,
+        }
     }
 
     /// Initial resting orders so the book has depth before the first event: `levels`
@@ -195,7 +225,12 @@ impl MarketSimulator {
                     out.push(FlowEvent {
                         ts: self.now,
                         instrument: f.id,
-                        action: FlowAction::Limit { order_ref: self.next_ref, side, price: Price(px.max(1) * f.tick), qty },
+                        action: FlowAction::Limit {
+                            order_ref: self.next_ref,
+                            side,
+                            price: Price(px.max(1) * f.tick),
+                            qty,
+                        },
                     });
                 }
             }
@@ -205,7 +240,11 @@ impl MarketSimulator {
 
     /// Time of the next event.
     pub fn next_ts(&self) -> Nanos {
-        self.flows.iter().map(|f| f.next_ts).min().unwrap_or(Nanos::MAX)
+        self.flows
+            .iter()
+            .map(|f| f.next_ts)
+            .min()
+            .unwrap_or(Nanos::MAX)
     }
 
     /// Produces the next event; `mid` gives the venue's current mid (in raw price units)
@@ -220,7 +259,11 @@ impl MarketSimulator {
         let mid_ticks = mid(f.id).map(|p| p.raw() as f64 / f.tick as f64);
         let action = f.draw(mid_ticks, &mut self.next_ref);
         f.schedule(ts);
-        Some(FlowEvent { ts, instrument: f.id, action })
+        Some(FlowEvent {
+            ts,
+            instrument: f.id,
+            action,
+        })
     }
 
     /// Current fair price of an instrument (raw units, rounded), for diagnostics.
@@ -300,7 +343,10 @@ mod tests {
             }
         }
         // 10 s of at least calm-regime rates: >= 15k limits, >= 1.2k market orders.
-        assert!(limits >= 12_000 && markets >= 900 && cancels > 1_000, "{limits} {markets} {cancels}");
+        assert!(
+            limits >= 12_000 && markets >= 900 && cancels > 1_000,
+            "{limits} {markets} {cancels}"
+        );
         assert!(n > 15_000);
     }
 }

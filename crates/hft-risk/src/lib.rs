@@ -6,7 +6,7 @@ pub mod limits;
 mod pretrade;
 mod shared;
 
+pub use hft_core::TradingState;
 pub use limits::{NodeRiskLimits, RiskLimits};
 pub use pretrade::{OrderIntent, PreTradeRisk, RejectCounts, RiskContext, RiskReject};
-pub use hft_core::TradingState;
 pub use shared::{KillSwitch, NodeExposure};

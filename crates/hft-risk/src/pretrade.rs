@@ -2,7 +2,9 @@
 
 use crate::limits::RiskLimits;
 use crate::shared::{KillSwitch, NodeExposure};
-use hft_core::{InstrumentSpec, TradingState, Money, Nanos, Price, Qty, Side, SpecViolation, NANOS_PER_SEC};
+use hft_core::{
+    InstrumentSpec, Money, NANOS_PER_SEC, Nanos, Price, Qty, Side, SpecViolation, TradingState,
+};
 use std::fmt;
 
 /// Why the gate refused an order. The discriminant indexes [`RejectCounts`].
@@ -129,7 +131,10 @@ impl RejectCounts {
 
     /// Non-zero counts with their names, for reports.
     pub fn nonzero(&self) -> impl Iterator<Item = (RiskReject, u64)> + '_ {
-        RiskReject::ALL.iter().map(|r| (*r, self.get(*r))).filter(|(_, n)| *n > 0)
+        RiskReject::ALL
+            .iter()
+            .map(|r| (*r, self.get(*r)))
+            .filter(|(_, n)| *n > 0)
     }
 
     /// Adds another set of counts (node totals).
@@ -244,7 +249,11 @@ impl PreTradeRisk {
     /// Current trading state; the kill switch reads as `Halted`.
     #[inline]
     pub fn state(&self) -> TradingState {
-        if self.kill.is_engaged() { TradingState::Halted } else { self.state }
+        if self.kill.is_engaged() {
+            TradingState::Halted
+        } else {
+            self.state
+        }
     }
 
     /// Sets the state (operator action, crash supervisor).
@@ -338,7 +347,9 @@ impl PreTradeRisk {
                     Side::Buy => ctx.open_buy.raw(),
                     Side::Sell => ctx.open_sell.raw(),
                 };
-                let reduces = pos != 0 && pos.signum() != o.side.sign() && o.qty.raw() + open_same <= pos.abs();
+                let reduces = pos != 0
+                    && pos.signum() != o.side.sign()
+                    && o.qty.raw() + open_same <= pos.abs();
                 if !reduces {
                     return Err(RiskReject::ReduceOnly);
                 }
@@ -374,7 +385,10 @@ impl PreTradeRisk {
         }
         if increases {
             let others = self.exposure.gross().raw() - ctx.exposure.raw();
-            let after = spec.notional(reference, Qty(pos + signed)).raw().saturating_abs();
+            let after = spec
+                .notional(reference, Qty(pos + signed))
+                .raw()
+                .saturating_abs();
             if others.saturating_add(after) > self.exposure.limit().raw() {
                 return Err(RiskReject::GrossExposure);
             }

@@ -61,7 +61,11 @@ impl NodeExposure {
     /// Sum of all published exposures.
     #[inline]
     pub fn gross(&self) -> Money {
-        Money(self.slots.iter().fold(0i64, |acc, s| acc.saturating_add(s.load(Ordering::Relaxed))))
+        Money(
+            self.slots
+                .iter()
+                .fold(0i64, |acc, s| acc.saturating_add(s.load(Ordering::Relaxed))),
+        )
     }
 
     /// The node limit.

@@ -2,8 +2,8 @@
 
 use hft_book::L2Book;
 use hft_core::{
-    ClientOrderId, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, Position, Price, Qty, Side, StrategyId,
-    TimeInForce, TradingState,
+    ClientOrderId, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, Position, Price, Qty,
+    Side, StrategyId, TimeInForce, TradingState,
 };
 
 /// An order instruction queued by a strategy.
@@ -43,7 +43,10 @@ pub struct ActionBuffer {
 impl ActionBuffer {
     /// Room for `capacity` actions per callback.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { actions: Vec::with_capacity(capacity), dropped: 0 }
+        Self {
+            actions: Vec::with_capacity(capacity),
+            dropped: 0,
+        }
     }
 
     fn push(&mut self, a: Action) -> bool {
@@ -186,7 +189,15 @@ impl<'a> Context<'a> {
         let cl_ord_id = ClientOrderId::new(self.p.strategy, *self.p.next_seq);
         self.p
             .actions
-            .push(Action::Place { cl_ord_id, instrument, side, price, qty, tif, post_only })
+            .push(Action::Place {
+                cl_ord_id,
+                instrument,
+                side,
+                price,
+                qty,
+                tif,
+                post_only,
+            })
             .then_some(cl_ord_id)
     }
 
@@ -197,11 +208,24 @@ impl<'a> Context<'a> {
 
     /// Cancel-and-replace: the venue loses the old order's queue place either way, so
     /// this is the honest form of an amend. Returns the new order's id.
-    pub fn replace(&mut self, old: ClientOrderId, price: Price, qty: Qty, post_only: bool) -> Option<ClientOrderId> {
+    pub fn replace(
+        &mut self,
+        old: ClientOrderId,
+        price: Price,
+        qty: Qty,
+        post_only: bool,
+    ) -> Option<ClientOrderId> {
         let o = *self.p.open_orders.iter().find(|o| o.cl_ord_id == old)?;
         if !self.cancel(old) {
             return None;
         }
-        self.place(o.instrument, o.side, price, qty, TimeInForce::Gtc, post_only)
+        self.place(
+            o.instrument,
+            o.side,
+            price,
+            qty,
+            TimeInForce::Gtc,
+            post_only,
+        )
     }
 }

@@ -6,7 +6,10 @@
 //! mid changes per second, q is inventory in multiples of the quote size.
 
 use crate::{Context, MarketMakingParams, Strategy};
-use hft_core::{Fill, InstrumentId, MarketEvent, NANOS_PER_SEC, OpenOrder, Price, Qty, Side, TimeInForce, TradingState};
+use hft_core::{
+    Fill, InstrumentId, MarketEvent, NANOS_PER_SEC, OpenOrder, Price, Qty, Side, TimeInForce,
+    TradingState,
+};
 
 /// Mid changes needed before the volatility estimate is trusted enough to quote.
 const WARMUP_SAMPLES: u32 = 20;
@@ -23,7 +26,13 @@ struct VolEstimator {
 
 impl VolEstimator {
     fn new(halflife_s: f64) -> Self {
-        Self { halflife_ns: halflife_s * NANOS_PER_SEC as f64, var_per_s: 0.0, last_mid_x2: None, last_ts: 0, samples: 0 }
+        Self {
+            halflife_ns: halflife_s * NANOS_PER_SEC as f64,
+            var_per_s: 0.0,
+            last_mid_x2: None,
+            last_ts: 0,
+            samples: 0,
+        }
     }
 
     /// Time-weighted EWMA: each observed squared change per elapsed second, weighted
@@ -41,7 +50,11 @@ impl VolEstimator {
         let dticks = (mid_x2 - prev) as f64 / (2.0 * tick as f64);
         let inst = dticks * dticks / (dt / NANOS_PER_SEC as f64);
         let w = 1.0 - (-dt * std::f64::consts::LN_2 / self.halflife_ns).exp();
-        self.var_per_s = if self.samples == 0 { inst * w.max(0.05) } else { self.var_per_s + w * (inst - self.var_per_s) };
+        self.var_per_s = if self.samples == 0 {
+            inst * w.max(0.05)
+        } else {
+            self.var_per_s + w * (inst - self.var_per_s)
+        };
         self.samples = self.samples.saturating_add(1);
         self.last_mid_x2 = Some(mid_x2);
         self.last_ts = ts;
@@ -73,7 +86,11 @@ impl MarketMaking {
     /// A market maker quoting `instrument`.
     pub fn new(instrument: InstrumentId, params: MarketMakingParams) -> Self {
         let vol = VolEstimator::new(params.vol_halflife_s);
-        Self { instrument, params, vol }
+        Self {
+            instrument,
+            params,
+            vol,
+        }
     }
 
     /// Parameters in force.
@@ -84,9 +101,13 @@ impl MarketMaking {
     /// The model's quotes for the current book and position; pure, so it is unit-tested
     /// without an engine.
     pub fn target_quotes(&self, ctx: &Context<'_>) -> Quotes {
-        let none = Quotes { bid: None, ask: None };
+        let none = Quotes {
+            bid: None,
+            ask: None,
+        };
         let book = ctx.book(self.instrument);
-        let (Some((best_bid, _)), Some((best_ask, _)), Some(mid_x2)) = (book.best_bid(), book.best_ask(), book.mid_x2())
+        let (Some((best_bid, _)), Some((best_ask, _)), Some(mid_x2)) =
+            (book.best_bid(), book.best_ask(), book.mid_x2())
         else {
             return none;
         };
@@ -113,7 +134,10 @@ impl MarketMaking {
         let reducing = ctx.trading_state() == TradingState::Reducing;
         let bid_ok = pos + size <= max_inv && (!reducing || pos < 0);
         let ask_ok = pos - size >= -max_inv && (!reducing || pos > 0);
-        Quotes { bid: bid_ok.then_some(bid), ask: ask_ok.then_some(ask) }
+        Quotes {
+            bid: bid_ok.then_some(bid),
+            ask: ask_ok.then_some(ask),
+        }
     }
 
     fn requote(&mut self, ctx: &mut Context<'_>) {
@@ -134,7 +158,11 @@ impl MarketMaking {
         let mut resting: Option<OpenOrder> = None;
         let mut extra = [None; 4];
         let mut n_extra = 0;
-        for o in ctx.open_orders().iter().filter(|o| o.instrument == self.instrument && o.side == side) {
+        for o in ctx
+            .open_orders()
+            .iter()
+            .filter(|o| o.instrument == self.instrument && o.side == side)
+        {
             if o.cancel_pending {
                 // A cancel is in flight on this side: wait for it before placing more.
                 return;
@@ -225,9 +253,13 @@ mod tests {
         let specs = [spec()];
         let mut book = L2Book::with_capacity(InstrumentId(0), 16);
         book.apply_level(Side::Buy, Price(9_990), Qty(10)).unwrap();
-        book.apply_level(Side::Sell, Price(10_010), Qty(10)).unwrap();
+        book.apply_level(Side::Sell, Price(10_010), Qty(10))
+            .unwrap();
         let books = [book];
-        let positions = [Position { qty: Qty(position), ..Default::default() }];
+        let positions = [Position {
+            qty: Qty(position),
+            ..Default::default()
+        }];
         let mut seq = 0;
         let mut actions = ActionBuffer::with_capacity(8);
         let ctx = Context::new(ContextParts {

@@ -31,7 +31,9 @@ pub mod names {
 #[derive(Debug, Error)]
 pub enum TelemetryError {
     /// The metrics endpoint could not bind.
-    #[error("cannot listen for metrics on {addr}: {source} (pick a free port or set telemetry.metrics_addr = \"\")")]
+    #[error(
+        "cannot listen for metrics on {addr}: {source} (pick a free port or set telemetry.metrics_addr = \"\")"
+    )]
     Bind {
         /// Address asked for.
         addr: SocketAddr,
@@ -46,12 +48,19 @@ pub enum TelemetryError {
 /// Installs the tracing subscriber: human text (coloured on a terminal) or JSON lines,
 /// on stderr so stdout stays for data.
 pub fn init_tracing(json: bool, level: &str) {
-    let level = level.parse::<tracing::Level>().unwrap_or(tracing::Level::INFO);
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
+    let level = level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false);
     let result = if json {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
     };
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = result;
@@ -65,7 +74,8 @@ pub fn install_metrics(addr: Option<SocketAddr>) -> Result<PrometheusHandle, Tel
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::Recorder)?;
     if let Some(addr) = addr {
-        let listener = TcpListener::bind(addr).map_err(|source| TelemetryError::Bind { addr, source })?;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| TelemetryError::Bind { addr, source })?;
         let h = handle.clone();
         std::thread::Builder::new()
             .name("metrics-http".into())
@@ -92,7 +102,10 @@ fn serve_metrics(listener: TcpListener, handle: PrometheusHandle) {
         let (status, body) = if line.starts_with("GET /metrics ") {
             ("200 OK", handle.render())
         } else {
-            ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+            (
+                "404 Not Found",
+                "only GET /metrics is served here\n".to_owned(),
+            )
         };
         let _ = write!(
             stream,
@@ -135,7 +148,8 @@ impl LatencySummary {
 
 /// A histogram for nanosecond latencies up to a minute; recording never allocates.
 pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("histogram with 3 significant figures"))
+    Histogram::new_with_bounds(1, 60_000_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).expect("histogram with 3 significant figures"))
 }
 
 #[cfg(test)]
@@ -152,7 +166,10 @@ mod tests {
         assert_eq!(s.samples, 1000);
         assert!((49_000..=51_000).contains(&s.p50), "{s:?}");
         assert!(s.p99 >= 98_000 && s.p999 >= s.p99 && s.max >= s.p999);
-        assert_eq!(LatencySummary::of(&latency_histogram()), LatencySummary::default());
+        assert_eq!(
+            LatencySummary::of(&latency_histogram()),
+            LatencySummary::default()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Engine tests against the real simulated venue on a simulated clock.
 
 use crate::{Engine, EngineSetup, RestartPolicy, SimSession, SimTiming, SimVenue, StrategySlot};
-use hft_core::{InstrumentId, InstrumentSpec, Money, Price, Qty, StrategyId, TradingState, NANOS_PER_SEC};
+use hft_core::{
+    InstrumentId, InstrumentSpec, Money, NANOS_PER_SEC, Price, Qty, StrategyId, TradingState,
+};
 use hft_feed::SimParams;
 use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk, RiskLimits};
 use hft_strategy::{Context, MarketMaking, MarketMakingParams, Strategy};
@@ -93,16 +95,34 @@ fn session(seed: u64, flaky_at: Option<u32>) -> SimSession {
             max_open_orders: 10,
             epoch: 0,
         };
-        let engine = Engine::new(setup, PreTradeRisk::new(limits(), kill.clone(), exposure.clone()));
+        let engine = Engine::new(
+            setup,
+            PreTradeRisk::new(limits(), kill.clone(), exposure.clone()),
+        );
         let factory: crate::StrategyFactory = match flaky {
-            None => std::sync::Arc::new(|| Box::new(MarketMaking::new(InstrumentId(0), mm_params()))),
+            None => {
+                std::sync::Arc::new(|| Box::new(MarketMaking::new(InstrumentId(0), mm_params())))
+            }
             Some(at) => std::sync::Arc::new(move || {
-                Box::new(Flaky { inner: MarketMaking::new(InstrumentId(0), mm_params()), calls: 0, panic_at: at })
+                Box::new(Flaky {
+                    inner: MarketMaking::new(InstrumentId(0), mm_params()),
+                    calls: 0,
+                    panic_at: at,
+                })
             }),
         };
-        slots.push(StrategySlot::new(format!("s{i}"), engine, factory, RestartPolicy::new(2, 60, 100)));
+        slots.push(StrategySlot::new(
+            format!("s{i}"),
+            engine,
+            factory,
+            RestartPolicy::new(2, 60, 100),
+        ));
     }
-    let timing = SimTiming { md_latency: 25_000, order_latency: 50_000, timer_interval: 100_000_000 };
+    let timing = SimTiming {
+        md_latency: 25_000,
+        order_latency: 50_000,
+        timer_interval: 100_000_000,
+    };
     SimSession::new(venue, slots, timing, 0)
 }
 
@@ -114,7 +134,13 @@ fn market_maker_trades_both_sides_and_is_deterministic() {
         s.shutdown();
         let slots = s.into_slots();
         let e = &slots[0].engine;
-        (e.fills_digest(), e.fill_count(), e.position(InstrumentId(0)).volume, e.open_orders().len(), e.oms_stats().errors)
+        (
+            e.fills_digest(),
+            e.fill_count(),
+            e.position(InstrumentId(0)).volume,
+            e.open_orders().len(),
+            e.oms_stats().errors,
+        )
     };
     let a = run(11);
     let b = run(11);
@@ -136,7 +162,15 @@ fn panicking_strategy_restarts_then_halts_while_the_other_trades() {
     // Each restart builds a fresh Flaky that panics again at its 50th call: 2 restarts,
     // then the third crash halts it.
     assert_eq!(slots[1].restarts, 2);
-    assert!(slots[1].halted.as_deref().unwrap_or("").contains("3 crashes"), "{:?}", slots[1].halted);
+    assert!(
+        slots[1]
+            .halted
+            .as_deref()
+            .unwrap_or("")
+            .contains("3 crashes"),
+        "{:?}",
+        slots[1].halted
+    );
     assert_eq!(slots[1].engine.risk().state(), TradingState::Halted);
     assert_eq!(slots[1].engine.stats().panics, 3);
     assert!(slots[1].engine.open_orders().is_empty());

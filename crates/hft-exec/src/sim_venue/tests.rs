@@ -1,5 +1,5 @@
 use super::*;
-use hft_core::{ClientOrderId, Money, StrategyId, SpecViolation};
+use hft_core::{ClientOrderId, Money, SpecViolation, StrategyId};
 
 #[derive(Default)]
 struct Rec {
@@ -58,7 +58,13 @@ fn new_order(seq: u64, side: Side, price: i64, qty: i64, post_only: bool) -> Ord
         instrument: InstrumentId(0),
         cl_ord_id: ClientOrderId::new(StrategyId(1), seq),
         epoch: 0,
-        kind: OrderKind::New { side, price: Price(price), qty: Qty(qty), tif: TimeInForce::Gtc, post_only },
+        kind: OrderKind::New {
+            side,
+            price: Price(price),
+            qty: Qty(qty),
+            tif: TimeInForce::Gtc,
+            post_only,
+        },
     }
 }
 
@@ -86,10 +92,18 @@ fn taker_order_fills_at_once_with_taker_fee() {
     let (ask, ask_qty) = v.book(InstrumentId(0)).unwrap().best(Side::Sell).unwrap();
     v.submit(&new_order(1, Side::Buy, ask.raw(), 1, false), 5, &mut r);
     assert_eq!(r.reports[0].kind, OrderReportKind::Accepted);
-    let OrderReportKind::Fill(f) = r.reports[1].kind else { panic!("expected a fill: {:?}", r.reports) };
-    assert_eq!((f.price, f.qty, f.leaves, f.liquidity), (ask, Qty(1), Qty(0), Liquidity::Taker));
+    let OrderReportKind::Fill(f) = r.reports[1].kind else {
+        panic!("expected a fill: {:?}", r.reports)
+    };
+    assert_eq!(
+        (f.price, f.qty, f.leaves, f.liquidity),
+        (ask, Qty(1), Qty(0), Liquidity::Taker)
+    );
     assert!(f.fee.raw() > 0);
-    assert!(r.md.iter().any(|e| matches!(e.kind, MarketEventKind::Trade { .. })));
+    assert!(
+        r.md.iter()
+            .any(|e| matches!(e.kind, MarketEventKind::Trade { .. }))
+    );
     assert!(r.md.last().unwrap().is_last());
     let _ = ask_qty;
 }
@@ -102,7 +116,10 @@ fn passive_order_fills_only_after_the_queue_ahead() {
     let ours = new_order(1, Side::Buy, bid.raw(), 2, true);
     v.submit(&ours, 1, &mut r);
     let owner = Owner::Client(ours.cl_ord_id);
-    assert_eq!(v.book(InstrumentId(0)).unwrap().queue_ahead(owner), Some(bid_qty));
+    assert_eq!(
+        v.book(InstrumentId(0)).unwrap().queue_ahead(owner),
+        Some(bid_qty)
+    );
     // Run the simulated market until our order fills; every fill must come when no
     // quantity was queued ahead of us any more.
     let mut filled = 0;
@@ -123,7 +140,10 @@ fn passive_order_fills_only_after_the_queue_ahead() {
                 assert!(f.fee.raw() <= 0, "maker rebate");
                 let ahead = ahead.expect("fill of an order that was resting");
                 // The step's trades at our price consumed everything queued ahead first.
-                assert!(traded_at_our_price >= ahead.raw() + f.qty.raw(), "ahead {ahead:?} traded {traded_at_our_price}");
+                assert!(
+                    traded_at_our_price >= ahead.raw() + f.qty.raw(),
+                    "ahead {ahead:?} traded {traded_at_our_price}"
+                );
                 filled += f.qty.raw();
             }
         }
@@ -140,7 +160,10 @@ fn fenced_epoch_is_refused() {
     v.set_min_epoch(5);
     let mut r = Rec::default();
     v.submit(&new_order(1, Side::Buy, 90_000, 1, true), 0, &mut r);
-    assert_eq!(r.reports[0].kind, OrderReportKind::Rejected(RejectReason::Fenced));
+    assert_eq!(
+        r.reports[0].kind,
+        OrderReportKind::Rejected(RejectReason::Fenced)
+    );
 }
 
 #[test]
@@ -150,5 +173,8 @@ fn cancel_of_unknown_order_is_reported() {
     let mut c = new_order(7, Side::Buy, 90_000, 1, true);
     c.kind = OrderKind::Cancel;
     v.submit(&c, 0, &mut r);
-    assert_eq!(r.reports[0].kind, OrderReportKind::CancelRejected(RejectReason::UnknownOrder));
+    assert_eq!(
+        r.reports[0].kind,
+        OrderReportKind::CancelRejected(RejectReason::UnknownOrder)
+    );
 }

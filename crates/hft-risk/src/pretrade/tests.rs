@@ -30,29 +30,65 @@ fn limits() -> RiskLimits {
 }
 
 fn gate() -> PreTradeRisk {
-    PreTradeRisk::new(limits(), KillSwitch::new(false), NodeExposure::new(1, Money::parse_quote("1000000").unwrap()))
+    PreTradeRisk::new(
+        limits(),
+        KillSwitch::new(false),
+        NodeExposure::new(1, Money::parse_quote("1000000").unwrap()),
+    )
 }
 
 fn ctx() -> RiskContext {
-    RiskContext { reference: Some(Price(10_000)), ..Default::default() }
+    RiskContext {
+        reference: Some(Price(10_000)),
+        ..Default::default()
+    }
 }
 
 fn buy(qty: i64, price: i64) -> OrderIntent {
-    OrderIntent { side: Side::Buy, price: Price(price), qty: Qty(qty) }
+    OrderIntent {
+        side: Side::Buy,
+        price: Price(price),
+        qty: Qty(qty),
+    }
 }
 
 #[test]
 fn each_limit_rejects_and_is_counted() {
     let s = spec();
     let mut g = gate();
-    assert_eq!(g.check(&s, &buy(11, 10_000), &ctx(), 0), Err(RiskReject::MaxOrderQty));
-    assert_eq!(g.check(&s, &buy(5, 10_200), &ctx(), 0), Err(RiskReject::PriceBand));
-    let no_ref = RiskContext { reference: None, ..ctx() };
-    assert_eq!(g.check(&s, &buy(5, 10_000), &no_ref, 0), Err(RiskReject::NoReferencePrice));
-    let near_limit = RiskContext { position: Qty(20), open_buy: Qty(3), ..ctx() };
-    assert_eq!(g.check(&s, &buy(3, 10_000), &near_limit, 0), Err(RiskReject::PositionLimit));
-    let many_open = RiskContext { open_orders: 5, ..ctx() };
-    assert_eq!(g.check(&s, &buy(1, 10_000), &many_open, 0), Err(RiskReject::OpenOrders));
+    assert_eq!(
+        g.check(&s, &buy(11, 10_000), &ctx(), 0),
+        Err(RiskReject::MaxOrderQty)
+    );
+    assert_eq!(
+        g.check(&s, &buy(5, 10_200), &ctx(), 0),
+        Err(RiskReject::PriceBand)
+    );
+    let no_ref = RiskContext {
+        reference: None,
+        ..ctx()
+    };
+    assert_eq!(
+        g.check(&s, &buy(5, 10_000), &no_ref, 0),
+        Err(RiskReject::NoReferencePrice)
+    );
+    let near_limit = RiskContext {
+        position: Qty(20),
+        open_buy: Qty(3),
+        ..ctx()
+    };
+    assert_eq!(
+        g.check(&s, &buy(3, 10_000), &near_limit, 0),
+        Err(RiskReject::PositionLimit)
+    );
+    let many_open = RiskContext {
+        open_orders: 5,
+        ..ctx()
+    };
+    assert_eq!(
+        g.check(&s, &buy(1, 10_000), &many_open, 0),
+        Err(RiskReject::OpenOrders)
+    );
     assert_eq!(g.check(&s, &buy(1, 10_000), &ctx(), 0), Ok(()));
     assert_eq!(g.rejects().get(RiskReject::PriceBand), 1);
     assert_eq!(g.rejects().total(), 5);
@@ -62,17 +98,31 @@ fn each_limit_rejects_and_is_counted() {
 fn notional_limit() {
     let mut l = limits();
     l.max_order_notional = Money::parse_quote("500").unwrap();
-    let mut g = PreTradeRisk::new(l, KillSwitch::new(false), NodeExposure::new(1, Money(i64::MAX)));
-    assert_eq!(g.check(&spec(), &buy(6, 10_000), &ctx(), 0), Err(RiskReject::MaxOrderNotional));
+    let mut g = PreTradeRisk::new(
+        l,
+        KillSwitch::new(false),
+        NodeExposure::new(1, Money(i64::MAX)),
+    );
+    assert_eq!(
+        g.check(&spec(), &buy(6, 10_000), &ctx(), 0),
+        Err(RiskReject::MaxOrderNotional)
+    );
 }
 
 #[test]
 fn kill_switch_halts_everything() {
     let kill = KillSwitch::new(false);
-    let mut g = PreTradeRisk::new(limits(), kill.clone(), NodeExposure::new(1, Money(i64::MAX)));
+    let mut g = PreTradeRisk::new(
+        limits(),
+        kill.clone(),
+        NodeExposure::new(1, Money(i64::MAX)),
+    );
     kill.engage();
     assert_eq!(g.state(), TradingState::Halted);
-    assert_eq!(g.check(&spec(), &buy(1, 10_000), &ctx(), 0), Err(RiskReject::KillSwitch));
+    assert_eq!(
+        g.check(&spec(), &buy(1, 10_000), &ctx(), 0),
+        Err(RiskReject::KillSwitch)
+    );
     kill.reset();
     assert_eq!(g.check(&spec(), &buy(1, 10_000), &ctx(), 0), Ok(()));
 }
@@ -83,23 +133,49 @@ fn loss_limit_trips_reduce_only() {
     assert!(!g.on_pnl(Money::parse_quote("-99").unwrap()));
     assert!(g.on_pnl(Money::parse_quote("-101").unwrap()));
     assert_eq!(g.state(), TradingState::Reducing);
-    let long = RiskContext { position: Qty(4), ..ctx() };
-    assert_eq!(g.check(&spec(), &buy(1, 10_000), &long, 0), Err(RiskReject::ReduceOnly));
-    let sell = OrderIntent { side: Side::Sell, ..buy(4, 10_000) };
+    let long = RiskContext {
+        position: Qty(4),
+        ..ctx()
+    };
+    assert_eq!(
+        g.check(&spec(), &buy(1, 10_000), &long, 0),
+        Err(RiskReject::ReduceOnly)
+    );
+    let sell = OrderIntent {
+        side: Side::Sell,
+        ..buy(4, 10_000)
+    };
     assert_eq!(g.check(&spec(), &sell, &long, 0), Ok(()));
-    let oversell = OrderIntent { side: Side::Sell, ..buy(5, 10_000) };
-    assert_eq!(g.check(&spec(), &oversell, &long, 0), Err(RiskReject::ReduceOnly));
+    let oversell = OrderIntent {
+        side: Side::Sell,
+        ..buy(5, 10_000)
+    };
+    assert_eq!(
+        g.check(&spec(), &oversell, &long, 0),
+        Err(RiskReject::ReduceOnly)
+    );
 }
 
 #[test]
 fn order_rate_is_a_rolling_budget() {
     let mut l = limits();
     l.max_orders_per_sec = 10;
-    let mut g = PreTradeRisk::new(l, KillSwitch::new(false), NodeExposure::new(1, Money(i64::MAX)));
-    let accepted = (0..20).filter(|_| g.check(&spec(), &buy(1, 10_000), &ctx(), 1).is_ok()).count();
+    let mut g = PreTradeRisk::new(
+        l,
+        KillSwitch::new(false),
+        NodeExposure::new(1, Money(i64::MAX)),
+    );
+    let accepted = (0..20)
+        .filter(|_| g.check(&spec(), &buy(1, 10_000), &ctx(), 1).is_ok())
+        .count();
     assert_eq!(accepted, 10);
     // Half a second later, half the budget is back.
-    let later = (0..20).filter(|_| g.check(&spec(), &buy(1, 10_000), &ctx(), 500_000_001).is_ok()).count();
+    let later = (0..20)
+        .filter(|_| {
+            g.check(&spec(), &buy(1, 10_000), &ctx(), 500_000_001)
+                .is_ok()
+        })
+        .count();
     assert_eq!(later, 5);
 }
 
@@ -109,7 +185,10 @@ fn gross_exposure_counts_other_strategies() {
     exposure.publish(1, Money::parse_quote("900").unwrap());
     let mut g = PreTradeRisk::new(limits(), KillSwitch::new(false), exposure);
     // 2 x 100.00 = 200 more would make 1100 > 1000.
-    assert_eq!(g.check(&spec(), &buy(2, 10_000), &ctx(), 0), Err(RiskReject::GrossExposure));
+    assert_eq!(
+        g.check(&spec(), &buy(2, 10_000), &ctx(), 0),
+        Err(RiskReject::GrossExposure)
+    );
     assert_eq!(g.check(&spec(), &buy(1, 10_000), &ctx(), 0), Ok(()));
 }
 
