@@ -177,7 +177,7 @@ impl SessionReport {
         );
         let _ = writeln!(
             out,
-            "{:<10} {:<8} {:>7} {:>6} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8} {:>8}  {}",
+            "{:<10} {:<8} {:>7} {:>6} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8} {:>8} {:>8}  rejects",
             "strategy",
             "symbol",
             "orders",
@@ -191,7 +191,6 @@ impl SessionReport {
             "p50_ns",
             "p99_ns",
             "p999_ns",
-            "rejects"
         );
         for s in &self.strategies {
             let rejects: Vec<String> = s

@@ -47,6 +47,37 @@ pub enum SpecViolation {
 }
 
 impl InstrumentSpec {
+    /// A spec whose minimum order is one lot, with no minimum notional and no fees;
+    /// set those on the returned value where the venue has them.
+    pub fn new(
+        id: InstrumentId,
+        symbol: impl Into<String>,
+        price_scale: u8,
+        qty_scale: u8,
+        tick_size: Price,
+        lot_size: Qty,
+    ) -> Self {
+        Self {
+            id,
+            symbol: symbol.into(),
+            price_scale,
+            qty_scale,
+            tick_size,
+            lot_size,
+            min_qty: lot_size,
+            min_notional: Money::ZERO,
+            maker_fee_micros: 0,
+            taker_fee_micros: 0,
+        }
+    }
+
+    /// The same spec with maker and taker fees (1e-6 of notional; negative = rebate).
+    pub fn with_fees(mut self, maker_fee_micros: i64, taker_fee_micros: i64) -> Self {
+        self.maker_fee_micros = maker_fee_micros;
+        self.taker_fee_micros = taker_fee_micros;
+        self
+    }
+
     /// Checks that the spec can be traded at all: a zero tick or lot would make every
     /// rounding divide by zero, so it is refused up front.
     pub fn validate(&self) -> Result<(), CoreError> {
@@ -163,16 +194,9 @@ mod tests {
 
     fn spec() -> InstrumentSpec {
         InstrumentSpec {
-            id: InstrumentId(0),
-            symbol: "BTC-USD".into(),
-            price_scale: 2,
-            qty_scale: 4,
-            tick_size: Price(10),
-            lot_size: Qty(10),
-            min_qty: Qty(10),
             min_notional: Money::parse_quote("1").unwrap(),
-            maker_fee_micros: -25,
-            taker_fee_micros: 500,
+            ..InstrumentSpec::new(InstrumentId(0), "BTC-USD", 2, 4, Price(10), Qty(10))
+                .with_fees(-25, 500)
         }
     }
 

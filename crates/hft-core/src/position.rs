@@ -99,18 +99,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn spec() -> InstrumentSpec {
-        InstrumentSpec {
-            id: InstrumentId(0),
-            symbol: "T".into(),
-            price_scale: 2,
-            qty_scale: 0,
-            tick_size: Price(1),
-            lot_size: Qty(1),
-            min_qty: Qty(1),
-            min_notional: Money(0),
-            maker_fee_micros: 0,
-            taker_fee_micros: 0,
-        }
+        InstrumentSpec::new(InstrumentId(0), "T", 2, 0, Price(1), Qty(1))
     }
 
     fn fill(side: Side, price: i64, qty: i64) -> Fill {

@@ -14,7 +14,7 @@ use hft_core::{
     TradingState,
 };
 use hft_risk::{OrderIntent, PreTradeRisk, RiskContext, RiskReject};
-use hft_strategy::{Action, ActionBuffer, Context, ContextParts, Strategy};
+use hft_strategy::{Action, ActionBuffer, Context, ContextParts, NewOrder, Strategy};
 use sha2::{Digest, Sha256};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -369,38 +369,23 @@ impl Engine {
         for k in 0..n {
             let a = self.actions.get(k);
             match a {
-                Action::Place {
-                    cl_ord_id,
-                    instrument,
-                    side,
-                    price,
-                    qty,
-                    tif,
-                    post_only,
-                } => {
-                    self.place(
-                        cl_ord_id, instrument, side, price, qty, tif, post_only, now, sink,
-                    );
-                }
+                Action::Place(order) => self.place(order, now, sink),
                 Action::Cancel { cl_ord_id } => self.send_cancel(cl_ord_id, now, sink),
             }
         }
         self.actions.clear();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn place(
-        &mut self,
-        cl_ord_id: ClientOrderId,
-        instrument: InstrumentId,
-        side: Side,
-        price: Price,
-        qty: Qty,
-        tif: hft_core::TimeInForce,
-        post_only: bool,
-        now: Nanos,
-        sink: &mut impl OrderSink,
-    ) {
+    fn place(&mut self, order: NewOrder, now: Nanos, sink: &mut impl OrderSink) {
+        let NewOrder {
+            cl_ord_id,
+            instrument,
+            side,
+            price,
+            qty,
+            tif,
+            post_only,
+        } = order;
         let i = instrument.index();
         if i >= self.books.len() {
             self.risk.count_reject(RiskReject::Venue);
@@ -441,23 +426,36 @@ impl Engine {
             self.stats.oms_errors += 1;
             return;
         }
-        let cmd = OrderCommand {
+        let kind = OrderKind::New {
+            side,
+            price,
+            qty,
+            tif,
+            post_only,
+        };
+        let cmd = self.command(now, instrument, cl_ord_id, kind);
+        if !sink.send(&cmd) {
+            self.oms.forget(cl_ord_id);
+            self.stats.sink_full += 1;
+        }
+    }
+
+    /// A command stamped with the decision time, the triggering tick and the epoch.
+    #[inline]
+    fn command(
+        &self,
+        now: Nanos,
+        instrument: InstrumentId,
+        cl_ord_id: ClientOrderId,
+        kind: OrderKind,
+    ) -> OrderCommand {
+        OrderCommand {
             ts: now,
             tick_ts: self.tick_ts,
             instrument,
             cl_ord_id,
             epoch: self.setup.epoch,
-            kind: OrderKind::New {
-                side,
-                price,
-                qty,
-                tif,
-                post_only,
-            },
-        };
-        if !sink.send(&cmd) {
-            self.oms.forget(cl_ord_id);
-            self.stats.sink_full += 1;
+            kind,
         }
     }
 
@@ -469,14 +467,7 @@ impl Engine {
             return;
         }
         self.risk.on_cancel(now);
-        let cmd = OrderCommand {
-            ts: now,
-            tick_ts: self.tick_ts,
-            instrument: o.instrument,
-            cl_ord_id: id,
-            epoch: self.setup.epoch,
-            kind: OrderKind::Cancel,
-        };
+        let cmd = self.command(now, o.instrument, id, OrderKind::Cancel);
         if !sink.send(&cmd) {
             self.oms.unmark_cancel_pending(id);
             self.stats.sink_full += 1;

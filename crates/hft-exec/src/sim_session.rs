@@ -82,6 +82,12 @@ struct ToVenue<'a> {
     sent: u32,
 }
 
+impl<'a> ToVenue<'a> {
+    fn new(q: &'a mut Queue, at: Nanos) -> Self {
+        Self { q, at, sent: 0 }
+    }
+}
+
 impl OrderSink for ToVenue<'_> {
     fn send(&mut self, cmd: &OrderCommand) -> bool {
         self.q.push(self.at, Msg::Order(*cmd));
@@ -153,11 +159,7 @@ impl SimSession {
             };
             self.venue.snapshot(self.now, &mut out);
             for i in 0..self.slots.len() {
-                let mut sink = ToVenue {
-                    at: self.now + self.timing.order_latency,
-                    q: &mut self.queue,
-                    sent: 0,
-                };
+                let mut sink = ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
                 if let Err(p) = self.slots[i].start(self.now, &mut sink) {
                     self.crashed(i, &p);
                 }
@@ -185,11 +187,8 @@ impl SimSession {
             } else if self.next_timer == t {
                 self.next_timer = t + self.timing.timer_interval;
                 for i in 0..self.slots.len() {
-                    let mut sink = ToVenue {
-                        at: self.now + self.timing.order_latency,
-                        q: &mut self.queue,
-                        sent: 0,
-                    };
+                    let mut sink =
+                        ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
                     if let Err(p) = self.slots[i].engine.on_timer(self.now, &mut sink) {
                         self.crashed(i, &p);
                     }
@@ -210,11 +209,8 @@ impl SimSession {
             Msg::Market(ev) => {
                 for i in 0..self.slots.len() {
                     let t0 = Instant::now();
-                    let mut sink = ToVenue {
-                        at: self.now + self.timing.order_latency,
-                        q: &mut self.queue,
-                        sent: 0,
-                    };
+                    let mut sink =
+                        ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
                     let r = self.slots[i].engine.on_market(&ev, self.now, &mut sink);
                     if sink.sent > 0 {
                         // Wall-clock processing time: the simulated clock has no cost model.
@@ -230,11 +226,8 @@ impl SimSession {
             Msg::Report(rep) => {
                 let i = rep.cl_ord_id.strategy().index();
                 if i < self.slots.len() {
-                    let mut sink = ToVenue {
-                        at: self.now + self.timing.order_latency,
-                        q: &mut self.queue,
-                        sent: 0,
-                    };
+                    let mut sink =
+                        ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
                     let r = self.slots[i].engine.on_report(&rep, self.now, &mut sink);
                     if let Err(p) = r {
                         self.crashed(i, &p);
@@ -250,11 +243,7 @@ impl SimSession {
                 self.venue.submit(&cmd, self.now, &mut out);
             }
             Msg::Restart(i) => {
-                let mut sink = ToVenue {
-                    at: self.now + self.timing.order_latency,
-                    q: &mut self.queue,
-                    sent: 0,
-                };
+                let mut sink = ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
                 if let Err(p) = self.slots[i].restart(self.now, &mut sink) {
                     self.crashed(i, &p);
                 }
@@ -271,11 +260,7 @@ impl SimSession {
     /// Stops every strategy, cancels their orders and lets the venue answer.
     pub fn shutdown(&mut self) {
         for i in 0..self.slots.len() {
-            let mut sink = ToVenue {
-                at: self.now + self.timing.order_latency,
-                q: &mut self.queue,
-                sent: 0,
-            };
+            let mut sink = ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
             let _ = self.slots[i].engine.stop(self.now, &mut sink);
         }
         // Drain in-flight messages without new simulated flow.

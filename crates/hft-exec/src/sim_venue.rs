@@ -25,24 +25,37 @@ pub struct SimVenue {
     books: Vec<MatchingBook>,
     sim: MarketSimulator,
     md_seq: Vec<u64>,
-    exec_seq: u64,
     min_epoch: u64,
-    md_buf: Vec<MarketEvent>,
-    report_buf: Vec<OrderReport>,
+    tape: Tape,
     flow_events: u64,
+}
+
+/// What one step produced, buffered until the step is complete.
+#[derive(Debug)]
+struct Tape {
+    md: Vec<MarketEvent>,
+    reports: Vec<OrderReport>,
+    exec_seq: u64,
 }
 
 /// Collects what one matching step did into market data and reports.
 struct StepSink<'a> {
     spec: &'a InstrumentSpec,
     now: Nanos,
-    md: &'a mut Vec<MarketEvent>,
-    reports: &'a mut Vec<OrderReport>,
-    exec_seq: &'a mut u64,
+    tape: &'a mut Tape,
     taker_left: i64,
 }
 
-impl StepSink<'_> {
+impl<'a> StepSink<'a> {
+    fn new(spec: &'a InstrumentSpec, now: Nanos, tape: &'a mut Tape, taker_qty: Qty) -> Self {
+        Self {
+            spec,
+            now,
+            tape,
+            taker_left: taker_qty.raw(),
+        }
+    }
+
     fn event(&self, kind: MarketEventKind) -> MarketEvent {
         MarketEvent {
             ts_exchange: self.now,
@@ -56,14 +69,14 @@ impl StepSink<'_> {
 
     fn fill(&mut self, owner: Owner, side: Side, t: &Trade, leaves: Qty, liquidity: Liquidity) {
         if let Owner::Client(id) = owner {
-            *self.exec_seq += 1;
+            self.tape.exec_seq += 1;
             let fee = self.spec.fee(t.price, t.qty, liquidity == Liquidity::Maker);
-            self.reports.push(OrderReport {
+            self.tape.reports.push(OrderReport {
                 ts: self.now,
                 instrument: self.spec.id,
                 cl_ord_id: id,
                 kind: OrderReportKind::Fill(Fill {
-                    exec_id: ExecId(*self.exec_seq),
+                    exec_id: ExecId(self.tape.exec_seq),
                     side,
                     price: t.price,
                     qty: t.qty,
@@ -84,7 +97,7 @@ impl MatchSink for StepSink<'_> {
             price: t.price,
             qty: t.qty,
         });
-        self.md.push(ev);
+        self.tape.md.push(ev);
         self.fill(
             t.maker,
             t.taker_side.opposite(),
@@ -102,7 +115,7 @@ impl MatchSink for StepSink<'_> {
             price,
             qty: total,
         });
-        self.md.push(ev);
+        self.tape.md.push(ev);
     }
 }
 
@@ -120,10 +133,12 @@ impl SimVenue {
             books: instruments.iter().map(|_| MatchingBook::new()).collect(),
             sim: MarketSimulator::new(seed, start, instruments),
             md_seq: vec![0; instruments.len()],
-            exec_seq: 0,
             min_epoch: 0,
-            md_buf: Vec::with_capacity(1024),
-            report_buf: Vec::with_capacity(256),
+            tape: Tape {
+                md: Vec::with_capacity(1024),
+                reports: Vec::with_capacity(256),
+                exec_seq: 0,
+            },
             flow_events: 0,
         };
         for ev in venue.sim.seed_book(seed_levels) {
@@ -169,10 +184,11 @@ impl SimVenue {
                 flags: FLAG_SNAPSHOT,
                 kind,
             };
-            self.md_buf.push(mk(MarketEventKind::Clear));
+            self.tape.md.push(mk(MarketEventKind::Clear));
             for side in [Side::Buy, Side::Sell] {
                 for (price, qty) in self.books[i].levels(side) {
-                    self.md_buf
+                    self.tape
+                        .md
                         .push(mk(MarketEventKind::Level { side, price, qty }));
                 }
             }
@@ -193,14 +209,11 @@ impl SimVenue {
     fn apply_flow(&mut self, ev: &FlowEvent, out: &mut impl VenueOutput) {
         let i = ev.instrument.index();
         self.flow_events += 1;
-        let mut sink = StepSink {
-            spec: &self.specs[i],
-            now: ev.ts,
-            md: &mut self.md_buf,
-            reports: &mut self.report_buf,
-            exec_seq: &mut self.exec_seq,
-            taker_left: 0,
+        let taker_qty = match ev.action {
+            FlowAction::Limit { qty, .. } | FlowAction::Market { qty, .. } => qty,
+            FlowAction::Cancel { .. } => Qty::ZERO,
         };
+        let mut sink = StepSink::new(&self.specs[i], ev.ts, &mut self.tape, taker_qty);
         match ev.action {
             FlowAction::Limit {
                 order_ref,
@@ -208,7 +221,6 @@ impl SimVenue {
                 price,
                 qty,
             } => {
-                sink.taker_left = qty.raw();
                 self.books[i].submit(
                     Owner::Sim(order_ref),
                     side,
@@ -219,7 +231,6 @@ impl SimVenue {
                 );
             }
             FlowAction::Market { side, qty } => {
-                sink.taker_left = qty.raw();
                 self.books[i].submit(Owner::Sim(0), side, None, qty, false, &mut sink);
             }
             FlowAction::Cancel { order_ref } => {
@@ -269,14 +280,7 @@ impl SimVenue {
                     return;
                 }
                 out.report(&report(OrderReportKind::Accepted));
-                let mut sink = StepSink {
-                    spec: &self.specs[i],
-                    now,
-                    md: &mut self.md_buf,
-                    reports: &mut self.report_buf,
-                    exec_seq: &mut self.exec_seq,
-                    taker_left: qty.raw(),
-                };
+                let mut sink = StepSink::new(&self.specs[i], now, &mut self.tape, qty);
                 let res = self.books[i].submit(
                     owner,
                     side,
@@ -286,24 +290,17 @@ impl SimVenue {
                     &mut sink,
                 );
                 if tif == TimeInForce::Ioc && res.filled < qty {
-                    self.report_buf.push(report(OrderReportKind::Canceled));
+                    self.tape.reports.push(report(OrderReportKind::Canceled));
                 }
                 self.flush(i, out);
             }
             OrderKind::Cancel => {
-                let mut sink = StepSink {
-                    spec: &self.specs[i],
-                    now,
-                    md: &mut self.md_buf,
-                    reports: &mut self.report_buf,
-                    exec_seq: &mut self.exec_seq,
-                    taker_left: 0,
-                };
+                let mut sink = StepSink::new(&self.specs[i], now, &mut self.tape, Qty::ZERO);
                 let kind = match self.books[i].cancel(owner, &mut sink) {
                     Some(_) => OrderReportKind::Canceled,
                     None => OrderReportKind::CancelRejected(RejectReason::UnknownOrder),
                 };
-                self.report_buf.push(report(kind));
+                self.tape.reports.push(report(kind));
                 self.flush(i, out);
             }
         }
@@ -312,20 +309,20 @@ impl SimVenue {
     /// Emits the step's market data as one message (one sequence number, last flagged)
     /// and then the order reports, the order a real venue's gateways would show.
     fn flush(&mut self, i: usize, out: &mut impl VenueOutput) {
-        if !self.md_buf.is_empty() {
+        if !self.tape.md.is_empty() {
             self.md_seq[i] += 1;
             let seq = self.md_seq[i];
-            let n = self.md_buf.len();
-            for (k, ev) in self.md_buf.iter_mut().enumerate() {
+            let n = self.tape.md.len();
+            for (k, ev) in self.tape.md.iter_mut().enumerate() {
                 ev.seq = seq;
                 if k + 1 == n {
                     ev.flags |= FLAG_LAST;
                 }
                 out.market(ev);
             }
-            self.md_buf.clear();
+            self.tape.md.clear();
         }
-        for r in self.report_buf.drain(..) {
+        for r in self.tape.reports.drain(..) {
             out.report(&r);
         }
     }

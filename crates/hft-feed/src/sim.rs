@@ -276,33 +276,13 @@ impl MarketSimulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hft_core::Money;
 
     fn setup(seed: u64) -> MarketSimulator {
-        let spec = InstrumentSpec {
-            id: InstrumentId(0),
-            symbol: "T".into(),
-            price_scale: 2,
-            qty_scale: 3,
-            tick_size: Price(10),
-            lot_size: Qty(10),
-            min_qty: Qty(10),
-            min_notional: Money(0),
-            maker_fee_micros: 0,
-            taker_fee_micros: 0,
-        };
+        let spec = InstrumentSpec::new(InstrumentId(0), "T", 2, 3, Price(10), Qty(10));
         let params = SimParams {
-            initial_price: Price(6_000_000),
             volatility_bps: 2.0,
             jump_rate_per_min: 1.0,
-            jump_bps: 20.0,
-            regime_switch_per_min: 1.0,
-            volatile_multiplier: 3.0,
-            limit_rate_hz: 1500.0,
-            market_rate_hz: 120.0,
-            cancel_rate_hz: 0.8,
-            mean_order_lots: 8.0,
-            depth_ticks: 40,
+            ..SimParams::typical(Price(6_000_000))
         };
         MarketSimulator::new(seed, 0, &[(spec, params)])
     }

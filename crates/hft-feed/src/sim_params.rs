@@ -31,3 +31,24 @@ pub struct SimParams {
     /// Limit orders are placed within this many ticks of the fair price.
     pub depth_ticks: u32,
 }
+
+impl SimParams {
+    /// A liquid market around `initial_price`: about 1,600 order-flow events per second,
+    /// mild volatility with occasional jumps and volatile spells. A starting point that
+    /// callers adjust field by field.
+    pub fn typical(initial_price: Price) -> Self {
+        Self {
+            initial_price,
+            volatility_bps: 1.5,
+            jump_rate_per_min: 0.5,
+            jump_bps: 20.0,
+            regime_switch_per_min: 1.0,
+            volatile_multiplier: 3.0,
+            limit_rate_hz: 1500.0,
+            market_rate_hz: 120.0,
+            cancel_rate_hz: 0.8,
+            mean_order_lots: 8.0,
+            depth_ticks: 40,
+        }
+    }
+}

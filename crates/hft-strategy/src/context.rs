@@ -6,26 +6,30 @@ use hft_core::{
     Side, StrategyId, TimeInForce, TradingState,
 };
 
+/// A new limit order as a strategy asked for it, with the id the context assigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Id of the new order.
+    pub cl_ord_id: ClientOrderId,
+    /// Instrument.
+    pub instrument: InstrumentId,
+    /// Side.
+    pub side: Side,
+    /// Limit price.
+    pub price: Price,
+    /// Quantity.
+    pub qty: Qty,
+    /// Time in force.
+    pub tif: TimeInForce,
+    /// Refuse rather than cross.
+    pub post_only: bool,
+}
+
 /// An order instruction queued by a strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// A new limit order with the id the context assigned.
-    Place {
-        /// Id of the new order.
-        cl_ord_id: ClientOrderId,
-        /// Instrument.
-        instrument: InstrumentId,
-        /// Side.
-        side: Side,
-        /// Limit price.
-        price: Price,
-        /// Quantity.
-        qty: Qty,
-        /// Time in force.
-        tif: TimeInForce,
-        /// Refuse rather than cross.
-        post_only: bool,
-    },
+    /// A new limit order.
+    Place(NewOrder),
     /// Cancel an open order.
     Cancel {
         /// The order.
@@ -189,7 +193,7 @@ impl<'a> Context<'a> {
         let cl_ord_id = ClientOrderId::new(self.p.strategy, *self.p.next_seq);
         self.p
             .actions
-            .push(Action::Place {
+            .push(Action::Place(NewOrder {
                 cl_ord_id,
                 instrument,
                 side,
@@ -197,7 +201,7 @@ impl<'a> Context<'a> {
                 qty,
                 tif,
                 post_only,
-            })
+            }))
             .then_some(cl_ord_id)
     }
 

@@ -6,7 +6,7 @@ mod context;
 pub mod market_making;
 pub mod params;
 
-pub use context::{Action, ActionBuffer, Context, ContextParts};
+pub use context::{Action, ActionBuffer, Context, ContextParts, NewOrder};
 pub use market_making::MarketMaking;
 pub use params::MarketMakingParams;
 

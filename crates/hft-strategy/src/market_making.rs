@@ -220,21 +220,10 @@ mod tests {
     use super::*;
     use crate::{ActionBuffer, ContextParts};
     use hft_book::L2Book;
-    use hft_core::{InstrumentSpec, Money, Position, StrategyId};
+    use hft_core::{InstrumentSpec, Position, StrategyId};
 
     fn spec() -> InstrumentSpec {
-        InstrumentSpec {
-            id: InstrumentId(0),
-            symbol: "T".into(),
-            price_scale: 2,
-            qty_scale: 0,
-            tick_size: Price(1),
-            lot_size: Qty(1),
-            min_qty: Qty(1),
-            min_notional: Money(0),
-            maker_fee_micros: 0,
-            taker_fee_micros: 0,
-        }
+        InstrumentSpec::new(InstrumentId(0), "T", 2, 0, Price(1), Qty(1))
     }
 
     fn params() -> MarketMakingParams {
@@ -307,7 +296,7 @@ mod tests {
     #[test]
     fn quotes_never_cross_the_touch() {
         for pos in -4..=4 {
-            let q = quotes_with(pos * 1);
+            let q = quotes_with(pos);
             if let Some(b) = q.bid {
                 assert!(b < Price(10_010));
             }

@@ -10,33 +10,14 @@ use hft_strategy::{Context, MarketMaking, MarketMakingParams, Strategy};
 
 pub(crate) fn spec() -> InstrumentSpec {
     InstrumentSpec {
-        id: InstrumentId(0),
-        symbol: "BTC-USD".into(),
-        price_scale: 2,
-        qty_scale: 4,
-        tick_size: Price(100),
-        lot_size: Qty(10),
-        min_qty: Qty(10),
         min_notional: Money::parse_quote("10").unwrap(),
-        maker_fee_micros: -25,
-        taker_fee_micros: 500,
+        ..InstrumentSpec::new(InstrumentId(0), "BTC-USD", 2, 4, Price(100), Qty(10))
+            .with_fees(-25, 500)
     }
 }
 
 pub(crate) fn sim() -> SimParams {
-    SimParams {
-        initial_price: Price(6_000_000),
-        volatility_bps: 1.5,
-        jump_rate_per_min: 0.5,
-        jump_bps: 20.0,
-        regime_switch_per_min: 1.0,
-        volatile_multiplier: 3.0,
-        limit_rate_hz: 1500.0,
-        market_rate_hz: 120.0,
-        cancel_rate_hz: 0.8,
-        mean_order_lots: 8.0,
-        depth_ticks: 40,
-    }
+    SimParams::typical(Price(6_000_000))
 }
 
 fn limits() -> RiskLimits {

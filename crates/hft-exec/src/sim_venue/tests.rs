@@ -1,5 +1,5 @@
 use super::*;
-use hft_core::{ClientOrderId, Money, SpecViolation, StrategyId};
+use hft_core::{ClientOrderId, SpecViolation, StrategyId};
 
 #[derive(Default)]
 struct Rec {
@@ -17,23 +17,11 @@ impl VenueOutput for Rec {
 }
 
 fn spec() -> InstrumentSpec {
-    InstrumentSpec {
-        id: InstrumentId(0),
-        symbol: "T".into(),
-        price_scale: 2,
-        qty_scale: 0,
-        tick_size: Price(10),
-        lot_size: Qty(1),
-        min_qty: Qty(1),
-        min_notional: Money(0),
-        maker_fee_micros: -20,
-        taker_fee_micros: 500,
-    }
+    InstrumentSpec::new(InstrumentId(0), "T", 2, 0, Price(10), Qty(1)).with_fees(-20, 500)
 }
 
 fn params() -> SimParams {
     SimParams {
-        initial_price: Price(100_000),
         volatility_bps: 1.0,
         jump_rate_per_min: 0.0,
         jump_bps: 0.0,
@@ -44,6 +32,7 @@ fn params() -> SimParams {
         cancel_rate_hz: 0.5,
         mean_order_lots: 4.0,
         depth_ticks: 20,
+        ..SimParams::typical(Price(100_000))
     }
 }
 
