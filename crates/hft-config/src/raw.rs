@@ -228,7 +228,7 @@ impl Default for RawMarketMaking {
         Self {
             risk_aversion: 0.1,
             liquidity: 1.5,
-            horizon_s: 1.0,
+            horizon_s: 0.5,
             order_qty: "0.0100".into(),
             max_inventory: "0.0500".into(),
             requote_ticks: 2,
