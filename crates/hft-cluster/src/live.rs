@@ -13,8 +13,10 @@ use crate::node::NodeParts;
 use crate::report::SessionReport;
 use crate::ring::{IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK, ring};
 use hdrhistogram::Histogram;
-use hft_core::{MarketEvent, Nanos, OrderCommand, OrderReport, TradingState};
-use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
+use hft_core::{
+    MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, RejectReason, TradingState,
+};
+use hft_exec::wire::{ORDER_WIRE_LEN, decode_order, encode_order};
 use hft_exec::{
     OrderSink, RestartDecision, RestartPolicy, SimVenue, StrategyFactory, StrategySlot, VenueOutput,
 };
@@ -337,7 +339,6 @@ impl GatewayThread {
                 while let Some(cmd) = rx.pop() {
                     worked = true;
                     let n = encode_order(&cmd, &mut wire);
-                    debug_assert_eq!(n, ORDER_WIRE_LEN);
                     let t = self.clock.now();
                     if cmd.tick_ts > 0 {
                         let d = t.saturating_sub(cmd.tick_ts).max(1);
@@ -351,7 +352,20 @@ impl GatewayThread {
                         now: t,
                         live: &self.live,
                     };
-                    self.venue.submit(&cmd, t, &mut out);
+                    // The venue reads what went over the wire, not our struct.
+                    match decode_order(&wire[..n]) {
+                        Ok(decoded) => self.venue.submit(&decoded, t, &mut out),
+                        Err(e) => {
+                            tracing::error!(error = %e, order = %cmd.cl_ord_id, "venue refused an undecodable order");
+                            let kind = OrderReportKind::Rejected(RejectReason::Malformed);
+                            out.report(&OrderReport {
+                                ts: t,
+                                instrument: cmd.instrument,
+                                cl_ord_id: cmd.cl_ord_id,
+                                kind,
+                            });
+                        }
+                    }
                 }
             }
             let mut steps = 0;

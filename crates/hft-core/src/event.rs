@@ -148,6 +148,8 @@ pub enum RejectReason {
     UnknownOrder,
     /// The sender's epoch is stale or trading is halted at the venue.
     Fenced,
+    /// The venue could not decode the message.
+    Malformed,
 }
 
 /// What happened to an order, reported by the venue.
