@@ -1,0 +1,191 @@
+//! The `hft` binary end to end: exit codes, error messages, determinism, shutdown.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn hft() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hft"));
+    // The node reads HFT_* variables as configuration: start from a clean slate.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HFT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hft-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn summary(path: &PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn unknown_config_key_exits_2_with_location_and_hint() {
+    let f = tmp("bad.toml");
+    std::fs::write(&f, "[simulator]\nseed = 3\nno_such_key_xyz = 1\n").unwrap();
+    let o = hft()
+        .args(["run", "--duration", "1s", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("bad.toml:3"), "{e}");
+    assert!(e.contains("no_such_key_xyz") && e.contains("hint"), "{e}");
+}
+
+#[test]
+fn zero_tick_size_exits_2() {
+    let f = tmp("zero_tick.toml");
+    let text = hft_config::DEFAULT_TOML.replacen("tick_size = \"0.50\"", "tick_size = \"0\"", 1);
+    assert_ne!(
+        text,
+        hft_config::DEFAULT_TOML,
+        "default config changed: update this test"
+    );
+    std::fs::write(&f, text).unwrap();
+    let o = hft().args(["config", "check"]).arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("tick_size"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [
+        &["run", "--duration", "ten"][..],
+        &["run", "--seed", "-4"],
+        &["frobnicate"],
+        &["bench", "core-loop", "--events", "x"],
+    ] {
+        let o = hft().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    let o = hft()
+        .env("HFT_SIMULATOR__SEED", "many")
+        .args(["run", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("HFT_SIMULATOR__SEED"), "{}", stderr(&o));
+}
+
+#[test]
+fn deterministic_runs_repeat_exactly() {
+    let run = |name: &str, seed: &str| {
+        let f = tmp(name);
+        let o = hft()
+            .args([
+                "run",
+                "--deterministic",
+                "--duration",
+                "20s",
+                "--seed",
+                seed,
+                "--summary-json",
+            ])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        summary(&f)
+    };
+    let a = run("d1.json", "5");
+    let b = run("d2.json", "5");
+    let c = run("d3.json", "6");
+    assert_eq!(a["fills_hash"], b["fills_hash"]);
+    assert_eq!(a["fills"], b["fills"]);
+    assert_ne!(a["fills_hash"], c["fills_hash"]);
+    assert!(a["fills"].as_u64().unwrap() > 0);
+    for key in [
+        "events",
+        "orders",
+        "fills",
+        "rejects",
+        "realized_pnl",
+        "fills_hash",
+    ] {
+        assert!(a.get(key).is_some(), "summary lacks {key}");
+    }
+    for key in ["p50", "p99", "p999"] {
+        assert!(a["tick_to_order_ns"][key].as_u64().is_some());
+    }
+    // Fills on both sides: traded volume exceeds the net position of every strategy.
+    for st in a["strategies"].as_array().unwrap() {
+        let num = |k: &str| st[k].as_str().unwrap().parse::<f64>().unwrap();
+        assert!(st["fills"].as_u64().unwrap() > 0, "{st}");
+        assert!(
+            num("volume") > num("position").abs(),
+            "one-sided trading: {st}"
+        );
+    }
+}
+
+#[test]
+fn kill_switch_halts_everything_and_exits_3() {
+    let f = tmp("killed.json");
+    let o = hft()
+        .env("HFT_RISK__KILL_SWITCH", "true")
+        .args([
+            "run",
+            "--deterministic",
+            "--duration",
+            "5s",
+            "--summary-json",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let s = summary(&f);
+    assert_eq!(s["orders"], 0);
+    assert_eq!(s["killed"], true);
+    for st in s["strategies"].as_array().unwrap() {
+        assert_eq!(st["state"], "halted");
+    }
+}
+
+#[test]
+fn config_show_renders_a_config_that_checks() {
+    let o = hft().args(["config", "show"]).output().unwrap();
+    assert!(o.status.success());
+    let f = tmp("shown.toml");
+    std::fs::write(&f, &o.stdout).unwrap();
+    let o = hft().args(["config", "check"]).arg(&f).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn sigterm_cancels_and_prints_the_summary() {
+    let f = tmp("live.json");
+    let child = hft()
+        .args(["run", "--summary-json"])
+        .arg(&f)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("strategy"));
+    let s = summary(&f);
+    assert_eq!(s["mode"], "live");
+    assert!(s["events"].as_u64().unwrap() > 0);
+}
