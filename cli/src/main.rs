@@ -96,6 +96,15 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The market simulator alone: flow generation, matching and market data.
+    Simulator {
+        /// Order-flow events to simulate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Feed -> engine thread -> venue session latency, against a bare thread handoff.
     TickToOrder {
         /// Latency samples to collect.
@@ -351,6 +360,18 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
             let r = hft_cluster::bench::core_loop(&config, seed, events)
                 .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
             let v = json!({"bench": "core-loop", "events": r.events, "orders": r.orders, "events_per_s": r.events_per_s.round(), "ns_per_event": (r.ns_per_event * 10.0).round() / 10.0});
+            print_bench(&v, json);
+        }
+        BenchCmd::Simulator { events, json } => {
+            let r = hft_cluster::bench::simulator(&config, seed, events);
+            let v = json!({
+                "bench": "simulator",
+                "events": r.flow_events,
+                "md_events": r.md_events,
+                "simulated_s": (r.simulated_s * 10.0).round() / 10.0,
+                "events_per_s": r.flow_events_per_s.round(),
+                "md_events_per_s": r.md_events_per_s.round(),
+            });
             print_bench(&v, json);
         }
         BenchCmd::TickToOrder {

@@ -96,50 +96,135 @@ fn bench_engine(
     Ok((slot.engine, slot.factory, slot.name))
 }
 
-/// Book update → strategy → risk → OMS → order encode on one thread, over a fixed
-/// pre-recorded buffer replayed `events` times in a row (timestamps shifted per cycle),
-/// against a venue that acknowledges instantly.
-pub fn core_loop(config: &Config, seed: u64, events: u64) -> Result<CoreLoopResult, String> {
-    let buffer = record_market_data(config, seed, 100_000);
-    let span = buffer.last().map_or(1, |e| e.ts_exchange + 1);
-    let (mut engine, factory, _) = bench_engine(config, seed)?;
-    let mut venue = EchoVenue {
-        pending: [None; 64],
-        n: 0,
-        wire: [0; ORDER_WIRE_LEN],
-        bytes: 0,
-    };
-    engine
-        .install(factory(), 0, &mut venue)
-        .map_err(|p| p.message)?;
-    let mut orders = 0u64;
-    let t0 = Instant::now();
-    for i in 0..events {
-        let cycle = i / buffer.len() as u64;
-        let mut ev = buffer[(i % buffer.len() as u64) as usize];
-        ev.ts_exchange += cycle * span;
-        ev.ts_recv = ev.ts_exchange;
-        let now = ev.ts_exchange;
-        let _ = engine.on_market(&ev, now, &mut venue);
-        // Acknowledge what was sent (acks may trigger more orders; bounded by the array).
-        let mut k = 0;
-        while k < venue.n {
-            if let Some(cmd) = venue.pending[k].take() {
-                orders += 1;
-                let _ = engine.on_report(&echo_report(&cmd, now), now, &mut venue);
-            }
-            k += 1;
+/// The core loop, prepared: a recorded buffer and an engine with its strategy started.
+/// `run` replays the buffer (timestamps shifted per cycle so time moves forward) through
+/// book update → strategy → risk → OMS → order encode, against a venue that
+/// acknowledges instantly.
+pub struct CoreLoop {
+    buffer: Vec<MarketEvent>,
+    span: Nanos,
+    engine: Engine,
+    venue: EchoVenue,
+    next: u64,
+    orders: u64,
+}
+
+impl CoreLoop {
+    /// Records 100k events of the simulated market and starts the first strategy.
+    pub fn new(config: &Config, seed: u64) -> Result<Self, String> {
+        let buffer = record_market_data(config, seed, 100_000);
+        if buffer.is_empty() {
+            return Err("the simulator produced no market data".into());
         }
-        venue.n = 0;
+        let span = buffer.last().map_or(1, |e| e.ts_exchange + 1);
+        let (mut engine, factory, _) = bench_engine(config, seed)?;
+        let mut venue = EchoVenue {
+            pending: [None; 64],
+            n: 0,
+            wire: [0; ORDER_WIRE_LEN],
+            bytes: 0,
+        };
+        engine
+            .install(factory(), 0, &mut venue)
+            .map_err(|p| p.message)?;
+        Ok(Self {
+            buffer,
+            span,
+            engine,
+            venue,
+            next: 0,
+            orders: 0,
+        })
     }
+
+    /// Processes the next `events` events; returns the orders and cancels encoded.
+    pub fn run(&mut self, events: u64) -> u64 {
+        let before = self.orders;
+        let len = self.buffer.len() as u64;
+        for _ in 0..events {
+            let i = self.next;
+            self.next += 1;
+            let mut ev = self.buffer[(i % len) as usize];
+            ev.ts_exchange += (i / len) * self.span;
+            ev.ts_recv = ev.ts_exchange;
+            let now = ev.ts_exchange;
+            let _ = self.engine.on_market(&ev, now, &mut self.venue);
+            // Acknowledge what was sent (acks may trigger more orders; bounded by the array).
+            let mut k = 0;
+            while k < self.venue.n {
+                if let Some(cmd) = self.venue.pending[k].take() {
+                    self.orders += 1;
+                    let _ = self
+                        .engine
+                        .on_report(&echo_report(&cmd, now), now, &mut self.venue);
+                }
+                k += 1;
+            }
+            self.venue.n = 0;
+        }
+        std::hint::black_box(self.venue.bytes);
+        self.orders - before
+    }
+}
+
+/// Runs the core loop over `events` events and times it.
+pub fn core_loop(config: &Config, seed: u64, events: u64) -> Result<CoreLoopResult, String> {
+    let mut bench = CoreLoop::new(config, seed)?;
+    let t0 = Instant::now();
+    let orders = bench.run(events);
     let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
-    std::hint::black_box(venue.bytes);
     Ok(CoreLoopResult {
         events,
         orders,
         events_per_s: events as f64 / elapsed,
         ns_per_event: elapsed * 1e9 / events.max(1) as f64,
     })
+}
+
+/// Result of `hft bench simulator`.
+#[derive(Clone, Debug)]
+pub struct SimulatorResult {
+    /// Order-flow events generated and matched.
+    pub flow_events: u64,
+    /// Market data events the venue published for them.
+    pub md_events: u64,
+    /// Simulated seconds covered.
+    pub simulated_s: f64,
+    /// Flow events per wall-clock second.
+    pub flow_events_per_s: f64,
+    /// Market data events per wall-clock second.
+    pub md_events_per_s: f64,
+}
+
+/// The simulated market as fast as it can go: order-flow generation, matching and
+/// market-data publication, no engines attached.
+pub fn simulator(config: &Config, seed: u64, events: u64) -> SimulatorResult {
+    struct Count(u64);
+    impl VenueOutput for Count {
+        fn market(&mut self, _: &MarketEvent) {
+            self.0 += 1;
+        }
+        fn report(&mut self, _: &OrderReport) {}
+    }
+    let mut parts = node::build(config, seed, 0);
+    let mut out = Count(0);
+    let mut last_ts = 0;
+    let t0 = Instant::now();
+    for _ in 0..events {
+        match parts.venue.step_flow(&mut out) {
+            Some(ts) => last_ts = ts,
+            None => break,
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
+    let flow = parts.venue.flow_events();
+    SimulatorResult {
+        flow_events: flow,
+        md_events: out.0,
+        simulated_s: last_ts as f64 / 1e9,
+        flow_events_per_s: flow as f64 / elapsed,
+        md_events_per_s: out.0 as f64 / elapsed,
+    }
 }
 
 /// Result of `hft bench tick-to-order`.
