@@ -64,6 +64,12 @@ struct RunArgs {
     metrics_addr: Option<std::net::SocketAddr>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum IdleArg {
+    Park,
+    Spin,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormatArg {
     Text,
@@ -108,11 +114,14 @@ enum BenchCmd {
     /// Feed -> engine thread -> venue session latency, against a bare thread handoff.
     TickToOrder {
         /// Latency samples to collect.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 10_000)]
         samples: u64,
         /// Give up after this long.
         #[arg(long, value_parser = parse_duration, default_value = "60s")]
         max_time: Duration,
+        /// How idle threads wait: park (what `hft run` does) or spin (a core per thread).
+        #[arg(long, value_enum, default_value_t = IdleArg::Park)]
+        idle: IdleArg,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -377,12 +386,18 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
         BenchCmd::TickToOrder {
             samples,
             max_time,
+            idle,
             json,
         } => {
-            let r = hft_cluster::bench::tick_to_order(&config, seed, samples, max_time)
+            let idle = match idle {
+                IdleArg::Park => IdleMode::Park,
+                IdleArg::Spin => IdleMode::Spin,
+            };
+            let r = hft_cluster::bench::tick_to_order(&config, seed, samples, max_time, idle)
                 .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
             let v = json!({
                 "bench": "tick-to-order",
+                "idle": format!("{:?}", r.idle).to_lowercase(),
                 "samples": r.pipeline.samples,
                 "p50_ns": r.pipeline.p50,
                 "p99_ns": r.pipeline.p99,
@@ -392,6 +407,10 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "handoff_p99_ns": r.handoff.p99,
                 "handoff_p999_ns": r.handoff.p999,
                 "ratio_p99": (r.pipeline.p99 as f64 / r.handoff.p99.max(1) as f64 * 100.0).round() / 100.0,
+                "to_engine_p50_ns": r.to_engine.p50,
+                "to_engine_p99_ns": r.to_engine.p99,
+                "engine_to_venue_p50_ns": r.engine_to_venue.p50,
+                "engine_to_venue_p99_ns": r.engine_to_venue.p99,
             });
             print_bench(&v, json);
         }

@@ -3,7 +3,8 @@
 
 use crate::live::{Clock, Control, EngineLive, EngineThread};
 use crate::node;
-use crate::ring::{IdleMode, Parker, ring};
+use crate::ring::{IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK, ring};
+use hdrhistogram::Histogram;
 use hft_config::Config;
 use hft_core::{MarketEvent, Nanos, OrderCommand, OrderKind, OrderReport, OrderReportKind};
 use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
@@ -112,7 +113,15 @@ pub struct CoreLoop {
 impl CoreLoop {
     /// Records 100k events of the simulated market and starts the first strategy.
     pub fn new(config: &Config, seed: u64) -> Result<Self, String> {
-        let buffer = record_market_data(config, seed, 100_000);
+        Self::with_buffer(config, seed, record_market_data(config, seed, 100_000))
+    }
+
+    /// The core loop over a given recording.
+    pub fn with_buffer(
+        config: &Config,
+        seed: u64,
+        buffer: Vec<MarketEvent>,
+    ) -> Result<Self, String> {
         if buffer.is_empty() {
             return Err("the simulator produced no market data".into());
         }
@@ -230,30 +239,108 @@ pub fn simulator(config: &Config, seed: u64, events: u64) -> SimulatorResult {
 /// Result of `hft bench tick-to-order`.
 #[derive(Clone, Debug)]
 pub struct TickToOrderResult {
-    /// Feed receipt → order encoded at the venue session, through the engine thread.
+    /// Idle mode of both threads.
+    pub idle: IdleMode,
+    /// Feed receipt → order at the venue session, through the engine thread.
     pub pipeline: LatencySummary,
-    /// A bare SPSC handoff between the same two threads, same pacing.
+    /// A bare SPSC handoff between the same two threads, same idle mode and pacing.
     pub handoff: LatencySummary,
+    /// Part of the pipeline: feed receipt → the engine starts on the event.
+    pub to_engine: LatencySummary,
+    /// Part of the pipeline: the engine starts on the event → order at the venue session.
+    pub engine_to_venue: LatencySummary,
 }
 
-/// Market data through the feed ring → engine thread → order ring → venue session,
-/// with busy-polling threads; and, on the same two threads in the same run, a bare
-/// handoff of a timestamp through a ring of the same kind.
+/// Latency histograms of the pipeline, filled by the venue side.
+struct PipelineHists {
+    total: Histogram<u64>,
+    to_engine: Histogram<u64>,
+    engine_to_venue: Histogram<u64>,
+}
+
+/// The venue side of the bench: takes orders, "writes" them (encode), records their
+/// latency and acknowledges them at once.
+fn serve_orders(
+    clock: &Clock,
+    orders: &mut RingRx<OrderCommand>,
+    reports: &mut RingTx<OrderReport>,
+    hists: &mut PipelineHists,
+    wire: &mut [u8; ORDER_WIRE_LEN],
+) {
+    while let Some(cmd) = orders.pop() {
+        let t = clock.now();
+        encode_order(&cmd, wire);
+        if cmd.tick_ts > 0 {
+            let _ = hists.total.record(t.saturating_sub(cmd.tick_ts).max(1));
+            let _ = hists
+                .to_engine
+                .record(cmd.ts.saturating_sub(cmd.tick_ts).max(1));
+            let _ = hists
+                .engine_to_venue
+                .record(t.saturating_sub(cmd.ts).max(1));
+        }
+        let mut r = echo_report(&cmd, t);
+        while let Err(back) = reports.push(r) {
+            r = back;
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// One idle step with the node's rule: spin a while, then (in park mode) sleep until
+/// woken or `timeout`, unless `has_work` turned true.
+fn idle_step(
+    idle: IdleMode,
+    parker: &Parker,
+    spins: &mut u32,
+    timeout: Nanos,
+    has_work: impl Fn() -> bool,
+) {
+    *spins += 1;
+    if idle == IdleMode::Park && *spins > SPIN_BEFORE_PARK {
+        parker.park(Duration::from_nanos(timeout.max(1)), has_work);
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
+/// Market data through the feed ring → engine thread → order ring → venue session; and,
+/// on the same two threads in the same run, a bare handoff of a timestamp through a ring
+/// of the same kind. Both ends use `idle` (`hft run` uses `Park`). One sample is in
+/// flight at a time, so a descheduled thread delays one sample, not a queue of them.
 pub fn tick_to_order(
     config: &Config,
     seed: u64,
     samples: u64,
     max_time: Duration,
+    idle: IdleMode,
 ) -> Result<TickToOrderResult, String> {
+    // Long enough for an idle thread to go to sleep in park mode.
+    let gap: Nanos = match idle {
+        IdleMode::Spin => 10_000,
+        IdleMode::Park => 200_000,
+    };
     let buffer = record_market_data(config, seed, 200_000);
+    // Which messages make the strategy send orders (found by replaying once on this
+    // thread): the engine is left idle for `gap` before each of them, and the messages
+    // in between are sent back to back, so the run is spent on samples.
+    let mut triggers = vec![false; buffer.len()];
+    let mut offline = CoreLoop::with_buffer(config, seed, buffer.clone())?;
+    for (k, ev) in buffer.iter().enumerate() {
+        if offline.run(1) > 0 && ev.is_last() {
+            triggers[k] = true;
+        }
+    }
     let (engine, factory, name) = bench_engine(config, seed)?;
     let clock = Clock::start();
     let engine_parker = Parker::new();
     let gw_parker = Parker::new();
+    gw_parker.bind_current();
     let (mut md_tx, md_rx) = ring::<MarketEvent>(4096, &engine_parker);
     let (mut rep_tx, rep_rx) = ring::<OrderReport>(4096, &engine_parker);
     let (ord_tx, mut ord_rx) = ring::<OrderCommand>(4096, &gw_parker);
-    let (mut base_tx, mut base_rx) = ring::<Nanos>(4096, &engine_parker);
+    let (mut base_tx, mut base_rx) = ring::<Nanos>(4, &engine_parker);
+    let (mut ack_tx, mut ack_rx) = ring::<()>(4, &gw_parker);
     let (ctl_tx, ctl_rx) = mpsc::channel();
     let slot = hft_exec::StrategySlot::new(
         name,
@@ -271,22 +358,27 @@ pub fn tick_to_order(
         clock,
         timer_interval: 100_000_000,
         live: Arc::new(EngineLive::default()),
-        idle: IdleMode::Spin,
+        idle,
         crash: Arc::new(Mutex::new(None)),
     };
     let baseline_n = samples.max(1_000);
     let engine_thread = std::thread::Builder::new()
         .name("engine-bench".into())
         .spawn(move || {
-            // Phase 1 on this thread: the bare handoff.
+            // Phase 1 on this thread: the bare handoff, with the engine's idle rule.
+            engine_parker.bind_current();
             let mut h = hft_telemetry::latency_histogram();
-            let mut got = 0;
+            let (mut got, mut spins) = (0, 0);
             while got < baseline_n {
                 if let Some(t) = base_rx.pop() {
                     let _ = h.record(clock.now().saturating_sub(t).max(1));
                     got += 1;
+                    spins = 0;
+                    let _ = ack_tx.push(());
                 } else {
-                    std::hint::spin_loop();
+                    idle_step(idle, &engine_parker, &mut spins, 5_000_000, || {
+                        !base_rx.is_empty()
+                    });
                 }
             }
             // Phase 2: the engine.
@@ -294,16 +386,25 @@ pub fn tick_to_order(
             (h, slot)
         })
         .map_err(|e| e.to_string())?;
-    let pace = |ns: u64| {
-        let until = clock.now() + ns;
-        while clock.now() < until {
-            std::hint::spin_loop();
-        }
-    };
     for _ in 0..baseline_n {
-        pace(5_000);
+        let (deadline, mut spins) = (clock.now() + gap, 0);
+        while clock.now() < deadline {
+            idle_step(
+                idle,
+                &gw_parker,
+                &mut spins,
+                deadline.saturating_sub(clock.now()),
+                || false,
+            );
+        }
         while base_tx.push(clock.now()).is_err() {
             std::hint::spin_loop();
+        }
+        let mut spins = 0;
+        while ack_rx.pop().is_none() {
+            idle_step(idle, &gw_parker, &mut spins, 5_000_000, || {
+                !ack_rx.is_empty()
+            });
         }
     }
     ctl_tx
@@ -312,28 +413,40 @@ pub fn tick_to_order(
             restart: false,
         })
         .map_err(|e| e.to_string())?;
-    let mut pipeline = hft_telemetry::latency_histogram();
+    let mut hists = PipelineHists {
+        total: hft_telemetry::latency_histogram(),
+        to_engine: hft_telemetry::latency_histogram(),
+        engine_to_venue: hft_telemetry::latency_histogram(),
+    };
     let mut wire = [0u8; ORDER_WIRE_LEN];
     let started = Instant::now();
-    let mut drain = |pipeline: &mut hdrhistogram::Histogram<u64>| {
-        while let Some(cmd) = ord_rx.pop() {
-            let t = clock.now();
-            encode_order(&cmd, &mut wire);
-            if cmd.tick_ts > 0 {
-                let _ = pipeline.record(t.saturating_sub(cmd.tick_ts).max(1));
-            }
-            let mut r = echo_report(&cmd, t);
-            while let Err(back) = rep_tx.push(r) {
-                r = back;
-                std::hint::spin_loop();
-            }
-        }
-    };
     let mut i = 0usize;
     let mut cycle = 0u64;
     let span = buffer.last().map_or(1, |e| e.ts_exchange + 1);
-    while pipeline.len() < samples && started.elapsed() < max_time {
-        // One venue message per step, then wait for the engine while serving orders.
+    while hists.total.len() < samples && started.elapsed() < max_time {
+        // Does the next message make the strategy trade?
+        let mut end = i;
+        while !buffer[end].is_last() {
+            end += 1;
+        }
+        // Let the engine take everything, and before a trigger let it go idle for `gap`.
+        while !md_tx.all_consumed() {
+            serve_orders(&clock, &mut ord_rx, &mut rep_tx, &mut hists, &mut wire);
+            std::hint::spin_loop();
+        }
+        if triggers[end] {
+            let (deadline, mut spins) = (clock.now() + gap, 0);
+            loop {
+                serve_orders(&clock, &mut ord_rx, &mut rep_tx, &mut hists, &mut wire);
+                let now = clock.now();
+                if now >= deadline {
+                    break;
+                }
+                idle_step(idle, &gw_parker, &mut spins, deadline - now, || {
+                    !ord_rx.is_empty()
+                });
+            }
+        }
         loop {
             let mut ev = buffer[i];
             ev.ts_exchange += cycle * span;
@@ -350,18 +463,32 @@ pub fn tick_to_order(
                 break;
             }
         }
-        let until = clock.now() + 5_000;
-        while clock.now() < until {
-            drain(&mut pipeline);
+        if triggers[end] {
+            // Wait for the orders it causes (the engine's push wakes this thread).
+            let (deadline, mut spins) = (clock.now() + gap, 0);
+            while ord_rx.is_empty() && clock.now() < deadline {
+                idle_step(
+                    idle,
+                    &gw_parker,
+                    &mut spins,
+                    deadline.saturating_sub(clock.now()),
+                    || !ord_rx.is_empty(),
+                );
+            }
         }
+        serve_orders(&clock, &mut ord_rx, &mut rep_tx, &mut hists, &mut wire);
     }
     let _ = ctl_tx.send(Control::Stop);
     while !engine_thread.is_finished() {
-        drain(&mut pipeline);
+        serve_orders(&clock, &mut ord_rx, &mut rep_tx, &mut hists, &mut wire);
+        std::thread::yield_now();
     }
     let (handoff, _slot) = engine_thread.join().map_err(|_| "engine thread panicked")?;
     Ok(TickToOrderResult {
-        pipeline: LatencySummary::of(&pipeline),
+        idle,
+        pipeline: LatencySummary::of(&hists.total),
         handoff: LatencySummary::of(&handoff),
+        to_engine: LatencySummary::of(&hists.to_engine),
+        engine_to_venue: LatencySummary::of(&hists.engine_to_venue),
     })
 }

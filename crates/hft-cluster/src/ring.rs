@@ -82,6 +82,11 @@ impl<T> RingTx<T> {
     pub fn slots(&self) -> usize {
         self.inner.slots()
     }
+
+    /// True when the consumer has taken everything pushed so far.
+    pub fn all_consumed(&self) -> bool {
+        self.inner.slots() == self.inner.buffer().capacity()
+    }
 }
 
 /// Consumer end of a ring.

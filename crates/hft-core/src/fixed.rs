@@ -154,6 +154,19 @@ pub fn div_round(num: i128, den: i128) -> i128 {
     }
 }
 
+/// `div_round` for i64 operands: the hot-path form, one hardware division.
+#[inline]
+pub fn div_round_i64(num: i64, den: i64) -> i64 {
+    debug_assert!(den > 0);
+    let q = num / den;
+    let r = num % den;
+    if r.unsigned_abs() * 2 >= den.unsigned_abs() {
+        q + num.signum()
+    } else {
+        q
+    }
+}
+
 fn parse_decimal(input: &str, scale: u8) -> Result<i64, CoreError> {
     let bad = |reason: &'static str| CoreError::Parse {
         input: input.chars().take(64).collect(),
@@ -249,6 +262,11 @@ mod tests {
         fn display_then_parse_round_trips(raw in any::<i64>().prop_filter("min", |v| *v != i64::MIN), scale in 0u8..=8) {
             let text = Price(raw).display(scale).to_string();
             prop_assert_eq!(Price::parse(&text, scale).unwrap(), Price(raw));
+        }
+
+        #[test]
+        fn div_round_i64_matches_i128(num in any::<i64>(), den in 1i64..=1_000_000_000_000_000_000) {
+            prop_assert_eq!(i128::from(div_round_i64(num, den)), div_round(i128::from(num), i128::from(den)));
         }
 
         #[test]

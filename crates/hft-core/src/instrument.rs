@@ -2,7 +2,7 @@
 //! only place that converts between raw units and money.
 
 use crate::error::CoreError;
-use crate::fixed::{MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round};
+use crate::fixed::{MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round, div_round_i64};
 use crate::ids::InstrumentId;
 
 /// Static description of a tradable instrument.
@@ -114,9 +114,23 @@ impl InstrumentSpec {
     /// Saturates rather than wrapping for absurd inputs; risk limits catch those.
     #[inline]
     pub fn notional(&self, price: Price, qty: Qty) -> Money {
-        let prod = i128::from(price.raw()) * i128::from(qty.raw());
         let scale =
             i32::from(self.price_scale) + i32::from(self.qty_scale) - i32::from(MONEY_SCALE);
+        // Fast path in i64 (the common case: a 128-bit division is a library call that
+        // costs tens of nanoseconds, and this runs several times per event).
+        if let Some(prod) = price.raw().checked_mul(qty.raw()) {
+            if scale <= 0 {
+                if let Some(v) = 10i64
+                    .checked_pow((-scale) as u32)
+                    .and_then(|m| prod.checked_mul(m))
+                {
+                    return Money(v.max(i64::MIN + 1));
+                }
+            } else if scale <= 18 {
+                return Money(div_round_i64(prod, 10i64.pow(scale as u32)));
+            }
+        }
+        let prod = i128::from(price.raw()) * i128::from(qty.raw());
         let v = if scale <= 0 {
             prod.saturating_mul(10i128.pow((-scale) as u32))
         } else {
@@ -240,6 +254,21 @@ mod tests {
             Err(SpecViolation::MinNotional)
         );
         assert_eq!(s.check_order(Price(6_000_000), Qty(10)), Ok(()));
+    }
+
+    proptest::proptest! {
+        /// The i64 fast path of `notional` agrees with exact 128-bit arithmetic.
+        #[test]
+        fn notional_fast_path_is_exact(price in proptest::prelude::any::<i64>(), qty in proptest::prelude::any::<i64>(), ps in 0u8..=12, qs in 0u8..=4) {
+            let mut s = spec();
+            s.price_scale = ps;
+            s.qty_scale = qs;
+            let scale = i32::from(ps) + i32::from(qs) - 8;
+            let prod = i128::from(price) * i128::from(qty);
+            let exact = if scale <= 0 { prod.saturating_mul(10i128.pow((-scale) as u32)) } else { div_round(prod, 10i128.pow(scale as u32)) };
+            let expected = exact.clamp(i128::from(i64::MIN + 1), i128::from(i64::MAX)) as i64;
+            proptest::prop_assert_eq!(s.notional(Price(price), Qty(qty)).raw(), expected);
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use event::{
     FLAG_LAST, FLAG_SNAPSHOT, Fill, Liquidity, MarketEvent, MarketEventKind, OrderCommand,
     OrderKind, OrderReport, OrderReportKind, RejectReason, TimeInForce,
 };
-pub use fixed::{Decimal, MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round};
+pub use fixed::{Decimal, MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round, div_round_i64};
 pub use ids::{ClientOrderId, ExecId, InstrumentId, NANOS_PER_SEC, Nanos, Side, StrategyId};
 pub use instrument::{InstrumentSpec, SpecViolation};
 pub use order::{OpenOrder, OrderStatus, TradingState};

@@ -80,16 +80,21 @@ pub struct MarketMaking {
     instrument: InstrumentId,
     params: MarketMakingParams,
     vol: VolEstimator,
+    /// (2/γ)·ln(1 + γ/k): the inventory-free part of the spread, fixed by the parameters.
+    base_spread: f64,
 }
 
 impl MarketMaking {
     /// A market maker quoting `instrument`.
     pub fn new(instrument: InstrumentId, params: MarketMakingParams) -> Self {
         let vol = VolEstimator::new(params.vol_halflife_s);
+        let g = params.risk_aversion;
+        let base_spread = (2.0 / g) * (1.0 + g / params.liquidity).ln();
         Self {
             instrument,
             params,
             vol,
+            base_spread,
         }
     }
 
@@ -123,7 +128,7 @@ impl MarketMaking {
         let var_tau = self.vol.var_per_s * p.horizon_s;
         let mid_ticks = mid_x2 as f64 / (2.0 * tick as f64);
         let reservation = mid_ticks - q * g * var_tau;
-        let half_spread = (g * var_tau + (2.0 / g) * (1.0 + g / p.liquidity).ln()) / 2.0;
+        let half_spread = (g * var_tau + self.base_spread) / 2.0;
         let half_spread = half_spread.max(0.5);
         let to_price = |ticks: f64| Price((ticks as i64).saturating_mul(tick));
         // Post-only quotes must not cross: clamp inside the opposite touch.
