@@ -281,37 +281,44 @@ fn status_line(
     last_events: &mut u64,
     last_t: &mut Duration,
 ) -> String {
-    let mut events = 0;
-    let mut orders = 0;
-    let mut fills = 0;
+    use hft_telemetry::names;
+    let (mut events, mut orders, mut fills) = (0, 0, 0);
     let mut parts = Vec::new();
     for (name, e) in &view.engines {
-        let ev = e.events.load(Ordering::Relaxed);
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (ev, or, fi) = (load(&e.events), load(&e.orders), load(&e.fills));
         events += ev;
-        orders += e.orders.load(Ordering::Relaxed);
-        fills += e.fills.load(Ordering::Relaxed);
+        orders += or;
+        fills += fi;
         let pnl = hft_core::Money(e.pnl.load(Ordering::Relaxed));
-        metrics::gauge!(hft_telemetry::names::PNL, "strategy" => name.clone())
-            .set(pnl.raw() as f64 * 1e-8);
-        metrics::gauge!(hft_telemetry::names::POSITION, "strategy" => name.clone())
-            .set(e.position.load(Ordering::Relaxed) as f64);
-        parts.push(format!(
-            "{name} pos {} pnl {pnl}",
-            e.position.load(Ordering::Relaxed)
-        ));
+        let position = e.position.load(Ordering::Relaxed);
+        let label = [("strategy", name.clone())];
+        metrics::counter!(names::EVENTS, &label).absolute(ev);
+        metrics::counter!(names::ORDERS, &label).absolute(or);
+        metrics::counter!(names::FILLS, &label).absolute(fi);
+        metrics::counter!(names::RESTARTS, &label).absolute(load(&e.restarts));
+        metrics::gauge!(names::PNL, &label).set(pnl.raw() as f64 * 1e-8);
+        metrics::gauge!(names::POSITION, &label).set(position as f64);
+        for r in hft_risk::RiskReject::ALL {
+            let labels = [label[0].clone(), ("reason", r.name().to_owned())];
+            metrics::counter!(names::REJECTS, &labels).absolute(load(&e.rejects[r as usize]));
+        }
+        parts.push(format!("{name} pos {position} pnl {pnl}"));
     }
-    metrics::counter!(hft_telemetry::names::EVENTS).absolute(events);
-    metrics::counter!(hft_telemetry::names::ORDERS).absolute(orders);
-    metrics::counter!(hft_telemetry::names::FILLS).absolute(fills);
+    let latency = &view.gateway.latency_ns;
+    for (q, v) in ["0.5", "0.99", "0.999"].into_iter().zip(latency) {
+        metrics::gauge!(names::TICK_TO_ORDER, "quantile" => q)
+            .set(v.load(Ordering::Relaxed) as f64);
+    }
     let dt = (elapsed - *last_t).as_secs_f64().max(1e-3);
-    let rate = (events - *last_events) as f64 / dt;
+    let rate = events.saturating_sub(*last_events) as f64 / dt;
     *last_events = events;
     *last_t = elapsed;
     format!(
         "{:>6.1}s {:>8.0} ev/s  orders {orders}  fills {fills}  p99 {} ns  {}",
         elapsed.as_secs_f64(),
         rate,
-        view.gateway.p99_ns.load(Ordering::Relaxed),
+        latency[1].load(Ordering::Relaxed),
         parts.join("  ")
     )
 }

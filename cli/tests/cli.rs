@@ -189,3 +189,35 @@ fn sigterm_cancels_and_prints_the_summary() {
     assert_eq!(s["mode"], "live");
     assert!(s["events"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn live_run_serves_prometheus_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = hft()
+        .args(["run", "--duration", "5s", "--metrics-addr", &addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3_500));
+    let mut body = String::new();
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.read_to_string(&mut body).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    for name in [
+        "hft_engine_events_total{strategy=\"mm-btc\"}",
+        "hft_engine_orders_total",
+        "hft_risk_rejects_total{strategy=\"mm-eth\",reason=\"price_band\"}",
+        "hft_strategy_position_units",
+        "hft_strategy_pnl_quote",
+        "hft_engine_tick_to_order_ns{quantile=\"0.99\"}",
+    ] {
+        assert!(body.contains(name), "metrics lack {name}:\n{body}");
+    }
+}

@@ -20,7 +20,7 @@ use hft_exec::wire::{ORDER_WIRE_LEN, decode_order, encode_order};
 use hft_exec::{
     OrderSink, RestartDecision, RestartPolicy, SimVenue, StrategyFactory, StrategySlot, VenueOutput,
 };
-use hft_risk::KillSwitch;
+use hft_risk::{KillSwitch, RiskReject};
 use hft_strategy::Strategy;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -59,6 +59,10 @@ pub struct EngineLive {
     pub position: AtomicI64,
     /// PnL after fees, money raw units.
     pub pnl: AtomicI64,
+    /// Rejections by reason (indexed by `RiskReject as usize`).
+    pub rejects: [AtomicU64; RiskReject::COUNT],
+    /// Strategy restarts after crashes.
+    pub restarts: AtomicU64,
 }
 
 /// Counters of the gateway thread.
@@ -70,8 +74,8 @@ pub struct GatewayLive {
     pub md_dropped: AtomicU64,
     /// Orders received from engines.
     pub orders_in: AtomicU64,
-    /// p99 tick-to-order of the last status interval, ns.
-    pub p99_ns: AtomicU64,
+    /// Tick-to-order of the last second, ns: p50, p99, p99.9.
+    pub latency_ns: [AtomicU64; 3],
 }
 
 /// Control messages to an engine thread (never on the per-event path).
@@ -247,6 +251,12 @@ impl EngineThread {
             .position
             .store(e.position(e.instrument()).qty.raw(), Ordering::Relaxed);
         self.live.pnl.store(e.pnl().raw(), Ordering::Relaxed);
+        for (slot, n) in self.live.rejects.iter().zip(e.risk().rejects().0) {
+            slot.store(n, Ordering::Relaxed);
+        }
+        self.live
+            .restarts
+            .store(u64::from(self.slot.restarts), Ordering::Relaxed);
     }
 }
 
@@ -382,9 +392,9 @@ impl GatewayThread {
             }
             if now >= next_status {
                 next_status = now + 1_000_000_000;
-                self.live
-                    .p99_ns
-                    .store(window.value_at_quantile(0.99), Ordering::Relaxed);
+                for (slot, q) in self.live.latency_ns.iter().zip([0.5, 0.99, 0.999]) {
+                    slot.store(window.value_at_quantile(q), Ordering::Relaxed);
+                }
                 window.reset();
             }
             if self.stop.load(Ordering::Relaxed) {

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 /// Metric names.
 pub mod names {
-    /// Market events applied by engines.
+    /// Market events applied, per strategy.
     pub const EVENTS: &str = "hft_engine_events_total";
     /// Orders sent to venues.
     pub const ORDERS: &str = "hft_engine_orders_total";
@@ -21,7 +21,7 @@ pub mod names {
     pub const POSITION: &str = "hft_strategy_position_units";
     /// PnL after fees per strategy, quote currency.
     pub const PNL: &str = "hft_strategy_pnl_quote";
-    /// Tick-to-order latency, nanoseconds (histogram).
+    /// Tick-to-order latency of the last second, nanoseconds, label `quantile`.
     pub const TICK_TO_ORDER: &str = "hft_engine_tick_to_order_ns";
     /// Strategy restarts after a crash.
     pub const RESTARTS: &str = "hft_strategy_restarts_total";
