@@ -284,26 +284,31 @@ fn status_line(
     use hft_telemetry::names;
     let (mut events, mut orders, mut fills) = (0, 0, 0);
     let mut parts = Vec::new();
-    for (name, e) in &view.engines {
+    for v in &view.engines {
+        let (name, e) = (&v.name, &v.live);
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let (ev, or, fi) = (load(&e.events), load(&e.orders), load(&e.fills));
         events += ev;
         orders += or;
         fills += fi;
         let pnl = hft_core::Money(e.pnl.load(Ordering::Relaxed));
-        let position = e.position.load(Ordering::Relaxed);
+        let position = hft_core::Qty(e.position.load(Ordering::Relaxed));
         let label = [("strategy", name.clone())];
         metrics::counter!(names::EVENTS, &label).absolute(ev);
         metrics::counter!(names::ORDERS, &label).absolute(or);
         metrics::counter!(names::FILLS, &label).absolute(fi);
         metrics::counter!(names::RESTARTS, &label).absolute(load(&e.restarts));
         metrics::gauge!(names::PNL, &label).set(pnl.raw() as f64 * 1e-8);
-        metrics::gauge!(names::POSITION, &label).set(position as f64);
+        metrics::gauge!(names::POSITION, &label)
+            .set(position.raw() as f64 * 10f64.powi(-i32::from(v.qty_scale)));
         for r in hft_risk::RiskReject::ALL {
             let labels = [label[0].clone(), ("reason", r.name().to_owned())];
             metrics::counter!(names::REJECTS, &labels).absolute(load(&e.rejects[r as usize]));
         }
-        parts.push(format!("{name} pos {position} pnl {pnl}"));
+        parts.push(format!(
+            "{name} pos {} pnl {pnl}",
+            position.display(v.qty_scale)
+        ));
     }
     let latency = &view.gateway.latency_ns;
     for (q, v) in ["0.5", "0.99", "0.999"].into_iter().zip(latency) {

@@ -192,7 +192,11 @@ fn sigterm_cancels_and_prints_the_summary() {
 
 #[test]
 fn live_run_serves_prometheus_metrics() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let child = hft()
         .args(["run", "--duration", "5s", "--metrics-addr", &addr])

@@ -709,10 +709,21 @@ impl Actor for NodeSupervisor {
 /// Live counters for the status line.
 #[derive(Clone)]
 pub struct LiveView {
-    /// Per engine: name and counters.
-    pub engines: Vec<(String, Arc<EngineLive>)>,
+    /// Per engine.
+    pub engines: Vec<EngineView>,
     /// Gateway counters.
     pub gateway: Arc<GatewayLive>,
+}
+
+/// One engine as the status line sees it.
+#[derive(Clone)]
+pub struct EngineView {
+    /// Strategy name.
+    pub name: String,
+    /// Quantity scale of its instrument (to print positions).
+    pub qty_scale: u8,
+    /// Its counters.
+    pub live: Arc<EngineLive>,
 }
 
 /// How to run a live session.
@@ -772,7 +783,11 @@ pub fn run(
             policy: slot.policy.clone(),
             actor: None,
         });
-        view.engines.push((slot.name.clone(), live.clone()));
+        view.engines.push(EngineView {
+            name: slot.name.clone(),
+            qty_scale: slot.engine.spec(slot.engine.instrument()).qty_scale,
+            live: live.clone(),
+        });
         let t = EngineThread {
             slot,
             md: md_rx,
