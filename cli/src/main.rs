@@ -351,6 +351,8 @@ fn summary_json(r: &SessionReport) -> serde_json::Value {
         "tick_to_order_ns": lat(&r.tick_to_order),
         "fills_hash": r.fills_hash,
         "killed": r.killed,
+        "md_dropped": r.md_dropped,
+        "md_resyncs": r.md_resyncs,
         "strategies": r.strategies.iter().map(|s| json!({
             "name": s.name,
             "symbol": s.symbol,
@@ -366,6 +368,7 @@ fn summary_json(r: &SessionReport) -> serde_json::Value {
             "rejects": rejects(&s.rejects),
             "state": s.state,
             "panics": s.panics,
+            "gaps": s.gaps,
             "restarts": s.restarts,
             "halted": s.halted,
             "tick_to_order_ns": lat(&s.latency),

@@ -74,6 +74,8 @@ pub struct GatewayLive {
     pub md_dropped: AtomicU64,
     /// Orders received from engines.
     pub orders_in: AtomicU64,
+    /// Snapshots sent to engines that had lost market data.
+    pub md_resyncs: AtomicU64,
     /// Tick-to-order of the last second, ns: p50, p99, p99.9.
     pub latency_ns: [AtomicU64; 3],
 }
@@ -260,13 +262,32 @@ impl EngineThread {
     }
 }
 
-/// Venue output of the gateway: the feed handler's fan-out of market data (stamped on
-/// receipt) and the venue session's routing of reports to their engine.
+/// The gateway's outbound side: market data to every engine (the feed handler's
+/// fan-out) and reports to the engine that owns the order (the venue session's routing).
+struct Fanout {
+    md: Vec<RingTx<MarketEvent>>,
+    reports: Vec<RingTx<OrderReport>>,
+    /// Engines that lost market data and are owed a snapshot.
+    resync: Vec<bool>,
+    live: Arc<GatewayLive>,
+}
+
+impl Fanout {
+    /// Venue output stamped with receipt time `now`, to every engine or to one.
+    fn at(&mut self, now: Nanos, only: Option<usize>) -> Gateway<'_> {
+        Gateway {
+            fanout: self,
+            now,
+            only,
+        }
+    }
+}
+
+/// Venue output of the gateway for one step.
 struct Gateway<'a> {
-    md: &'a mut [RingTx<MarketEvent>],
-    reports: &'a mut [RingTx<OrderReport>],
+    fanout: &'a mut Fanout,
     now: Nanos,
-    live: &'a GatewayLive,
+    only: Option<usize>,
 }
 
 impl VenueOutput for Gateway<'_> {
@@ -274,17 +295,23 @@ impl VenueOutput for Gateway<'_> {
     fn market(&mut self, e: &MarketEvent) {
         let mut ev = *e;
         ev.ts_recv = self.now;
-        for tx in self.md.iter_mut() {
+        let f = &mut *self.fanout;
+        for (i, tx) in f.md.iter_mut().enumerate() {
+            if self.only.is_some_and(|o| o != i) {
+                continue;
+            }
             if tx.push(ev).is_err() {
-                // Counted, and the engine sees the sequence gap.
-                self.live.md_dropped.fetch_add(1, Ordering::Relaxed);
+                // Counted; the engine sees the sequence gap and the gateway owes it a
+                // snapshot as soon as its ring has room.
+                f.live.md_dropped.fetch_add(1, Ordering::Relaxed);
+                f.resync[i] = true;
             }
         }
-        self.live.md_published.fetch_add(1, Ordering::Relaxed);
+        f.live.md_published.fetch_add(1, Ordering::Relaxed);
     }
 
     fn report(&mut self, r: &OrderReport) {
-        let Some(tx) = self.reports.get_mut(r.cl_ord_id.strategy().index()) else {
+        let Some(tx) = self.fanout.reports.get_mut(r.cl_ord_id.strategy().index()) else {
             return;
         };
         // Reports are never dropped: wait for the engine to make room.
@@ -331,17 +358,16 @@ impl GatewayThread {
         let mut wire = [0u8; ORDER_WIRE_LEN];
         let mut next_status = self.clock.now() + 1_000_000_000;
         let mut idle_spins = 0u32;
+        let n_engines = self.md.len();
+        let mut fanout = Fanout {
+            md: std::mem::take(&mut self.md),
+            reports: std::mem::take(&mut self.reports),
+            resync: vec![false; n_engines],
+            live: self.live.clone(),
+        };
         // Engines start from a full snapshot, then follow the incremental messages.
         let t0 = self.clock.now();
-        self.venue.snapshot(
-            t0,
-            &mut Gateway {
-                md: &mut self.md,
-                reports: &mut self.reports,
-                now: t0,
-                live: &self.live,
-            },
-        );
+        self.venue.snapshot(t0, &mut fanout.at(t0, None));
         loop {
             let now = self.clock.now();
             let mut worked = false;
@@ -356,12 +382,7 @@ impl GatewayThread {
                         let _ = window.record(d);
                     }
                     self.live.orders_in.fetch_add(1, Ordering::Relaxed);
-                    let mut out = Gateway {
-                        md: &mut self.md,
-                        reports: &mut self.reports,
-                        now: t,
-                        live: &self.live,
-                    };
+                    let mut out = fanout.at(t, None);
                     // The venue reads what went over the wire, not our struct.
                     match decode_order(&wire[..n]) {
                         Ok(decoded) => self.venue.submit(&decoded, t, &mut out),
@@ -380,15 +401,18 @@ impl GatewayThread {
             }
             let mut steps = 0;
             while steps < 256 && self.venue.next_flow_ts() <= now {
-                let mut out = Gateway {
-                    md: &mut self.md,
-                    reports: &mut self.reports,
-                    now,
-                    live: &self.live,
-                };
-                self.venue.step_flow(&mut out);
+                self.venue.step_flow(&mut fanout.at(now, None));
                 steps += 1;
                 worked = true;
+            }
+            for i in 0..n_engines {
+                // Resynchronise an engine that lost data once its ring has room for a book.
+                if fanout.resync[i] && fanout.md[i].slots() > self.venue.snapshot_len() {
+                    fanout.resync[i] = false;
+                    self.live.md_resyncs.fetch_add(1, Ordering::Relaxed);
+                    self.venue.snapshot(now, &mut fanout.at(now, Some(i)));
+                    worked = true;
+                }
             }
             if now >= next_status {
                 next_status = now + 1_000_000_000;
@@ -897,12 +921,15 @@ pub fn run(
         slot.latency = h;
     }
     rt.shutdown_timeout(Duration::from_millis(200));
-    Ok(SessionReport::build(
+    let mut report = SessionReport::build(
         "live",
         opts.seed,
         elapsed.as_secs_f64(),
         venue.flow_events(),
         &slots,
         kill.is_engaged(),
-    ))
+    );
+    report.md_dropped = gateway_live.md_dropped.load(Ordering::Relaxed);
+    report.md_resyncs = gateway_live.md_resyncs.load(Ordering::Relaxed);
+    Ok(report)
 }

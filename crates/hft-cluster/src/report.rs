@@ -38,6 +38,8 @@ pub struct StrategyReport {
     pub state: String,
     /// Strategy crashes.
     pub panics: u64,
+    /// Market data sequence gaps seen (each answered by a snapshot).
+    pub gaps: u64,
     /// Restarts.
     pub restarts: u32,
     /// Why it was halted, if it was.
@@ -67,6 +69,10 @@ pub struct SessionReport {
     pub fills_hash: String,
     /// Kill switch engaged at the end.
     pub killed: bool,
+    /// Market data events dropped on full engine rings (live mode).
+    pub md_dropped: u64,
+    /// Snapshots sent to engines that lost market data (live mode).
+    pub md_resyncs: u64,
 }
 
 fn qty(spec: &InstrumentSpec, q: Qty) -> String {
@@ -110,6 +116,7 @@ impl SessionReport {
                     rejects: *e.risk().rejects(),
                     state: e.risk().state().to_string(),
                     panics: e.stats().panics,
+                    gaps: e.stats().gaps,
                     restarts: s.restarts,
                     halted: s.halted.clone(),
                     latency: LatencySummary::of(&s.latency),
@@ -128,6 +135,8 @@ impl SessionReport {
             tick_to_order: LatencySummary::of(&all),
             fills_hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
             killed,
+            md_dropped: 0,
+            md_resyncs: 0,
         }
     }
 

@@ -83,6 +83,11 @@ impl<T> RingTx<T> {
         self.inner.slots()
     }
 
+    /// Total capacity.
+    pub fn capacity(&self) -> usize {
+        self.inner.buffer().capacity()
+    }
+
     /// True when the consumer has taken everything pushed so far.
     pub fn all_consumed(&self) -> bool {
         self.inner.slots() == self.inner.buffer().capacity()

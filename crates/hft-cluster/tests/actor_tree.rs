@@ -57,3 +57,35 @@ fn panicking_strategy_is_restarted_then_halted_and_the_node_keeps_trading() {
     assert!(report.events > 1_000);
     let _ = Config::default_embedded();
 }
+
+/// Takes a millisecond per market message: far slower than the market.
+struct Sluggish;
+
+impl Strategy for Sluggish {
+    fn on_market(&mut self, _ctx: &mut Context<'_>, _ev: &hft_core::MarketEvent) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_slow_engine_loses_data_then_is_resynchronised_by_snapshot() {
+    let config = Config::default_embedded();
+    let mut parts = hft_cluster::node::build(&config, 2, 0);
+    parts.slots[1].factory = Arc::new(|| Box::new(Sluggish));
+    let opts = LiveOptions {
+        duration: Some(Duration::from_secs(3)),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        ring_capacity: 1024,
+        timer_interval: Duration::from_millis(100),
+        status_interval: Duration::from_secs(1),
+        idle: IdleMode::Park,
+        seed: 2,
+    };
+    let report = run(parts, opts, |_, _| {}).unwrap();
+    assert!(report.md_dropped > 0, "the slow engine's ring never overflowed");
+    assert!(report.md_resyncs > 0, "no snapshot was sent");
+    assert!(report.strategies[1].gaps > 0);
+    // The healthy engine lost nothing.
+    assert_eq!(report.strategies[0].gaps, 0);
+    assert!(report.strategies[0].orders > 0);
+}

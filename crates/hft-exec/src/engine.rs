@@ -9,9 +9,9 @@
 
 use hft_book::{L2Book, SequenceTracker};
 use hft_core::{
-    ClientOrderId, Fill, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, OrderCommand,
-    OrderKind, OrderReport, OrderReportKind, OrderStatus, Position, Price, Qty, Side, StrategyId,
-    TradingState,
+    ClientOrderId, FLAG_SNAPSHOT, Fill, InstrumentId, InstrumentSpec, MarketEventKind, Money,
+    Nanos, OpenOrder, OrderCommand, OrderKind, OrderReport, OrderReportKind, OrderStatus, Position,
+    Price, Qty, Side, StrategyId, TradingState,
 };
 use hft_risk::{OrderIntent, PreTradeRisk, RiskContext, RiskReject};
 use hft_strategy::{Action, ActionBuffer, Context, ContextParts, NewOrder, Strategy};
@@ -75,6 +75,7 @@ pub struct Engine {
     books: Vec<L2Book>,
     seqs: Vec<SequenceTracker>,
     last_seq: Vec<u64>,
+    stale: Vec<bool>,
     positions: Vec<Position>,
     oms: Oms,
     risk: PreTradeRisk,
@@ -99,6 +100,8 @@ impl Engine {
                 .collect(),
             seqs: (0..n).map(|_| SequenceTracker::new()).collect(),
             last_seq: vec![0; n],
+            // Books start empty: nothing is quoted until the first snapshot.
+            stale: vec![true; n],
             positions: vec![Position::default(); n],
             oms: Oms::with_capacity(setup.max_open_orders.max(4) * 2),
             actions: ActionBuffer::with_capacity(64),
@@ -220,19 +223,32 @@ impl Engine {
             return Ok(());
         }
         self.stats.events += 1;
-        if ev.seq != self.last_seq[i] {
+        if ev.flags & FLAG_SNAPSHOT != 0 {
+            if ev.kind == MarketEventKind::Clear {
+                // A snapshot restarts the sequence at its own number and heals the book.
+                self.seqs[i].reset();
+                let _ = self.seqs[i].check(ev.seq);
+                self.last_seq[i] = ev.seq;
+                self.stale[i] = false;
+            }
+        } else if ev.seq != self.last_seq[i] {
             if self.seqs[i].check(ev.seq).is_err() {
-                // Count and resynchronise; a live feed would request a snapshot here.
+                // Messages were lost: the book cannot be trusted until a snapshot comes.
+                // Stop quoting this instrument and pull what rests there.
                 self.stats.gaps += 1;
                 self.seqs[i].reset();
                 let _ = self.seqs[i].check(ev.seq);
+                if !self.stale[i] {
+                    self.stale[i] = true;
+                    self.cancel_instrument(ev.instrument, now, sink);
+                }
             }
             self.last_seq[i] = ev.seq;
         }
         if self.books[i].apply(ev).is_err() {
             self.stats.book_errors += 1;
         }
-        if !ev.is_last() {
+        if !ev.is_last() || self.stale[i] {
             return Ok(());
         }
         if ev.instrument == self.setup.instrument {
@@ -240,6 +256,11 @@ impl Engine {
         }
         self.tick_ts = ev.ts_recv;
         self.call(now, sink, |s, ctx| s.on_market(ctx, ev))
+    }
+
+    /// True while an instrument's book waits for a snapshot after a sequence gap.
+    pub fn is_stale(&self, id: InstrumentId) -> bool {
+        self.stale.get(id.index()).copied().unwrap_or(true)
     }
 
     /// Applies one venue report for one of our orders.
@@ -294,6 +315,20 @@ impl Engine {
         for i in 0..self.oms.open().len() {
             let id = self.oms.open()[i].cl_ord_id;
             self.send_cancel(id, now, sink);
+        }
+    }
+
+    fn cancel_instrument(
+        &mut self,
+        instrument: InstrumentId,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) {
+        for i in 0..self.oms.open().len() {
+            let o = self.oms.open()[i];
+            if o.instrument == instrument {
+                self.send_cancel(o.cl_ord_id, now, sink);
+            }
         }
     }
 
@@ -393,7 +428,11 @@ impl Engine {
         }
         let spec = &self.setup.specs[i];
         let pos = &self.positions[i];
-        let reference = self.books[i].mid_x2().map(|m| Price(m / 2));
+        let reference = if self.stale[i] {
+            None
+        } else {
+            self.books[i].mid_x2().map(|m| Price(m / 2))
+        };
         let ctx = RiskContext {
             position: pos.qty,
             open_buy: self.oms.open_qty(instrument, Side::Buy),

@@ -172,7 +172,18 @@ impl SimVenue {
         self.books.get(id.index())
     }
 
-    /// Publishes a full snapshot of every book (what a late subscriber needs first).
+    /// Number of events `snapshot` would publish right now.
+    pub fn snapshot_len(&self) -> usize {
+        self.books
+            .iter()
+            .map(|b| 1 + b.levels(Side::Buy).count() + b.levels(Side::Sell).count())
+            .sum()
+    }
+
+    /// Publishes a full snapshot of every book: what a late subscriber, or one that lost
+    /// messages, needs. A snapshot carries the sequence number of the last incremental
+    /// message it includes and does not advance it, so subscribers that did not ask for
+    /// it see no gap.
     pub fn snapshot(&mut self, now: Nanos, out: &mut impl VenueOutput) {
         for i in 0..self.books.len() {
             let id = self.specs[i].id;
@@ -309,8 +320,10 @@ impl SimVenue {
     /// Emits the step's market data as one message (one sequence number, last flagged)
     /// and then the order reports, the order a real venue's gateways would show.
     fn flush(&mut self, i: usize, out: &mut impl VenueOutput) {
-        if !self.tape.md.is_empty() {
-            self.md_seq[i] += 1;
+        if let Some(first) = self.tape.md.first() {
+            if first.flags & FLAG_SNAPSHOT == 0 {
+                self.md_seq[i] += 1;
+            }
             let seq = self.md_seq[i];
             let n = self.tape.md.len();
             for (k, ev) in self.tape.md.iter_mut().enumerate() {
