@@ -82,7 +82,10 @@ fn a_slow_engine_loses_data_then_is_resynchronised_by_snapshot() {
         seed: 2,
     };
     let report = run(parts, opts, |_, _| {}).unwrap();
-    assert!(report.md_dropped > 0, "the slow engine's ring never overflowed");
+    assert!(
+        report.md_dropped > 0,
+        "the slow engine's ring never overflowed"
+    );
     assert!(report.md_resyncs > 0, "no snapshot was sent");
     assert!(report.strategies[1].gaps > 0);
     // The healthy engine lost nothing.

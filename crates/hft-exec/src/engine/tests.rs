@@ -171,7 +171,7 @@ impl Strategy for Counting {
 
 #[test]
 fn sequence_gap_stops_the_strategy_until_a_snapshot() {
-    use hft_core::{MarketEvent, MarketEventKind, Side, FLAG_LAST, FLAG_SNAPSHOT};
+    use hft_core::{FLAG_LAST, FLAG_SNAPSHOT, MarketEvent, MarketEventKind, Side};
     struct Null;
     impl crate::OrderSink for Null {
         fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
@@ -187,33 +187,83 @@ fn sequence_gap_stops_the_strategy_until_a_snapshot() {
         epoch: 0,
     };
     let exposure = NodeExposure::new(1, Money(i64::MAX));
-    let mut engine = Engine::new(setup, PreTradeRisk::new(limits(), KillSwitch::new(false), exposure));
+    let mut engine = Engine::new(
+        setup,
+        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
+    );
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    engine.install(Box::new(Counting(calls.clone())), 0, &mut Null).unwrap();
-    let ev = |seq, flags, kind| MarketEvent { ts_exchange: 0, ts_recv: 0, seq, instrument: InstrumentId(0), flags, kind };
-    let level = |side, px| MarketEventKind::Level { side, price: Price(px), qty: Qty(10) };
+    engine
+        .install(Box::new(Counting(calls.clone())), 0, &mut Null)
+        .unwrap();
+    let ev = |seq, flags, kind| MarketEvent {
+        ts_exchange: 0,
+        ts_recv: 0,
+        seq,
+        instrument: InstrumentId(0),
+        flags,
+        kind,
+    };
+    let level = |side, px| MarketEventKind::Level {
+        side,
+        price: Price(px),
+        qty: Qty(10),
+    };
     let snapshot = |engine: &mut Engine, seq| {
-        engine.on_market(&ev(seq, FLAG_SNAPSHOT, MarketEventKind::Clear), 0, &mut Null).unwrap();
-        engine.on_market(&ev(seq, FLAG_SNAPSHOT, level(Side::Buy, 5_999_900)), 0, &mut Null).unwrap();
-        engine.on_market(&ev(seq, FLAG_SNAPSHOT | FLAG_LAST, level(Side::Sell, 6_000_100)), 0, &mut Null).unwrap();
+        engine
+            .on_market(
+                &ev(seq, FLAG_SNAPSHOT, MarketEventKind::Clear),
+                0,
+                &mut Null,
+            )
+            .unwrap();
+        engine
+            .on_market(
+                &ev(seq, FLAG_SNAPSHOT, level(Side::Buy, 5_999_900)),
+                0,
+                &mut Null,
+            )
+            .unwrap();
+        engine
+            .on_market(
+                &ev(seq, FLAG_SNAPSHOT | FLAG_LAST, level(Side::Sell, 6_000_100)),
+                0,
+                &mut Null,
+            )
+            .unwrap();
     };
     let calls_now = || calls.load(std::sync::atomic::Ordering::Relaxed);
     assert!(engine.is_stale(InstrumentId(0)), "no snapshot yet");
     snapshot(&mut engine, 5);
     assert!(!engine.is_stale(InstrumentId(0)));
     assert_eq!(calls_now(), 1);
-    engine.on_market(&ev(6, FLAG_LAST, level(Side::Buy, 5_999_800)), 0, &mut Null).unwrap();
+    engine
+        .on_market(&ev(6, FLAG_LAST, level(Side::Buy, 5_999_800)), 0, &mut Null)
+        .unwrap();
     assert_eq!(calls_now(), 2);
     // Message 7 is lost.
-    engine.on_market(&ev(8, FLAG_LAST, level(Side::Buy, 5_999_700)), 0, &mut Null).unwrap();
+    engine
+        .on_market(&ev(8, FLAG_LAST, level(Side::Buy, 5_999_700)), 0, &mut Null)
+        .unwrap();
     assert!(engine.is_stale(InstrumentId(0)));
     assert_eq!(engine.stats().gaps, 1);
-    engine.on_market(&ev(9, FLAG_LAST, level(Side::Buy, 5_999_600)), 0, &mut Null).unwrap();
+    engine
+        .on_market(&ev(9, FLAG_LAST, level(Side::Buy, 5_999_600)), 0, &mut Null)
+        .unwrap();
     assert_eq!(calls_now(), 2, "no strategy call on a stale book");
     snapshot(&mut engine, 9);
     assert!(!engine.is_stale(InstrumentId(0)));
     assert_eq!(calls_now(), 3);
-    engine.on_market(&ev(10, FLAG_LAST, level(Side::Buy, 5_999_500)), 0, &mut Null).unwrap();
-    assert_eq!(engine.stats().gaps, 1, "the snapshot restarted the sequence");
+    engine
+        .on_market(
+            &ev(10, FLAG_LAST, level(Side::Buy, 5_999_500)),
+            0,
+            &mut Null,
+        )
+        .unwrap();
+    assert_eq!(
+        engine.stats().gaps,
+        1,
+        "the snapshot restarted the sequence"
+    );
     assert_eq!(calls_now(), 4);
 }

@@ -1,0 +1,237 @@
+//! The live single-node runtime: hot-path threads joined by SPSC rings, supervised by
+//! a ractor tree.
+//!
+//! Threads: one gateway thread runs the venue session and the feed handler (the feed
+//! stamps and fans market data out to one ring per engine; the venue session takes
+//! orders from one ring per engine and returns reports), and one thread per engine.
+//! Actors: `NodeSupervisor` → `FeedActor`, `VenueActor`, `RiskShardActor` and one
+//! `EngineActor` per strategy instance. An engine thread that catches a strategy panic
+//! tells its `EngineActor`, which fails; the supervisor restarts it after a backoff
+//! (the new actor installs a fresh strategy) or halts the strategy after repeated crashes.
+
+mod actors;
+mod threads;
+
+pub use actors::{
+    EngineActor, EngineActorArgs, EngineMsg, FeedActor, GatewayMsg, NodeArgs, NodeMsg, NodeState,
+    NodeSupervisor, RiskMsg, RiskShardActor, Supervised, VenueActor,
+};
+pub use threads::{
+    Clock, Control, CrashTarget, EngineLive, EngineThread, GatewayLive, GatewayThread,
+};
+
+use crate::node::NodeParts;
+use crate::report::SessionReport;
+use crate::ring::{IdleMode, Parker, ring};
+use hft_core::Nanos;
+use hft_exec::StrategySlot;
+use ractor::Actor;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Live counters for the status line.
+#[derive(Clone)]
+pub struct LiveView {
+    /// Per engine.
+    pub engines: Vec<EngineView>,
+    /// Gateway counters.
+    pub gateway: Arc<GatewayLive>,
+}
+
+/// One engine as the status line sees it.
+#[derive(Clone)]
+pub struct EngineView {
+    /// Strategy name.
+    pub name: String,
+    /// Quantity scale of its instrument (to print positions).
+    pub qty_scale: u8,
+    /// Its counters.
+    pub live: Arc<EngineLive>,
+}
+
+/// How to run a live session.
+pub struct LiveOptions {
+    /// Stop after this long (None: until `shutdown`).
+    pub duration: Option<Duration>,
+    /// Set by signal handlers to stop.
+    pub shutdown: Arc<AtomicBool>,
+    /// Ring capacity.
+    pub ring_capacity: usize,
+    /// Strategy timer period.
+    pub timer_interval: Duration,
+    /// Status callback period.
+    pub status_interval: Duration,
+    /// Idle mode of the hot-path threads.
+    pub idle: IdleMode,
+    /// Seed (for the report).
+    pub seed: u64,
+}
+
+/// Runs a live session to completion and returns its summary.
+pub fn run(
+    parts: NodeParts,
+    opts: LiveOptions,
+    mut on_status: impl FnMut(&LiveView, Duration),
+) -> Result<SessionReport, String> {
+    let clock = Clock::start();
+    let NodeParts {
+        venue, slots, kill, ..
+    } = parts;
+    let gw_parker = Parker::new();
+    let gateway_live = Arc::new(GatewayLive::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut md_txs = Vec::new();
+    let mut rep_txs = Vec::new();
+    let mut order_rxs = Vec::new();
+    let mut engine_threads: Vec<JoinHandle<StrategySlot>> = Vec::new();
+    let mut supervised = Vec::new();
+    let mut view = LiveView {
+        engines: Vec::new(),
+        gateway: gateway_live.clone(),
+    };
+    let mut controls = Vec::new();
+    for slot in slots {
+        let parker = Parker::new();
+        let (md_tx, md_rx) = ring(opts.ring_capacity, &parker);
+        let (rep_tx, rep_rx) = ring(opts.ring_capacity, &parker);
+        let (ord_tx, ord_rx) = ring(opts.ring_capacity, &gw_parker);
+        let (ctl_tx, ctl_rx) = mpsc::channel();
+        let live = Arc::new(EngineLive::default());
+        let crash: CrashTarget = Arc::new(Mutex::new(None));
+        supervised.push(Supervised {
+            name: slot.name.clone(),
+            control: ctl_tx.clone(),
+            factory: slot.factory.clone(),
+            crash: crash.clone(),
+            policy: slot.policy.clone(),
+            actor: None,
+        });
+        view.engines.push(EngineView {
+            name: slot.name.clone(),
+            qty_scale: slot.engine.spec(slot.engine.instrument()).qty_scale,
+            live: live.clone(),
+        });
+        let t = EngineThread {
+            slot,
+            md: md_rx,
+            reports: rep_rx,
+            orders: ord_tx,
+            control: ctl_rx,
+            parker,
+            clock,
+            timer_interval: opts.timer_interval.as_nanos() as Nanos,
+            live,
+            idle: opts.idle,
+            crash,
+        };
+        let name = format!("engine-{}", engine_threads.len());
+        engine_threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || t.run())
+                .map_err(|e| e.to_string())?,
+        );
+        md_txs.push(md_tx);
+        rep_txs.push(rep_tx);
+        order_rxs.push(ord_rx);
+        controls.push(ctl_tx);
+    }
+    let gw = GatewayThread {
+        venue,
+        orders: order_rxs,
+        md: md_txs,
+        reports: rep_txs,
+        parker: gw_parker,
+        clock,
+        stop: stop.clone(),
+        live: gateway_live.clone(),
+        idle: opts.idle,
+    };
+    let gateway = std::thread::Builder::new()
+        .name("gateway".into())
+        .spawn(move || gw.run())
+        .map_err(|e| e.to_string())?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("control")
+        .build()
+        .map_err(|e| format!("cannot start the control-plane runtime: {e}"))?;
+    let args = NodeArgs {
+        engines: supervised,
+        gateway: gateway_live.clone(),
+        kill: kill.clone(),
+        clock,
+    };
+    let (supervisor, sup_handle) = rt
+        .block_on(Actor::spawn(Some("node".into()), NodeSupervisor, args))
+        .map_err(|e| format!("cannot start the actor tree: {e}"))?;
+    let shutdown = opts.shutdown.clone();
+    rt.spawn(async move {
+        let term = async {
+            #[cfg(unix)]
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        shutdown.store(true, Ordering::SeqCst);
+    });
+
+    let started = Instant::now();
+    let mut next_status = started + opts.status_interval;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let elapsed = started.elapsed();
+        if opts.shutdown.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+        if Instant::now() >= next_status {
+            next_status += opts.status_interval;
+            on_status(&view, elapsed);
+        }
+    }
+    let elapsed = started.elapsed();
+    // Stop the actors first so no restart races the shutdown, then the engines (they
+    // cancel their orders through the still-running gateway), then the gateway.
+    supervisor.stop(None);
+    let _ = rt.block_on(sup_handle);
+    for c in &controls {
+        let _ = c.send(Control::Stop);
+    }
+    let mut slots = Vec::new();
+    for t in engine_threads {
+        slots.push(
+            t.join()
+                .map_err(|_| "an engine thread panicked outside its strategy")?,
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (venue, lat) = gateway.join().map_err(|_| "the gateway thread panicked")?;
+    for (slot, h) in slots.iter_mut().zip(lat) {
+        slot.latency = h;
+    }
+    rt.shutdown_timeout(Duration::from_millis(200));
+    let mut report = SessionReport::build(
+        "live",
+        opts.seed,
+        elapsed.as_secs_f64(),
+        venue.flow_events(),
+        &slots,
+        kill.is_engaged(),
+    );
+    report.md_dropped = gateway_live.md_dropped.load(Ordering::Relaxed);
+    report.md_resyncs = gateway_live.md_resyncs.load(Ordering::Relaxed);
+    Ok(report)
+}

@@ -1,0 +1,436 @@
+//! The hot-path threads of a live node: one gateway thread (venue session + feed
+//! fan-out) and one thread per engine, joined by SPSC rings.
+
+use super::actors::EngineMsg;
+use crate::ring::{IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK};
+use hdrhistogram::Histogram;
+use hft_core::{
+    MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, RejectReason, TradingState,
+};
+use hft_exec::wire::{ORDER_WIRE_LEN, decode_order, encode_order};
+use hft_exec::{OrderSink, SimVenue, StrategySlot, VenueOutput};
+use hft_risk::RiskReject;
+use hft_strategy::Strategy;
+use ractor::ActorRef;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Monotonic nanoseconds since the node started; the venue and engines share it.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    /// Nanoseconds since start (a vDSO read, not a syscall).
+    #[inline]
+    pub fn now(&self) -> Nanos {
+        self.0.elapsed().as_nanos() as Nanos
+    }
+}
+
+/// Live counters of one engine, published by its thread a few times per second.
+#[derive(Debug, Default)]
+pub struct EngineLive {
+    /// Market events applied.
+    pub events: AtomicU64,
+    /// Orders sent.
+    pub orders: AtomicU64,
+    /// Fills.
+    pub fills: AtomicU64,
+    /// Net position, raw units.
+    pub position: AtomicI64,
+    /// PnL after fees, money raw units.
+    pub pnl: AtomicI64,
+    /// Rejections by reason (indexed by `RiskReject as usize`).
+    pub rejects: [AtomicU64; RiskReject::COUNT],
+    /// Strategy restarts after crashes.
+    pub restarts: AtomicU64,
+}
+
+/// Counters of the gateway thread.
+#[derive(Debug, Default)]
+pub struct GatewayLive {
+    /// Market events published to engines.
+    pub md_published: AtomicU64,
+    /// Market events dropped because an engine's ring was full.
+    pub md_dropped: AtomicU64,
+    /// Orders received from engines.
+    pub orders_in: AtomicU64,
+    /// Snapshots sent to engines that had lost market data.
+    pub md_resyncs: AtomicU64,
+    /// Tick-to-order of the last second, ns: p50, p99, p99.9.
+    pub latency_ns: [AtomicU64; 3],
+}
+
+/// Control messages to an engine thread (never on the per-event path).
+pub enum Control {
+    /// Install and start a strategy.
+    Install {
+        /// The new instance.
+        strategy: Box<dyn Strategy>,
+        /// True for a restart after a crash.
+        restart: bool,
+    },
+    /// Halt the strategy for good.
+    Halt(String),
+    /// Stop: cancel everything and return.
+    Stop,
+}
+
+/// Order sink of an engine thread: its ring to the gateway.
+struct RingSink<'a>(&'a mut RingTx<OrderCommand>);
+
+impl OrderSink for RingSink<'_> {
+    #[inline]
+    fn send(&mut self, cmd: &OrderCommand) -> bool {
+        self.0.push(*cmd).is_ok()
+    }
+}
+
+/// Where an engine thread reports a strategy crash: its current `EngineActor`.
+pub type CrashTarget = Arc<Mutex<Option<ActorRef<EngineMsg>>>>;
+
+/// Everything an engine thread runs with.
+pub struct EngineThread {
+    /// The supervised strategy instance.
+    pub slot: StrategySlot,
+    /// Market data from the feed.
+    pub md: RingRx<MarketEvent>,
+    /// Reports from the venue session.
+    pub reports: RingRx<OrderReport>,
+    /// Orders to the venue session.
+    pub orders: RingTx<OrderCommand>,
+    /// Control from the actors.
+    pub control: mpsc::Receiver<Control>,
+    /// This thread's parker.
+    pub parker: Arc<Parker>,
+    /// Shared clock.
+    pub clock: Clock,
+    /// Strategy timer period.
+    pub timer_interval: Nanos,
+    /// Live counters.
+    pub live: Arc<EngineLive>,
+    /// Spin or park when idle.
+    pub idle: IdleMode,
+    /// Crash notifications.
+    pub crash: CrashTarget,
+}
+
+impl EngineThread {
+    /// Runs until stopped; returns the slot with its final state.
+    pub fn run(mut self) -> StrategySlot {
+        self.parker.bind_current();
+        let mut next_timer = self.clock.now() + self.timer_interval;
+        let mut stopping: Option<Nanos> = None;
+        let mut idle_spins = 0u32;
+        loop {
+            let now = self.clock.now();
+            let mut worked = false;
+            while let Ok(c) = self.control.try_recv() {
+                worked = true;
+                self.on_control(c, now, &mut stopping);
+            }
+            while let Some(r) = self.reports.pop() {
+                worked = true;
+                let res = self.slot.engine.on_report(
+                    &r,
+                    self.clock.now(),
+                    &mut RingSink(&mut self.orders),
+                );
+                self.check(res);
+            }
+            for _ in 0..256 {
+                let Some(ev) = self.md.pop() else { break };
+                worked = true;
+                let res = self.slot.engine.on_market(
+                    &ev,
+                    self.clock.now(),
+                    &mut RingSink(&mut self.orders),
+                );
+                self.check(res);
+            }
+            if now >= next_timer {
+                next_timer = now + self.timer_interval;
+                let res = self
+                    .slot
+                    .engine
+                    .on_timer(now, &mut RingSink(&mut self.orders));
+                self.check(res);
+                self.publish();
+            }
+            if let Some(deadline) = stopping {
+                if self.slot.engine.open_orders().is_empty() || now > deadline {
+                    break;
+                }
+            }
+            if worked {
+                idle_spins = 0;
+            } else {
+                idle_spins += 1;
+                if self.idle == IdleMode::Park && idle_spins > SPIN_BEFORE_PARK {
+                    let wait = Duration::from_nanos(
+                        next_timer.saturating_sub(now).clamp(10_000, 5_000_000),
+                    );
+                    let (md, rep) = (&self.md, &self.reports);
+                    self.parker.park(wait, || !md.is_empty() || !rep.is_empty());
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        self.publish();
+        self.slot
+    }
+
+    fn on_control(&mut self, c: Control, now: Nanos, stopping: &mut Option<Nanos>) {
+        match c {
+            Control::Install { strategy, restart } => {
+                if self.slot.halted.is_some() || stopping.is_some() {
+                    return;
+                }
+                if restart {
+                    self.slot.restarts += 1;
+                    tracing::info!(strategy = %self.slot.name, restarts = self.slot.restarts, "strategy restarted");
+                }
+                let res = self
+                    .slot
+                    .engine
+                    .install(strategy, now, &mut RingSink(&mut self.orders));
+                self.check(res);
+            }
+            Control::Halt(reason) => {
+                self.slot.engine.set_trading_state(TradingState::Halted);
+                self.slot
+                    .engine
+                    .cancel_all(now, &mut RingSink(&mut self.orders));
+                self.slot.halted = Some(reason);
+            }
+            Control::Stop => {
+                let _ = self.slot.engine.stop(now, &mut RingSink(&mut self.orders));
+                *stopping = Some(now + 2_000_000_000);
+            }
+        }
+    }
+
+    #[inline]
+    fn check(&mut self, res: Result<(), hft_exec::StrategyPanic>) {
+        if let Err(p) = res {
+            tracing::warn!(strategy = %self.slot.name, message = %p.message, "strategy panicked; its orders were cancelled");
+            if let Ok(guard) = self.crash.lock() {
+                if let Some(actor) = guard.as_ref() {
+                    let _ = actor.cast(EngineMsg::Crashed(p.message));
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let e = &self.slot.engine;
+        self.live.events.store(e.stats().events, Ordering::Relaxed);
+        self.live
+            .orders
+            .store(e.oms_stats().orders, Ordering::Relaxed);
+        self.live.fills.store(e.fill_count(), Ordering::Relaxed);
+        self.live
+            .position
+            .store(e.position(e.instrument()).qty.raw(), Ordering::Relaxed);
+        self.live.pnl.store(e.pnl().raw(), Ordering::Relaxed);
+        for (slot, n) in self.live.rejects.iter().zip(e.risk().rejects().0) {
+            slot.store(n, Ordering::Relaxed);
+        }
+        self.live
+            .restarts
+            .store(u64::from(self.slot.restarts), Ordering::Relaxed);
+    }
+}
+
+/// The gateway's outbound side: market data to every engine (the feed handler's
+/// fan-out) and reports to the engine that owns the order (the venue session's routing).
+struct Fanout {
+    md: Vec<RingTx<MarketEvent>>,
+    reports: Vec<RingTx<OrderReport>>,
+    /// Engines that lost market data and are owed a snapshot.
+    resync: Vec<bool>,
+    live: Arc<GatewayLive>,
+}
+
+impl Fanout {
+    /// Venue output stamped with receipt time `now`, to every engine or to one.
+    fn at(&mut self, now: Nanos, only: Option<usize>) -> Gateway<'_> {
+        Gateway {
+            fanout: self,
+            now,
+            only,
+        }
+    }
+}
+
+/// Venue output of the gateway for one step.
+struct Gateway<'a> {
+    fanout: &'a mut Fanout,
+    now: Nanos,
+    only: Option<usize>,
+}
+
+impl VenueOutput for Gateway<'_> {
+    #[inline]
+    fn market(&mut self, e: &MarketEvent) {
+        let mut ev = *e;
+        ev.ts_recv = self.now;
+        let f = &mut *self.fanout;
+        for (i, tx) in f.md.iter_mut().enumerate() {
+            if self.only.is_some_and(|o| o != i) {
+                continue;
+            }
+            if tx.push(ev).is_err() {
+                // Counted; the engine sees the sequence gap and the gateway owes it a
+                // snapshot as soon as its ring has room.
+                f.live.md_dropped.fetch_add(1, Ordering::Relaxed);
+                f.resync[i] = true;
+            }
+        }
+        f.live.md_published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&mut self, r: &OrderReport) {
+        let Some(tx) = self.fanout.reports.get_mut(r.cl_ord_id.strategy().index()) else {
+            return;
+        };
+        // Reports are never dropped: wait for the engine to make room.
+        let mut item = *r;
+        while let Err(back) = tx.push(item) {
+            item = back;
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Everything the gateway thread runs with.
+pub struct GatewayThread {
+    /// The simulated venue.
+    pub venue: SimVenue,
+    /// Orders from each engine.
+    pub orders: Vec<RingRx<OrderCommand>>,
+    /// Market data to each engine.
+    pub md: Vec<RingTx<MarketEvent>>,
+    /// Reports to each engine.
+    pub reports: Vec<RingTx<OrderReport>>,
+    /// This thread's parker.
+    pub parker: Arc<Parker>,
+    /// Shared clock.
+    pub clock: Clock,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Counters.
+    pub live: Arc<GatewayLive>,
+    /// Spin or park when idle.
+    pub idle: IdleMode,
+}
+
+impl GatewayThread {
+    /// Runs until stopped; returns the venue and one tick-to-order histogram per engine.
+    pub fn run(mut self) -> (SimVenue, Vec<Histogram<u64>>) {
+        self.parker.bind_current();
+        let mut lat: Vec<Histogram<u64>> = self
+            .orders
+            .iter()
+            .map(|_| hft_telemetry::latency_histogram())
+            .collect();
+        let mut window = hft_telemetry::latency_histogram();
+        let mut wire = [0u8; ORDER_WIRE_LEN];
+        let mut next_status = self.clock.now() + 1_000_000_000;
+        let mut idle_spins = 0u32;
+        let n_engines = self.md.len();
+        let mut fanout = Fanout {
+            md: std::mem::take(&mut self.md),
+            reports: std::mem::take(&mut self.reports),
+            resync: vec![false; n_engines],
+            live: self.live.clone(),
+        };
+        // Engines start from a full snapshot, then follow the incremental messages.
+        let t0 = self.clock.now();
+        self.venue.snapshot(t0, &mut fanout.at(t0, None));
+        loop {
+            let now = self.clock.now();
+            let mut worked = false;
+            for (i, rx) in self.orders.iter_mut().enumerate() {
+                while let Some(cmd) = rx.pop() {
+                    worked = true;
+                    let n = encode_order(&cmd, &mut wire);
+                    let t = self.clock.now();
+                    if cmd.tick_ts > 0 {
+                        let d = t.saturating_sub(cmd.tick_ts).max(1);
+                        let _ = lat[i].record(d);
+                        let _ = window.record(d);
+                    }
+                    self.live.orders_in.fetch_add(1, Ordering::Relaxed);
+                    let mut out = fanout.at(t, None);
+                    // The venue reads what went over the wire, not our struct.
+                    match decode_order(&wire[..n]) {
+                        Ok(decoded) => self.venue.submit(&decoded, t, &mut out),
+                        Err(e) => {
+                            tracing::error!(error = %e, order = %cmd.cl_ord_id, "venue refused an undecodable order");
+                            let kind = OrderReportKind::Rejected(RejectReason::Malformed);
+                            out.report(&OrderReport {
+                                ts: t,
+                                instrument: cmd.instrument,
+                                cl_ord_id: cmd.cl_ord_id,
+                                kind,
+                            });
+                        }
+                    }
+                }
+            }
+            let mut steps = 0;
+            while steps < 256 && self.venue.next_flow_ts() <= now {
+                self.venue.step_flow(&mut fanout.at(now, None));
+                steps += 1;
+                worked = true;
+            }
+            for i in 0..n_engines {
+                // Resynchronise an engine that lost data once its ring has room for a book.
+                if fanout.resync[i] && fanout.md[i].slots() > self.venue.snapshot_len() {
+                    fanout.resync[i] = false;
+                    self.live.md_resyncs.fetch_add(1, Ordering::Relaxed);
+                    self.venue.snapshot(now, &mut fanout.at(now, Some(i)));
+                    worked = true;
+                }
+            }
+            if now >= next_status {
+                next_status = now + 1_000_000_000;
+                for (slot, q) in self.live.latency_ns.iter().zip([0.5, 0.99, 0.999]) {
+                    slot.store(window.value_at_quantile(q), Ordering::Relaxed);
+                }
+                window.reset();
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if worked {
+                idle_spins = 0;
+            } else {
+                idle_spins += 1;
+                if self.idle == IdleMode::Park && idle_spins > SPIN_BEFORE_PARK {
+                    let wait = self
+                        .venue
+                        .next_flow_ts()
+                        .saturating_sub(self.clock.now())
+                        .clamp(1_000, 1_000_000);
+                    let orders = &self.orders;
+                    self.parker.park(Duration::from_nanos(wait), || {
+                        orders.iter().any(|r| !r.is_empty())
+                    });
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        (self.venue, lat)
+    }
+}
