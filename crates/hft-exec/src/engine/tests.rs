@@ -62,6 +62,10 @@ impl Strategy for Flaky {
 }
 
 fn session(seed: u64, flaky_at: Option<u32>) -> SimSession {
+    session_with(seed, flaky_at, limits())
+}
+
+fn session_with(seed: u64, flaky_at: Option<u32>, limits: RiskLimits) -> SimSession {
     let specs = vec![spec()];
     let venue = SimVenue::new(seed, 0, &[(spec(), sim())], 20);
     let exposure = NodeExposure::new(2, Money::parse_quote("10000000").unwrap());
@@ -78,7 +82,7 @@ fn session(seed: u64, flaky_at: Option<u32>) -> SimSession {
         };
         let engine = Engine::new(
             setup,
-            PreTradeRisk::new(limits(), kill.clone(), exposure.clone()),
+            PreTradeRisk::new(limits.clone(), kill.clone(), exposure.clone()),
         );
         let factory: crate::StrategyFactory = match flaky {
             None => {
@@ -266,4 +270,27 @@ fn sequence_gap_stops_the_strategy_until_a_snapshot() {
         "the snapshot restarted the sequence"
     );
     assert_eq!(calls_now(), 4);
+}
+
+#[test]
+fn loss_limit_switches_to_reducing_and_the_position_only_shrinks() {
+    // Any loss at all trips the breaker.
+    let tight = RiskLimits {
+        max_daily_loss: Money::ZERO,
+        ..limits()
+    };
+    let mut s = session_with(3, None, tight);
+    s.run_until(20 * NANOS_PER_SEC, |_| false);
+    let e = &s.slots()[0].engine;
+    assert_eq!(e.risk().state(), TradingState::Reducing, "pnl {}", e.pnl());
+    assert!(e.risk().breaker_trips() >= 1);
+    let at_trip = e.position(InstrumentId(0)).qty.raw().abs();
+    s.run_until(40 * NANOS_PER_SEC, |_| false);
+    let e = &s.slots()[0].engine;
+    assert!(e.position(InstrumentId(0)).qty.raw().abs() <= at_trip);
+    assert!(
+        e.open_orders()
+            .iter()
+            .all(|o| o.side.sign() != e.position(InstrumentId(0)).qty.raw().signum())
+    );
 }
