@@ -3,7 +3,7 @@
 
 use crate::live::{Clock, Control, EngineLive, EngineThread};
 use crate::node;
-use crate::ring::{IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK, ring};
+use crate::ring::{IdleMode, Idler, Parker, RingRx, RingTx, ring};
 use hdrhistogram::Histogram;
 use hft_config::Config;
 use hft_core::{MarketEvent, Nanos, OrderCommand, OrderKind, OrderReport, OrderReportKind};
@@ -287,23 +287,6 @@ fn serve_orders(
     }
 }
 
-/// One idle step with the node's rule: spin a while, then (in park mode) sleep until
-/// woken or `timeout`, unless `has_work` turned true.
-fn idle_step(
-    idle: IdleMode,
-    parker: &Parker,
-    spins: &mut u32,
-    timeout: Nanos,
-    has_work: impl Fn() -> bool,
-) {
-    *spins += 1;
-    if idle == IdleMode::Park && *spins > SPIN_BEFORE_PARK {
-        parker.park(Duration::from_nanos(timeout.max(1)), has_work);
-    } else {
-        std::hint::spin_loop();
-    }
-}
-
 /// Market data through the feed ring → engine thread → order ring → venue session; and,
 /// on the same two threads in the same run, a bare handoff of a timestamp through a ring
 /// of the same kind. Both ends use `idle` (`hft run` uses `Park`). One sample is in
@@ -368,15 +351,15 @@ pub fn tick_to_order(
             // Phase 1 on this thread: the bare handoff, with the engine's idle rule.
             engine_parker.bind_current();
             let mut h = hft_telemetry::latency_histogram();
-            let (mut got, mut spins) = (0, 0);
+            let (mut got, mut idler) = (0, Idler::new(idle));
             while got < baseline_n {
                 if let Some(t) = base_rx.pop() {
                     let _ = h.record(clock.now().saturating_sub(t).max(1));
                     got += 1;
-                    spins = 0;
+                    idler.reset();
                     let _ = ack_tx.push(());
                 } else {
-                    idle_step(idle, &engine_parker, &mut spins, 5_000_000, || {
+                    idler.idle(&engine_parker, Duration::from_nanos(5_000_000), || {
                         !base_rx.is_empty()
                     });
                 }
@@ -387,22 +370,20 @@ pub fn tick_to_order(
         })
         .map_err(|e| e.to_string())?;
     for _ in 0..baseline_n {
-        let (deadline, mut spins) = (clock.now() + gap, 0);
+        let (deadline, mut idler) = (clock.now() + gap, Idler::new(idle));
         while clock.now() < deadline {
-            idle_step(
-                idle,
+            idler.idle(
                 &gw_parker,
-                &mut spins,
-                deadline.saturating_sub(clock.now()),
+                Duration::from_nanos(deadline.saturating_sub(clock.now())),
                 || false,
             );
         }
         while base_tx.push(clock.now()).is_err() {
             std::hint::spin_loop();
         }
-        let mut spins = 0;
+        let mut idler = Idler::new(idle);
         while ack_rx.pop().is_none() {
-            idle_step(idle, &gw_parker, &mut spins, 5_000_000, || {
+            idler.idle(&gw_parker, Duration::from_nanos(5_000_000), || {
                 !ack_rx.is_empty()
             });
         }
@@ -435,14 +416,14 @@ pub fn tick_to_order(
             std::hint::spin_loop();
         }
         if triggers[end] {
-            let (deadline, mut spins) = (clock.now() + gap, 0);
+            let (deadline, mut idler) = (clock.now() + gap, Idler::new(idle));
             loop {
                 serve_orders(&clock, &mut ord_rx, &mut rep_tx, &mut hists, &mut wire);
                 let now = clock.now();
                 if now >= deadline {
                     break;
                 }
-                idle_step(idle, &gw_parker, &mut spins, deadline - now, || {
+                idler.idle(&gw_parker, Duration::from_nanos(deadline - now), || {
                     !ord_rx.is_empty()
                 });
             }
@@ -465,13 +446,11 @@ pub fn tick_to_order(
         }
         if triggers[end] {
             // Wait for the orders it causes (the engine's push wakes this thread).
-            let (deadline, mut spins) = (clock.now() + gap, 0);
+            let (deadline, mut idler) = (clock.now() + gap, Idler::new(idle));
             while ord_rx.is_empty() && clock.now() < deadline {
-                idle_step(
-                    idle,
+                idler.idle(
                     &gw_parker,
-                    &mut spins,
-                    deadline.saturating_sub(clock.now()),
+                    Duration::from_nanos(deadline.saturating_sub(clock.now())),
                     || !ord_rx.is_empty(),
                 );
             }

@@ -59,6 +59,38 @@ impl Parker {
 /// Spin iterations before a `Park` consumer goes to sleep.
 pub const SPIN_BEFORE_PARK: u32 = 2_000;
 
+/// The spin-then-park rule of one consumer thread.
+#[derive(Debug)]
+pub struct Idler {
+    mode: IdleMode,
+    spins: u32,
+}
+
+impl Idler {
+    /// A consumer that idles with `mode`.
+    pub fn new(mode: IdleMode) -> Self {
+        Self { mode, spins: 0 }
+    }
+
+    /// Work was found: the next idle period starts by spinning again.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.spins = 0;
+    }
+
+    /// Nothing to do: spin; in park mode, after `SPIN_BEFORE_PARK` spins, sleep until
+    /// woken or `timeout` unless `has_work` turned true meanwhile.
+    #[inline]
+    pub fn idle(&mut self, parker: &Parker, timeout: Duration, has_work: impl Fn() -> bool) {
+        self.spins = self.spins.saturating_add(1);
+        if self.mode == IdleMode::Park && self.spins > SPIN_BEFORE_PARK {
+            parker.park(timeout, has_work);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Producer end of a ring with the consumer's parker.
 pub struct RingTx<T> {
     inner: rtrb::Producer<T>,

@@ -2,7 +2,7 @@
 //! fan-out) and one thread per engine, joined by SPSC rings.
 
 use super::actors::EngineMsg;
-use crate::ring::{IdleMode, Parker, RingRx, RingTx, SPIN_BEFORE_PARK};
+use crate::ring::{IdleMode, Idler, Parker, RingRx, RingTx};
 use hdrhistogram::Histogram;
 use hft_core::{
     MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, RejectReason, TradingState,
@@ -128,7 +128,7 @@ impl EngineThread {
         self.parker.bind_current();
         let mut next_timer = self.clock.now() + self.timer_interval;
         let mut stopping: Option<Nanos> = None;
-        let mut idle_spins = 0u32;
+        let mut idler = Idler::new(self.idle);
         loop {
             let now = self.clock.now();
             let mut worked = false;
@@ -170,18 +170,12 @@ impl EngineThread {
                 }
             }
             if worked {
-                idle_spins = 0;
+                idler.reset();
             } else {
-                idle_spins += 1;
-                if self.idle == IdleMode::Park && idle_spins > SPIN_BEFORE_PARK {
-                    let wait = Duration::from_nanos(
-                        next_timer.saturating_sub(now).clamp(10_000, 5_000_000),
-                    );
-                    let (md, rep) = (&self.md, &self.reports);
-                    self.parker.park(wait, || !md.is_empty() || !rep.is_empty());
-                } else {
-                    std::hint::spin_loop();
-                }
+                let wait =
+                    Duration::from_nanos(next_timer.saturating_sub(now).clamp(10_000, 5_000_000));
+                let (md, rep) = (&self.md, &self.reports);
+                idler.idle(&self.parker, wait, || !md.is_empty() || !rep.is_empty());
             }
         }
         self.publish();
@@ -345,7 +339,7 @@ impl GatewayThread {
         let mut window = hft_telemetry::latency_histogram();
         let mut wire = [0u8; ORDER_WIRE_LEN];
         let mut next_status = self.clock.now() + 1_000_000_000;
-        let mut idle_spins = 0u32;
+        let mut idler = Idler::new(self.idle);
         let n_engines = self.md.len();
         let mut fanout = Fanout {
             md: std::mem::take(&mut self.md),
@@ -413,22 +407,17 @@ impl GatewayThread {
                 break;
             }
             if worked {
-                idle_spins = 0;
+                idler.reset();
             } else {
-                idle_spins += 1;
-                if self.idle == IdleMode::Park && idle_spins > SPIN_BEFORE_PARK {
-                    let wait = self
-                        .venue
-                        .next_flow_ts()
-                        .saturating_sub(self.clock.now())
-                        .clamp(1_000, 1_000_000);
-                    let orders = &self.orders;
-                    self.parker.park(Duration::from_nanos(wait), || {
-                        orders.iter().any(|r| !r.is_empty())
-                    });
-                } else {
-                    std::hint::spin_loop();
-                }
+                let wait = self
+                    .venue
+                    .next_flow_ts()
+                    .saturating_sub(self.clock.now())
+                    .clamp(1_000, 1_000_000);
+                let orders = &self.orders;
+                idler.idle(&self.parker, Duration::from_nanos(wait), || {
+                    orders.iter().any(|r| !r.is_empty())
+                });
             }
         }
         (self.venue, lat)
