@@ -186,6 +186,48 @@ mod tests {
         assert_eq!(got, (0..100).collect::<Vec<_>>());
     }
 
+    /// Races the producer's wake against the consumer's decision to sleep many times: a
+    /// lost wake-up would leave the consumer asleep with work queued until its timeout.
+    #[test]
+    fn no_wake_up_is_lost() {
+        let parker = Parker::new();
+        let (mut tx, mut rx) = ring::<u32>(4, &parker);
+        let p2 = parker.clone();
+        const N: u32 = 20_000;
+        let timeout = Duration::from_millis(250);
+        let consumer = std::thread::spawn(move || {
+            p2.bind_current();
+            let mut lost = 0;
+            let mut next = 0;
+            while next < N {
+                match rx.pop() {
+                    Some(v) => {
+                        assert_eq!(v, next);
+                        next += 1;
+                    }
+                    None => {
+                        let t = std::time::Instant::now();
+                        p2.park(timeout, || !rx.is_empty());
+                        if t.elapsed() >= timeout && !rx.is_empty() {
+                            lost += 1;
+                        }
+                    }
+                }
+            }
+            lost
+        });
+        for i in 0..N {
+            while tx.push(i).is_err() {
+                std::thread::yield_now();
+            }
+            // Vary the timing so the push lands at every point of the consumer's park.
+            for _ in 0..(i % 64) {
+                std::hint::spin_loop();
+            }
+        }
+        assert_eq!(consumer.join().unwrap(), 0);
+    }
+
     #[test]
     fn full_ring_returns_the_item() {
         let parker = Parker::new();
