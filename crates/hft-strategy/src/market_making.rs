@@ -82,6 +82,20 @@ pub struct MarketMaking {
     vol: VolEstimator,
     /// (2/γ)·ln(1 + γ/k): the inventory-free part of the spread, fixed by the parameters.
     base_spread: f64,
+    /// Inputs of the last market-driven requote.
+    last_inputs: Option<QuoteInputs>,
+}
+
+/// What the quoting decision depends on, compared to skip requotes that cannot change
+/// anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct QuoteInputs {
+    bid: Option<Price>,
+    ask: Option<Price>,
+    position: Qty,
+    open: usize,
+    cancels_pending: usize,
+    state: TradingState,
 }
 
 impl MarketMaking {
@@ -95,6 +109,7 @@ impl MarketMaking {
             params,
             vol,
             base_spread,
+            last_inputs: None,
         }
     }
 
@@ -142,6 +157,25 @@ impl MarketMaking {
         Quotes {
             bid: bid_ok.then_some(bid),
             ask: ask_ok.then_some(ask),
+        }
+    }
+
+    /// Everything `target_quotes` and `work_side` read, except volatility (which only
+    /// changes with the mid): equal inputs give equal actions.
+    fn quote_inputs(&self, ctx: &Context<'_>) -> QuoteInputs {
+        let book = ctx.book(self.instrument);
+        let mine = || {
+            ctx.open_orders()
+                .iter()
+                .filter(|o| o.instrument == self.instrument)
+        };
+        QuoteInputs {
+            bid: book.best_bid().map(|b| b.0),
+            ask: book.best_ask().map(|a| a.0),
+            position: ctx.position(self.instrument).qty,
+            open: mine().count(),
+            cancels_pending: mine().filter(|o| o.cancel_pending).count(),
+            state: ctx.trading_state(),
         }
     }
 
@@ -207,11 +241,19 @@ impl Strategy for MarketMaking {
         if let Some(m) = ctx.book(self.instrument).mid_x2() {
             self.vol.update(m, event.ts_exchange, tick);
         }
+        // Most messages change the book away from the touch: nothing the quotes depend
+        // on moved, so there is nothing to do (the timer still requotes periodically).
+        let key = self.quote_inputs(ctx);
+        if self.last_inputs == Some(key) {
+            return;
+        }
+        self.last_inputs = Some(key);
         self.requote(ctx);
     }
 
     fn on_fill(&mut self, ctx: &mut Context<'_>, _order: &OpenOrder, _fill: &Fill) {
         // Inventory changed: the reservation price moved with it.
+        self.last_inputs = None;
         self.requote(ctx);
     }
 
