@@ -10,5 +10,6 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 cargo build --workspace --all-targets --locked
-cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+# Last, so the run closes on the test runner's summary of the whole suite.
+cargo nextest run --workspace --locked --no-fail-fast
