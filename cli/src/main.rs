@@ -102,6 +102,18 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Decode + normalise of a raw capture against parsing it into serde_json::Value.
+    FeedDecode {
+        /// A raw capture (`<local_ts_ns> <json>` lines, gzip or plain).
+        #[arg(long)]
+        data: PathBuf,
+        /// Timed rounds over the whole capture (best of them is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The market simulator alone: flow generation, matching and market data.
     Simulator {
         /// Order-flow events to simulate.
@@ -384,6 +396,20 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
             let r = hft_cluster::bench::core_loop(&config, seed, events)
                 .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
             let v = json!({"bench": "core-loop", "events": r.events, "orders": r.orders, "events_per_s": r.events_per_s.round(), "ns_per_event": (r.ns_per_event * 10.0).round() / 10.0});
+            print_bench(&v, json);
+        }
+        BenchCmd::FeedDecode { data, rounds, json } => {
+            let r = hft_cluster::bench::feed_decode(&data, rounds)
+                .map_err(|e| Exit(2, anyhow::anyhow!(e)))?;
+            let v = json!({
+                "bench": "feed-decode",
+                "messages": r.messages,
+                "msgs_per_s": r.msgs_per_s.round(),
+                "baseline_msgs_per_s": r.baseline_msgs_per_s.round(),
+                "ratio": (r.msgs_per_s / r.baseline_msgs_per_s.max(1e-9) * 100.0).round() / 100.0,
+                "events_per_msg": (r.events_per_msg * 100.0).round() / 100.0,
+                "errors": r.errors,
+            });
             print_bench(&v, json);
         }
         BenchCmd::Simulator { events, json } => {

@@ -162,8 +162,9 @@ impl L2Book {
     }
 
     /// Folds one normalised market event into the book: `Clear` empties it, `Level`
-    /// sets a level, and `Trade` changes nothing because market-by-price venues
-    /// publish the resulting level change separately.
+    /// sets a level, and `Trade` and `Quote` change nothing: market-by-price venues
+    /// publish the resulting level changes separately, and a quote stream is not
+    /// sequenced with the depth stream.
     ///
     /// An event for another instrument is refused so a routing bug cannot corrupt
     /// the book.
@@ -181,7 +182,7 @@ impl L2Book {
                 Ok(())
             }
             MarketEventKind::Level { side, price, qty } => self.apply_level(side, price, qty),
-            MarketEventKind::Trade { .. } => Ok(()),
+            MarketEventKind::Trade { .. } | MarketEventKind::Quote { .. } => Ok(()),
         }
     }
 

@@ -471,3 +471,81 @@ pub fn tick_to_order(
         engine_to_venue: LatencySummary::of(&hists.engine_to_venue),
     })
 }
+
+/// Result of `hft bench feed-decode`.
+#[derive(Clone, Debug)]
+pub struct FeedDecodeResult {
+    /// Messages in the capture.
+    pub messages: u64,
+    /// Messages decoded and normalised per second (best of the rounds).
+    pub msgs_per_s: f64,
+    /// The same messages parsed into `serde_json::Value` per second (best of the rounds).
+    pub baseline_msgs_per_s: f64,
+    /// Normalised events per message.
+    pub events_per_msg: f64,
+    /// Messages that failed to decode or normalise.
+    pub errors: u64,
+}
+
+/// Decode + normalise of a real capture's messages against parsing the same messages
+/// into `serde_json::Value`, alternating rounds in the same run.
+pub fn feed_decode(path: &std::path::Path, rounds: u32) -> Result<FeedDecodeResult, String> {
+    use hft_feed::binance::{BinanceDecoder, BinanceMsg, BinanceNormalizer};
+    let lines = hft_feed::capture::CaptureReader::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .read_all()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if lines.is_empty() {
+        return Err(format!("{}: no messages", path.display()));
+    }
+    let mut decoder = BinanceDecoder::with_capacity(1024);
+    let mut normalizer = BinanceNormalizer::new(hft_feed::InstrumentRegistry::auto(8, 8));
+    let mut symbol = String::new();
+    let (mut best, mut best_base) = (f64::MAX, f64::MAX);
+    let (mut events, mut errors) = (0u64, 0u64);
+    for _ in 0..rounds.max(1) {
+        let t0 = Instant::now();
+        events = 0;
+        errors = 0;
+        for (ts, msg) in &lines {
+            match decoder.decode(msg) {
+                Ok(m) => {
+                    if let BinanceMsg::Depth { symbol: s, .. }
+                    | BinanceMsg::Trade { symbol: s, .. }
+                    | BinanceMsg::BookTicker { symbol: s, .. } = m
+                    {
+                        if s != symbol {
+                            symbol.clear();
+                            symbol.push_str(s);
+                        }
+                    }
+                    let snapshot_of = Some(symbol.as_str()).filter(|s| !s.is_empty());
+                    let (bids, asks) = decoder.levels_mut();
+                    match normalizer.normalize(&m, bids, asks, *ts, snapshot_of, &mut |e| {
+                        events += 1;
+                        std::hint::black_box(e);
+                    }) {
+                        Ok(_) => {}
+                        Err(_) => errors += 1,
+                    }
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+        let t1 = Instant::now();
+        for (_, msg) in &lines {
+            let v: Result<serde_json::Value, _> = serde_json::from_str(msg);
+            std::hint::black_box(v.is_ok());
+        }
+        best_base = best_base.min(t1.elapsed().as_secs_f64());
+    }
+    let n = lines.len() as f64;
+    Ok(FeedDecodeResult {
+        messages: lines.len() as u64,
+        msgs_per_s: n / best.max(1e-9),
+        baseline_msgs_per_s: n / best_base.max(1e-9),
+        events_per_msg: events as f64 / n,
+        errors,
+    })
+}

@@ -50,6 +50,18 @@ pub enum MarketEventKind {
         /// Total quantity resting at the level.
         qty: Qty,
     },
+    /// Best bid and offer as the venue published them (a quote stream, not a book
+    /// update: books are built from `Clear`/`Level` only).
+    Quote {
+        /// Best bid price.
+        bid: Price,
+        /// Quantity at the best bid.
+        bid_qty: Qty,
+        /// Best ask price.
+        ask: Price,
+        /// Quantity at the best ask.
+        ask_qty: Qty,
+    },
     /// A trade printed.
     Trade {
         /// Side of the aggressive order.

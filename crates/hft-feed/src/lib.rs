@@ -2,8 +2,12 @@
 //! order flow (limit orders, cancels, market orders) for the simulated venue, whose
 //! matching engine turns it into the book and trade events every engine consumes.
 
+pub mod binance;
+pub mod capture;
+pub mod registry;
 pub mod sim;
 pub mod sim_params;
 
+pub use registry::InstrumentRegistry;
 pub use sim::{FlowAction, FlowEvent, MarketSimulator};
 pub use sim_params::SimParams;
