@@ -37,6 +37,36 @@ enum Command {
     /// Built-in benchmarks of the hot path.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Market data: import into the Parquet store, inspect.
+    #[command(subcommand)]
+    Data(DataCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCmd {
+    /// Import raw Binance captures or Databento DBN files into a store.
+    Import {
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Store root directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Venue name (default: from the file: binance-spot/-usdm/-coinm, databento-<dataset>).
+        #[arg(long)]
+        venue: Option<String>,
+        /// Skip bad messages (counted) instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// Summarise a store or a data file: rows, time range, kinds, crossed-book moments.
+    Inspect {
+        /// Store root or one .parquet file.
+        path: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +251,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
             Ok(0)
         }
         Command::Bench(b) => bench(b),
+        Command::Data(d) => data(d),
     }
 }
 
@@ -386,6 +417,82 @@ fn summary_json(r: &SessionReport) -> serde_json::Value {
             "tick_to_order_ns": lat(&s.latency),
         })).collect::<Vec<_>>(),
     })
+}
+
+fn data(cmd: DataCmd) -> Result<u8, Exit> {
+    match cmd {
+        DataCmd::Import {
+            files,
+            out,
+            venue,
+            skip_bad,
+        } => {
+            for f in files {
+                let started = std::time::Instant::now();
+                let s = hft_store::import(&f, &out, venue.as_deref(), skip_bad)
+                    .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                println!(
+                    "{}: {} messages -> {} rows in {} files ({} skipped), {:.0} rows/s",
+                    f.display(),
+                    s.messages,
+                    s.rows,
+                    s.files.len(),
+                    s.skipped,
+                    s.rows as f64 / secs
+                );
+            }
+            Ok(0)
+        }
+        DataCmd::Inspect { path, json } => {
+            let series = hft_store::inspect(&path).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+            if json {
+                let v: Vec<_> = series
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "venue": s.venue, "symbol": s.symbol, "files": s.files, "rows": s.rows,
+                            "clears": s.by_kind[0], "levels": s.by_kind[1], "trades": s.by_kind[2], "quotes": s.by_kind[3], "orders": s.by_kind[4],
+                            "first_ts_ns": s.first_ts, "last_ts_ns": s.last_ts, "ts_regressions": s.ts_regressions,
+                            "crossed_moments": s.crossed_moments, "price_scale": s.scales.0, "qty_scale": s.scales.1,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!(
+                    "{:<16} {:<14} {:>5} {:>9} {:>9} {:>8} {:>8} {:>8}  {:<10} {:>9}  crossed",
+                    "venue",
+                    "symbol",
+                    "files",
+                    "rows",
+                    "levels",
+                    "trades",
+                    "quotes",
+                    "orders",
+                    "date",
+                    "span_s"
+                );
+                for s in &series {
+                    println!(
+                        "{:<16} {:<14} {:>5} {:>9} {:>9} {:>8} {:>8} {:>8}  {:<10} {:>9.1}  {}",
+                        s.venue,
+                        s.symbol,
+                        s.files,
+                        s.rows,
+                        s.by_kind[1],
+                        s.by_kind[2],
+                        s.by_kind[3],
+                        s.by_kind[4],
+                        hft_store::utc_date(s.first_ts),
+                        (s.last_ts.saturating_sub(s.first_ts)) as f64 / 1e9,
+                        s.crossed_moments
+                    );
+                }
+            }
+            Ok(0)
+        }
+    }
 }
 
 fn bench(cmd: BenchCmd) -> Result<u8, Exit> {

@@ -1,0 +1,464 @@
+//! Import of vendor and raw data into the store, streaming: raw Binance captures
+//! (`<local_ts_ns> <json>` lines, gzip or plain) and Databento DBN (MBO, MBP-1, trades).
+
+use crate::StoreError;
+use crate::schema::{Row, RowKind, SIDE_NONE};
+use crate::writer::{SeriesMeta, StoreWriter};
+use dbn::decode::{DbnMetadata, DecodeRecordRef};
+use hft_feed::InstrumentRegistry;
+use hft_feed::binance::{
+    BinanceDecoder, BinanceMsg, BinanceNormalizer, BufferedDiff, DepthSync, DiffIds, SyncAction,
+    WIRE_SCALE,
+};
+use hft_feed::capture::CaptureReader;
+use std::io::Read;
+use std::path::Path;
+
+/// Formats `hft data import` understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Raw Binance WebSocket capture.
+    BinanceCapture,
+    /// Databento Binary Encoding, plain or zstd.
+    Dbn,
+}
+
+impl Format {
+    /// Guesses the format from the name and first bytes.
+    pub fn detect(path: &Path) -> Result<Format, StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".dbn") || name.ends_with(".dbn.zst") {
+            return Ok(Format::Dbn);
+        }
+        let mut head = [0u8; 4];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(|e| StoreError::io(path, e))?;
+        let head = &head[..n];
+        if head.starts_with(b"DBN") || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            return Ok(Format::Dbn);
+        }
+        if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(u8::is_ascii_digit) {
+            return Ok(Format::BinanceCapture);
+        }
+        Err(StoreError::Input {
+            path: path.to_path_buf(),
+            at: "byte 0".into(),
+            reason: "unknown format: expected a Binance capture (.gz or text lines '<ns> <json>') or a DBN file (.dbn, .dbn.zst)".into(),
+        })
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Input messages or records read.
+    pub messages: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Bad messages skipped (with `skip_bad`), and depth diffs already in the snapshot.
+    pub skipped: u64,
+    /// Depth update id gaps in the capture.
+    pub gaps: u64,
+    /// Files written.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// Imports `path` into the store at `root`. Bad input stops the import with its location
+/// unless `skip_bad`, which counts and skips it. `venue` overrides the venue name.
+pub fn import(
+    path: &Path,
+    root: &Path,
+    venue: Option<&str>,
+    skip_bad: bool,
+) -> Result<ImportStats, StoreError> {
+    let mut writer = StoreWriter::create(root)?;
+    let mut stats = match Format::detect(path)? {
+        Format::BinanceCapture => import_binance(path, &mut writer, venue, skip_bad)?,
+        Format::Dbn => import_dbn(path, &mut writer, venue, skip_bad)?,
+    };
+    let w = writer.finish()?;
+    stats.rows = w.rows;
+    stats.files = w.files;
+    Ok(stats)
+}
+
+/// Venue of a Binance capture: from the file name's market prefix when it has one.
+fn binance_venue(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    for (prefix, venue) in [
+        ("spot", "binance-spot"),
+        ("usdm", "binance-usdm"),
+        ("cm", "binance-coinm"),
+    ] {
+        if name.starts_with(prefix) {
+            return venue.to_owned();
+        }
+    }
+    "binance".to_owned()
+}
+
+/// Diffs held while waiting for the capture's depth snapshot; a capture that starts
+/// mid-stream has none, and then they are written as they came.
+const MAX_PRESNAPSHOT_DIFFS: usize = 5_000;
+
+fn import_binance(
+    path: &Path,
+    writer: &mut StoreWriter,
+    venue: Option<&str>,
+    skip_bad: bool,
+) -> Result<ImportStats, StoreError> {
+    let venue = venue.map_or_else(|| binance_venue(path), str::to_owned);
+    let mut reader = CaptureReader::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut decoder = BinanceDecoder::with_capacity(1024);
+    let mut normalizer = BinanceNormalizer::new(InstrumentRegistry::auto(WIRE_SCALE, WIRE_SCALE));
+    let mut sync = DepthSync::new();
+    let mut waiting_for_snapshot = true;
+    let mut stats = ImportStats::default();
+    let mut symbol = String::new();
+    let mut rows: Vec<Row> = Vec::with_capacity(4096);
+    let bad = |line: u64, reason: String| StoreError::Input {
+        path: path.to_path_buf(),
+        at: format!("line {line}"),
+        reason,
+    };
+    let series = |symbol: &str| SeriesMeta {
+        venue: venue.clone(),
+        symbol: symbol.to_owned(),
+        price_scale: WIRE_SCALE,
+        qty_scale: WIRE_SCALE,
+    };
+    while let Some(line) = reader.next() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e @ hft_feed::capture::CaptureError::Format { .. }) => {
+                if skip_bad {
+                    stats.skipped += 1;
+                    continue;
+                }
+                return Err(StoreError::Input {
+                    path: path.to_path_buf(),
+                    at: String::new(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(StoreError::Input {
+                    path: path.to_path_buf(),
+                    at: String::new(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        stats.messages += 1;
+        let (n, local_ts) = (line.line, line.local_ts);
+        let decoded = match decoder.decode(line.message) {
+            Ok(m) => m,
+            Err(_) if skip_bad => {
+                stats.skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(bad(n, e.to_string())),
+        };
+        if let BinanceMsg::Depth { symbol: s, .. }
+        | BinanceMsg::Trade { symbol: s, .. }
+        | BinanceMsg::BookTicker { symbol: s, .. } = decoded
+        {
+            if s != symbol {
+                symbol.clear();
+                symbol.push_str(s);
+            }
+        }
+        rows.clear();
+        let emit = |normalizer: &mut BinanceNormalizer,
+                    msg: &BinanceMsg<'_>,
+                    bids: &mut [hft_feed::binance::WireLevel],
+                    asks: &mut [hft_feed::binance::WireLevel],
+                    ts: u64,
+                    rows: &mut Vec<Row>| {
+            normalizer.normalize(msg, bids, asks, ts, Some(symbol.as_str()), &mut |e| {
+                rows.push(Row::from_event(&e))
+            })
+        };
+        let result = match decoded {
+            BinanceMsg::Depth {
+                event_ms,
+                first_id,
+                final_id,
+                prev_final_id,
+                ..
+            } => {
+                let ids = DiffIds {
+                    first: first_id,
+                    last: final_id,
+                    prev: prev_final_id,
+                };
+                if waiting_for_snapshot {
+                    let (b, a) = (decoder.bids().to_vec(), decoder.asks().to_vec());
+                    sync.buffer(BufferedDiff {
+                        ids,
+                        event_ms,
+                        local_ts,
+                        bids: b,
+                        asks: a,
+                    });
+                    if sync.buffered() > MAX_PRESNAPSHOT_DIFFS {
+                        // No snapshot in this capture: write what was held, as it came.
+                        waiting_for_snapshot = false;
+                        let held = sync.take_buffer();
+                        let last = held.last().map(|d| d.ids.last);
+                        for mut d in held {
+                            let m = BinanceMsg::Depth {
+                                symbol: symbol.as_str(),
+                                event_ms: d.event_ms,
+                                first_id: d.ids.first,
+                                final_id: d.ids.last,
+                                prev_final_id: d.ids.prev,
+                            };
+                            emit(
+                                &mut normalizer,
+                                &m,
+                                &mut d.bids,
+                                &mut d.asks,
+                                d.local_ts,
+                                &mut rows,
+                            )
+                            .map_err(|e| bad(n, e.to_string()))?;
+                        }
+                        if let Some(l) = last {
+                            sync.resume_at(l);
+                        }
+                    }
+                    Ok(0)
+                } else {
+                    match sync.on_diff(ids) {
+                        SyncAction::Drop => {
+                            stats.skipped += 1;
+                            Ok(0)
+                        }
+                        SyncAction::Gap => {
+                            // Recorded data cannot fetch a new snapshot: count, keep going.
+                            stats.gaps += 1;
+                            sync.resume_at(final_id);
+                            let (b, a) = decoder.levels_mut();
+                            emit(&mut normalizer, &decoded, b, a, local_ts, &mut rows)
+                        }
+                        SyncAction::Apply | SyncAction::Buffer => {
+                            let (b, a) = decoder.levels_mut();
+                            emit(&mut normalizer, &decoded, b, a, local_ts, &mut rows)
+                        }
+                    }
+                }
+            }
+            BinanceMsg::Snapshot { last_update_id } => {
+                if symbol.is_empty() {
+                    if skip_bad {
+                        stats.skipped += 1;
+                        continue;
+                    }
+                    return Err(bad(
+                        n,
+                        "depth snapshot before any message names its symbol".into(),
+                    ));
+                }
+                waiting_for_snapshot = false;
+                let after = sync.on_snapshot(last_update_id);
+                // The snapshot precedes the diffs it is followed by in book time.
+                let ts = after
+                    .first()
+                    .map_or(local_ts, |d| d.event_ms.saturating_mul(1_000_000));
+                let (b, a) = decoder.levels_mut();
+                emit(&mut normalizer, &decoded, b, a, ts, &mut rows)
+                    .map_err(|e| bad(n, e.to_string()))?;
+                for mut d in after {
+                    let m = BinanceMsg::Depth {
+                        symbol: symbol.as_str(),
+                        event_ms: d.event_ms,
+                        first_id: d.ids.first,
+                        final_id: d.ids.last,
+                        prev_final_id: d.ids.prev,
+                    };
+                    emit(
+                        &mut normalizer,
+                        &m,
+                        &mut d.bids,
+                        &mut d.asks,
+                        d.local_ts,
+                        &mut rows,
+                    )
+                    .map_err(|e| bad(n, e.to_string()))?;
+                }
+                Ok(0)
+            }
+            _ => {
+                let (b, a) = decoder.levels_mut();
+                emit(&mut normalizer, &decoded, b, a, local_ts, &mut rows)
+            }
+        };
+        match result {
+            Ok(_) => {}
+            Err(_) if skip_bad => {
+                stats.skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(bad(n, e.to_string())),
+        }
+        let s = series(&symbol);
+        for r in &rows {
+            writer.append(&s, r)?;
+        }
+    }
+    // End of file while still waiting: write what was held.
+    let s = series(&symbol);
+    for mut d in sync.take_buffer() {
+        rows.clear();
+        let m = BinanceMsg::Depth {
+            symbol: symbol.as_str(),
+            event_ms: d.event_ms,
+            first_id: d.ids.first,
+            final_id: d.ids.last,
+            prev_final_id: d.ids.prev,
+        };
+        normalizer
+            .normalize(
+                &m,
+                &mut d.bids,
+                &mut d.asks,
+                d.local_ts,
+                Some(symbol.as_str()),
+                &mut |e| rows.push(Row::from_event(&e)),
+            )
+            .map_err(|e| bad(0, e.to_string()))?;
+        for r in &rows {
+            writer.append(&s, r)?;
+        }
+    }
+    Ok(stats)
+}
+
+fn side_of(c: std::ffi::c_char) -> u8 {
+    match c as u8 {
+        b'B' => 0,
+        b'A' => 1,
+        _ => SIDE_NONE,
+    }
+}
+
+fn import_dbn(
+    path: &Path,
+    writer: &mut StoreWriter,
+    venue: Option<&str>,
+    skip_bad: bool,
+) -> Result<ImportStats, StoreError> {
+    let dbn_err = |e: dbn::Error| StoreError::Input {
+        path: path.to_path_buf(),
+        at: "".into(),
+        reason: e.to_string(),
+    };
+    let mut decoder = dbn::decode::DynDecoder::from_file(path, dbn::VersionUpgradePolicy::AsIs)
+        .map_err(dbn_err)?;
+    let meta = decoder.metadata().clone();
+    let venue = venue.map_or_else(
+        || format!("databento-{}", meta.dataset.to_lowercase()),
+        str::to_owned,
+    );
+    // instrument_id -> raw symbol from the file's symbology, else the id itself.
+    let symbol_of = |id: u32| -> String {
+        let key = id.to_string();
+        meta.mappings
+            .iter()
+            .find(|m| m.intervals.iter().any(|i| i.symbol == key))
+            .map_or(key, |m| m.raw_symbol.clone())
+    };
+    let mut series_cache: Vec<(u32, SeriesMeta)> = Vec::new();
+    let mut stats = ImportStats::default();
+    loop {
+        let rec = match decoder.decode_record_ref() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) if skip_bad => {
+                stats.skipped += 1;
+                let _ = e;
+                break;
+            }
+            Err(e) => {
+                return Err(StoreError::Input {
+                    path: path.to_path_buf(),
+                    at: format!("record {}", stats.messages + 1),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        stats.messages += 1;
+        let (id, row) = if let Some(m) = rec.get::<dbn::MboMsg>() {
+            let row = Row {
+                ts_exchange: m.hd.ts_event,
+                ts_recv: m.ts_recv,
+                seq: u64::from(m.sequence),
+                flags: m.flags.raw(),
+                kind: RowKind::Order as u8,
+                side: side_of(m.side),
+                price: m.price,
+                qty: i64::from(m.size),
+                order_id: m.order_id,
+                action: m.action as u8,
+                ..Row::default()
+            };
+            (m.hd.instrument_id, row)
+        } else if let Some(t) = rec.get::<dbn::TradeMsg>() {
+            let row = Row {
+                ts_exchange: t.hd.ts_event,
+                ts_recv: t.ts_recv,
+                seq: u64::from(t.sequence),
+                flags: t.flags.raw(),
+                kind: RowKind::Trade as u8,
+                side: side_of(t.side),
+                price: t.price,
+                qty: i64::from(t.size),
+                ..Row::default()
+            };
+            (t.hd.instrument_id, row)
+        } else if let Some(q) = rec.get::<dbn::Mbp1Msg>() {
+            let l = &q.levels[0];
+            let row = Row {
+                ts_exchange: q.hd.ts_event,
+                ts_recv: q.ts_recv,
+                seq: u64::from(q.sequence),
+                flags: q.flags.raw(),
+                kind: RowKind::Quote as u8,
+                side: SIDE_NONE,
+                price: l.bid_px,
+                qty: i64::from(l.bid_sz),
+                price2: l.ask_px,
+                qty2: i64::from(l.ask_sz),
+                ..Row::default()
+            };
+            (q.hd.instrument_id, row)
+        } else {
+            // Other record types (status, definitions, statistics) are not market events.
+            stats.skipped += 1;
+            continue;
+        };
+        let series = match series_cache.iter().find(|(i, _)| *i == id) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = SeriesMeta {
+                    venue: venue.clone(),
+                    symbol: symbol_of(id),
+                    price_scale: 9,
+                    qty_scale: 0,
+                };
+                series_cache.push((id, s.clone()));
+                s
+            }
+        };
+        writer.append(&series, &row)?;
+    }
+    Ok(stats)
+}

@@ -1,0 +1,224 @@
+//! Reading a store back: row streams per file, and `inspect` summaries.
+
+use crate::StoreError;
+use crate::schema::{Row, RowKind, SCHEMA_VERSION};
+use arrow_array::{Array, Int64Array, RecordBatch, UInt8Array, UInt64Array};
+use hft_book::L2Book;
+use hft_core::{FLAG_LAST, InstrumentId};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Every data file under `root` (or `root` itself if it is a file), in path order, which
+/// for one series is chronological (date partitions, then part numbers).
+pub fn data_files(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    if root.is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let p = entry.map_err(|e| StoreError::io(&dir, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The `hft.*` metadata of a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Venue.
+    pub venue: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Price decimals.
+    pub price_scale: u8,
+    /// Quantity decimals.
+    pub qty_scale: u8,
+    /// Rows in the file.
+    pub rows: u64,
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T, StoreError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| StoreError::Input {
+            path: path.to_path_buf(),
+            at: format!("column {name}"),
+            reason: "missing or of the wrong type".into(),
+        })
+}
+
+/// Streams the rows of one file to `f`, with its metadata first.
+pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<FileMeta, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StoreError::parquet(path, e))?;
+    let md = builder.metadata().file_metadata();
+    let kv = |k: &str| {
+        md.key_value_metadata().and_then(|kvs| {
+            kvs.iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value.clone())
+        })
+    };
+    let version: u32 = kv("hft.schema_version")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::Input {
+            path: path.to_path_buf(),
+            at: "metadata".into(),
+            reason: format!("schema version {version}, this build reads {SCHEMA_VERSION}"),
+        });
+    }
+    let meta = FileMeta {
+        venue: kv("hft.venue").unwrap_or_default(),
+        symbol: kv("hft.symbol").unwrap_or_default(),
+        price_scale: kv("hft.price_scale")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        qty_scale: kv("hft.qty_scale")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        rows: md.num_rows().max(0) as u64,
+    };
+    let reader = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| StoreError::parquet(path, e))?;
+    for batch in reader {
+        let b = batch.map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
+        let (te, tr, sq) = (
+            col::<UInt64Array>(&b, "ts_exchange", path)?,
+            col::<UInt64Array>(&b, "ts_recv", path)?,
+            col::<UInt64Array>(&b, "seq", path)?,
+        );
+        let (fl, kd, sd) = (
+            col::<UInt8Array>(&b, "flags", path)?,
+            col::<UInt8Array>(&b, "kind", path)?,
+            col::<UInt8Array>(&b, "side", path)?,
+        );
+        let (px, qt) = (
+            col::<Int64Array>(&b, "price", path)?,
+            col::<Int64Array>(&b, "qty", path)?,
+        );
+        let (px2, qt2) = (
+            col::<Int64Array>(&b, "price2", path)?,
+            col::<Int64Array>(&b, "qty2", path)?,
+        );
+        let (oid, act) = (
+            col::<UInt64Array>(&b, "order_id", path)?,
+            col::<UInt8Array>(&b, "action", path)?,
+        );
+        for i in 0..b.num_rows() {
+            let row = Row {
+                ts_exchange: te.value(i),
+                ts_recv: tr.value(i),
+                seq: sq.value(i),
+                flags: fl.value(i),
+                kind: kd.value(i),
+                side: sd.value(i),
+                price: px.value(i),
+                qty: qt.value(i),
+                price2: px2.value(i),
+                qty2: qt2.value(i),
+                order_id: oid.value(i),
+                action: act.value(i),
+            };
+            f(&meta, &row);
+        }
+    }
+    Ok(meta)
+}
+
+/// Summary of one series (venue + symbol).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeriesSummary {
+    /// Venue.
+    pub venue: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Files.
+    pub files: u64,
+    /// Rows.
+    pub rows: u64,
+    /// Rows by kind: clear, level, trade, quote, order.
+    pub by_kind: [u64; 5],
+    /// First exchange timestamp, ns.
+    pub first_ts: u64,
+    /// Last exchange timestamp, ns.
+    pub last_ts: u64,
+    /// Exchange timestamps that went backwards.
+    pub ts_regressions: u64,
+    /// Venue messages after which the L2 book built from the rows was crossed.
+    pub crossed_moments: u64,
+    /// Price and quantity decimals.
+    pub scales: (u8, u8),
+}
+
+/// Reads every file under `root` and summarises each series.
+pub fn inspect(root: &Path) -> Result<Vec<SeriesSummary>, StoreError> {
+    let files = data_files(root)?;
+    if files.is_empty() {
+        return Err(StoreError::Input {
+            path: root.to_path_buf(),
+            at: "".into(),
+            reason: "no .parquet files found".into(),
+        });
+    }
+    let mut series: BTreeMap<(String, String), (SeriesSummary, L2Book)> = BTreeMap::new();
+    for path in files {
+        let mut current: Option<(String, String)> = None;
+        let meta = read_file(&path, |meta, row| {
+            let key = (meta.venue.clone(), meta.symbol.clone());
+            if current.as_ref() != Some(&key) {
+                current = Some(key.clone());
+            }
+            let (s, book) = series.entry(key).or_insert_with(|| {
+                (
+                    SeriesSummary {
+                        venue: meta.venue.clone(),
+                        symbol: meta.symbol.clone(),
+                        scales: (meta.price_scale, meta.qty_scale),
+                        first_ts: u64::MAX,
+                        ..Default::default()
+                    },
+                    L2Book::with_capacity(InstrumentId(0), 1024),
+                )
+            });
+            s.rows += 1;
+            if let Some(k) = s.by_kind.get_mut(usize::from(row.kind)) {
+                *k += 1;
+            }
+            if row.ts_exchange < s.last_ts && s.rows > 1 {
+                s.ts_regressions += 1;
+            }
+            s.first_ts = s.first_ts.min(row.ts_exchange);
+            s.last_ts = s.last_ts.max(row.ts_exchange);
+            if matches!(
+                RowKind::from_u8(row.kind),
+                Some(RowKind::Clear | RowKind::Level)
+            ) {
+                if let Some(ev) = row.to_event(InstrumentId(0)) {
+                    let _ = book.apply(&ev);
+                    if ev.flags & FLAG_LAST != 0 && book.is_crossed() {
+                        s.crossed_moments += 1;
+                    }
+                }
+            }
+        })?;
+        if let Some(entry) = series.get_mut(&(meta.venue.clone(), meta.symbol.clone())) {
+            entry.0.files += 1;
+        }
+    }
+    Ok(series.into_values().map(|(s, _)| s).collect())
+}

@@ -1,0 +1,213 @@
+//! Writes rows into Parquet files partitioned as
+//! `<root>/venue=<venue>/symbol=<symbol>/date=<YYYY-MM-DD>/part-<n>.parquet`, zstd
+//! compressed, one row group per `row_group_rows` rows. Each open partition buffers at
+//! most one row group, so memory stays bounded whatever the input size.
+
+use crate::StoreError;
+use crate::schema::{Row, SCHEMA_VERSION, arrow_schema, utc_date};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, UInt8Array, UInt64Array};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Rows per row group by default: large enough for good compression, small enough that
+/// time-range reads skip most of a file.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 65_536;
+
+/// Identity and units of the rows of one instrument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesMeta {
+    /// Venue name, e.g. `binance`.
+    pub venue: String,
+    /// Venue symbol.
+    pub symbol: String,
+    /// Decimals of `price`.
+    pub price_scale: u8,
+    /// Decimals of `qty`.
+    pub qty_scale: u8,
+}
+
+#[derive(Default)]
+struct Columns {
+    ts_exchange: Vec<u64>,
+    ts_recv: Vec<u64>,
+    seq: Vec<u64>,
+    flags: Vec<u8>,
+    kind: Vec<u8>,
+    side: Vec<u8>,
+    price: Vec<i64>,
+    qty: Vec<i64>,
+    price2: Vec<i64>,
+    qty2: Vec<i64>,
+    order_id: Vec<u64>,
+    action: Vec<u8>,
+}
+
+impl Columns {
+    fn push(&mut self, r: &Row) {
+        self.ts_exchange.push(r.ts_exchange);
+        self.ts_recv.push(r.ts_recv);
+        self.seq.push(r.seq);
+        self.flags.push(r.flags);
+        self.kind.push(r.kind);
+        self.side.push(r.side);
+        self.price.push(r.price);
+        self.qty.push(r.qty);
+        self.price2.push(r.price2);
+        self.qty2.push(r.qty2);
+        self.order_id.push(r.order_id);
+        self.action.push(r.action);
+    }
+
+    fn len(&self) -> usize {
+        self.ts_exchange.len()
+    }
+
+    fn take_batch(&mut self) -> Result<RecordBatch, StoreError> {
+        let t = std::mem::take(self);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(t.ts_exchange)),
+            Arc::new(UInt64Array::from(t.ts_recv)),
+            Arc::new(UInt64Array::from(t.seq)),
+            Arc::new(UInt8Array::from(t.flags)),
+            Arc::new(UInt8Array::from(t.kind)),
+            Arc::new(UInt8Array::from(t.side)),
+            Arc::new(Int64Array::from(t.price)),
+            Arc::new(Int64Array::from(t.qty)),
+            Arc::new(Int64Array::from(t.price2)),
+            Arc::new(Int64Array::from(t.qty2)),
+            Arc::new(UInt64Array::from(t.order_id)),
+            Arc::new(UInt8Array::from(t.action)),
+        ];
+        RecordBatch::try_new(arrow_schema(), cols).map_err(|e| StoreError::Format(e.to_string()))
+    }
+}
+
+struct Partition {
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    buf: Columns,
+}
+
+/// Counts of a write session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Rows written.
+    pub rows: u64,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+}
+
+/// Writer of one store.
+pub struct StoreWriter {
+    root: PathBuf,
+    row_group_rows: usize,
+    open: HashMap<(String, String, String), Partition>,
+    stats: WriteStats,
+}
+
+impl StoreWriter {
+    /// A writer into `root` (created if missing).
+    pub fn create(root: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            open: HashMap::new(),
+            stats: WriteStats::default(),
+        })
+    }
+
+    /// Rows per row group (and the most rows buffered per open partition).
+    pub fn with_row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// Appends a row of `series`; its partition is chosen by the row's exchange date.
+    pub fn append(&mut self, series: &SeriesMeta, row: &Row) -> Result<(), StoreError> {
+        let date = utc_date(row.ts_exchange);
+        let key = (series.venue.clone(), series.symbol.clone(), date);
+        if !self.open.contains_key(&key) {
+            let p = self.open_partition(series, &key.2)?;
+            self.open.insert(key.clone(), p);
+        }
+        let rows = self.row_group_rows;
+        let p = self
+            .open
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::Format("partition vanished".into()))?;
+        p.buf.push(row);
+        self.stats.rows += 1;
+        if p.buf.len() >= rows {
+            let batch = p.buf.take_batch()?;
+            p.writer
+                .write(&batch)
+                .map_err(|e| StoreError::parquet(&p.path, e))?;
+            p.writer
+                .flush()
+                .map_err(|e| StoreError::parquet(&p.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn open_partition(&mut self, s: &SeriesMeta, date: &str) -> Result<Partition, StoreError> {
+        let dir = self
+            .root
+            .join(format!("venue={}", s.venue))
+            .join(format!("symbol={}", s.symbol))
+            .join(format!("date={date}"));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let mut n = 0;
+        let path = loop {
+            let p = dir.join(format!("part-{n:04}.parquet"));
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
+        let file = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        let kv = |k: &str, v: String| KeyValue::new(k.to_owned(), v);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_key_value_metadata(Some(vec![
+                kv("hft.schema_version", SCHEMA_VERSION.to_string()),
+                kv("hft.venue", s.venue.clone()),
+                kv("hft.symbol", s.symbol.clone()),
+                kv("hft.price_scale", s.price_scale.to_string()),
+                kv("hft.qty_scale", s.qty_scale.to_string()),
+            ]))
+            .build();
+        let writer = ArrowWriter::try_new(file, arrow_schema(), Some(props))
+            .map_err(|e| StoreError::parquet(&path, e))?;
+        self.stats.files.push(path.clone());
+        Ok(Partition {
+            path,
+            writer,
+            buf: Columns::default(),
+        })
+    }
+
+    /// Flushes and closes every partition.
+    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
+        for (_, mut p) in self.open.drain() {
+            if p.buf.len() > 0 {
+                let batch = p.buf.take_batch()?;
+                p.writer
+                    .write(&batch)
+                    .map_err(|e| StoreError::parquet(&p.path, e))?;
+            }
+            p.writer
+                .close()
+                .map_err(|e| StoreError::parquet(&p.path, e))?;
+        }
+        self.stats.files.sort();
+        Ok(self.stats)
+    }
+}

@@ -1,0 +1,134 @@
+//! The store end to end: partitioned writes read back exactly, real captures and DBN
+//! files import into books that are never crossed, and bad input is an error with its
+//! location (or skipped and counted), never a panic.
+
+use hft_store::{Row, RowKind, SeriesMeta, StoreWriter, data_files, import, inspect, read_file};
+use std::path::PathBuf;
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    assert!(
+        dir.is_dir(),
+        "shared market data not found at {} (set DATA)",
+        dir.display()
+    );
+    dir
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hft-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn partitioned_rows_read_back_exactly() {
+    let root = tmp("roundtrip");
+    let series = SeriesMeta {
+        venue: "v".into(),
+        symbol: "S".into(),
+        price_scale: 2,
+        qty_scale: 3,
+    };
+    let day = 86_400_000_000_000u64;
+    let rows: Vec<Row> = (0..10_000u64)
+        .map(|i| Row {
+            ts_exchange: 10 * day + i * 20_000_000_000, // spans three days
+            ts_recv: i,
+            seq: i,
+            flags: 1,
+            kind: RowKind::Level as u8,
+            side: (i % 2) as u8,
+            price: 1_000 + i as i64,
+            qty: i as i64,
+            ..Row::default()
+        })
+        .collect();
+    let mut w = StoreWriter::create(&root)
+        .unwrap()
+        .with_row_group_rows(1_000);
+    for r in &rows {
+        w.append(&series, r).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.rows, 10_000);
+    assert_eq!(stats.files.len(), 3, "one file per date");
+    let mut back = Vec::new();
+    for f in data_files(&root).unwrap() {
+        let meta = read_file(&f, |_, r| back.push(*r)).unwrap();
+        assert_eq!(
+            (
+                meta.venue.as_str(),
+                meta.symbol.as_str(),
+                meta.price_scale,
+                meta.qty_scale
+            ),
+            ("v", "S", 2, 3)
+        );
+    }
+    assert_eq!(back, rows);
+}
+
+#[test]
+fn real_captures_and_dbn_import_into_uncrossed_books() {
+    let data = data_dir();
+    let root = tmp("real");
+    let spot = [
+        data.join("binance_ws_raw/spot_btcusdt_20240808.gz"),
+        data.join("binance_ws_raw/spot_btcusdt_20240809.gz"),
+    ];
+    for f in &spot {
+        let s = import(f, &root, None, false).unwrap();
+        assert!(s.rows > s.messages, "{s:?}");
+        assert_eq!(s.gaps, 0);
+    }
+    let dbn = import(
+        &data.join("cme_databento/esh4-glbx-mdp3-20231225.mbo.dbn.zst"),
+        &root,
+        None,
+        false,
+    )
+    .unwrap();
+    assert_eq!(dbn.messages, 68_792);
+    let series = inspect(&root).unwrap();
+    let btc = series.iter().find(|s| s.symbol == "BTCUSDT").unwrap();
+    assert_eq!(btc.venue, "binance-spot");
+    assert_eq!(
+        btc.crossed_moments, 0,
+        "the snapshot sync must leave no stale levels"
+    );
+    assert_eq!(btc.by_kind[2], 9_757 + 10_147, "every trade of both halves");
+    let es = series.iter().find(|s| s.symbol == "ESH4").unwrap();
+    assert_eq!(es.by_kind[4], 68_792);
+}
+
+#[test]
+fn bad_input_is_located_or_skipped() {
+    let root = tmp("bad");
+    std::fs::create_dir_all(&root).unwrap();
+    let capture = root.join("c.txt");
+    std::fs::write(
+        &capture,
+        "1 {\"stream\":\"x@trade\",\"data\":{\"s\":\"X\",\"T\":1,\"t\":1,\"p\":\"1\",\"q\":\"1\",\"m\":true}}\n2 {not json\n3 {\"stream\":\"x@trade\",\"data\":{\"s\":\"X\",\"T\":2,\"t\":2,\"p\":\"NaN\",\"q\":\"1\",\"m\":true}}\n",
+    )
+    .unwrap();
+    let err = import(&capture, &root.join("out"), None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c.txt") && err.contains("line 2"), "{err}");
+    let s = import(&capture, &root.join("out2"), None, true).unwrap();
+    assert_eq!((s.messages, s.skipped, s.rows), (3, 2, 1));
+    let corrupt = root.join("corrupt.parquet");
+    std::fs::write(&corrupt, b"PAR1 this is not parquet").unwrap();
+    assert!(inspect(&corrupt).is_err());
+    let unknown = root.join("u.bin");
+    std::fs::write(&unknown, b"\x00\x01\x02").unwrap();
+    assert!(
+        import(&unknown, &root.join("out3"), None, false)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown format")
+    );
+}
