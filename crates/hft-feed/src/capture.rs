@@ -39,15 +39,15 @@ pub struct CaptureLine<'a> {
     pub message: &'a str,
 }
 
-/// Streaming reader of a capture.
-pub struct CaptureReader {
+/// Lines of a text file, plain or gzip (by its magic bytes), through one reused buffer.
+pub struct LineReader {
     inner: Box<dyn BufRead + Send>,
     buf: String,
     line: u64,
 }
 
-impl CaptureReader {
-    /// Opens a capture, gzip or plain.
+impl LineReader {
+    /// Opens a file, gzip or plain.
     pub fn open(path: &Path) -> io::Result<Self> {
         let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
         let gz = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
@@ -59,7 +59,7 @@ impl CaptureReader {
         Ok(Self::from_reader(inner))
     }
 
-    /// Reads a capture from any buffered reader.
+    /// Lines of any buffered reader.
     pub fn from_reader(inner: Box<dyn BufRead + Send>) -> Self {
         Self {
             inner,
@@ -68,28 +68,50 @@ impl CaptureReader {
         }
     }
 
-    /// The next line, or `None` at the end. Empty lines are skipped.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<Result<CaptureLine<'_>, CaptureError>> {
+    /// The next non-empty line without its line ending, with its 1-based number; an
+    /// error carries the number of the line being read.
+    pub fn next_line(&mut self) -> Option<Result<(u64, &str), (u64, io::Error)>> {
         loop {
             self.buf.clear();
             self.line += 1;
             match self.inner.read_line(&mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(source) => {
-                    return Some(Err(CaptureError::Io {
-                        line: self.line,
-                        source,
-                    }));
-                }
+                Err(e) => return Some(Err((self.line, e))),
             }
             if !self.buf.trim_end_matches(['\n', '\r']).is_empty() {
                 break;
             }
         }
-        let line = self.line;
-        let text = self.buf.trim_end_matches(['\n', '\r']);
+        Some(Ok((self.line, self.buf.trim_end_matches(['\n', '\r']))))
+    }
+}
+
+/// Streaming reader of a capture.
+pub struct CaptureReader {
+    lines: LineReader,
+}
+
+impl CaptureReader {
+    /// Opens a capture, gzip or plain.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        LineReader::open(path).map(|lines| Self { lines })
+    }
+
+    /// Reads a capture from any buffered reader.
+    pub fn from_reader(inner: Box<dyn BufRead + Send>) -> Self {
+        Self {
+            lines: LineReader::from_reader(inner),
+        }
+    }
+
+    /// The next line, or `None` at the end. Empty lines are skipped.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<CaptureLine<'_>, CaptureError>> {
+        let (line, text) = match self.lines.next_line()? {
+            Ok(l) => l,
+            Err((line, source)) => return Some(Err(CaptureError::Io { line, source })),
+        };
         let parsed = text
             .split_once(' ')
             .and_then(|(ts, msg)| ts.parse::<Nanos>().ok().map(|ts| (ts, msg)))
@@ -115,7 +137,7 @@ impl CaptureReader {
 impl std::fmt::Debug for CaptureReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CaptureReader")
-            .field("line", &self.line)
+            .field("line", &self.lines.line)
             .finish()
     }
 }

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod registry;
 pub mod sim;
 pub mod sim_params;
+pub mod tardis;
 
 pub use registry::InstrumentRegistry;
 pub use sim::{FlowAction, FlowEvent, MarketSimulator};

@@ -21,6 +21,8 @@ pub enum Format {
     BinanceCapture,
     /// Databento Binary Encoding, plain or zstd.
     Dbn,
+    /// Tardis.dev CSV (`incremental_book_L2` or `trades`), plain or gzip.
+    TardisCsv,
 }
 
 impl Format {
@@ -41,13 +43,32 @@ impl Format {
         if head.starts_with(b"DBN") || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             return Ok(Format::Dbn);
         }
-        if head.starts_with(&[0x1f, 0x8b]) || head.first().is_some_and(u8::is_ascii_digit) {
+        if head.starts_with(b"exch") {
+            return Ok(Format::TardisCsv);
+        }
+        if head.starts_with(&[0x1f, 0x8b]) {
+            // Gzip: look at the first decompressed line.
+            let first = hft_feed::capture::LineReader::open(path)
+                .ok()
+                .and_then(|mut r| {
+                    r.next_line()
+                        .and_then(Result::ok)
+                        .map(|(_, l)| l.to_owned())
+                })
+                .unwrap_or_default();
+            return Ok(if first.starts_with("exchange,") {
+                Format::TardisCsv
+            } else {
+                Format::BinanceCapture
+            });
+        }
+        if head.first().is_some_and(u8::is_ascii_digit) {
             return Ok(Format::BinanceCapture);
         }
         Err(StoreError::Input {
             path: path.to_path_buf(),
             at: "byte 0".into(),
-            reason: "unknown format: expected a Binance capture (.gz or text lines '<ns> <json>') or a DBN file (.dbn, .dbn.zst)".into(),
+            reason: "unknown format: expected a Binance capture (.gz or text lines '<ns> <json>'), a Tardis CSV (incremental_book_L2 or trades) or a DBN file (.dbn, .dbn.zst)".into(),
         })
     }
 }
@@ -79,6 +100,7 @@ pub fn import(
     let mut stats = match Format::detect(path)? {
         Format::BinanceCapture => import_binance(path, &mut writer, venue, skip_bad)?,
         Format::Dbn => import_dbn(path, &mut writer, venue, skip_bad)?,
+        Format::TardisCsv => import_tardis(path, &mut writer, venue, skip_bad)?,
     };
     let w = writer.finish()?;
     stats.rows = w.rows;
@@ -338,6 +360,115 @@ fn import_binance(
         for r in &rows {
             writer.append(&s, r)?;
         }
+    }
+    Ok(stats)
+}
+
+fn import_tardis(
+    path: &Path,
+    writer: &mut StoreWriter,
+    venue: Option<&str>,
+    skip_bad: bool,
+) -> Result<ImportStats, StoreError> {
+    use hft_core::{FLAG_LAST, FLAG_SNAPSHOT};
+    use hft_feed::tardis::{TardisKind, parse_line};
+    let mut lines =
+        hft_feed::capture::LineReader::open(path).map_err(|e| StoreError::io(path, e))?;
+    let bad = |line: u64, reason: String| StoreError::Input {
+        path: path.to_path_buf(),
+        at: format!("line {line}"),
+        reason,
+    };
+    let kind = match lines.next_line() {
+        Some(Ok((_, header))) => TardisKind::from_header(header).ok_or_else(|| {
+            bad(
+                1,
+                format!(
+                    "unsupported Tardis header; expected '{}' or '{}'",
+                    hft_feed::tardis::L2_HEADER,
+                    hft_feed::tardis::TRADES_HEADER
+                ),
+            )
+        })?,
+        Some(Err((line, e))) => return Err(bad(line, e.to_string())),
+        None => return Err(bad(1, "empty file".into())),
+    };
+    let mut stats = ImportStats::default();
+    // One row is held back so the last row of each message (same local time, same
+    // snapshot state) can carry FLAG_LAST.
+    let mut pending: Option<(SeriesMeta, Row)> = None;
+    let mut in_snapshot = false;
+    let mut group = 0u64;
+    while let Some(next) = lines.next_line() {
+        let (n, text) = next.map_err(|(line, e)| bad(line, e.to_string()))?;
+        stats.messages += 1;
+        let r = match parse_line(kind, text) {
+            Ok(r) => r,
+            Err(_) if skip_bad => {
+                stats.skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(bad(n, e.to_string())),
+        };
+        let series = SeriesMeta {
+            venue: venue.map_or_else(|| format!("tardis-{}", r.exchange), str::to_owned),
+            symbol: r.symbol.to_owned(),
+            price_scale: WIRE_SCALE,
+            qty_scale: WIRE_SCALE,
+        };
+        let (row_kind, flags) = match kind {
+            TardisKind::Trades => (RowKind::Trade, 0),
+            TardisKind::IncrementalBookL2 => (
+                RowKind::Level,
+                if r.is_snapshot { FLAG_SNAPSHOT } else { 0 },
+            ),
+        };
+        let starts_snapshot = r.is_snapshot && !in_snapshot;
+        in_snapshot = r.is_snapshot;
+        let row = Row {
+            ts_exchange: r.ts_exchange,
+            ts_recv: r.ts_local,
+            seq: 0,
+            flags,
+            kind: row_kind as u8,
+            side: r.side as u8,
+            price: r.price,
+            qty: r.amount,
+            ..Row::default()
+        };
+        if let Some((ps, mut pr)) = pending.take() {
+            let same_message = kind == TardisKind::IncrementalBookL2
+                && !starts_snapshot
+                && ps.symbol == series.symbol
+                && pr.ts_recv == row.ts_recv
+                && pr.flags == row.flags;
+            if !same_message {
+                pr.flags |= FLAG_LAST;
+                group += 1;
+            }
+            writer.append(&ps, &pr)?;
+        }
+        if starts_snapshot {
+            let clear = Row {
+                kind: RowKind::Clear as u8,
+                flags: FLAG_SNAPSHOT,
+                side: SIDE_NONE,
+                seq: group + 1,
+                ..row
+            };
+            writer.append(&series, &clear)?;
+        }
+        pending = Some((
+            series,
+            Row {
+                seq: group + 1,
+                ..row
+            },
+        ));
+    }
+    if let Some((ps, mut pr)) = pending {
+        pr.flags |= FLAG_LAST;
+        writer.append(&ps, &pr)?;
     }
     Ok(stats)
 }

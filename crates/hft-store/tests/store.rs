@@ -132,3 +132,50 @@ fn bad_input_is_located_or_skipped() {
             .contains("unknown format")
     );
 }
+
+#[test]
+fn tardis_csv_imports_with_snapshot_clear_and_message_boundaries() {
+    let data = data_dir();
+    let root = tmp("tardis");
+    let book = import(
+        &data.join("misc_small/deribit_incremental_book_L2_BTC-PERPETUAL.csv"),
+        &root,
+        None,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        (book.messages, book.rows),
+        (15, 16),
+        "15 levels plus the snapshot's clear"
+    );
+    let trades = import(
+        &data.join("misc_small/bitmex_trades_XBTUSD.csv"),
+        &root,
+        None,
+        false,
+    )
+    .unwrap();
+    assert_eq!(trades.rows, 10);
+    let series = inspect(&root).unwrap();
+    let deribit = series.iter().find(|s| s.venue == "tardis-deribit").unwrap();
+    assert_eq!(
+        (
+            deribit.by_kind[0],
+            deribit.by_kind[1],
+            deribit.crossed_moments
+        ),
+        (1, 15, 0)
+    );
+    let mut last_flags = Vec::new();
+    for f in data_files(&root.join("venue=tardis-bitmex")).unwrap() {
+        read_file(&f, |_, r| {
+            last_flags.push(r.flags & hft_core::FLAG_LAST != 0)
+        })
+        .unwrap();
+    }
+    assert!(
+        last_flags.iter().all(|l| *l),
+        "every trade is its own message"
+    );
+}
