@@ -39,6 +39,9 @@ pub struct CaptureLine<'a> {
     pub message: &'a str,
 }
 
+/// A line with its 1-based number, or the read error with the number of the line.
+pub type NumberedLine<'a> = Result<(u64, &'a str), (u64, io::Error)>;
+
 /// Lines of a text file, plain or gzip (by its magic bytes), through one reused buffer.
 pub struct LineReader {
     inner: Box<dyn BufRead + Send>,
@@ -70,7 +73,7 @@ impl LineReader {
 
     /// The next non-empty line without its line ending, with its 1-based number; an
     /// error carries the number of the line being read.
-    pub fn next_line(&mut self) -> Option<Result<(u64, &str), (u64, io::Error)>> {
+    pub fn next_line(&mut self) -> Option<NumberedLine<'_>> {
         loop {
             self.buf.clear();
             self.line += 1;
