@@ -8,7 +8,9 @@ mod schema;
 mod writer;
 
 pub use import::{Format, ImportStats, import};
-pub use reader::{FileMeta, SeriesSummary, data_files, inspect, read_file};
+pub use reader::{
+    FileMeta, MergedReader, SeriesFilter, SeriesSummary, data_files, inspect, read_file,
+};
 pub use schema::{Row, RowKind, SCHEMA_VERSION, arrow_schema, utc_date};
 pub use writer::{DEFAULT_ROW_GROUP_ROWS, SeriesMeta, StoreWriter, WriteStats};
 

@@ -5,7 +5,7 @@ use crate::schema::{Row, RowKind, SCHEMA_VERSION};
 use arrow_array::{Array, Int64Array, RecordBatch, UInt8Array, UInt64Array};
 use hft_book::L2Book;
 use hft_core::{FLAG_LAST, InstrumentId};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -57,8 +57,13 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'
         })
 }
 
-/// Streams the rows of one file to `f`, with its metadata first.
-pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<FileMeta, StoreError> {
+/// Opens a data file: its metadata and a batch reader limited to the row groups that
+/// can hold exchange timestamps in `[from, to]` (from the row groups' statistics).
+fn open_file(
+    path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<(FileMeta, ParquetRecordBatchReader), StoreError> {
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StoreError::parquet(path, e))?;
@@ -91,53 +96,214 @@ pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<File
             .unwrap_or(0),
         rows: md.num_rows().max(0) as u64,
     };
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| {
+            let stats = rg.column(0).statistics();
+            let bound =
+                |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+            match stats.map(|s| (bound(s.min_bytes_opt()), bound(s.max_bytes_opt()))) {
+                Some((Some(min), Some(max))) => max >= from && min <= to,
+                _ => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect();
     let reader = builder
+        .with_row_groups(groups)
         .with_batch_size(8192)
         .build()
         .map_err(|e| StoreError::parquet(path, e))?;
+    Ok((meta, reader))
+}
+
+/// Appends the rows of a batch to `out`.
+fn batch_rows(b: &RecordBatch, path: &Path, out: &mut Vec<Row>) -> Result<(), StoreError> {
+    let (te, tr, sq) = (
+        col::<UInt64Array>(b, "ts_exchange", path)?,
+        col::<UInt64Array>(b, "ts_recv", path)?,
+        col::<UInt64Array>(b, "seq", path)?,
+    );
+    let (fl, kd, sd) = (
+        col::<UInt8Array>(b, "flags", path)?,
+        col::<UInt8Array>(b, "kind", path)?,
+        col::<UInt8Array>(b, "side", path)?,
+    );
+    let (px, qt) = (
+        col::<Int64Array>(b, "price", path)?,
+        col::<Int64Array>(b, "qty", path)?,
+    );
+    let (px2, qt2) = (
+        col::<Int64Array>(b, "price2", path)?,
+        col::<Int64Array>(b, "qty2", path)?,
+    );
+    let (oid, act) = (
+        col::<UInt64Array>(b, "order_id", path)?,
+        col::<UInt8Array>(b, "action", path)?,
+    );
+    out.extend((0..b.num_rows()).map(|i| Row {
+        ts_exchange: te.value(i),
+        ts_recv: tr.value(i),
+        seq: sq.value(i),
+        flags: fl.value(i),
+        kind: kd.value(i),
+        side: sd.value(i),
+        price: px.value(i),
+        qty: qt.value(i),
+        price2: px2.value(i),
+        qty2: qt2.value(i),
+        order_id: oid.value(i),
+        action: act.value(i),
+    }));
+    Ok(())
+}
+
+/// Streams the rows of one file to `f`, with its metadata first.
+pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<FileMeta, StoreError> {
+    let (meta, reader) = open_file(path, 0, u64::MAX)?;
+    let mut rows = Vec::with_capacity(8192);
     for batch in reader {
         let b = batch.map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
-        let (te, tr, sq) = (
-            col::<UInt64Array>(&b, "ts_exchange", path)?,
-            col::<UInt64Array>(&b, "ts_recv", path)?,
-            col::<UInt64Array>(&b, "seq", path)?,
-        );
-        let (fl, kd, sd) = (
-            col::<UInt8Array>(&b, "flags", path)?,
-            col::<UInt8Array>(&b, "kind", path)?,
-            col::<UInt8Array>(&b, "side", path)?,
-        );
-        let (px, qt) = (
-            col::<Int64Array>(&b, "price", path)?,
-            col::<Int64Array>(&b, "qty", path)?,
-        );
-        let (px2, qt2) = (
-            col::<Int64Array>(&b, "price2", path)?,
-            col::<Int64Array>(&b, "qty2", path)?,
-        );
-        let (oid, act) = (
-            col::<UInt64Array>(&b, "order_id", path)?,
-            col::<UInt8Array>(&b, "action", path)?,
-        );
-        for i in 0..b.num_rows() {
-            let row = Row {
-                ts_exchange: te.value(i),
-                ts_recv: tr.value(i),
-                seq: sq.value(i),
-                flags: fl.value(i),
-                kind: kd.value(i),
-                side: sd.value(i),
-                price: px.value(i),
-                qty: qt.value(i),
-                price2: px2.value(i),
-                qty2: qt2.value(i),
-                order_id: oid.value(i),
-                action: act.value(i),
-            };
-            f(&meta, &row);
+        rows.clear();
+        batch_rows(&b, path, &mut rows)?;
+        for r in &rows {
+            f(&meta, r);
         }
     }
     Ok(meta)
+}
+
+/// The rows of one series in time order, a batch in memory at a time.
+struct SeriesCursor {
+    files: std::collections::VecDeque<PathBuf>,
+    reader: Option<(PathBuf, ParquetRecordBatchReader)>,
+    buf: Vec<Row>,
+    pos: usize,
+    from: u64,
+    to: u64,
+}
+
+impl SeriesCursor {
+    fn next_row(&mut self) -> Result<Option<Row>, StoreError> {
+        loop {
+            while self.pos < self.buf.len() {
+                let r = self.buf[self.pos];
+                self.pos += 1;
+                if r.ts_exchange >= self.from && r.ts_exchange <= self.to {
+                    return Ok(Some(r));
+                }
+            }
+            self.buf.clear();
+            self.pos = 0;
+            if let Some((path, reader)) = self.reader.as_mut() {
+                match reader.next() {
+                    Some(batch) => {
+                        let b = batch
+                            .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
+                        batch_rows(&b, path, &mut self.buf)?;
+                        continue;
+                    }
+                    None => self.reader = None,
+                }
+            }
+            let Some(next) = self.files.pop_front() else {
+                return Ok(None);
+            };
+            let (_, reader) = open_file(&next, self.from, self.to)?;
+            self.reader = Some((next, reader));
+        }
+    }
+}
+
+/// Which series to read.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesFilter {
+    /// Only this venue.
+    pub venue: Option<String>,
+    /// Only these symbols (all when empty).
+    pub symbols: Vec<String>,
+}
+
+/// Rows of several series merged in exchange-timestamp order (a k-way merge over one
+/// cursor per series), restricted to a time range; memory is one batch per series.
+pub struct MergedReader {
+    series: Vec<FileMeta>,
+    cursors: Vec<SeriesCursor>,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
+    heads: Vec<Option<Row>>,
+}
+
+impl MergedReader {
+    /// Opens the series under `root` that pass `filter`, for exchange times in `[from, to]`.
+    pub fn open(
+        root: &Path,
+        filter: &SeriesFilter,
+        from: u64,
+        to: u64,
+    ) -> Result<Self, StoreError> {
+        let mut by_series: BTreeMap<(String, String), (FileMeta, Vec<PathBuf>)> = BTreeMap::new();
+        for path in data_files(root)? {
+            let (meta, _) = open_file(&path, u64::MAX, 0)?;
+            if filter.venue.as_ref().is_some_and(|v| *v != meta.venue)
+                || (!filter.symbols.is_empty() && !filter.symbols.contains(&meta.symbol))
+            {
+                continue;
+            }
+            by_series
+                .entry((meta.venue.clone(), meta.symbol.clone()))
+                .or_insert_with(|| (meta.clone(), Vec::new()))
+                .1
+                .push(path);
+        }
+        let mut me = Self {
+            series: Vec::new(),
+            cursors: Vec::new(),
+            heap: std::collections::BinaryHeap::new(),
+            heads: Vec::new(),
+        };
+        for (_, (meta, files)) in by_series {
+            me.series.push(meta);
+            me.cursors.push(SeriesCursor {
+                files: files.into(),
+                reader: None,
+                buf: Vec::with_capacity(8192),
+                pos: 0,
+                from,
+                to,
+            });
+            me.heads.push(None);
+        }
+        for i in 0..me.cursors.len() {
+            me.advance(i)?;
+        }
+        Ok(me)
+    }
+
+    fn advance(&mut self, i: usize) -> Result<(), StoreError> {
+        self.heads[i] = self.cursors[i].next_row()?;
+        if let Some(r) = &self.heads[i] {
+            self.heap.push(std::cmp::Reverse((r.ts_exchange, i)));
+        }
+        Ok(())
+    }
+
+    /// The series being read, indexed as in `next`'s result.
+    pub fn series(&self) -> &[FileMeta] {
+        &self.series
+    }
+
+    /// The next row in time order (ties: series order), with its series index.
+    pub fn next_row(&mut self) -> Result<Option<(usize, Row)>, StoreError> {
+        let Some(std::cmp::Reverse((_, i))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let row = self.heads[i].take();
+        self.advance(i)?;
+        Ok(row.map(|r| (i, r)))
+    }
 }
 
 /// Summary of one series (venue + symbol).

@@ -179,3 +179,55 @@ fn tardis_csv_imports_with_snapshot_clear_and_message_boundaries() {
         "every trade is its own message"
     );
 }
+
+#[test]
+fn merged_reader_interleaves_series_in_time_order_within_a_range() {
+    use hft_store::{MergedReader, SeriesFilter};
+    let root = tmp("merge");
+    let mut w = StoreWriter::create(&root).unwrap().with_row_group_rows(100);
+    for (k, sym) in ["A", "B", "C"].iter().enumerate() {
+        let series = SeriesMeta {
+            venue: "v".into(),
+            symbol: (*sym).into(),
+            price_scale: 0,
+            qty_scale: 0,
+        };
+        for i in 0..1_000u64 {
+            // Interleaved timestamps: A at 0,3,6.. B at 1,4,7.. C at 2,5,8..
+            let row = Row {
+                ts_exchange: 1_000_000 + 3 * i + k as u64,
+                seq: i,
+                kind: RowKind::Trade as u8,
+                ..Row::default()
+            };
+            w.append(&series, &row).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let filter = SeriesFilter {
+        venue: None,
+        symbols: vec!["A".into(), "C".into()],
+    };
+    let mut r = MergedReader::open(&root, &filter, 1_000_300, 1_000_599).unwrap();
+    assert_eq!(
+        r.series()
+            .iter()
+            .map(|s| s.symbol.as_str())
+            .collect::<Vec<_>>(),
+        vec!["A", "C"]
+    );
+    let mut got = Vec::new();
+    while let Some((i, row)) = r.next_row().unwrap() {
+        got.push((row.ts_exchange, r.series()[i].symbol.clone()));
+    }
+    assert_eq!(got.len(), 200, "100 of A and 100 of C in the range");
+    assert!(
+        got.windows(2).all(|w| w[0].0 < w[1].0),
+        "strictly increasing time"
+    );
+    assert!(got.iter().all(|(t, _)| (1_000_300..=1_000_599).contains(t)));
+    assert!(
+        got.iter()
+            .all(|(t, s)| (s == "A" && t % 3 == 1) || (s == "C" && t % 3 == 0))
+    );
+}
