@@ -165,6 +165,18 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Replay from the Parquet store against replay from the raw capture, and import.
+    Store {
+        /// A raw Binance capture; default: one recorded from the simulator.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Timed replay rounds (best of them is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The market simulator alone: flow generation, matching and market data.
     Simulator {
         /// Order-flow events to simulate.
@@ -577,6 +589,32 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
             });
             print_bench(&v, json);
         }
+        BenchCmd::Store { data, rounds, json } => {
+            let scratch =
+                std::env::temp_dir().join(format!("hft-bench-store-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch).context("creating a scratch directory")?;
+            let capture = match data {
+                Some(p) => p,
+                None => {
+                    let p = scratch.join("sim-capture.txt");
+                    write_sim_capture(&config, seed, &p, 500_000)
+                        .context("recording the simulator")?;
+                    p
+                }
+            };
+            let r = hft_store::bench::store_bench(&capture, &scratch.join("store"), rounds)
+                .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let v = json!({
+                "bench": "store",
+                "events": r.events,
+                "import_events_per_s": r.import_events_per_s.round(),
+                "replay_events_per_s": r.replay_events_per_s.round(),
+                "capture_replay_events_per_s": r.capture_replay_events_per_s.round(),
+                "ratio": (r.replay_events_per_s / r.capture_replay_events_per_s.max(1e-9) * 100.0).round() / 100.0,
+            });
+            print_bench(&v, json);
+        }
         BenchCmd::Simulator { events, json } => {
             let r = hft_cluster::bench::simulator(&config, seed, events);
             let v = json!({
@@ -622,6 +660,95 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
         }
     }
     Ok(0)
+}
+
+/// Records the simulator's market data as a Binance-format capture (depth snapshot,
+/// depth updates, trades), so `hft bench store` needs no data files.
+fn write_sim_capture(config: &Config, seed: u64, path: &Path, events: usize) -> anyhow::Result<()> {
+    use hft_core::{MarketEventKind, Side};
+    let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
+    let md = hft_cluster::bench::record_market_data(config, seed, events);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut i = 0;
+    while i < md.len() {
+        let mut j = i;
+        while !md[j].is_last() {
+            j += 1;
+        }
+        let msg = &md[i..=j];
+        i = j + 1;
+        // One instrument per capture, as a venue's REST snapshot names no symbol.
+        if msg[0].instrument != hft_core::InstrumentId(0) {
+            continue;
+        }
+        let spec = &specs[msg[0].instrument.index()];
+        let px = |p: hft_core::Price| p.display(spec.price_scale).to_string();
+        let qty = |q: hft_core::Qty| q.display(spec.qty_scale).to_string();
+        let (mut bids, mut asks, mut trades) = (Vec::new(), Vec::new(), Vec::new());
+        let mut snapshot = false;
+        for e in msg {
+            match e.kind {
+                MarketEventKind::Clear => snapshot = true,
+                MarketEventKind::Level {
+                    side: Side::Buy,
+                    price,
+                    qty: q,
+                } => bids.push(format!("[\"{}\",\"{}\"]", px(price), qty(q))),
+                MarketEventKind::Level {
+                    side: Side::Sell,
+                    price,
+                    qty: q,
+                } => asks.push(format!("[\"{}\",\"{}\"]", px(price), qty(q))),
+                MarketEventKind::Trade {
+                    aggressor,
+                    price,
+                    qty: q,
+                } => trades.push((aggressor, price, q)),
+                MarketEventKind::Quote { .. } => {}
+            }
+        }
+        let ms = msg[0].ts_exchange / 1_000_000;
+        let local = 1_700_000_000_000_000_000 + msg[0].ts_exchange;
+        let sym = &spec.symbol;
+        if snapshot {
+            // An empty update first names the symbol (a REST snapshot does not); it is
+            // already contained in the snapshot and dropped by the book sync.
+            writeln!(
+                out,
+                "{local} {{\"stream\":\"{sym}@depth\",\"data\":{{\"e\":\"depthUpdate\",\"E\":{ms},\"s\":\"{sym}\",\"U\":{seq},\"u\":{seq},\"b\":[],\"a\":[]}}}}",
+                seq = msg[0].seq
+            )?;
+            writeln!(
+                out,
+                "{local} {{\"lastUpdateId\":{},\"bids\":[{}],\"asks\":[{}]}}",
+                msg[0].seq,
+                bids.join(","),
+                asks.join(",")
+            )?;
+        } else {
+            for (k, (side, price, q)) in trades.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{local} {{\"stream\":\"{sym}@trade\",\"data\":{{\"e\":\"trade\",\"s\":\"{sym}\",\"t\":{},\"p\":\"{}\",\"q\":\"{}\",\"T\":{ms},\"m\":{}}}}}",
+                    msg[0].seq * 100 + k as u64,
+                    px(*price),
+                    qty(*q),
+                    *side == Side::Sell
+                )?;
+            }
+            if !bids.is_empty() || !asks.is_empty() {
+                writeln!(
+                    out,
+                    "{local} {{\"stream\":\"{sym}@depth\",\"data\":{{\"e\":\"depthUpdate\",\"E\":{ms},\"s\":\"{sym}\",\"U\":{seq},\"u\":{seq},\"b\":[{}],\"a\":[{}]}}}}",
+                    bids.join(","),
+                    asks.join(","),
+                    seq = msg[0].seq
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn print_bench(v: &serde_json::Value, json: bool) {

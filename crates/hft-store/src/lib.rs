@@ -2,6 +2,7 @@
 //! with bounded buffering and read back as row streams; import of raw captures and
 //! vendor files; inspection summaries.
 
+pub mod bench;
 mod import;
 mod reader;
 mod schema;
