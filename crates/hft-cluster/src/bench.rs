@@ -490,7 +490,7 @@ pub struct FeedDecodeResult {
 /// Decode + normalise of a real capture's messages against parsing the same messages
 /// into `serde_json::Value`, alternating rounds in the same run.
 pub fn feed_decode(path: &std::path::Path, rounds: u32) -> Result<FeedDecodeResult, String> {
-    use hft_feed::binance::{BinanceDecoder, BinanceMsg, BinanceNormalizer};
+    use hft_feed::binance::{BinanceDecoder, BinanceNormalizer};
     let lines = hft_feed::capture::CaptureReader::open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .read_all()
@@ -510,10 +510,7 @@ pub fn feed_decode(path: &std::path::Path, rounds: u32) -> Result<FeedDecodeResu
         for (ts, msg) in &lines {
             match decoder.decode(msg) {
                 Ok(m) => {
-                    if let BinanceMsg::Depth { symbol: s, .. }
-                    | BinanceMsg::Trade { symbol: s, .. }
-                    | BinanceMsg::BookTicker { symbol: s, .. } = m
-                    {
+                    if let Some(s) = m.symbol() {
                         if s != symbol {
                             symbol.clear();
                             symbol.push_str(s);

@@ -5,7 +5,7 @@ use crate::StoreError;
 use crate::reader::{MergedReader, SeriesFilter};
 use hft_core::InstrumentId;
 use hft_feed::InstrumentRegistry;
-use hft_feed::binance::{BinanceDecoder, BinanceMsg, BinanceNormalizer};
+use hft_feed::binance::{BinanceDecoder, BinanceNormalizer};
 use hft_feed::capture::CaptureReader;
 use std::path::Path;
 use std::time::Instant;
@@ -38,10 +38,7 @@ fn replay_capture(path: &Path) -> Result<u64, StoreError> {
         let Ok(msg) = decoder.decode(line.message) else {
             continue;
         };
-        if let BinanceMsg::Depth { symbol: s, .. }
-        | BinanceMsg::Trade { symbol: s, .. }
-        | BinanceMsg::BookTicker { symbol: s, .. } = msg
-        {
+        if let Some(s) = msg.symbol() {
             if s != symbol {
                 symbol.clear();
                 symbol.push_str(s);

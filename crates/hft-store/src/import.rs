@@ -188,10 +188,7 @@ fn import_binance(
             }
             Err(e) => return Err(bad(n, e.to_string())),
         };
-        if let BinanceMsg::Depth { symbol: s, .. }
-        | BinanceMsg::Trade { symbol: s, .. }
-        | BinanceMsg::BookTicker { symbol: s, .. } = decoded
-        {
+        if let Some(s) = decoded.symbol() {
             if s != symbol {
                 symbol.clear();
                 symbol.push_str(s);
@@ -236,13 +233,7 @@ fn import_binance(
                         let held = sync.take_buffer();
                         let last = held.last().map(|d| d.ids.last);
                         for mut d in held {
-                            let m = BinanceMsg::Depth {
-                                symbol: symbol.as_str(),
-                                event_ms: d.event_ms,
-                                first_id: d.ids.first,
-                                final_id: d.ids.last,
-                                prev_final_id: d.ids.prev,
-                            };
+                            let m = d.message(&symbol);
                             emit(
                                 &mut normalizer,
                                 &m,
@@ -299,13 +290,7 @@ fn import_binance(
                 emit(&mut normalizer, &decoded, b, a, ts, &mut rows)
                     .map_err(|e| bad(n, e.to_string()))?;
                 for mut d in after {
-                    let m = BinanceMsg::Depth {
-                        symbol: symbol.as_str(),
-                        event_ms: d.event_ms,
-                        first_id: d.ids.first,
-                        final_id: d.ids.last,
-                        prev_final_id: d.ids.prev,
-                    };
+                    let m = d.message(&symbol);
                     emit(
                         &mut normalizer,
                         &m,
@@ -340,13 +325,7 @@ fn import_binance(
     let s = series(&symbol);
     for mut d in sync.take_buffer() {
         rows.clear();
-        let m = BinanceMsg::Depth {
-            symbol: symbol.as_str(),
-            event_ms: d.event_ms,
-            first_id: d.ids.first,
-            final_id: d.ids.last,
-            prev_final_id: d.ids.prev,
-        };
+        let m = d.message(&symbol);
         normalizer
             .normalize(
                 &m,

@@ -135,6 +135,18 @@ pub enum BinanceMsg<'a> {
     },
 }
 
+impl<'a> BinanceMsg<'a> {
+    /// The symbol the message names (a REST snapshot names none).
+    pub fn symbol(&self) -> Option<&'a str> {
+        match *self {
+            BinanceMsg::Depth { symbol, .. }
+            | BinanceMsg::BookTicker { symbol, .. }
+            | BinanceMsg::Trade { symbol, .. } => Some(symbol),
+            BinanceMsg::Snapshot { .. } => None,
+        }
+    }
+}
+
 /// Stream kind from the stream name's suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

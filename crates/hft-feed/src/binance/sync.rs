@@ -45,6 +45,19 @@ pub struct BufferedDiff {
     pub asks: Vec<WireLevel>,
 }
 
+impl BufferedDiff {
+    /// The depth message this diff came from, for normalisation after the snapshot.
+    pub fn message<'a>(&self, symbol: &'a str) -> super::BinanceMsg<'a> {
+        super::BinanceMsg::Depth {
+            symbol,
+            event_ms: self.event_ms,
+            first_id: self.ids.first,
+            final_id: self.ids.last,
+            prev_final_id: self.ids.prev,
+        }
+    }
+}
+
 /// The synchronisation state of one symbol's book.
 #[derive(Clone, Debug, Default)]
 pub struct DepthSync {
