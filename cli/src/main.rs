@@ -165,6 +165,15 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// L2 book updates from recorded deltas (for callgrind: marginal cost per update).
+    BookUpdate {
+        /// Updates to apply.
+        #[arg(long, default_value_t = 1_000_000)]
+        updates: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay from the Parquet store against replay from the raw capture, and import.
     Store {
         /// A raw Binance capture; default: one recorded from the simulator.
@@ -587,6 +596,12 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "events_per_msg": (r.events_per_msg * 100.0).round() / 100.0,
                 "errors": r.errors,
             });
+            print_bench(&v, json);
+        }
+        BenchCmd::BookUpdate { updates, json } => {
+            let r = hft_cluster::bench::book_update(&config, seed, updates)
+                .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
+            let v = json!({"bench": "book-update", "updates": r.updates, "ns_per_update": (r.ns_per_update * 100.0).round() / 100.0});
             print_bench(&v, json);
         }
         BenchCmd::Store { data, rounds, json } => {

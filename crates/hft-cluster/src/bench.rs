@@ -546,3 +546,36 @@ pub fn feed_decode(path: &std::path::Path, rounds: u32) -> Result<FeedDecodeResu
         errors,
     })
 }
+
+/// Result of `hft bench book-update`.
+#[derive(Clone, Debug)]
+pub struct BookUpdateResult {
+    /// Level updates applied.
+    pub updates: u64,
+    /// Wall-clock cost per update.
+    pub ns_per_update: f64,
+}
+
+/// L2 book updates from deltas: the simulator's level events replayed into one book
+/// (timestamps and order as recorded), `updates` times in a row.
+pub fn book_update(config: &Config, seed: u64, updates: u64) -> Result<BookUpdateResult, String> {
+    let levels: Vec<MarketEvent> = record_market_data(config, seed, 200_000)
+        .into_iter()
+        .filter(|e| e.instrument == hft_core::InstrumentId(0))
+        .collect();
+    if levels.is_empty() {
+        return Err("the simulator produced no market data".into());
+    }
+    let mut book = hft_book::L2Book::with_capacity(hft_core::InstrumentId(0), node::BOOK_DEPTH);
+    let t0 = Instant::now();
+    for i in 0..updates {
+        let ev = &levels[(i % levels.len() as u64) as usize];
+        let _ = std::hint::black_box(book.apply(std::hint::black_box(ev)));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    std::hint::black_box(book.best_bid());
+    Ok(BookUpdateResult {
+        updates,
+        ns_per_update: secs * 1e9 / updates.max(1) as f64,
+    })
+}
