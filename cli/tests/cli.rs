@@ -225,3 +225,63 @@ fn live_run_serves_prometheus_metrics() {
         assert!(body.contains(name), "metrics lack {name}:\n{body}");
     }
 }
+
+#[test]
+fn data_import_inspect_and_replay() {
+    let dir = tmp("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("capture.txt");
+    std::fs::write(
+        &capture,
+        concat!(
+            "1 {\"stream\":\"abc@depth\",\"data\":{\"e\":\"depthUpdate\",\"E\":1,\"s\":\"ABC\",\"U\":5,\"u\":5,\"b\":[],\"a\":[]}}\n",
+            "2 {\"lastUpdateId\":5,\"bids\":[[\"9.5\",\"1\"]],\"asks\":[[\"10.5\",\"2\"]]}\n",
+            "3 {\"stream\":\"abc@depth\",\"data\":{\"e\":\"depthUpdate\",\"E\":3,\"s\":\"ABC\",\"U\":6,\"u\":6,\"b\":[[\"10\",\"1\"]],\"a\":[]}}\n",
+            "4 {\"stream\":\"abc@trade\",\"data\":{\"e\":\"trade\",\"E\":4,\"s\":\"ABC\",\"t\":1,\"p\":\"10\",\"q\":\"1\",\"T\":4,\"m\":true}}\n",
+        ),
+    )
+    .unwrap();
+    let store = dir.join("store");
+    let o = hft()
+        .args(["data", "import"])
+        .arg(&capture)
+        .arg("--out")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hft()
+        .args(["data", "inspect", "--json"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v[0];
+    assert_eq!(
+        (
+            s["symbol"].as_str(),
+            s["levels"].as_u64(),
+            s["trades"].as_u64(),
+            s["crossed_moments"].as_u64()
+        ),
+        (Some("ABC"), Some(3), Some(1), Some(0))
+    );
+    let o = hft().args(["data", "replay"]).arg(&store).output().unwrap();
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("replayed 5 rows"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    std::fs::write(dir.join("bad.txt"), "1 {oops\n").unwrap();
+    let o = hft()
+        .args(["data", "import"])
+        .arg(dir.join("bad.txt"))
+        .arg("--out")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.txt: line 1"), "{}", stderr(&o));
+}
