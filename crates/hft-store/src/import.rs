@@ -232,18 +232,8 @@ fn import_binance(
                         waiting_for_snapshot = false;
                         let held = sync.take_buffer();
                         let last = held.last().map(|d| d.ids.last);
-                        for mut d in held {
-                            let m = d.message(&symbol);
-                            emit(
-                                &mut normalizer,
-                                &m,
-                                &mut d.bids,
-                                &mut d.asks,
-                                d.local_ts,
-                                &mut rows,
-                            )
+                        normalize_buffered(&mut normalizer, &symbol, held, &mut rows)
                             .map_err(|e| bad(n, e.to_string()))?;
-                        }
                         if let Some(l) = last {
                             sync.resume_at(l);
                         }
@@ -289,18 +279,8 @@ fn import_binance(
                 let (b, a) = decoder.levels_mut();
                 emit(&mut normalizer, &decoded, b, a, ts, &mut rows)
                     .map_err(|e| bad(n, e.to_string()))?;
-                for mut d in after {
-                    let m = d.message(&symbol);
-                    emit(
-                        &mut normalizer,
-                        &m,
-                        &mut d.bids,
-                        &mut d.asks,
-                        d.local_ts,
-                        &mut rows,
-                    )
+                normalize_buffered(&mut normalizer, &symbol, after, &mut rows)
                     .map_err(|e| bad(n, e.to_string()))?;
-                }
                 Ok(0)
             }
             _ => {
@@ -322,25 +302,35 @@ fn import_binance(
         }
     }
     // End of file while still waiting: write what was held.
+    rows.clear();
+    normalize_buffered(&mut normalizer, &symbol, sync.take_buffer(), &mut rows)
+        .map_err(|e| bad(0, e.to_string()))?;
     let s = series(&symbol);
-    for mut d in sync.take_buffer() {
-        rows.clear();
-        let m = d.message(&symbol);
-        normalizer
-            .normalize(
-                &m,
-                &mut d.bids,
-                &mut d.asks,
-                d.local_ts,
-                Some(symbol.as_str()),
-                &mut |e| rows.push(Row::from_event(&e)),
-            )
-            .map_err(|e| bad(0, e.to_string()))?;
-        for r in &rows {
-            writer.append(&s, r)?;
-        }
+    for r in &rows {
+        writer.append(&s, r)?;
     }
     Ok(stats)
+}
+
+/// Normalises diffs that were held back, in order, into `rows`.
+fn normalize_buffered(
+    normalizer: &mut BinanceNormalizer,
+    symbol: &str,
+    diffs: Vec<BufferedDiff>,
+    rows: &mut Vec<Row>,
+) -> Result<(), hft_feed::binance::NormalizeError> {
+    for mut d in diffs {
+        let m = d.message(symbol);
+        normalizer.normalize(
+            &m,
+            &mut d.bids,
+            &mut d.asks,
+            d.local_ts,
+            Some(symbol),
+            &mut |e| rows.push(Row::from_event(&e)),
+        )?;
+    }
+    Ok(())
 }
 
 fn import_tardis(
