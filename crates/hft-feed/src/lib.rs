@@ -4,6 +4,8 @@
 
 pub mod binance;
 pub mod capture;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod registry;
 pub mod sim;
 pub mod sim_params;

@@ -271,7 +271,19 @@ fn import_binance(
                     ));
                 }
                 waiting_for_snapshot = false;
-                let after = sync.on_snapshot(last_update_id);
+                let after = match sync.on_snapshot(last_update_id) {
+                    Ok(after) => after,
+                    Err(_) => {
+                        // Recorded data cannot fetch a newer snapshot: count the gap and
+                        // write the held diffs as they came.
+                        stats.gaps += 1;
+                        let held = sync.take_buffer();
+                        if let Some(l) = held.last().map(|d| d.ids.last) {
+                            sync.resume_at(l);
+                        }
+                        held
+                    }
+                };
                 // The snapshot precedes the diffs it is followed by in book time.
                 let ts = after
                     .first()

@@ -83,6 +83,11 @@ impl BinanceNormalizer {
         &self.registry
     }
 
+    /// The instrument a venue symbol resolves to.
+    pub fn instrument_of(&mut self, symbol: &str) -> Option<InstrumentId> {
+        self.registry.resolve(symbol).map(|s| s.id)
+    }
+
     fn resolve(&mut self, symbol: &str) -> Result<(InstrumentId, Scales), NormalizeError> {
         let spec = self
             .registry

@@ -30,6 +30,18 @@ pub enum SyncAction {
     Gap,
 }
 
+/// The buffered diffs do not continue a snapshot: it is older than the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "depth snapshot {snapshot_id} is older than the first buffered diff (U = {first_buffered})"
+)]
+pub struct SnapshotTooOld {
+    /// The snapshot's `lastUpdateId`.
+    pub snapshot_id: u64,
+    /// `U` of the first diff that does not continue it.
+    pub first_buffered: u64,
+}
+
 /// A diff kept while waiting for the snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferedDiff {
@@ -92,9 +104,12 @@ impl DepthSync {
             return SyncAction::Drop;
         }
         let continues = match (self.snapshot_id, ids.prev) {
-            // First diff after the snapshot: it must straddle the snapshot's id.
-            (Some(s), _) => {
-                (ids.first <= s + 1 && ids.last > s) || (ids.first <= s && ids.last >= s)
+            // First diff after the snapshot: it must straddle the snapshot's id, or (on
+            // futures) name it as its predecessor.
+            (Some(s), pu) => {
+                pu == Some(s)
+                    || (ids.first <= s + 1 && ids.last > s)
+                    || (ids.first <= s && ids.last >= s)
             }
             (None, Some(pu)) => pu == last,
             (None, None) => ids.first == last + 1,
@@ -116,15 +131,36 @@ impl DepthSync {
     }
 
     /// The snapshot arrived: returns the buffered diffs to apply after it, in order
-    /// (those it already contains are dropped).
-    pub fn on_snapshot(&mut self, last_update_id: u64) -> Vec<BufferedDiff> {
+    /// (those it already contains are dropped), or `SnapshotTooOld` when the buffered
+    /// diffs do not continue it — the venue's procedure then fetches a newer snapshot,
+    /// and every diff newer than this snapshot stays buffered for it.
+    pub fn on_snapshot(
+        &mut self,
+        last_update_id: u64,
+    ) -> Result<Vec<BufferedDiff>, SnapshotTooOld> {
         self.last = Some(last_update_id);
         self.snapshot_id = Some(last_update_id);
-        let buffered = std::mem::take(&mut self.buffer);
-        buffered
-            .into_iter()
-            .filter(|d| self.on_diff(d.ids) == SyncAction::Apply)
-            .collect()
+        let mut buffered = std::mem::take(&mut self.buffer).into_iter();
+        let mut apply = Vec::with_capacity(buffered.len());
+        while let Some(d) = buffered.next() {
+            match self.on_diff(d.ids) {
+                SyncAction::Apply => apply.push(d),
+                SyncAction::Drop => {}
+                SyncAction::Gap | SyncAction::Buffer => {
+                    let first_buffered = d.ids.first;
+                    self.last = None;
+                    self.snapshot_id = None;
+                    self.buffer = apply;
+                    self.buffer.push(d);
+                    self.buffer.extend(buffered);
+                    return Err(SnapshotTooOld {
+                        snapshot_id: last_update_id,
+                        first_buffered,
+                    });
+                }
+            }
+        }
+        Ok(apply)
     }
 
     /// Continues the chain from `last` without a snapshot: for recorded data after a gap
@@ -181,7 +217,7 @@ mod tests {
             assert_eq!(s.on_diff(ids), SyncAction::Buffer);
             s.buffer(diff(ids));
         }
-        let apply = s.on_snapshot(8);
+        let apply = s.on_snapshot(8).unwrap();
         assert_eq!(
             apply.iter().map(|d| d.ids.first).collect::<Vec<_>>(),
             vec![6, 10]
@@ -196,7 +232,7 @@ mod tests {
     #[test]
     fn futures_chain_by_previous_id() {
         let mut s = DepthSync::new();
-        s.on_snapshot(100);
+        s.on_snapshot(100).unwrap();
         assert_eq!(
             s.on_diff(DiffIds {
                 first: 90,
@@ -229,5 +265,32 @@ mod tests {
             }),
             SyncAction::Gap
         );
+    }
+
+    #[test]
+    fn a_snapshot_older_than_the_buffer_is_refused_and_the_buffer_kept() {
+        let mut s = DepthSync::new();
+        for ids in [spot(10, 14), spot(15, 19)] {
+            s.buffer(diff(ids));
+        }
+        assert_eq!(
+            s.on_snapshot(5),
+            Err(SnapshotTooOld {
+                snapshot_id: 5,
+                first_buffered: 10
+            })
+        );
+        // Buffered diffs continue a snapshot but then break: all of them stay.
+        let mut t = DepthSync::new();
+        for ids in [spot(10, 14), spot(20, 24)] {
+            t.buffer(diff(ids));
+        }
+        assert!(t.on_snapshot(12).is_err());
+        assert_eq!(t.buffered(), 2);
+        assert!(!s.is_synced());
+        assert_eq!(s.buffered(), 2);
+        let apply = s.on_snapshot(12).unwrap();
+        assert_eq!(apply.len(), 2);
+        assert!(s.is_synced());
     }
 }
