@@ -58,6 +58,10 @@ enum DataCmd {
         /// Skip bad messages (counted) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
+        /// Configuration overlay whose `[[instruments]]` name the symbols' price and
+        /// quantity scales; other symbols are stored at 8 decimals.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Stream a store's events in time order (several instruments merged), as fast as
     /// possible or at the recorded pace, and report what was replayed.
@@ -468,10 +472,20 @@ fn data(cmd: DataCmd) -> Result<u8, Exit> {
             out,
             venue,
             skip_bad,
+            config,
         } => {
+            let opts = hft_store::ImportOptions {
+                venue,
+                skip_bad,
+                instruments: load_config(config.as_deref())?
+                    .instruments
+                    .into_iter()
+                    .map(|i| i.spec)
+                    .collect(),
+            };
             for f in files {
                 let started = std::time::Instant::now();
-                let s = hft_store::import(&f, &out, venue.as_deref(), skip_bad)
+                let s = hft_store::import_with(&f, &out, &opts)
                     .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
                 println!(
@@ -617,7 +631,8 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                     p
                 }
             };
-            let r = hft_store::bench::store_bench(&capture, &scratch.join("store"), rounds)
+            let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
+            let r = hft_store::bench::store_bench(&capture, &scratch.join("store"), rounds, &specs)
                 .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
             let _ = std::fs::remove_dir_all(&scratch);
             let v = json!({

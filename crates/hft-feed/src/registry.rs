@@ -26,6 +26,16 @@ impl InstrumentRegistry {
         }
     }
 
+    /// Known instruments first; unknown symbols are added as by [`Self::auto`]. For
+    /// imports: configured instruments get their own scales (compact, exact), the rest
+    /// the widest the decoder reads.
+    pub fn known_then_auto(specs: Vec<InstrumentSpec>, price_scale: u8, qty_scale: u8) -> Self {
+        Self {
+            specs,
+            auto: Some((price_scale, qty_scale)),
+        }
+    }
+
     /// The instrument of `symbol`, registering it if the registry is automatic.
     #[inline]
     pub fn resolve(&mut self, symbol: &str) -> Option<&InstrumentSpec> {
@@ -66,5 +76,12 @@ mod tests {
         assert_eq!(auto.resolve("B").map(|s| s.id), Some(InstrumentId(1)));
         assert_eq!(auto.resolve("A").map(|s| s.id), Some(InstrumentId(0)));
         assert_eq!(auto.specs().len(), 2);
+        let spec = InstrumentSpec::new(InstrumentId(0), "BTCUSDT", 2, 5, Price(1), Qty(1));
+        let mut both = InstrumentRegistry::known_then_auto(vec![spec], 8, 8);
+        assert_eq!(both.resolve("BTCUSDT").map(|s| s.price_scale), Some(2));
+        assert_eq!(
+            both.resolve("ETHUSDT").map(|s| (s.id, s.price_scale)),
+            Some((InstrumentId(1), 8))
+        );
     }
 }

@@ -24,13 +24,20 @@ pub struct StoreBench {
 }
 
 /// Events of a capture replayed through decode and normalisation.
-fn replay_capture(path: &Path) -> Result<u64, StoreError> {
+fn replay_capture(
+    path: &Path,
+    instruments: &[hft_core::InstrumentSpec],
+) -> Result<u64, StoreError> {
     let mut reader = CaptureReader::open(path).map_err(|e| StoreError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
     let mut decoder = BinanceDecoder::with_capacity(1024);
-    let mut normalizer = BinanceNormalizer::new(InstrumentRegistry::auto(8, 8));
+    let mut normalizer = BinanceNormalizer::new(InstrumentRegistry::known_then_auto(
+        instruments.to_vec(),
+        8,
+        8,
+    ));
     let mut symbol = String::new();
     let mut events = 0u64;
     while let Some(line) = reader.next() {
@@ -53,11 +60,21 @@ fn replay_capture(path: &Path) -> Result<u64, StoreError> {
     Ok(events)
 }
 
-/// Runs the bench on `capture`, writing the store under `scratch` (removed first).
-pub fn store_bench(capture: &Path, scratch: &Path, rounds: u32) -> Result<StoreBench, StoreError> {
+/// Runs the bench on `capture`, writing the store under `scratch` (removed first);
+/// `instruments` are the configured instruments the import resolves symbols against.
+pub fn store_bench(
+    capture: &Path,
+    scratch: &Path,
+    rounds: u32,
+    instruments: &[hft_core::InstrumentSpec],
+) -> Result<StoreBench, StoreError> {
     let _ = std::fs::remove_dir_all(scratch);
     let t = Instant::now();
-    let imported = crate::import(capture, scratch, None, false)?;
+    let opts = crate::ImportOptions {
+        instruments: instruments.to_vec(),
+        ..Default::default()
+    };
+    let imported = crate::import_with(capture, scratch, &opts)?;
     let import_s = t.elapsed().as_secs_f64();
     let (mut best_store, mut best_capture, mut events) = (f64::MAX, f64::MAX, 0u64);
     for _ in 0..rounds.max(1) {
@@ -71,7 +88,7 @@ pub fn store_bench(capture: &Path, scratch: &Path, rounds: u32) -> Result<StoreB
         best_store = best_store.min(t.elapsed().as_secs_f64());
         events = n;
         let t = Instant::now();
-        std::hint::black_box(replay_capture(capture)?);
+        std::hint::black_box(replay_capture(capture, instruments)?);
         best_capture = best_capture.min(t.elapsed().as_secs_f64());
     }
     let per_s = |secs: f64| events as f64 / secs.max(1e-9);

@@ -96,9 +96,42 @@ pub fn import(
     venue: Option<&str>,
     skip_bad: bool,
 ) -> Result<ImportStats, StoreError> {
+    import_with(
+        path,
+        root,
+        &ImportOptions {
+            venue: venue.map(str::to_owned),
+            skip_bad,
+            instruments: Vec::new(),
+        },
+    )
+}
+
+/// How to import.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Venue name instead of the one derived from the file.
+    pub venue: Option<String>,
+    /// Count and skip bad input instead of stopping at it.
+    pub skip_bad: bool,
+    /// Known instruments (from the config): their symbols are stored at their own price
+    /// and quantity scales, which are exact and encode smaller; other symbols of a raw
+    /// capture are stored at the wire's 8 decimals.
+    pub instruments: Vec<hft_core::InstrumentSpec>,
+}
+
+/// [`import`] with every option.
+pub fn import_with(
+    path: &Path,
+    root: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportStats, StoreError> {
+    let (venue, skip_bad) = (opts.venue.as_deref(), opts.skip_bad);
     let mut writer = StoreWriter::create(root)?;
     let mut stats = match Format::detect(path)? {
-        Format::BinanceCapture => import_binance(path, &mut writer, venue, skip_bad)?,
+        Format::BinanceCapture => {
+            import_binance(path, &mut writer, venue, skip_bad, &opts.instruments)?
+        }
         Format::Dbn => import_dbn(path, &mut writer, venue, skip_bad)?,
         Format::TardisCsv => import_tardis(path, &mut writer, venue, skip_bad)?,
     };
@@ -135,11 +168,22 @@ fn import_binance(
     writer: &mut StoreWriter,
     venue: Option<&str>,
     skip_bad: bool,
+    instruments: &[hft_core::InstrumentSpec],
 ) -> Result<ImportStats, StoreError> {
     let venue = venue.map_or_else(|| binance_venue(path), str::to_owned);
     let mut reader = CaptureReader::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut decoder = BinanceDecoder::with_capacity(1024);
-    let mut normalizer = BinanceNormalizer::new(InstrumentRegistry::auto(WIRE_SCALE, WIRE_SCALE));
+    let scales_of = |symbol: &str| {
+        instruments
+            .iter()
+            .find(|s| s.symbol == symbol)
+            .map_or((WIRE_SCALE, WIRE_SCALE), |s| (s.price_scale, s.qty_scale))
+    };
+    let mut normalizer = BinanceNormalizer::new(InstrumentRegistry::known_then_auto(
+        instruments.to_vec(),
+        WIRE_SCALE,
+        WIRE_SCALE,
+    ));
     let mut sync = DepthSync::new();
     let mut waiting_for_snapshot = true;
     let mut stats = ImportStats::default();
@@ -150,11 +194,14 @@ fn import_binance(
         at: format!("line {line}"),
         reason,
     };
-    let series = |symbol: &str| SeriesMeta {
-        venue: venue.clone(),
-        symbol: symbol.to_owned(),
-        price_scale: WIRE_SCALE,
-        qty_scale: WIRE_SCALE,
+    let series = |symbol: &str| {
+        let (price_scale, qty_scale) = scales_of(symbol);
+        SeriesMeta {
+            venue: venue.clone(),
+            symbol: symbol.to_owned(),
+            price_scale,
+            qty_scale,
+        }
     };
     while let Some(line) = reader.next() {
         let line = match line {

@@ -8,7 +8,7 @@ mod reader;
 mod schema;
 mod writer;
 
-pub use import::{Format, ImportStats, import};
+pub use import::{Format, ImportOptions, ImportStats, import, import_with};
 pub use reader::{
     FileMeta, MergedReader, SeriesFilter, SeriesSummary, data_files, inspect, read_file,
 };

@@ -5,6 +5,7 @@ use crate::schema::{Row, RowKind, SCHEMA_VERSION};
 use arrow_array::{Array, Int64Array, RecordBatch, UInt8Array, UInt64Array};
 use hft_book::L2Book;
 use hft_core::{FLAG_LAST, InstrumentId};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -112,65 +113,113 @@ fn open_file(
         })
         .map(|(i, _)| i)
         .collect();
+    // Files without order-by-order rows (the `kind` column never reaches `Order`) skip
+    // the order columns; the rows read back with zeros there, as written.
+    let has_orders = builder.metadata().row_groups().iter().any(|rg| {
+        rg.column(KIND_COLUMN)
+            .statistics()
+            .and_then(|s| s.max_bytes_opt().and_then(|b| b.first().copied()))
+            .is_none_or(|max| max >= RowKind::Order as u8)
+    });
+    let columns = if has_orders { 12 } else { 10 };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), 0..columns);
     let reader = builder
         .with_row_groups(groups)
-        .with_batch_size(8192)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| StoreError::parquet(path, e))?;
     Ok((meta, reader))
 }
 
-/// Appends the rows of a batch to `out`.
-fn batch_rows(b: &RecordBatch, path: &Path, out: &mut Vec<Row>) -> Result<(), StoreError> {
-    let (te, tr, sq) = (
-        col::<UInt64Array>(b, "ts_exchange", path)?,
-        col::<UInt64Array>(b, "ts_recv", path)?,
-        col::<UInt64Array>(b, "seq", path)?,
-    );
-    let (fl, kd, sd) = (
-        col::<UInt8Array>(b, "flags", path)?,
-        col::<UInt8Array>(b, "kind", path)?,
-        col::<UInt8Array>(b, "side", path)?,
-    );
-    let (px, qt) = (
-        col::<Int64Array>(b, "price", path)?,
-        col::<Int64Array>(b, "qty", path)?,
-    );
-    let (px2, qt2) = (
-        col::<Int64Array>(b, "price2", path)?,
-        col::<Int64Array>(b, "qty2", path)?,
-    );
-    let (oid, act) = (
-        col::<UInt64Array>(b, "order_id", path)?,
-        col::<UInt8Array>(b, "action", path)?,
-    );
-    out.extend((0..b.num_rows()).map(|i| Row {
-        ts_exchange: te.value(i),
-        ts_recv: tr.value(i),
-        seq: sq.value(i),
-        flags: fl.value(i),
-        kind: kd.value(i),
-        side: sd.value(i),
-        price: px.value(i),
-        qty: qt.value(i),
-        price2: px2.value(i),
-        qty2: qt2.value(i),
-        order_id: oid.value(i),
-        action: act.value(i),
-    }));
-    Ok(())
+/// Position of `kind` in the schema.
+const KIND_COLUMN: usize = 4;
+
+/// Rows decoded at a time per series: the reader's memory is this many rows per open
+/// series, whatever the file size.
+const BATCH_ROWS: usize = 32_768;
+
+/// The columns of one decoded batch; rows are read out of them in place.
+struct Columns {
+    te: UInt64Array,
+    tr: UInt64Array,
+    sq: UInt64Array,
+    fl: UInt8Array,
+    kd: UInt8Array,
+    sd: UInt8Array,
+    px: Int64Array,
+    qt: Int64Array,
+    px2: Int64Array,
+    qt2: Int64Array,
+    /// Absent when the file has no order-by-order rows.
+    orders: Option<(UInt64Array, UInt8Array)>,
+    len: usize,
+}
+
+impl Columns {
+    fn of(b: &RecordBatch, path: &Path) -> Result<Self, StoreError> {
+        let orders = if b.column_by_name("order_id").is_some() {
+            Some((
+                col::<UInt64Array>(b, "order_id", path)?.clone(),
+                col::<UInt8Array>(b, "action", path)?.clone(),
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            te: col::<UInt64Array>(b, "ts_exchange", path)?.clone(),
+            tr: col::<UInt64Array>(b, "ts_recv", path)?.clone(),
+            sq: col::<UInt64Array>(b, "seq", path)?.clone(),
+            fl: col::<UInt8Array>(b, "flags", path)?.clone(),
+            kd: col::<UInt8Array>(b, "kind", path)?.clone(),
+            sd: col::<UInt8Array>(b, "side", path)?.clone(),
+            px: col::<Int64Array>(b, "price", path)?.clone(),
+            qt: col::<Int64Array>(b, "qty", path)?.clone(),
+            px2: col::<Int64Array>(b, "price2", path)?.clone(),
+            qt2: col::<Int64Array>(b, "qty2", path)?.clone(),
+            orders,
+            len: b.num_rows(),
+        })
+    }
+
+    /// Row `i` (`i < len`).
+    #[inline]
+    fn row(&self, i: usize) -> Row {
+        let (order_id, action) = self
+            .orders
+            .as_ref()
+            .map_or((0, 0), |(o, a)| (o.values()[i], a.values()[i]));
+        let kind = self.kd.values()[i];
+        let (price2, qty2) = if kind == RowKind::Quote as u8 {
+            (self.px2.values()[i], self.qt2.values()[i])
+        } else {
+            (0, 0)
+        };
+        Row {
+            ts_exchange: self.te.values()[i],
+            ts_recv: self.tr.values()[i],
+            seq: self.sq.values()[i],
+            flags: self.fl.values()[i],
+            kind,
+            side: self.sd.values()[i],
+            price: self.px.values()[i],
+            qty: self.qt.values()[i],
+            price2,
+            qty2,
+            order_id,
+            action,
+        }
+    }
 }
 
 /// Streams the rows of one file to `f`, with its metadata first.
 pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<FileMeta, StoreError> {
     let (meta, reader) = open_file(path, 0, u64::MAX)?;
-    let mut rows = Vec::with_capacity(8192);
     for batch in reader {
         let b = batch.map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
-        rows.clear();
-        batch_rows(&b, path, &mut rows)?;
-        for r in &rows {
-            f(&meta, r);
+        let cols = Columns::of(&b, path)?;
+        for i in 0..cols.len {
+            f(&meta, &cols.row(i));
         }
     }
     Ok(meta)
@@ -180,7 +229,7 @@ pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<File
 struct SeriesCursor {
     files: std::collections::VecDeque<PathBuf>,
     reader: Option<(PathBuf, ParquetRecordBatchReader)>,
-    buf: Vec<Row>,
+    batch: Option<Columns>,
     pos: usize,
     from: u64,
     to: u64,
@@ -189,21 +238,24 @@ struct SeriesCursor {
 impl SeriesCursor {
     fn next_row(&mut self) -> Result<Option<Row>, StoreError> {
         loop {
-            while self.pos < self.buf.len() {
-                let r = self.buf[self.pos];
-                self.pos += 1;
-                if r.ts_exchange >= self.from && r.ts_exchange <= self.to {
-                    return Ok(Some(r));
+            if let Some(cols) = &self.batch {
+                while self.pos < cols.len {
+                    let i = self.pos;
+                    self.pos += 1;
+                    let ts = cols.te.values()[i];
+                    if ts >= self.from && ts <= self.to {
+                        return Ok(Some(cols.row(i)));
+                    }
                 }
             }
-            self.buf.clear();
+            self.batch = None;
             self.pos = 0;
             if let Some((path, reader)) = self.reader.as_mut() {
                 match reader.next() {
                     Some(batch) => {
                         let b = batch
                             .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
-                        batch_rows(&b, path, &mut self.buf)?;
+                        self.batch = Some(Columns::of(&b, path)?);
                         continue;
                     }
                     None => self.reader = None,
@@ -229,11 +281,15 @@ pub struct SeriesFilter {
 
 /// Rows of several series merged in exchange-timestamp order (a k-way merge over one
 /// cursor per series), restricted to a time range; memory is one batch per series.
+///
+/// The series that supplied the last row stays out of the heap while its next row is
+/// still the earliest, so runs from one series (and a lone series) cost no heap work.
 pub struct MergedReader {
     series: Vec<FileMeta>,
     cursors: Vec<SeriesCursor>,
     heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
     heads: Vec<Option<Row>>,
+    current: Option<usize>,
 }
 
 impl MergedReader {
@@ -263,13 +319,14 @@ impl MergedReader {
             cursors: Vec::new(),
             heap: std::collections::BinaryHeap::new(),
             heads: Vec::new(),
+            current: None,
         };
         for (_, (meta, files)) in by_series {
             me.series.push(meta);
             me.cursors.push(SeriesCursor {
                 files: files.into(),
                 reader: None,
-                buf: Vec::with_capacity(8192),
+                batch: None,
                 pos: 0,
                 from,
                 to,
@@ -277,17 +334,12 @@ impl MergedReader {
             me.heads.push(None);
         }
         for i in 0..me.cursors.len() {
-            me.advance(i)?;
+            me.heads[i] = me.cursors[i].next_row()?;
+            if let Some(r) = &me.heads[i] {
+                me.heap.push(std::cmp::Reverse((r.ts_exchange, i)));
+            }
         }
         Ok(me)
-    }
-
-    fn advance(&mut self, i: usize) -> Result<(), StoreError> {
-        self.heads[i] = self.cursors[i].next_row()?;
-        if let Some(r) = &self.heads[i] {
-            self.heap.push(std::cmp::Reverse((r.ts_exchange, i)));
-        }
-        Ok(())
     }
 
     /// The series being read, indexed as in `next`'s result.
@@ -296,13 +348,33 @@ impl MergedReader {
     }
 
     /// The next row in time order (ties: series order), with its series index.
+    #[inline]
     pub fn next_row(&mut self) -> Result<Option<(usize, Row)>, StoreError> {
-        let Some(std::cmp::Reverse((_, i))) = self.heap.pop() else {
+        let i = match self.current.take() {
+            Some(c) => {
+                let ts = self.heads[c].map_or(u64::MAX, |r| r.ts_exchange);
+                match self.heap.peek() {
+                    Some(&std::cmp::Reverse(top)) if top < (ts, c) => {
+                        self.heap.pop();
+                        self.heap.push(std::cmp::Reverse((ts, c)));
+                        top.1
+                    }
+                    _ => c,
+                }
+            }
+            None => match self.heap.pop() {
+                Some(std::cmp::Reverse((_, i))) => i,
+                None => return Ok(None),
+            },
+        };
+        let Some(row) = self.heads[i].take() else {
             return Ok(None);
         };
-        let row = self.heads[i].take();
-        self.advance(i)?;
-        Ok(row.map(|r| (i, r)))
+        self.heads[i] = self.cursors[i].next_row()?;
+        if self.heads[i].is_some() {
+            self.current = Some(i);
+        }
+        Ok(Some((i, row)))
     }
 }
 

@@ -4,12 +4,13 @@
 //! most one row group, so memory stays bounded whatever the input size.
 
 use crate::StoreError;
-use crate::schema::{Row, SCHEMA_VERSION, arrow_schema, utc_date};
+use crate::schema::{Row, RowKind, SCHEMA_VERSION, arrow_schema, utc_date};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, UInt8Array, UInt64Array};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -58,8 +59,16 @@ impl Columns {
         self.side.push(r.side);
         self.price.push(r.price);
         self.qty.push(r.qty);
-        self.price2.push(r.price2);
-        self.qty2.push(r.qty2);
+        // Only quotes use the second price and size; other rows repeat the last quote's
+        // so the delta encoding sees zeros instead of jumps to 0 and back (the reader
+        // restores the zeros).
+        if r.kind == RowKind::Quote as u8 {
+            self.price2.push(r.price2);
+            self.qty2.push(r.qty2);
+        } else {
+            self.price2.push(self.price2.last().copied().unwrap_or(0));
+            self.qty2.push(self.qty2.last().copied().unwrap_or(0));
+        }
         self.order_id.push(r.order_id);
         self.action.push(r.action);
     }
@@ -173,7 +182,26 @@ impl StoreWriter {
         };
         let file = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
         let kv = |k: &str, v: String| KeyValue::new(k.to_owned(), v);
-        let props = WriterProperties::builder()
+        // Timestamps, sequence numbers, prices and quantities move in small steps:
+        // delta encoding makes them a few bits each, so there is little left for zstd to
+        // inflate on replay. The byte columns (flags, kind, side, action) take few values
+        // and stay dictionary/RLE encoded.
+        let mut props = WriterProperties::builder();
+        for c in [
+            "ts_exchange",
+            "ts_recv",
+            "seq",
+            "price",
+            "qty",
+            "price2",
+            "qty2",
+            "order_id",
+        ] {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(c), false)
+                .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+        }
+        let props = props
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_key_value_metadata(Some(vec![
