@@ -1,4 +1,5 @@
-//! L2 price-level order books for the hot path.
+//! Order books: L2 price-level books for the hot path, and the order-by-order L3 book
+//! (with queue positions) for market-by-order data and fill simulation.
 //!
 //! A venue feed is normalised into [`hft_core::MarketEvent`]s; [`L2Book::apply`] folds
 //! them into one book per instrument, and strategies read top of book, depth,
@@ -12,8 +13,10 @@
 
 mod book;
 mod error;
+mod l3;
 mod sequence;
 
 pub use book::L2Book;
 pub use error::BookError;
+pub use l3::{L3Book, L3Error, MboAction, QueuePosition, RestingOrder};
 pub use sequence::{SequenceGap, SequenceTracker};
