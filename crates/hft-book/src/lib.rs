@@ -12,11 +12,13 @@
 //! [`BookError`] and leave the book untouched.
 
 mod book;
+mod cache;
 mod error;
 mod l3;
 mod sequence;
 
 pub use book::L2Book;
+pub use cache::{BookView, CacheSizes, HotCache, TradeTick};
 pub use error::BookError;
 pub use l3::{L3Book, L3Error, MboAction, QueuePosition, RestingOrder};
 pub use sequence::{SequenceGap, SequenceTracker};

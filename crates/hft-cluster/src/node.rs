@@ -47,6 +47,7 @@ pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
                 book_depth: BOOK_DEPTH,
                 max_open_orders: s.risk.max_open_orders as usize,
                 epoch: 0,
+                cache: hft_book::CacheSizes::default(),
             };
             let engine = Engine::new(
                 setup,

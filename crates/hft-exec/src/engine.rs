@@ -7,7 +7,7 @@
 //! panics. A panicking strategy is dropped, its orders are cancelled, and the caller
 //! decides about a restart.
 
-use hft_book::{L2Book, SequenceTracker};
+use hft_book::{CacheSizes, HotCache, L2Book, SequenceTracker, TradeTick};
 use hft_core::{
     ClientOrderId, FLAG_SNAPSHOT, Fill, InstrumentId, InstrumentSpec, MarketEventKind, Money,
     Nanos, OpenOrder, OrderCommand, OrderKind, OrderReport, OrderReportKind, OrderStatus, Position,
@@ -67,12 +67,15 @@ pub struct EngineSetup {
     pub max_open_orders: usize,
     /// Fencing epoch stamped on every command.
     pub epoch: u64,
+    /// What the hot cache keeps per instrument.
+    pub cache: CacheSizes,
 }
 
 /// One strategy instance and everything it trades with.
 pub struct Engine {
     setup: EngineSetup,
     books: Vec<L2Book>,
+    cache: HotCache,
     seqs: Vec<SequenceTracker>,
     last_seq: Vec<u64>,
     stale: Vec<bool>,
@@ -98,6 +101,7 @@ impl Engine {
                 .iter()
                 .map(|s| L2Book::with_capacity(s.id, setup.book_depth))
                 .collect(),
+            cache: HotCache::new(n, setup.cache),
             seqs: (0..n).map(|_| SequenceTracker::new()).collect(),
             last_seq: vec![0; n],
             // Books start empty: nothing is quoted until the first snapshot.
@@ -248,6 +252,25 @@ impl Engine {
         if self.books[i].apply(ev).is_err() {
             self.stats.book_errors += 1;
         }
+        match ev.kind {
+            MarketEventKind::Trade {
+                aggressor,
+                price,
+                qty,
+            } => self.cache.record_trade(
+                i,
+                TradeTick {
+                    ts: ev.ts_exchange,
+                    price,
+                    qty,
+                    aggressor,
+                },
+            ),
+            MarketEventKind::Level { .. } | MarketEventKind::Clear if ev.is_last() => {
+                self.cache.record_book(i, ev.ts_exchange, &self.books[i]);
+            }
+            _ => {}
+        }
         if !ev.is_last() || self.stale[i] {
             return Ok(());
         }
@@ -375,6 +398,7 @@ impl Engine {
             strategy: self.setup.strategy,
             specs: &self.setup.specs,
             books: &self.books,
+            cache: &self.cache,
             positions: &self.positions,
             open_orders: self.oms.open(),
             state,

@@ -1,6 +1,6 @@
 //! What a strategy sees and can do during a callback.
 
-use hft_book::L2Book;
+use hft_book::{BookView, HotCache, L2Book, TradeTick};
 use hft_core::{
     ClientOrderId, InstrumentId, InstrumentSpec, Money, Nanos, OpenOrder, Position, Price, Qty,
     Side, StrategyId, TimeInForce, TradingState,
@@ -103,6 +103,8 @@ pub struct ContextParts<'a> {
     pub specs: &'a [InstrumentSpec],
     /// Books, indexed by `InstrumentId`.
     pub books: &'a [L2Book],
+    /// Recent trades and book snapshots.
+    pub cache: &'a HotCache,
     /// Positions, indexed by `InstrumentId`.
     pub positions: &'a [Position],
     /// This strategy's open orders.
@@ -148,6 +150,17 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn book(&self, id: InstrumentId) -> &L2Book {
         &self.p.books[id.index()]
+    }
+
+    /// Recent trades of an instrument, newest first (as many as the cache keeps).
+    pub fn recent_trades(&self, id: InstrumentId) -> impl Iterator<Item = &TradeTick> + '_ {
+        self.p.cache.trades(id.index())
+    }
+
+    /// Recent top-of-book snapshots of an instrument, newest first: one per venue
+    /// message that changed the book.
+    pub fn recent_books(&self, id: InstrumentId) -> impl Iterator<Item = BookView<'_>> + '_ {
+        self.p.cache.books(id.index())
     }
 
     /// Position in an instrument.

@@ -298,11 +298,13 @@ mod tests {
         }];
         let mut seq = 0;
         let mut actions = ActionBuffer::with_capacity(8);
+        let cache = hft_book::HotCache::new(1, hft_book::CacheSizes::default());
         let ctx = Context::new(ContextParts {
             now: 0,
             strategy: StrategyId(0),
             specs: &specs,
             books: &books,
+            cache: &cache,
             positions: &positions,
             open_orders: &[],
             state: TradingState::Active,

@@ -79,6 +79,7 @@ fn session_with(seed: u64, flaky_at: Option<u32>, limits: RiskLimits) -> SimSess
             book_depth: 256,
             max_open_orders: 10,
             epoch: 0,
+            cache: hft_book::CacheSizes::default(),
         };
         let engine = Engine::new(
             setup,
@@ -189,6 +190,7 @@ fn sequence_gap_stops_the_strategy_until_a_snapshot() {
         book_depth: 16,
         max_open_orders: 10,
         epoch: 0,
+        cache: hft_book::CacheSizes::default(),
     };
     let exposure = NodeExposure::new(1, Money(i64::MAX));
     let mut engine = Engine::new(
@@ -293,4 +295,96 @@ fn loss_limit_switches_to_reducing_and_the_position_only_shrinks() {
             .iter()
             .all(|o| o.side.sign() != e.position(InstrumentId(0)).qty.raw().signum())
     );
+}
+
+#[test]
+fn strategies_read_recent_trades_and_books_from_the_hot_cache() {
+    use hft_core::{FLAG_LAST, FLAG_SNAPSHOT, MarketEvent, MarketEventKind, Side};
+    use std::sync::{Arc, Mutex};
+    struct Null;
+    impl crate::OrderSink for Null {
+        fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
+            true
+        }
+    }
+    /// What the strategy saw on its last callback: trade prices and best bids, newest
+    /// first, and the live book's best bid.
+    type Seen = Arc<Mutex<(Vec<i64>, Vec<i64>, i64)>>;
+    struct Reader(Seen);
+    impl Strategy for Reader {
+        fn on_market(&mut self, ctx: &mut Context<'_>, _: &MarketEvent) {
+            let id = InstrumentId(0);
+            let trades = ctx.recent_trades(id).map(|t| t.price.raw()).collect();
+            let bids = ctx
+                .recent_books(id)
+                .map(|b| b.bids.first().map_or(0, |l| l.0.raw()))
+                .collect();
+            let live = ctx.book(id).best_bid().map_or(0, |l| l.0.raw());
+            *self.0.lock().unwrap() = (trades, bids, live);
+        }
+    }
+    let sizes = hft_book::CacheSizes {
+        trades: 3,
+        depth: 4,
+        snapshots: 8,
+    };
+    let setup = EngineSetup {
+        strategy: StrategyId(0),
+        instrument: InstrumentId(0),
+        specs: vec![spec()],
+        book_depth: 16,
+        max_open_orders: 10,
+        epoch: 0,
+        cache: sizes,
+    };
+    let exposure = NodeExposure::new(1, Money(i64::MAX));
+    let mut engine = Engine::new(
+        setup,
+        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
+    );
+    let seen: Seen = Arc::default();
+    engine
+        .install(Box::new(Reader(seen.clone())), 0, &mut Null)
+        .unwrap();
+    let mut seq = 0;
+    let mut send = |engine: &mut Engine, flags, kind| {
+        seq += u64::from(flags & FLAG_SNAPSHOT == 0);
+        let ev = MarketEvent {
+            ts_exchange: seq,
+            ts_recv: 0,
+            seq,
+            instrument: InstrumentId(0),
+            flags,
+            kind,
+        };
+        engine.on_market(&ev, 0, &mut Null).unwrap();
+    };
+    let level = |px| MarketEventKind::Level {
+        side: Side::Buy,
+        price: Price(px),
+        qty: Qty(10),
+    };
+    send(&mut engine, FLAG_SNAPSHOT, MarketEventKind::Clear);
+    send(&mut engine, FLAG_SNAPSHOT | FLAG_LAST, level(5_999_000));
+    for k in 1..=5 {
+        send(&mut engine, FLAG_LAST, level(5_999_000 + k * 100));
+        let trade = MarketEventKind::Trade {
+            aggressor: Side::Sell,
+            price: Price(5_999_000 + k * 100),
+            qty: Qty(10),
+        };
+        send(&mut engine, FLAG_LAST, trade);
+    }
+    let (trades, bids, live) = seen.lock().unwrap().clone();
+    assert_eq!(
+        trades,
+        vec![5_999_500, 5_999_400, 5_999_300],
+        "the last 3, newest first"
+    );
+    assert_eq!(bids[0], live, "the newest snapshot is the live book");
+    assert_eq!(
+        &bids[..5],
+        &[5_999_500, 5_999_400, 5_999_300, 5_999_200, 5_999_100]
+    );
+    assert_eq!(bids.len(), 6, "one per book message, the snapshot included");
 }
