@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 risk halt (kill switch).
 
+mod market;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hft_cluster::SessionReport;
@@ -40,6 +42,51 @@ enum Command {
     /// Market data: import into the Parquet store, inspect.
     #[command(subcommand)]
     Data(DataCmd),
+    /// Live venue feeds.
+    #[command(subcommand)]
+    Feed(FeedCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum FeedCmd {
+    /// Binance public market data (diff depth with snapshot sync, bookTicker, trades):
+    /// prints the feed's status, optionally records it into a store and runs the
+    /// configured strategies on it through the paper venue.
+    Binance {
+        /// Venue symbols (comma separated), e.g. BTCUSDT,ETHUSDT.
+        #[arg(long, value_delimiter = ',', required = true)]
+        symbols: Vec<String>,
+        /// Market: spot or usdm (USD-M futures).
+        #[arg(long, value_enum, default_value_t = MarketArg::Spot)]
+        market: MarketArg,
+        /// WebSocket base URL (default: the venue's production endpoint).
+        #[arg(long)]
+        ws_url: Option<String>,
+        /// REST base URL for depth snapshots (default: production).
+        #[arg(long)]
+        rest_url: Option<String>,
+        /// Depth stream speed, e.g. 100ms (spot) or 0ms (futures).
+        #[arg(long)]
+        depth_speed: Option<String>,
+        /// Stop after this long (e.g. 30s); default: until Ctrl-C.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Record the feed into this store.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Run the configured strategies on the feed through the paper venue.
+        #[arg(long)]
+        paper: bool,
+        /// Configuration overlay (instruments, strategies).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MarketArg {
+    Spot,
+    Usdm,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +130,16 @@ enum DataCmd {
         /// Sleep between events so the replay takes as long as the recording did.
         #[arg(long)]
         recorded_speed: bool,
+        /// Run the configured strategies on the data through the paper venue (orders
+        /// fill against the recorded book and trades) and print the session report.
+        #[arg(long)]
+        paper: bool,
+        /// Configuration overlay (instruments and strategies) for --paper.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// With --paper: write the session summary as JSON to this file.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
     },
     /// Summarise a store or a data file: rows, time range, kinds, crossed-book moments.
     Inspect {
@@ -298,6 +355,30 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         }
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
+        Command::Feed(FeedCmd::Binance {
+            symbols,
+            market,
+            ws_url,
+            rest_url,
+            depth_speed,
+            duration,
+            record,
+            paper,
+            config,
+        }) => market::feed_binance(market::FeedArgs {
+            symbols,
+            market: match market {
+                MarketArg::Spot => hft_feed::live::Market::Spot,
+                MarketArg::Usdm => hft_feed::live::Market::UsdmFutures,
+            },
+            ws_url,
+            rest_url,
+            depth_speed,
+            duration,
+            record,
+            paper,
+            config,
+        }),
     }
 }
 
@@ -355,13 +436,19 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
         report
     };
     print!("{}", report.table());
-    if let Some(path) = &args.summary_json {
-        let text = serde_json::to_string_pretty(&summary_json(&report))
-            .context("rendering the summary")?;
+    write_summary(&report, args.summary_json.as_deref())?;
+    Ok(if report.killed { 3 } else { 0 })
+}
+
+/// Writes the session summary as JSON to `path`, if given.
+fn write_summary(report: &SessionReport, path: Option<&Path>) -> Result<(), Exit> {
+    if let Some(path) = path {
+        let text =
+            serde_json::to_string_pretty(&summary_json(report)).context("rendering the summary")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the summary to {}", path.display()))?;
     }
-    Ok(if report.killed { 3 } else { 0 })
+    Ok(())
 }
 
 fn status_line(
@@ -507,8 +594,20 @@ fn data(cmd: DataCmd) -> Result<u8, Exit> {
             from_ns,
             to_ns,
             recorded_speed,
+            paper,
+            config,
+            summary_json,
         } => {
             let filter = hft_store::SeriesFilter { venue, symbols };
+            if paper {
+                return market::replay_paper(
+                    &store,
+                    &filter,
+                    (from_ns, to_ns),
+                    config.as_deref(),
+                    summary_json.as_deref(),
+                );
+            }
             let mut r = hft_store::MergedReader::open(&store, &filter, from_ns, to_ns)
                 .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
             let started = std::time::Instant::now();

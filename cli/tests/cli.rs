@@ -285,3 +285,101 @@ fn data_import_inspect_and_replay() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.txt: line 1"), "{}", stderr(&o));
 }
+
+/// A config for Binance spot BTCUSDT (the venue's tick and lot; book quantities carry
+/// up to 8 decimals) with one market maker.
+const BTCUSDT_CONFIG: &str = r#"
+[[instruments]]
+symbol = "BTCUSDT"
+price_scale = 2
+qty_scale = 8
+tick_size = "0.01"
+lot_size = "0.00001"
+min_qty = "0.00001"
+min_notional = "5"
+maker_fee_bps = "1"
+taker_fee_bps = "1"
+
+[instruments.sim]
+initial_price = "60000.00"
+
+[[strategies]]
+name = "mm-btcusdt"
+instrument = "BTCUSDT"
+enabled = true
+
+[strategies.market_making]
+risk_aversion = 0.1
+liquidity = 1.5
+horizon_s = 0.5
+order_qty = "0.00100"
+max_inventory = "0.01000"
+requote_ticks = 20
+vol_halflife_s = 20.0
+
+[strategies.risk]
+max_order_qty = "0.01000"
+max_order_notional = "1000"
+price_band_bps = 100
+max_position = "0.02000"
+max_orders_per_sec = 50
+max_open_orders = 10
+max_daily_loss = "1000"
+"#;
+
+#[test]
+fn a_strategy_runs_on_a_recorded_real_capture_through_the_paper_venue() {
+    let data = std::env::var_os("DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        PathBuf::from,
+    );
+    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
+    assert!(
+        capture.exists(),
+        "test data {} missing (set DATA)",
+        capture.display()
+    );
+    let dir = tmp("paper");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("btcusdt.toml");
+    std::fs::write(&config, BTCUSDT_CONFIG).unwrap();
+    let store = dir.join("store");
+    let o = hft()
+        .args(["data", "import"])
+        .arg(&capture)
+        .arg("--out")
+        .arg(&store)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("summary.json");
+    let o = hft()
+        .args(["data", "replay", "--paper"])
+        .arg(&store)
+        .arg("--config")
+        .arg(&config)
+        .arg("--summary-json")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    let mm = &s["strategies"][0];
+    assert_eq!(mm["symbol"], "BTCUSDT");
+    assert!(mm["orders"].as_u64().unwrap() > 10, "{s}");
+    assert!(s["events"].as_u64().unwrap() > 100_000, "{s}");
+    // Without the config's instrument the default strategies have nothing to trade.
+    let o = hft()
+        .args(["data", "replay", "--paper"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no enabled strategy trades"),
+        "{}",
+        stderr(&o)
+    );
+}

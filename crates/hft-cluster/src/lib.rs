@@ -5,6 +5,8 @@
 pub mod bench;
 pub mod live;
 pub mod node;
+pub mod paper;
+pub mod recorder;
 pub mod report;
 pub mod ring;
 

@@ -1,7 +1,7 @@
 //! Builds the pieces of a node from its validated configuration.
 
 use hft_config::{Config, StrategyKind};
-use hft_core::{InstrumentSpec, Nanos, StrategyId};
+use hft_core::{InstrumentId, InstrumentSpec, Nanos, StrategyId};
 use hft_exec::{Engine, EngineSetup, RestartPolicy, SimVenue, StrategyFactory, StrategySlot};
 use hft_feed::SimParams;
 use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk};
@@ -33,17 +33,40 @@ pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
         .map(|i| (i.spec.clone(), i.sim.clone()))
         .collect();
     let venue = SimVenue::new(seed, start, &sims, SEED_LEVELS);
+    let (slots, kill) = build_slots(config, &specs, Some);
+    NodeParts {
+        specs,
+        venue,
+        slots,
+        kill,
+    }
+}
+
+/// One slot per enabled strategy, trading `specs` (indexed by id), each strategy's
+/// configured instrument mapped through `instrument_of` (strategies whose instrument
+/// maps to nothing are left out); and the node's kill switch.
+pub fn build_slots(
+    config: &Config,
+    specs: &[InstrumentSpec],
+    instrument_of: impl Fn(InstrumentId) -> Option<InstrumentId>,
+) -> (Vec<StrategySlot>, KillSwitch) {
     let kill = KillSwitch::new(config.risk.kill_switch);
-    let enabled: Vec<_> = config.strategies.iter().filter(|s| s.enabled).collect();
+    let enabled: Vec<_> = config
+        .strategies
+        .iter()
+        .filter(|s| s.enabled)
+        .filter_map(|s| instrument_of(s.instrument).map(|i| (s, i)))
+        .collect();
     let exposure = NodeExposure::new(enabled.len(), config.risk.max_gross_notional);
     let slots = enabled
         .iter()
         .enumerate()
-        .map(|(i, s)| {
+        .map(|(i, (s, instrument))| {
+            let instrument = *instrument;
             let setup = EngineSetup {
                 strategy: StrategyId(i as u16),
-                instrument: s.instrument,
-                specs: specs.clone(),
+                instrument,
+                specs: specs.to_vec(),
                 book_depth: BOOK_DEPTH,
                 max_open_orders: s.risk.max_open_orders as usize,
                 epoch: 0,
@@ -55,7 +78,7 @@ pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
             );
             let factory: StrategyFactory = match &s.kind {
                 StrategyKind::MarketMaking(p) => {
-                    let (instrument, p) = (s.instrument, p.clone());
+                    let p = p.clone();
                     std::sync::Arc::new(move || Box::new(MarketMaking::new(instrument, p.clone())))
                 }
             };
@@ -65,10 +88,5 @@ pub fn build(config: &Config, seed: u64, start: Nanos) -> NodeParts {
             StrategySlot::new(s.name.clone(), engine, factory, policy)
         })
         .collect();
-    NodeParts {
-        specs,
-        venue,
-        slots,
-        kill,
-    }
+    (slots, kill)
 }

@@ -5,6 +5,7 @@
 mod engine;
 pub mod matching;
 mod oms;
+mod paper;
 mod sim_session;
 mod sim_venue;
 mod slot;
@@ -13,7 +14,8 @@ pub mod wire;
 
 pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
 pub use oms::{Oms, OmsError, OmsStats};
-pub use sim_session::{SimSession, SimTiming};
+pub use paper::{PaperMarket, PaperStats, PaperVenue};
+pub use sim_session::{SessionVenue, SimSession, SimTiming};
 pub use sim_venue::{SimVenue, VenueOutput};
 pub use slot::{StrategyFactory, StrategySlot};
 pub use supervision::{RestartDecision, RestartPolicy};

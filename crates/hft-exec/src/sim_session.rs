@@ -96,6 +96,40 @@ impl OrderSink for ToVenue<'_> {
     }
 }
 
+/// What a session needs of its venue: the simulated exchange with its own order flow,
+/// or the paper venue over recorded or live market data.
+pub trait SessionVenue {
+    /// Market data every engine starts from (a full snapshot, or nothing when the data
+    /// source brings its own).
+    fn start(&mut self, now: Nanos, out: &mut impl VenueOutput);
+    /// Time of the next market event the venue produces on its own (`Nanos::MAX`: none).
+    fn next_flow_ts(&self) -> Nanos;
+    /// Produces that event.
+    fn step_flow(&mut self, out: &mut impl VenueOutput);
+    /// An order command arrives.
+    fn submit(&mut self, cmd: &OrderCommand, now: Nanos, out: &mut impl VenueOutput);
+    /// True when the venue's own flow has ended for good (a finished recording): the
+    /// session then ends once everything in flight is delivered.
+    fn exhausted(&self) -> bool {
+        false
+    }
+}
+
+impl SessionVenue for SimVenue {
+    fn start(&mut self, now: Nanos, out: &mut impl VenueOutput) {
+        self.snapshot(now, out);
+    }
+    fn next_flow_ts(&self) -> Nanos {
+        SimVenue::next_flow_ts(self)
+    }
+    fn step_flow(&mut self, out: &mut impl VenueOutput) {
+        let _ = SimVenue::step_flow(self, out);
+    }
+    fn submit(&mut self, cmd: &OrderCommand, now: Nanos, out: &mut impl VenueOutput) {
+        SimVenue::submit(self, cmd, now, out);
+    }
+}
+
 /// Latencies and timers of a simulated session.
 #[derive(Clone, Copy, Debug)]
 pub struct SimTiming {
@@ -108,8 +142,8 @@ pub struct SimTiming {
 }
 
 /// A deterministic single-threaded session.
-pub struct SimSession {
-    venue: SimVenue,
+pub struct SimSession<V: SessionVenue = SimVenue> {
+    venue: V,
     slots: Vec<StrategySlot>,
     queue: Queue,
     timing: SimTiming,
@@ -118,9 +152,9 @@ pub struct SimSession {
     started: bool,
 }
 
-impl SimSession {
+impl<V: SessionVenue> SimSession<V> {
     /// A session over `venue` with the given strategy slots (indexed by strategy id).
-    pub fn new(venue: SimVenue, slots: Vec<StrategySlot>, timing: SimTiming, start: Nanos) -> Self {
+    pub fn new(venue: V, slots: Vec<StrategySlot>, timing: SimTiming, start: Nanos) -> Self {
         Self {
             venue,
             slots,
@@ -143,13 +177,13 @@ impl SimSession {
     }
 
     /// The venue.
-    pub fn venue(&self) -> &SimVenue {
+    pub fn venue(&self) -> &V {
         &self.venue
     }
 
     /// Runs until simulated time `until` (or forever with `Nanos::MAX` until `stop`
     /// returns true, checked every 4096 steps).
-    pub fn run_until(&mut self, until: Nanos, mut stop: impl FnMut(&SimSession) -> bool) {
+    pub fn run_until(&mut self, until: Nanos, mut stop: impl FnMut(&SimSession<V>) -> bool) {
         if !self.started {
             self.started = true;
             let at = self.now + self.timing.md_latency;
@@ -157,7 +191,7 @@ impl SimSession {
                 q: &mut self.queue,
                 at,
             };
-            self.venue.snapshot(self.now, &mut out);
+            self.venue.start(self.now, &mut out);
             for i in 0..self.slots.len() {
                 let mut sink = ToVenue::new(&mut self.queue, self.now + self.timing.order_latency);
                 if let Err(p) = self.slots[i].start(self.now, &mut sink) {
@@ -173,12 +207,16 @@ impl SimSession {
             }
             let t_queue = self.queue.heap.peek().map_or(Nanos::MAX, |s| s.at);
             let t_flow = self.venue.next_flow_ts();
-            let t = t_queue.min(t_flow).min(self.next_timer);
-            if t > until {
-                self.now = until;
+            if t_queue == Nanos::MAX && t_flow == Nanos::MAX && self.venue.exhausted() {
                 break;
             }
-            self.now = t;
+            let t = t_queue.min(t_flow).min(self.next_timer);
+            if t > until {
+                self.now = self.now.max(until.min(Nanos::MAX - 1));
+                break;
+            }
+            // External data may step back a little in time; the session clock never does.
+            self.now = self.now.max(t);
             if t_queue == t {
                 let Some(s) = self.queue.heap.pop() else {
                     continue;
