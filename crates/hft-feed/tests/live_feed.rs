@@ -128,6 +128,9 @@ struct Venue {
     failing_snapshots: u32,
     snapshots_served: u32,
     connections: u32,
+    /// True while every client book is synchronised; a fault is injected only then, so
+    /// that each one lands on a live book whatever the machine's load.
+    client_synced: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Venue {
@@ -187,6 +190,7 @@ impl Venue {
             failing_snapshots: 0,
             snapshots_served: 0,
             connections: 0,
+            client_synced: None,
         }
     }
 
@@ -226,9 +230,13 @@ async fn serve_ws(venue: Shared, stream: tokio::net::TcpStream) {
     loop {
         // Past the first messages, stream only once every book was snapshotted, so that
         // the faults below land on synchronised books.
+        let waited = tokio::time::Instant::now();
         while {
             let v = venue.lock().unwrap();
-            v.cursor >= 20 && (v.snapshots_served as usize) < v.books.len()
+            let fault_next = v.faults.contains_key(&v.cursor);
+            let synced = v.client_synced.as_ref().is_none_or(|f| f());
+            (v.cursor >= 20 && (v.snapshots_served as usize) < v.books.len())
+                || (fault_next && !synced && waited.elapsed() < Duration::from_secs(10))
         } {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -366,6 +374,8 @@ async fn serve_http(venue: Shared, mut stream: tokio::net::TcpStream) {
 #[derive(Default)]
 struct ClientBooks {
     books: HashMap<InstrumentId, L2Book>,
+    /// Per book: a snapshot applied since the last invalidation.
+    synced: HashMap<InstrumentId, bool>,
     clears_without_snapshot: u64,
     events: u64,
 }
@@ -373,8 +383,10 @@ struct ClientBooks {
 impl ClientBooks {
     fn apply(&mut self, e: &MarketEvent) {
         self.events += 1;
-        if e.kind == MarketEventKind::Clear && e.flags & FLAG_SNAPSHOT == 0 {
-            self.clears_without_snapshot += 1;
+        if e.kind == MarketEventKind::Clear {
+            let snapshot = e.flags & FLAG_SNAPSHOT != 0;
+            self.clears_without_snapshot += u64::from(!snapshot);
+            self.synced.insert(e.instrument, snapshot);
         }
         let book = self
             .books
@@ -409,7 +421,18 @@ struct Run {
 /// level, after every message was streamed, or a time limit.
 /// `stale_after` is long except where a test needs silence detected: a reconnect
 /// resynchronises every book and would hide a book that went wrong.
-async fn run_against(venue: Venue, market: Market, symbols: &[&str], stale_after: Duration) -> Run {
+async fn run_against(
+    mut venue: Venue,
+    market: Market,
+    symbols: &[&str],
+    stale_after: Duration,
+) -> Run {
+    let client = Arc::new(Mutex::new(ClientBooks::default()));
+    let (c, n) = (client.clone(), symbols.len());
+    venue.client_synced = Some(Arc::new(move || {
+        let c = c.lock().unwrap();
+        c.synced.len() == n && c.synced.values().all(|s| *s)
+    }));
     const TOP: usize = usize::MAX;
     let venue: Shared = Arc::new(Mutex::new(venue));
     let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -442,7 +465,6 @@ async fn run_against(venue: Venue, market: Market, symbols: &[&str], stale_after
     cfg.io_timeout = Duration::from_secs(5);
     // Deep enough that the snapshot holds the whole book, so every level is compared.
     cfg.snapshot_limit = 5000;
-    let client = Arc::new(Mutex::new(ClientBooks::default()));
     let counters = Arc::new(LiveCounters::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let c = client.clone();
