@@ -509,6 +509,26 @@ fn side_of(c: std::ffi::c_char) -> u8 {
     }
 }
 
+/// A zstd-compressed file must decompress to its end: the DBN decoder takes a stream
+/// cut short for a clean end of file, which would silently lose the rest of the data.
+fn check_zstd_stream(path: &Path) -> Result<(), StoreError> {
+    let mut file = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut magic = [0u8; 4];
+    let n = file.read(&mut magic).map_err(|e| StoreError::io(path, e))?;
+    if magic[..n] != [0x28, 0xb5, 0x2f, 0xfd] {
+        return Ok(());
+    }
+    let file = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut d = zstd::stream::read::Decoder::new(file).map_err(|e| StoreError::io(path, e))?;
+    std::io::copy(&mut d, &mut std::io::sink())
+        .map(|_| ())
+        .map_err(|e| StoreError::Input {
+            path: path.to_path_buf(),
+            at: "zstd stream".into(),
+            reason: format!("truncated or corrupt compressed data ({e}); fetch the file again"),
+        })
+}
+
 fn import_dbn(
     path: &Path,
     writer: &mut StoreWriter,
@@ -520,6 +540,7 @@ fn import_dbn(
         at: "".into(),
         reason: e.to_string(),
     };
+    check_zstd_stream(path)?;
     let mut decoder = dbn::decode::DynDecoder::from_file(path, dbn::VersionUpgradePolicy::AsIs)
         .map_err(dbn_err)?;
     let meta = decoder.metadata().clone();
