@@ -140,6 +140,9 @@ enum DataCmd {
         /// With --paper: write the session summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Print the row count and the process's peak resident memory at the end.
+        #[arg(long)]
+        report_memory: bool,
     },
     /// Summarise a store or a data file: rows, time range, kinds, crossed-book moments.
     Inspect {
@@ -222,6 +225,21 @@ enum BenchCmd {
         /// Timed rounds over the whole capture (best of them is reported).
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay of a store far larger than memory: writes a synthetic store of the given
+    /// size (unless the directory holds one), replays it in a child process and reports
+    /// the child's peak resident memory.
+    LongReplay {
+        /// Store size to write, MiB (10x the 256 MiB budget by default).
+        #[arg(long, default_value_t = 2_600)]
+        size_mib: u64,
+        /// Store directory (kept, so later runs skip the writing); default: a temporary
+        /// directory, removed afterwards.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -597,6 +615,7 @@ fn data(cmd: DataCmd) -> Result<u8, Exit> {
             paper,
             config,
             summary_json,
+            report_memory,
         } => {
             let filter = hft_store::SeriesFilter { venue, symbols };
             if paper {
@@ -634,6 +653,10 @@ fn data(cmd: DataCmd) -> Result<u8, Exit> {
                 "replayed {rows} rows covering {span:.1} s of market time in {secs:.2} s ({:.0} rows/s)",
                 rows as f64 / secs
             );
+            if report_memory {
+                println!("rows: {rows}");
+                println!("peak_rss_bytes: {}", peak_rss_bytes().unwrap_or(0));
+            }
             Ok(0)
         }
         DataCmd::Inspect { path, json } => {
@@ -708,6 +731,66 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "ratio": (r.msgs_per_s / r.baseline_msgs_per_s.max(1e-9) * 100.0).round() / 100.0,
                 "events_per_msg": (r.events_per_msg * 100.0).round() / 100.0,
                 "errors": r.errors,
+            });
+            print_bench(&v, json);
+        }
+        BenchCmd::LongReplay {
+            size_mib,
+            dir,
+            json,
+        } => {
+            let keep = dir.is_some();
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("hft-long-replay-{}", std::process::id()))
+            });
+            let written = match hft_store::data_files(&dir) {
+                Ok(f) if !f.is_empty() => 0,
+                _ => hft_store::bench::write_synthetic(&dir, size_mib << 20)
+                    .map_err(|e| Exit(1, anyhow::anyhow!("{e}")))?,
+            };
+            let bytes: u64 = hft_store::data_files(&dir)
+                .map_err(|e| Exit(1, anyhow::anyhow!("{e}")))?
+                .iter()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            let exe = std::env::current_exe().context("locating the hft binary")?;
+            let started = std::time::Instant::now();
+            let out = std::process::Command::new(exe)
+                .args(["data", "replay", "--report-memory"])
+                .arg(&dir)
+                .output()
+                .context("running the replay")?;
+            let secs = started.elapsed().as_secs_f64();
+            if !keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let (Some(rss), Some(rows)) = (field("peak_rss_bytes:"), field("rows:")) else {
+                return Err(Exit(
+                    1,
+                    anyhow::anyhow!(
+                        "the replay failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                ));
+            };
+            let budget: u64 = 256 << 20;
+            let v = json!({
+                "bench": "long-replay",
+                "store_bytes": bytes,
+                "rows_written": written,
+                "rows_replayed": rows,
+                "replay_s": (secs * 100.0).round() / 100.0,
+                "peak_rss_bytes": rss,
+                "budget_bytes": budget,
+                "store_over_budget": (bytes as f64 / budget as f64 * 100.0).round() / 100.0,
+                "within_budget": rss <= budget,
             });
             print_bench(&v, json);
         }
@@ -878,6 +961,19 @@ fn write_sim_capture(config: &Config, seed: u64, path: &Path, events: usize) -> 
     }
     out.flush()?;
     Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 fn print_bench(v: &serde_json::Value, json: bool) {

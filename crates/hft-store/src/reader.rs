@@ -182,6 +182,43 @@ impl Columns {
         })
     }
 
+    /// The market event of row `i` (`i < len`), read straight from the columns (`None`
+    /// for order-by-order rows); the same as `row(i).to_event(id)`, without the row.
+    #[inline]
+    fn event(&self, i: usize, id: InstrumentId) -> Option<hft_core::MarketEvent> {
+        use hft_core::{MarketEventKind as K, Price, Qty, Side};
+        let side = if self.sd.values()[i] == 1 {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
+        let (price, qty) = (Price(self.px.values()[i]), Qty(self.qt.values()[i]));
+        let kind = match RowKind::from_u8(self.kd.values()[i])? {
+            RowKind::Clear => K::Clear,
+            RowKind::Level => K::Level { side, price, qty },
+            RowKind::Trade => K::Trade {
+                aggressor: side,
+                price,
+                qty,
+            },
+            RowKind::Quote => K::Quote {
+                bid: price,
+                bid_qty: qty,
+                ask: Price(self.px2.values()[i]),
+                ask_qty: Qty(self.qt2.values()[i]),
+            },
+            RowKind::Order => return None,
+        };
+        Some(hft_core::MarketEvent {
+            ts_exchange: self.te.values()[i],
+            ts_recv: self.tr.values()[i],
+            seq: self.sq.values()[i],
+            instrument: id,
+            flags: self.fl.values()[i],
+            kind,
+        })
+    }
+
     /// Row `i` (`i < len`).
     #[inline]
     fn row(&self, i: usize) -> Row {
@@ -375,6 +412,62 @@ impl MergedReader {
             self.current = Some(i);
         }
         Ok(Some((i, row)))
+    }
+}
+
+impl MergedReader {
+    /// Appends up to `max` next market events in time order to `out`, each with its
+    /// series index as instrument id (order-by-order rows are skipped); returns how many.
+    /// Runs of one series are copied straight out of the decoded columns, which makes
+    /// this the fast way to replay.
+    pub fn next_events(
+        &mut self,
+        out: &mut Vec<hft_core::MarketEvent>,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let start = out.len();
+        while out.len() - start < max {
+            let Some((i, row)) = self.next_row()? else {
+                break;
+            };
+            let id = InstrumentId(i as u32);
+            if let Some(e) = row.to_event(id) {
+                out.push(e);
+            }
+            if self.current != Some(i) {
+                continue;
+            }
+            // Rows of series `i` that still come before every other series' head: its
+            // head, then straight from the decoded columns.
+            let bound = self.heap.peek().map_or((u64::MAX, usize::MAX), |r| r.0);
+            let Some(head) = self.heads[i] else { continue };
+            if (head.ts_exchange, i) > bound {
+                continue;
+            }
+            if let Some(e) = head.to_event(id) {
+                out.push(e);
+            }
+            let c = &mut self.cursors[i];
+            if let Some(cols) = &c.batch {
+                while c.pos < cols.len && out.len() - start < max {
+                    let ts = cols.te.values()[c.pos];
+                    if (ts, i) > bound {
+                        break;
+                    }
+                    if ts >= c.from && ts <= c.to {
+                        if let Some(e) = cols.event(c.pos, id) {
+                            out.push(e);
+                        }
+                    }
+                    c.pos += 1;
+                }
+            }
+            self.heads[i] = self.cursors[i].next_row()?;
+            if self.heads[i].is_none() {
+                self.current = None;
+            }
+        }
+        Ok(out.len() - start)
     }
 }
 

@@ -11,7 +11,6 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,6 +102,22 @@ struct Partition {
     buf: Columns,
 }
 
+impl Partition {
+    /// Writes what is buffered and the file footer.
+    fn close(mut self) -> Result<(), StoreError> {
+        if self.buf.len() > 0 {
+            let batch = self.buf.take_batch()?;
+            self.writer
+                .write(&batch)
+                .map_err(|e| StoreError::parquet(&self.path, e))?;
+        }
+        self.writer
+            .close()
+            .map_err(|e| StoreError::parquet(&self.path, e))?;
+        Ok(())
+    }
+}
+
 /// Counts of a write session.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteStats {
@@ -116,7 +131,10 @@ pub struct WriteStats {
 pub struct StoreWriter {
     root: PathBuf,
     row_group_rows: usize,
-    open: HashMap<(String, String, String), Partition>,
+    /// Open partitions with their (venue, symbol, UTC day number).
+    open: Vec<((String, String, u64), Partition)>,
+    /// Index in `open` of the partition the last row went to.
+    last: usize,
     stats: WriteStats,
 }
 
@@ -127,7 +145,8 @@ impl StoreWriter {
         Ok(Self {
             root: root.to_path_buf(),
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
-            open: HashMap::new(),
+            open: Vec::new(),
+            last: 0,
             stats: WriteStats::default(),
         })
     }
@@ -140,17 +159,38 @@ impl StoreWriter {
 
     /// Appends a row of `series`; its partition is chosen by the row's exchange date.
     pub fn append(&mut self, series: &SeriesMeta, row: &Row) -> Result<(), StoreError> {
-        let date = utc_date(row.ts_exchange);
-        let key = (series.venue.clone(), series.symbol.clone(), date);
-        if !self.open.contains_key(&key) {
-            let p = self.open_partition(series, &key.2)?;
-            self.open.insert(key.clone(), p);
-        }
+        let day = row.ts_exchange / 86_400_000_000_000;
+        let is =
+            |k: &(String, String, u64)| k.2 == day && k.1 == series.symbol && k.0 == series.venue;
+        // Rows come in runs of one series and day: the last partition is checked first,
+        // and nothing is allocated unless a partition is opened.
+        let i = match self.open.get(self.last) {
+            Some((k, _)) if is(k) => self.last,
+            _ => match self.open.iter().position(|(k, _)| is(k)) {
+                Some(i) => i,
+                None => {
+                    // A series moves on to a new day: its earlier days are complete, so
+                    // close them, which keeps memory to one partition per series.
+                    let mut k = 0;
+                    while k < self.open.len() {
+                        let key = &self.open[k].0;
+                        if key.0 == series.venue && key.1 == series.symbol && key.2 < day {
+                            let (_, p) = self.open.swap_remove(k);
+                            p.close()?;
+                        } else {
+                            k += 1;
+                        }
+                    }
+                    let p = self.open_partition(series, &utc_date(row.ts_exchange))?;
+                    self.open
+                        .push(((series.venue.clone(), series.symbol.clone(), day), p));
+                    self.open.len() - 1
+                }
+            },
+        };
+        self.last = i;
         let rows = self.row_group_rows;
-        let p = self
-            .open
-            .get_mut(&key)
-            .ok_or_else(|| StoreError::Format("partition vanished".into()))?;
+        let p = &mut self.open[i].1;
         p.buf.push(row);
         self.stats.rows += 1;
         if p.buf.len() >= rows {
@@ -224,16 +264,8 @@ impl StoreWriter {
 
     /// Flushes and closes every partition.
     pub fn finish(mut self) -> Result<WriteStats, StoreError> {
-        for (_, mut p) in self.open.drain() {
-            if p.buf.len() > 0 {
-                let batch = p.buf.take_batch()?;
-                p.writer
-                    .write(&batch)
-                    .map_err(|e| StoreError::parquet(&p.path, e))?;
-            }
-            p.writer
-                .close()
-                .map_err(|e| StoreError::parquet(&p.path, e))?;
+        for (_, p) in self.open.drain(..) {
+            p.close()?;
         }
         self.stats.files.sort();
         Ok(self.stats)
