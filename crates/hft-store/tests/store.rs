@@ -249,8 +249,10 @@ fn merged_reader_interleaves_series_in_time_order_within_a_range() {
             assert_eq!(by_batch, by_row, "range {from}..={to}, batches of {max}");
         }
     }
-    let mut one = Row::default();
-    one.kind = RowKind::Trade as u8;
+    let one = Row {
+        kind: RowKind::Trade as u8,
+        ..Row::default()
+    };
     let series = SeriesMeta {
         venue: "v".into(),
         symbol: "LONE".into(),
