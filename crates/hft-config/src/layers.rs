@@ -31,7 +31,7 @@ pub(crate) fn load(
     overlay: Option<(&str, &str)>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let mut files = vec![FileLayer::parse(DEFAULT_NAME, DEFAULT_TOML)?];
+    let mut files = vec![default_layer()?];
     if let Some((name, text)) = overlay {
         files.push(FileLayer::parse(name, text)?);
     }
@@ -75,7 +75,18 @@ pub(crate) fn load(
     })
 }
 
+/// The embedded default, parsed and checked once per process (every load starts from it).
+fn default_layer() -> Result<FileLayer<'static>, ConfigError> {
+    static DEFAULT: std::sync::OnceLock<Option<FileLayer<'static>>> = std::sync::OnceLock::new();
+    match DEFAULT.get_or_init(|| FileLayer::parse(DEFAULT_NAME, DEFAULT_TOML).ok()) {
+        Some(layer) => Ok(layer.clone()),
+        // Only a broken build embeds a bad default; parse again for the full error.
+        None => FileLayer::parse(DEFAULT_NAME, DEFAULT_TOML),
+    }
+}
+
 /// One TOML file: its text (for locating errors) and its parsed tree (for merging).
+#[derive(Clone)]
 struct FileLayer<'a> {
     name: &'a str,
     text: &'a str,
