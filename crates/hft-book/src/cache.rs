@@ -48,7 +48,7 @@ impl Default for CacheSizes {
     fn default() -> Self {
         Self {
             trades: 256,
-            depth: 10,
+            depth: 5,
             snapshots: 32,
         }
     }
@@ -108,6 +108,8 @@ struct InstrumentCache {
     levels: Vec<(Price, Qty)>,
     /// Level counts per slot (bids, asks).
     counts: Vec<(u16, u16)>,
+    /// Best bid and ask of the newest snapshot.
+    touch: (Option<(Price, Qty)>, Option<(Price, Qty)>),
 }
 
 /// Recent trades and book snapshots of every instrument, indexed by `InstrumentId`.
@@ -133,6 +135,7 @@ impl HotCache {
                     snap_ts: Ring::new(sizes.snapshots),
                     levels: vec![(Price(0), Qty(0)); sizes.snapshots * 2 * sizes.depth],
                     counts: vec![(0, 0); sizes.snapshots],
+                    touch: (None, None),
                 })
                 .collect(),
         }
@@ -152,13 +155,21 @@ impl HotCache {
         }
     }
 
-    /// Records the top of `book` (instrument `i`) after a message at `ts`.
+    /// Records the top of `book` (instrument `i`) after a message at `ts`, if its best
+    /// bid or ask (price or size) changed since the last snapshot: the history is one
+    /// snapshot per change of the touch, and messages that only move deeper levels cost
+    /// two comparisons.
     #[inline]
     pub fn record_book(&mut self, i: usize, ts: Nanos, book: &L2Book) {
         let depth = self.sizes.depth;
         let Some(c) = self.instruments.get_mut(i) else {
             return;
         };
+        let touch = (book.best_bid(), book.best_ask());
+        if c.snap_ts.len > 0 && touch == c.touch {
+            return;
+        }
+        c.touch = touch;
         let slot = c.snap_ts.advance();
         c.snap_ts.items[slot] = ts;
         let base = slot * 2 * depth;
@@ -233,6 +244,9 @@ mod tests {
         c.record_book(0, 10, &b);
         b.apply_level(Side::Sell, Price(101), Qty(4)).unwrap();
         c.record_book(0, 11, &b);
+        // A change below the touch is not a new snapshot.
+        b.apply_level(Side::Buy, Price(97), Qty(5)).unwrap();
+        c.record_book(0, 12, &b);
         let views: Vec<BookView<'_>> = c.books(0).collect();
         assert_eq!(views.len(), 2);
         assert_eq!(views[0].ts, 11);

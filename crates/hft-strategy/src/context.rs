@@ -158,7 +158,7 @@ impl<'a> Context<'a> {
     }
 
     /// Recent top-of-book snapshots of an instrument, newest first: one per venue
-    /// message that changed the book.
+    /// message that changed the best bid or ask (price or size).
     pub fn recent_books(&self, id: InstrumentId) -> impl Iterator<Item = BookView<'_>> + '_ {
         self.p.cache.books(id.index())
     }

@@ -386,5 +386,9 @@ fn strategies_read_recent_trades_and_books_from_the_hot_cache() {
         &bids[..5],
         &[5_999_500, 5_999_400, 5_999_300, 5_999_200, 5_999_100]
     );
-    assert_eq!(bids.len(), 6, "one per book message, the snapshot included");
+    assert_eq!(
+        bids.len(),
+        6,
+        "one per change of the touch, the snapshot included"
+    );
 }
