@@ -625,6 +625,7 @@ fn data(cmd: DataCmd) -> Result<u8, Exit> {
                     (from_ns, to_ns),
                     config.as_deref(),
                     summary_json.as_deref(),
+                    recorded_speed,
                 );
             }
             let mut r = hft_store::MergedReader::open(&store, &filter, from_ns, to_ns)

@@ -70,6 +70,7 @@ pub fn replay_paper(
     range: (u64, u64),
     config: Option<&Path>,
     summary_json: Option<&Path>,
+    recorded_speed: bool,
 ) -> Result<u8, Exit> {
     let config = load_config(config)?;
     let mut reader = MergedReader::open(store, filter, range.0, range.1).map_err(|e| fail(2, e))?;
@@ -81,11 +82,20 @@ pub fn replay_paper(
     let specs = data_specs(&config, &symbols)?;
     let map = mapper(&config, &specs);
     let error = std::cell::RefCell::new(None);
+    let (started, mut first_ts) = (std::time::Instant::now(), None);
     let source = std::iter::from_fn(|| {
         loop {
             match reader.next_row() {
                 Ok(Some((i, row))) => {
                     if let Some(ev) = row.to_event(InstrumentId(i as u32)) {
+                        if recorded_speed {
+                            // Events reach the strategies when they did when recorded.
+                            let t0 = *first_ts.get_or_insert(ev.ts_recv);
+                            let due = Duration::from_nanos(ev.ts_recv.saturating_sub(t0));
+                            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
                         return Some(ev);
                     }
                 }

@@ -383,3 +383,145 @@ fn a_strategy_runs_on_a_recorded_real_capture_through_the_paper_venue() {
         stderr(&o)
     );
 }
+
+/// A local Binance: the capture's REST snapshot over HTTP and its first `n` stream
+/// messages over WebSocket, then the connection stays open. The capture holds the
+/// messages from before the snapshot was taken too, so the client can bridge them.
+fn local_binance(
+    capture: &std::path::Path,
+    n: usize,
+) -> (String, String, std::thread::JoinHandle<()>) {
+    use futures_util::SinkExt;
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(flate2_reader(capture));
+    let (mut snapshot, mut stream) = (None, Vec::new());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        let json = line.split_once(' ').unwrap().1.to_owned();
+        if json.starts_with("{\"lastUpdateId\"") {
+            snapshot = Some(json);
+        } else if stream.len() < n {
+            stream.push(json);
+        }
+        if snapshot.is_some() && stream.len() == n {
+            break;
+        }
+    }
+    let snapshot = snapshot.unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ws, http) = rt.block_on(async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+    });
+    let urls = (
+        format!("ws://{}", ws.local_addr().unwrap()),
+        format!("http://{}", http.local_addr().unwrap()),
+    );
+    let thread = std::thread::spawn(move || {
+        rt.block_on(async move {
+            let body = snapshot.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                while let Ok((mut s, _)) = http.accept().await {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                }
+            });
+            // One connection: the client's snapshot comes from the same moment as the
+            // first streamed message, as on the venue.
+            if let Ok((s, _)) = ws.accept().await {
+                let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
+                for m in stream {
+                    if ws.send(m.into()).await.is_err() {
+                        return;
+                    }
+                }
+                use futures_util::StreamExt;
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        })
+    });
+    (urls.0, urls.1, thread)
+}
+
+fn flate2_reader(path: &std::path::Path) -> Box<dyn std::io::Read> {
+    // The hft binary reads gzip itself; the test only needs the lines.
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .unwrap();
+    Box::new(std::io::Cursor::new(out.stdout))
+}
+
+#[test]
+fn the_live_feed_records_and_paper_trades_from_a_local_venue() {
+    let data = std::env::var_os("DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        PathBuf::from,
+    );
+    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
+    assert!(
+        capture.exists(),
+        "test data {} missing (set DATA)",
+        capture.display()
+    );
+    let dir = tmp("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("btcusdt.toml");
+    std::fs::write(&config, BTCUSDT_CONFIG).unwrap();
+    let (ws, rest, _venue) = local_binance(&capture, 20_000);
+    let store = dir.join("recorded");
+    let o = hft()
+        .args([
+            "feed",
+            "binance",
+            "--symbols",
+            "BTCUSDT",
+            "--duration",
+            "6s",
+            "--paper",
+        ])
+        .args(["--ws-url", &ws, "--rest-url", &rest])
+        .arg("--record")
+        .arg(&store)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}\n{out}", stderr(&o));
+    assert!(out.contains("0 bad frames, 0 gaps, 1 snapshots"), "{out}");
+    assert!(
+        out.contains("mm-btcusdt"),
+        "the paper session reports the strategy: {out}"
+    );
+    let rows: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("recorded "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(rows > 50_000, "{out}");
+    // What was recorded replays, and holds a book that is never crossed.
+    let o = hft()
+        .args(["data", "inspect", "--json"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["rows"].as_u64(), Some(rows));
+    assert_eq!(v[0]["crossed_moments"].as_u64(), Some(0));
+}
