@@ -98,6 +98,9 @@ impl<T: Copy + Default> Ring<T> {
     }
 }
 
+/// Best bid and best ask, each `(price, size)` when the side is not empty.
+type Touch = (Option<(Price, Qty)>, Option<(Price, Qty)>);
+
 /// One instrument's cache.
 #[derive(Clone, Debug)]
 struct InstrumentCache {
@@ -109,7 +112,7 @@ struct InstrumentCache {
     /// Level counts per slot (bids, asks).
     counts: Vec<(u16, u16)>,
     /// Best bid and ask of the newest snapshot.
-    touch: (Option<(Price, Qty)>, Option<(Price, Qty)>),
+    touch: Touch,
 }
 
 /// Recent trades and book snapshots of every instrument, indexed by `InstrumentId`.
