@@ -23,6 +23,11 @@ pub enum Format {
     Dbn,
     /// Tardis.dev CSV (`incremental_book_L2` or `trades`), plain or gzip.
     TardisCsv,
+    /// Another CSV layout told by its header: flattened Binance captures, Binance
+    /// `T_DEPTH`, Databento MBO, Tardis `book_snapshot_N` (plain or gzip).
+    Csv,
+    /// Bybit order-book JSON lines (`orderbook.N.SYMBOL`), plain or zipped.
+    Bybit,
 }
 
 impl Format {
@@ -43,32 +48,44 @@ impl Format {
         if head.starts_with(b"DBN") || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             return Ok(Format::Dbn);
         }
-        if head.starts_with(b"exch") {
+        if crate::import_bybit::is_zip(head) {
+            return match crate::import_bybit::zip_first_line(path) {
+                Some(l) if crate::import_bybit::is_bybit_line(&l) => Ok(Format::Bybit),
+                _ => Err(StoreError::Input {
+                    path: path.to_path_buf(),
+                    at: "zip entry 0".into(),
+                    reason: "a zip archive whose first file is not a Bybit order-book capture; unpack it and import the files".into(),
+                }),
+            };
+        }
+        // Text, plain or gzip: the first line tells.
+        let first = hft_feed::capture::LineReader::open(path)
+            .ok()
+            .and_then(|mut r| {
+                r.next_line()
+                    .and_then(Result::ok)
+                    .map(|(_, l)| l.to_owned())
+            })
+            .unwrap_or_default();
+        if hft_feed::tardis::TardisKind::from_header(&first).is_some() {
             return Ok(Format::TardisCsv);
         }
-        if head.starts_with(&[0x1f, 0x8b]) {
-            // Gzip: look at the first decompressed line.
-            let first = hft_feed::capture::LineReader::open(path)
-                .ok()
-                .and_then(|mut r| {
-                    r.next_line()
-                        .and_then(Result::ok)
-                        .map(|(_, l)| l.to_owned())
-                })
-                .unwrap_or_default();
-            return Ok(if first.starts_with("exchange,") {
-                Format::TardisCsv
-            } else {
-                Format::BinanceCapture
-            });
+        if crate::import_csv::CsvLayout::from_header(&first).is_some() {
+            return Ok(Format::Csv);
         }
-        if head.first().is_some_and(u8::is_ascii_digit) {
+        if crate::import_bybit::is_bybit_line(&first) {
+            return Ok(Format::Bybit);
+        }
+        if first.as_bytes().first().is_some_and(u8::is_ascii_digit) && first.contains(" {") {
             return Ok(Format::BinanceCapture);
         }
         Err(StoreError::Input {
             path: path.to_path_buf(),
             at: "byte 0".into(),
-            reason: "unknown format: expected a Binance capture (.gz or text lines '<ns> <json>'), a Tardis CSV (incremental_book_L2 or trades) or a DBN file (.dbn, .dbn.zst)".into(),
+            reason: format!(
+                "unknown format: expected a Binance capture (.gz or text lines '<ns> <json>'), a DBN file (.dbn, .dbn.zst), a Tardis CSV (incremental_book_L2, trades, book_snapshot_N) or a CSV with one of these headers:\n  {}",
+                crate::import_csv::CsvLayout::known_headers()
+            ),
         })
     }
 }
@@ -134,6 +151,8 @@ pub fn import_with(
         }
         Format::Dbn => import_dbn(path, &mut writer, venue, skip_bad)?,
         Format::TardisCsv => import_tardis(path, &mut writer, venue, skip_bad)?,
+        Format::Csv => crate::import_csv::import_csv(path, &mut writer, venue, skip_bad)?,
+        Format::Bybit => crate::import_bybit::import_bybit(path, &mut writer, venue, skip_bad)?,
     };
     let w = writer.finish()?;
     stats.rows = w.rows;

@@ -4,6 +4,8 @@
 
 pub mod bench;
 mod import;
+pub mod import_bybit;
+pub mod import_csv;
 mod reader;
 mod schema;
 mod writer;

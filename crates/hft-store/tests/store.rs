@@ -326,3 +326,40 @@ fn truncated_and_corrupt_files_never_panic() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Every market data file of the shared data set — raw captures, their CSV flattening,
+/// DBN and its CSV, Binance T_DEPTH, Tardis incremental/trades/snapshot files, a zipped
+/// Bybit capture — imports, and the books rebuilt from the store are never crossed.
+#[test]
+fn every_shared_market_data_file_imports_into_uncrossed_books() {
+    let data = data_dir();
+    let root = tmp("every-file");
+    let mut files = Vec::new();
+    for dir in [
+        "binance_ws_raw",
+        "binance_csv",
+        "cme_databento",
+        "misc_small",
+    ] {
+        for e in std::fs::read_dir(data.join(dir)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 44, "{} files", files.len());
+    for (k, f) in files.iter().enumerate() {
+        let out = root.join(k.to_string());
+        let s = import(f, &out, None, false).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(s.rows > 0, "{}: no rows", f.display());
+        for series in inspect(&out).unwrap() {
+            assert_eq!(
+                series.crossed_moments,
+                0,
+                "{}: {} crossed",
+                f.display(),
+                series.symbol
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
