@@ -45,6 +45,17 @@ enum Command {
     /// Live venue feeds.
     #[command(subcommand)]
     Feed(FeedCmd),
+    /// Backtest on recorded data (a store or any file `hft data import` reads): the
+    /// touch maker on every instrument, 100 µs order and response latency, risk-averse
+    /// queue positions; writes metrics.json, fills.csv, orders.csv and report.html.
+    Backtest {
+        /// Recorded data.
+        #[arg(long)]
+        data: PathBuf,
+        /// Directory for the report files.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,6 +255,19 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The backtester's run loop on recorded data (the touch maker, as the peer
+    /// comparison runs it): input messages per second, loading reported separately.
+    Backtest {
+        /// Recorded data (e.g. a raw Binance capture).
+        #[arg(long)]
+        data: PathBuf,
+        /// Timed runs (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// L2 book updates from recorded deltas (for callgrind: marginal cost per update).
     BookUpdate {
         /// Updates to apply.
@@ -373,6 +397,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         }
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
+        Command::Backtest { data, report } => backtest(&data, report.as_deref()),
         Command::Feed(FeedCmd::Binance {
             symbols,
             market,
@@ -456,6 +481,25 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
     print!("{}", report.table());
     write_summary(&report, args.summary_json.as_deref())?;
     Ok(if report.killed { 3 } else { 0 })
+}
+
+fn backtest(data: &Path, report: Option<&Path>) -> Result<u8, Exit> {
+    let loaded = hft_backtest::load(data).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+    let engines = hft_backtest::touch_engines(&loaded.specs);
+    let setup = hft_backtest::peer_setup();
+    let sample_s = setup.sample_interval as f64 / 1e9;
+    let o = hft_backtest::run::run(setup, loaded.specs.clone(), engines, &loaded.events);
+    let m = hft_backtest::report::metrics(&o, &loaded.specs, sample_s);
+    println!(
+        "backtest: {} events over {:.1} s, {} orders, {} fills, PnL {:.4} (fees {:.4}), max drawdown {:.4}, Sharpe {:.2}",
+        m.events, m.span_s, m.orders, m.fills, m.pnl, m.fees, m.max_drawdown, m.sharpe
+    );
+    if let Some(dir) = report {
+        hft_backtest::report::write(dir, &o, &loaded.specs, &m)
+            .with_context(|| format!("writing the report to {}", dir.display()))?;
+        println!("report: {}", dir.join("report.html").display());
+    }
+    Ok(0)
 }
 
 /// Writes the session summary as JSON to `path`, if given.
@@ -792,6 +836,35 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "budget_bytes": budget,
                 "store_over_budget": (bytes as f64 / budget as f64 * 100.0).round() / 100.0,
                 "within_budget": rss <= budget,
+            });
+            print_bench(&v, json);
+        }
+        BenchCmd::Backtest { data, rounds, json } => {
+            let loaded = hft_backtest::load(&data).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+            let mut best = f64::MAX;
+            let mut last = None;
+            for _ in 0..rounds.max(1) {
+                let engines = hft_backtest::touch_engines(&loaded.specs);
+                let t = std::time::Instant::now();
+                let o = hft_backtest::run::run(
+                    hft_backtest::peer_setup(),
+                    loaded.specs.clone(),
+                    engines,
+                    &loaded.events,
+                );
+                best = best.min(t.elapsed().as_secs_f64());
+                last = Some(o);
+            }
+            let o = last.ok_or_else(|| Exit(1, anyhow::anyhow!("no run")))?;
+            let v = json!({
+                "bench": "backtest",
+                "events": loaded.input_messages,
+                "engine_events": o.events,
+                "run_s": (best * 1e6).round() / 1e6,
+                "events_per_s": (loaded.input_messages as f64 / best.max(1e-9)).round(),
+                "load_s": (loaded.load_s * 1e3).round() / 1e3,
+                "orders": o.orders.len(),
+                "fills": o.fills.len(),
             });
             print_bench(&v, json);
         }

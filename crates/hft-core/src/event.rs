@@ -162,6 +162,8 @@ pub enum RejectReason {
     Fenced,
     /// The venue could not decode the message.
     Malformed,
+    /// The order would have traded against another order of ours.
+    SelfTrade,
 }
 
 /// What happened to an order, reported by the venue.

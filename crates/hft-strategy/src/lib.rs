@@ -5,10 +5,12 @@
 mod context;
 pub mod market_making;
 pub mod params;
+pub mod touch;
 
 pub use context::{Action, ActionBuffer, Context, ContextParts, NewOrder};
 pub use market_making::MarketMaking;
 pub use params::MarketMakingParams;
+pub use touch::{TouchMaker, TouchParams};
 
 use hft_core::{Fill, MarketEvent, OpenOrder, OrderReport};
 

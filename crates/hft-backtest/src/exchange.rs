@@ -1,0 +1,316 @@
+//! The simulated venue of a backtest: its own copy of each recorded book, our resting
+//! orders with their place in the queue, and fills by the queue model.
+
+use crate::model::QueueModel;
+use hft_book::L2Book;
+use hft_core::{
+    ExecId, Fill, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, Nanos, OrderCommand,
+    OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, TimeInForce,
+};
+
+/// One of our orders resting at the venue.
+#[derive(Clone, Copy, Debug)]
+struct Resting {
+    cmd: OrderCommand,
+    side: Side,
+    price: Price,
+    leaves: i64,
+    /// Quantity ahead of it at its price.
+    ahead: i64,
+    /// When it reached the venue.
+    arrived: Nanos,
+}
+
+/// A fill with what the report needs beyond the venue report.
+#[derive(Clone, Copy, Debug)]
+pub struct FillRecord {
+    /// The report sent to the engine.
+    pub report: OrderReport,
+    /// Time from the order's arrival at the venue to this fill.
+    pub queue_wait: Nanos,
+}
+
+/// The backtest venue for all instruments.
+pub struct Exchange {
+    specs: Vec<InstrumentSpec>,
+    books: Vec<L2Book>,
+    orders: Vec<Resting>,
+    model: QueueModel,
+    exec_seq: u64,
+    /// Reports produced by the last call, in order.
+    pub out: Vec<FillOrReport>,
+}
+
+/// What the venue produced.
+#[derive(Clone, Copy, Debug)]
+pub enum FillOrReport {
+    /// A fill.
+    Fill(FillRecord),
+    /// Any other report.
+    Report(OrderReport),
+}
+
+impl Exchange {
+    /// A venue for `specs` with queue model `model`.
+    pub fn new(specs: Vec<InstrumentSpec>, model: QueueModel) -> Self {
+        Self {
+            books: specs
+                .iter()
+                .map(|s| L2Book::with_capacity(s.id, 1024))
+                .collect(),
+            specs,
+            orders: Vec::with_capacity(64),
+            model,
+            exec_seq: 0,
+            out: Vec::with_capacity(64),
+        }
+    }
+
+    /// Applies a recorded event at venue time `t`.
+    pub fn on_market(&mut self, ev: &MarketEvent, t: Nanos) {
+        let i = ev.instrument.index();
+        let Some(book) = self.books.get_mut(i) else {
+            return;
+        };
+        match ev.kind {
+            MarketEventKind::Level { side, price, qty } => {
+                let before = book.qty_at(side, price).raw();
+                let _ = book.apply(ev);
+                let after = qty.raw();
+                if after < before {
+                    for o in self.orders.iter_mut() {
+                        if o.cmd.instrument.index() == i && o.side == side && o.price == price {
+                            o.ahead = self.model.on_cancel(o.ahead, o.leaves, before, after);
+                        }
+                    }
+                }
+                self.fill_crossed(i, t);
+            }
+            MarketEventKind::Trade {
+                aggressor,
+                price,
+                qty,
+            } => {
+                let mut left = qty.raw();
+                let mut k = 0;
+                while k < self.orders.len() {
+                    let o = self.orders[k];
+                    // Only orders on the passive side of the trade.
+                    if o.cmd.instrument.index() != i || o.side == aggressor {
+                        k += 1;
+                        continue;
+                    }
+                    let through = match o.side {
+                        Side::Buy => price < o.price,
+                        Side::Sell => price > o.price,
+                    };
+                    let take = if through {
+                        o.leaves
+                    } else if price == o.price {
+                        // The trade eats the queue ahead first.
+                        let past = left - o.ahead;
+                        self.orders[k].ahead = (o.ahead - left).max(0);
+                        past.clamp(0, o.leaves)
+                    } else {
+                        0
+                    };
+                    if !through && price == o.price {
+                        left = (left - o.ahead - take).max(0);
+                    }
+                    if take > 0 && self.fill_resting(k, take, t) {
+                        continue;
+                    }
+                    k += 1;
+                }
+            }
+            MarketEventKind::Clear | MarketEventKind::Quote { .. } => {
+                let _ = book.apply(ev);
+            }
+        }
+    }
+
+    /// Our resting orders that the public book now trades through fill at their price.
+    fn fill_crossed(&mut self, i: usize, t: Nanos) {
+        let (bid, ask) = (self.books[i].best_bid(), self.books[i].best_ask());
+        let mut k = 0;
+        while k < self.orders.len() {
+            let o = self.orders[k];
+            let crossed = o.cmd.instrument.index() == i
+                && match o.side {
+                    Side::Buy => ask.is_some_and(|(p, _)| p < o.price),
+                    Side::Sell => bid.is_some_and(|(p, _)| p > o.price),
+                };
+            if crossed && self.fill_resting(k, o.leaves, t) {
+                continue;
+            }
+            k += 1;
+        }
+    }
+
+    /// Fills `qty` of resting order `k`; true when it left the book.
+    fn fill_resting(&mut self, k: usize, qty: i64, t: Nanos) -> bool {
+        let o = self.orders[k];
+        let leaves = o.leaves - qty;
+        self.fill(
+            &o.cmd,
+            o.side,
+            o.price,
+            Qty(qty),
+            Qty(leaves),
+            Liquidity::Maker,
+            t,
+            t.saturating_sub(o.arrived),
+        );
+        if leaves == 0 {
+            self.orders.swap_remove(k);
+            true
+        } else {
+            self.orders[k].leaves = leaves;
+            false
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        cmd: &OrderCommand,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        leaves: Qty,
+        liquidity: Liquidity,
+        t: Nanos,
+        queue_wait: Nanos,
+    ) {
+        self.exec_seq += 1;
+        let spec = &self.specs[cmd.instrument.index()];
+        let report = OrderReport {
+            ts: t,
+            instrument: cmd.instrument,
+            cl_ord_id: cmd.cl_ord_id,
+            kind: OrderReportKind::Fill(Fill {
+                exec_id: ExecId(self.exec_seq),
+                side,
+                price,
+                qty,
+                leaves,
+                liquidity,
+                fee: spec.fee(price, qty, liquidity == Liquidity::Maker),
+            }),
+        };
+        self.out
+            .push(FillOrReport::Fill(FillRecord { report, queue_wait }));
+    }
+
+    fn report(&mut self, cmd: &OrderCommand, t: Nanos, kind: OrderReportKind) {
+        self.out.push(FillOrReport::Report(OrderReport {
+            ts: t,
+            instrument: cmd.instrument,
+            cl_ord_id: cmd.cl_ord_id,
+            kind,
+        }));
+    }
+
+    /// An order command reaches the venue at `t`.
+    pub fn submit(&mut self, cmd: &OrderCommand, t: Nanos) {
+        let i = cmd.instrument.index();
+        let Some(spec) = self.specs.get(i) else {
+            self.report(cmd, t, OrderReportKind::Rejected(RejectReason::Malformed));
+            return;
+        };
+        match cmd.kind {
+            OrderKind::Cancel => match self
+                .orders
+                .iter()
+                .position(|o| o.cmd.cl_ord_id == cmd.cl_ord_id)
+            {
+                Some(k) => {
+                    self.orders.swap_remove(k);
+                    self.report(cmd, t, OrderReportKind::Canceled);
+                }
+                None => self.report(
+                    cmd,
+                    t,
+                    OrderReportKind::CancelRejected(RejectReason::UnknownOrder),
+                ),
+            },
+            OrderKind::New {
+                side,
+                price,
+                qty,
+                tif,
+                post_only,
+            } => {
+                if let Err(v) = spec.check_order(price, qty) {
+                    self.report(cmd, t, OrderReportKind::Rejected(RejectReason::Spec(v)));
+                    return;
+                }
+                let opposite = match side {
+                    Side::Buy => Side::Sell,
+                    Side::Sell => Side::Buy,
+                };
+                let crosses = |p: Price| match side {
+                    Side::Buy => p <= price,
+                    Side::Sell => p >= price,
+                };
+                let marketable = self.books[i]
+                    .best(opposite)
+                    .is_some_and(|(p, _)| crosses(p));
+                // Self-trade prevention: never cross our own resting order.
+                let self_cross = self.orders.iter().any(|o| {
+                    o.cmd.instrument == cmd.instrument && o.side == opposite && crosses(o.price)
+                });
+                if post_only && marketable {
+                    self.report(
+                        cmd,
+                        t,
+                        OrderReportKind::Rejected(RejectReason::PostOnlyWouldCross),
+                    );
+                    return;
+                }
+                if self_cross {
+                    self.report(cmd, t, OrderReportKind::Rejected(RejectReason::SelfTrade));
+                    return;
+                }
+                self.report(cmd, t, OrderReportKind::Accepted);
+                let mut leaves = qty.raw();
+                if marketable {
+                    let mut levels = [(Price(0), Qty(0)); 16];
+                    let mut n = 0;
+                    for l in self.books[i]
+                        .levels(opposite)
+                        .take_while(|(p, _)| crosses(*p))
+                        .take(16)
+                    {
+                        levels[n] = l;
+                        n += 1;
+                    }
+                    for &(p, avail) in &levels[..n] {
+                        if leaves == 0 {
+                            break;
+                        }
+                        let take = leaves.min(avail.raw());
+                        leaves -= take;
+                        self.fill(cmd, side, p, Qty(take), Qty(leaves), Liquidity::Taker, t, 0);
+                    }
+                }
+                if leaves == 0 {
+                    return;
+                }
+                if tif == TimeInForce::Ioc {
+                    self.report(cmd, t, OrderReportKind::Canceled);
+                    return;
+                }
+                let ahead = self.books[i].qty_at(side, price).raw();
+                self.orders.push(Resting {
+                    cmd: *cmd,
+                    side,
+                    price,
+                    leaves,
+                    ahead,
+                    arrived: t,
+                });
+            }
+        }
+    }
+}

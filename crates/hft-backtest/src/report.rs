@@ -1,0 +1,311 @@
+//! Backtest reports: `metrics.json`, `fills.csv`, `orders.csv` and a self-contained
+//! `report.html` with the equity, drawdown and position plots as inline SVG. Every
+//! number is formatted the same way on every run, so identical runs give
+//! byte-identical files.
+
+use crate::run::Outcome;
+use hft_core::{InstrumentSpec, Liquidity, MONEY_SCALE, OrderKind, OrderReportKind, Side};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn money(raw: i64) -> f64 {
+    raw as f64 / 10f64.powi(i32::from(MONEY_SCALE))
+}
+
+/// Summary figures of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metrics {
+    /// PnL after fees, quote currency.
+    pub pnl: f64,
+    /// Realized PnL after fees.
+    pub realized: f64,
+    /// Fees paid (negative: rebates earned).
+    pub fees: f64,
+    /// Annualised Sharpe ratio of per-sample PnL changes.
+    pub sharpe: f64,
+    /// Annualised Sortino ratio.
+    pub sortino: f64,
+    /// Largest fall from a PnL peak, quote currency.
+    pub max_drawdown: f64,
+    /// Traded notional, quote currency.
+    pub turnover: f64,
+    /// Orders with at least one fill, over orders sent.
+    pub fill_ratio: f64,
+    /// Fills that increased realized PnL, over fills that changed it.
+    pub hit_rate: f64,
+    /// Mean time from an order's arrival at the venue to its maker fills, ns.
+    pub mean_queue_wait_ns: f64,
+    /// Orders sent.
+    pub orders: u64,
+    /// Fills.
+    pub fills: u64,
+    /// Recorded events replayed.
+    pub events: u64,
+    /// Simulated span, s.
+    pub span_s: f64,
+}
+
+/// Computes the metrics of a run; `sample_s` is the equity sampling period.
+pub fn metrics(o: &Outcome, specs: &[InstrumentSpec], sample_s: f64) -> Metrics {
+    let pnl = o.samples.last().map_or(0, |s| s.pnl);
+    let realized: i64 = o
+        .engines
+        .iter()
+        .map(|e| e.position(e.instrument()).realized_net().raw())
+        .sum();
+    let fees: i64 = o
+        .engines
+        .iter()
+        .map(|e| e.position(e.instrument()).fees.raw())
+        .sum();
+    let steps: Vec<f64> = o
+        .samples
+        .windows(2)
+        .map(|w| money(w[1].pnl - w[0].pnl))
+        .collect();
+    let n = steps.len().max(1) as f64;
+    let mean = steps.iter().sum::<f64>() / n;
+    let sd = (steps.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let down = (steps.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
+    let annual = (365.0 * 86_400.0 / sample_s.max(1e-9)).sqrt();
+    let ratio = |num: f64, den: f64| if den > 0.0 { num / den * annual } else { 0.0 };
+    let (mut peak, mut dd) = (i64::MIN, 0i64);
+    for s in &o.samples {
+        peak = peak.max(s.pnl);
+        dd = dd.max(peak - s.pnl);
+    }
+    let mut turnover = 0i64;
+    let (mut maker_wait, mut makers) = (0f64, 0u64);
+    let (mut hits, mut decided) = (0u64, 0u64);
+    let mut last_realized = std::collections::HashMap::new();
+    let mut filled_orders = std::collections::HashSet::new();
+    for f in &o.fills {
+        if let OrderReportKind::Fill(x) = f.report.kind {
+            let spec = &specs[f.report.instrument.index()];
+            turnover += spec.notional(x.price, x.qty).raw();
+            if x.liquidity == Liquidity::Maker {
+                maker_wait += f.queue_wait as f64;
+                makers += 1;
+            }
+            let key = f.report.cl_ord_id.strategy().index();
+            let before = last_realized.insert(key, f.realized_after).unwrap_or(0);
+            if f.realized_after != before {
+                decided += 1;
+                hits += u64::from(f.realized_after > before);
+            }
+            filled_orders.insert(f.report.cl_ord_id.0);
+        }
+    }
+    let orders = o.orders.len() as u64;
+    Metrics {
+        pnl: money(pnl),
+        realized: money(realized),
+        fees: money(fees),
+        sharpe: ratio(mean, sd),
+        sortino: ratio(mean, down),
+        max_drawdown: money(dd),
+        turnover: money(turnover),
+        fill_ratio: filled_orders.len() as f64 / orders.max(1) as f64,
+        hit_rate: hits as f64 / decided.max(1) as f64,
+        mean_queue_wait_ns: maker_wait / makers.max(1) as f64,
+        orders,
+        fills: o.fills.len() as u64,
+        events: o.events,
+        span_s: o.span as f64 / 1e9,
+    }
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let m = 10f64.powi(places);
+    (x * m).round() / m
+}
+
+/// Writes every report file into `dir`.
+pub fn write(
+    dir: &Path,
+    o: &Outcome,
+    specs: &[InstrumentSpec],
+    m: &Metrics,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let strategies: Vec<_> = o
+        .engines
+        .iter()
+        .map(|e| {
+            let spec = &specs[e.instrument().index()];
+            let p = e.position(e.instrument());
+            json!({
+                "instrument": spec.symbol,
+                "position": p.qty.display(spec.qty_scale).to_string(),
+                "realized": round(money(p.realized_net().raw()), 8),
+                "fees": round(money(p.fees.raw()), 8),
+                "orders": e.oms_stats().orders,
+                "fills": e.fill_count(),
+            })
+        })
+        .collect();
+    let v = json!({
+        "pnl": round(m.pnl, 8),
+        "realized_pnl": round(m.realized, 8),
+        "fees": round(m.fees, 8),
+        "sharpe": round(m.sharpe, 6),
+        "sortino": round(m.sortino, 6),
+        "max_drawdown": round(m.max_drawdown, 8),
+        "turnover": round(m.turnover, 8),
+        "fill_ratio": round(m.fill_ratio, 6),
+        "hit_rate": round(m.hit_rate, 6),
+        "mean_queue_wait_ns": round(m.mean_queue_wait_ns, 1),
+        "orders": m.orders,
+        "fills": m.fills,
+        "events": m.events,
+        "span_s": round(m.span_s, 6),
+        "strategies": strategies,
+    });
+    let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+    std::fs::write(dir.join("metrics.json"), text + "\n")?;
+    let side = |s: Side| if s == Side::Buy { "buy" } else { "sell" };
+    let mut fills =
+        String::from("local_ts_ns,strategy,symbol,side,price,qty,liquidity,fee,queue_wait_ns\n");
+    for f in &o.fills {
+        if let OrderReportKind::Fill(x) = f.report.kind {
+            let spec = &specs[f.report.instrument.index()];
+            let _ = writeln!(
+                fills,
+                "{},{},{},{},{},{},{},{},{}",
+                f.local_ts,
+                f.report.cl_ord_id.strategy().index(),
+                spec.symbol,
+                side(x.side),
+                x.price.display(spec.price_scale),
+                x.qty.display(spec.qty_scale),
+                if x.liquidity == Liquidity::Maker {
+                    "maker"
+                } else {
+                    "taker"
+                },
+                x.fee.raw(),
+                f.queue_wait
+            );
+        }
+    }
+    std::fs::write(dir.join("fills.csv"), fills)?;
+    let mut orders =
+        String::from("sent_ts_ns,strategy,cl_ord_id,symbol,side,price,qty,post_only,last_report\n");
+    for s in &o.orders {
+        if let OrderKind::New {
+            side: sd,
+            price,
+            qty,
+            post_only,
+            ..
+        } = s.cmd.kind
+        {
+            let spec = &specs[s.cmd.instrument.index()];
+            let last = match s.last {
+                None => "none".to_string(),
+                Some(OrderReportKind::Accepted) => "accepted".into(),
+                Some(OrderReportKind::Canceled) => "canceled".into(),
+                Some(OrderReportKind::Fill(f)) if f.leaves.raw() == 0 => "filled".into(),
+                Some(OrderReportKind::Fill(_)) => "partially_filled".into(),
+                Some(OrderReportKind::Rejected(r)) => format!("rejected:{r:?}"),
+                Some(OrderReportKind::CancelRejected(r)) => format!("cancel_rejected:{r:?}"),
+            };
+            let _ = writeln!(
+                orders,
+                "{},{},{},{},{},{},{},{},{}",
+                s.sent,
+                s.cmd.cl_ord_id.strategy().index(),
+                s.cmd.cl_ord_id.0,
+                spec.symbol,
+                side(sd),
+                price.display(spec.price_scale),
+                qty.display(spec.qty_scale),
+                post_only,
+                last
+            );
+        }
+    }
+    std::fs::write(dir.join("orders.csv"), orders)?;
+    std::fs::write(dir.join("report.html"), html(o, m))
+}
+
+/// A polyline chart of `(x, y)` points as inline SVG.
+fn chart(title: &str, points: &[(f64, f64)], color: &str) -> String {
+    let (w, h, pad) = (900.0, 220.0, 40.0);
+    let (x0, x1) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.0), a.1.max(p.0)));
+    let (y0, y1) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
+    let (xs, ys) = ((x1 - x0).max(1e-9), (y1 - y0).max(1e-9));
+    let mut path = String::new();
+    for (k, (x, y)) in points.iter().enumerate() {
+        let px = pad + (x - x0) / xs * (w - 2.0 * pad);
+        let py = h - pad - (y - y0) / ys * (h - 2.0 * pad);
+        let _ = write!(path, "{}{px:.1},{py:.1}", if k == 0 { "" } else { " " });
+    }
+    format!(
+        "<h2>{title}</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\
+<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#fafafa\" stroke=\"#ccc\"/>\
+<text x=\"{pad}\" y=\"16\" font-size=\"12\">max {y1:.4}</text><text x=\"{pad}\" y=\"{}\" font-size=\"12\">min {y0:.4}</text>\
+<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{path}\"/></svg>",
+        h - 6.0
+    )
+}
+
+fn html(o: &Outcome, m: &Metrics) -> String {
+    // At most ~2000 points per plot.
+    let step = (o.samples.len() / 2000).max(1);
+    let t0 = o.samples.first().map_or(0, |s| s.ts);
+    let pts = |f: &dyn Fn(&crate::run::Sample) -> f64| -> Vec<(f64, f64)> {
+        o.samples
+            .iter()
+            .step_by(step)
+            .map(|s| ((s.ts - t0) as f64 / 1e9, f(s)))
+            .collect()
+    };
+    let mut peak = f64::MIN;
+    let dd: Vec<(f64, f64)> = pts(&|s| money(s.pnl))
+        .into_iter()
+        .map(|(x, y)| {
+            peak = peak.max(y);
+            (x, y - peak)
+        })
+        .collect();
+    let rows = [
+        ("PnL after fees", format!("{:.4}", m.pnl)),
+        ("realized", format!("{:.4}", m.realized)),
+        ("fees", format!("{:.4}", m.fees)),
+        ("Sharpe (annualised)", format!("{:.3}", m.sharpe)),
+        ("Sortino (annualised)", format!("{:.3}", m.sortino)),
+        ("max drawdown", format!("{:.4}", m.max_drawdown)),
+        ("turnover", format!("{:.2}", m.turnover)),
+        ("fill ratio", format!("{:.4}", m.fill_ratio)),
+        ("hit rate", format!("{:.4}", m.hit_rate)),
+        ("mean queue wait", format!("{:.0} ns", m.mean_queue_wait_ns)),
+        ("orders / fills", format!("{} / {}", m.orders, m.fills)),
+        ("events / span", format!("{} / {:.1} s", m.events, m.span_s)),
+    ];
+    let table: String = rows
+        .iter()
+        .map(|(k, v)| format!("<tr><td>{k}</td><td>{v}</td></tr>"))
+        .collect();
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>hft backtest</title>\
+<style>body{{font-family:sans-serif;margin:24px}}td{{padding:2px 12px}}</style></head><body>\
+<h1>Backtest report</h1><table>{table}</table>{}{}{}</body></html>\n",
+        chart(
+            "Equity (PnL after fees)",
+            &pts(&|s| money(s.pnl)),
+            "#1f77b4"
+        ),
+        chart("Drawdown", &dd, "#d62728"),
+        chart(
+            "Position (raw units)",
+            &pts(&|s| s.position as f64),
+            "#2ca02c"
+        ),
+    )
+}

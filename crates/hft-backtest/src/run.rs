@@ -1,0 +1,310 @@
+//! The backtest loop: two clocks over the recorded events (the venue's and the
+//! strategy's), order and response latencies between them, and the live engine.
+//!
+//! Strategies cannot see the future: an event reaches an engine only when the
+//! simulated local clock reaches its local (receive) time, orders reach the venue an
+//! entry latency after the engine sent them, and reports come back a response latency
+//! later. At equal times the venue moves first, then orders arrive, then the engines
+//! hear of it.
+
+use crate::exchange::{Exchange, FillOrReport};
+use crate::model::{FeedLatency, Latency, QueueModel};
+use hft_core::{
+    FLAG_SNAPSHOT, InstrumentSpec, MarketEvent, MarketEventKind, Nanos, OrderCommand, OrderKind,
+    OrderReport, OrderReportKind,
+};
+use hft_exec::{Engine, OrderSink};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// How to run a backtest.
+pub struct BacktestSetup {
+    /// Order entry latency (engine to venue).
+    pub entry: Latency,
+    /// Response latency (venue to engine).
+    pub response: Latency,
+    /// When the venue saw each recorded event.
+    pub feed: FeedLatency,
+    /// Queue position model of resting orders.
+    pub queue: QueueModel,
+    /// Strategy timer period.
+    pub timer_interval: Nanos,
+    /// Equity samples are taken this often (simulated time).
+    pub sample_interval: Nanos,
+}
+
+/// An order as sent, for the orders report.
+#[derive(Clone, Copy, Debug)]
+pub struct SentOrder {
+    /// When the engine sent it.
+    pub sent: Nanos,
+    /// The command.
+    pub cmd: OrderCommand,
+    /// Its last report kind, if any.
+    pub last: Option<OrderReportKind>,
+}
+
+/// A fill as the report lists it.
+#[derive(Clone, Copy, Debug)]
+pub struct FillRow {
+    /// When the engine heard of it.
+    pub local_ts: Nanos,
+    /// The venue report.
+    pub report: OrderReport,
+    /// From arrival at the venue to the fill.
+    pub queue_wait: Nanos,
+    /// The strategy's realized PnL after it (money raw units).
+    pub realized_after: i64,
+}
+
+/// One equity sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Simulated time.
+    pub ts: Nanos,
+    /// PnL after fees over all strategies, money raw units.
+    pub pnl: i64,
+    /// Net position per strategy's instrument, summed (raw units).
+    pub position: i64,
+}
+
+/// What a backtest produced.
+pub struct Outcome {
+    /// Engines at the end, with their strategies stopped.
+    pub engines: Vec<Engine>,
+    /// Every order sent.
+    pub orders: Vec<SentOrder>,
+    /// Every fill.
+    pub fills: Vec<FillRow>,
+    /// Equity over time.
+    pub samples: Vec<Sample>,
+    /// Recorded events processed.
+    pub events: u64,
+    /// Simulated span, ns.
+    pub span: Nanos,
+}
+
+/// A message scheduled at a time; ties keep the order of scheduling.
+struct Sched<T> {
+    at: Nanos,
+    seq: u64,
+    item: T,
+}
+
+impl<T> PartialEq for Sched<T> {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl<T> Eq for Sched<T> {}
+impl<T> PartialOrd for Sched<T> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<T> Ord for Sched<T> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// Orders an engine sends during one call, stamped later with their arrival time.
+struct Outbox<'a> {
+    buf: &'a mut Vec<OrderCommand>,
+}
+
+impl OrderSink for Outbox<'_> {
+    #[inline]
+    fn send(&mut self, cmd: &OrderCommand) -> bool {
+        self.buf.push(*cmd);
+        true
+    }
+}
+
+/// Runs `engines` (strategies installed) over `events` (in local receive order).
+pub fn run(
+    mut setup: BacktestSetup,
+    specs: Vec<InstrumentSpec>,
+    mut engines: Vec<Engine>,
+    events: &[MarketEvent],
+) -> Outcome {
+    let n = specs.len();
+    let mut venue = Exchange::new(specs, setup.queue);
+    let offset = match setup.feed {
+        FeedLatency::FromData => events
+            .iter()
+            .map(|e| e.ts_recv as i128 - e.ts_exchange as i128)
+            .min()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let venue_time = |e: &MarketEvent| -> Nanos {
+        match setup.feed {
+            FeedLatency::Zero => e.ts_recv,
+            FeedLatency::Constant(l) => e.ts_recv.saturating_sub(l),
+            FeedLatency::FromData => (e.ts_exchange as i128 + offset).max(0) as Nanos,
+        }
+    };
+    let start = events.first().map_or(0, |e| e.ts_recv);
+    // (time, order of scheduling) keeps simultaneous messages in the order sent.
+    let mut to_venue: BinaryHeap<Reverse<Sched<OrderCommand>>> = BinaryHeap::new();
+    let mut to_engine: BinaryHeap<Reverse<Sched<(OrderReport, Nanos)>>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut outbox: Vec<OrderCommand> = Vec::with_capacity(16);
+    let mut orders: Vec<SentOrder> = Vec::new();
+    let mut order_index: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut fills: Vec<FillRow> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    let (mut xi, mut li) = (0usize, 0usize);
+    let (mut xt_last, mut lt_last) = (start, start);
+    let mut now = start;
+    let mut next_timer = start + setup.timer_interval;
+    let mut next_sample = start;
+    // Engines see one sequence number per venue message, renumbered per instrument.
+    let mut msg_seq = vec![0u64; n];
+    let mut at_start = vec![true; n];
+
+    macro_rules! dispatch {
+        ($engine:expr, $t:expr) => {{
+            for cmd in outbox.drain(..) {
+                seq += 1;
+                let arrive = $t + setup.entry.at($t);
+                if let OrderKind::New { .. } = cmd.kind {
+                    order_index.insert(cmd.cl_ord_id.0, orders.len());
+                    orders.push(SentOrder {
+                        sent: $t,
+                        cmd,
+                        last: None,
+                    });
+                }
+                to_venue.push(Reverse(Sched {
+                    at: arrive,
+                    seq,
+                    item: cmd,
+                }));
+            }
+            let _ = $engine;
+        }};
+    }
+    for e in engines.iter_mut() {
+        let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
+        dispatch!(e, now);
+    }
+    loop {
+        let tx = events.get(xi).map(|e| venue_time(e).max(xt_last));
+        let tv = to_venue.peek().map(|r| r.0.at);
+        let tl = events.get(li).map(|e| e.ts_recv.max(lt_last));
+        let tr = to_engine.peek().map(|r| r.0.at);
+        let t_data = [tx, tv, tl, tr].into_iter().flatten().min();
+        let Some(t) = t_data else { break };
+        if next_timer <= t {
+            now = next_timer;
+            next_timer += setup.timer_interval;
+            for e in engines.iter_mut() {
+                let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
+                dispatch!(e, now);
+            }
+            continue;
+        }
+        now = t;
+        if now >= next_sample {
+            next_sample = now + setup.sample_interval;
+            samples.push(sample(now, &engines));
+        }
+        if tx == Some(t) {
+            let e = &events[xi];
+            xi += 1;
+            xt_last = t;
+            venue.on_market(e, t);
+        } else if tv == Some(t) {
+            let Some(Reverse(s)) = to_venue.pop() else {
+                continue;
+            };
+            venue.submit(&s.item, t);
+        } else if tl == Some(t) {
+            let e = &events[li];
+            li += 1;
+            lt_last = t;
+            let i = e.instrument.index();
+            if i >= n {
+                continue;
+            }
+            if at_start[i] {
+                msg_seq[i] += 1;
+            }
+            at_start[i] = e.is_last();
+            let mut ev = *e;
+            ev.seq = msg_seq[i];
+            if ev.kind == MarketEventKind::Clear && ev.flags & FLAG_SNAPSHOT == 0 {
+                msg_seq[i] += 1;
+                continue;
+            }
+            for eng in engines.iter_mut() {
+                let _ = eng.on_market(&ev, t, &mut Outbox { buf: &mut outbox });
+                dispatch!(eng, t);
+            }
+        } else if tr == Some(t) {
+            let Some(Reverse(s)) = to_engine.pop() else {
+                continue;
+            };
+            let (rep, wait) = s.item;
+            let k = rep.cl_ord_id.strategy().index();
+            if let Some(o) = order_index
+                .get(&rep.cl_ord_id.0)
+                .and_then(|&j| orders.get_mut(j))
+            {
+                o.last = Some(rep.kind);
+            }
+            if let Some(eng) = engines.get_mut(k) {
+                let _ = eng.on_report(&rep, t, &mut Outbox { buf: &mut outbox });
+                if let OrderReportKind::Fill(_) = rep.kind {
+                    fills.push(FillRow {
+                        local_ts: t,
+                        report: rep,
+                        queue_wait: wait,
+                        realized_after: eng.position(rep.instrument).realized_net().raw(),
+                    });
+                }
+                dispatch!(eng, t);
+            }
+        }
+        // What the venue produced goes back after the response latency.
+        for out in venue.out.drain(..) {
+            let (rep, wait) = match out {
+                FillOrReport::Fill(f) => (f.report, f.queue_wait),
+                FillOrReport::Report(r) => (r, 0),
+            };
+            seq += 1;
+            let arrive = t + setup.response.at(t);
+            to_engine.push(Reverse(Sched {
+                at: arrive,
+                seq,
+                item: (rep, wait),
+            }));
+        }
+    }
+    for e in engines.iter_mut() {
+        let _ = e.stop(now, &mut Outbox { buf: &mut outbox });
+        outbox.clear();
+    }
+    samples.push(sample(now, &engines));
+    Outcome {
+        engines,
+        orders,
+        fills,
+        samples,
+        events: li as u64,
+        span: now.saturating_sub(start),
+    }
+}
+
+fn sample(ts: Nanos, engines: &[Engine]) -> Sample {
+    Sample {
+        ts,
+        pnl: engines.iter().map(|e| e.pnl().raw()).sum(),
+        position: engines
+            .iter()
+            .map(|e| e.position(e.instrument()).qty.raw())
+            .sum(),
+    }
+}
