@@ -142,7 +142,7 @@ mod tests {
         let ra = QueueModel::RiskAverse.on_cancel(10, 1, 21, 16);
         let p2 = QueueModel::Power(2.0).on_cancel(10, 1, 21, 16);
         assert_eq!(ra, 10, "risk-averse: cancels are behind");
-        assert!(p2 < 10 && p2 >= 5, "{p2}");
+        assert!((5..10).contains(&p2), "{p2}");
         // A level shorter than the queue ahead caps it.
         assert_eq!(QueueModel::RiskAverse.on_cancel(10, 1, 21, 4), 3);
     }
