@@ -314,3 +314,120 @@ impl Exchange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hft_core::{ClientOrderId, FLAG_LAST, InstrumentId, StrategyId};
+
+    fn ev(kind: MarketEventKind) -> MarketEvent {
+        MarketEvent {
+            ts_exchange: 0,
+            ts_recv: 0,
+            seq: 0,
+            instrument: InstrumentId(0),
+            flags: FLAG_LAST,
+            kind,
+        }
+    }
+
+    fn buy(seq: u64, price: i64, qty: i64, post_only: bool) -> OrderCommand {
+        OrderCommand {
+            ts: 0,
+            tick_ts: 0,
+            instrument: InstrumentId(0),
+            cl_ord_id: ClientOrderId::new(StrategyId(0), seq),
+            epoch: 0,
+            kind: OrderKind::New {
+                side: Side::Buy,
+                price: Price(price),
+                qty: Qty(qty),
+                tif: TimeInForce::Gtc,
+                post_only,
+            },
+        }
+    }
+
+    fn fills(x: &mut Exchange) -> Vec<(i64, i64, Liquidity, Nanos)> {
+        x.out
+            .drain(..)
+            .filter_map(|o| match o {
+                FillOrReport::Fill(f) => match f.report.kind {
+                    OrderReportKind::Fill(fl) => {
+                        Some((fl.price.raw(), fl.qty.raw(), fl.liquidity, f.queue_wait))
+                    }
+                    _ => None,
+                },
+                FillOrReport::Report(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn risk_averse_queue_fills_only_after_the_volume_ahead_traded() {
+        let spec = InstrumentSpec::new(InstrumentId(0), "X", 0, 0, Price(1), Qty(1));
+        let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
+        let lvl = |side, p, q| MarketEventKind::Level {
+            side,
+            price: Price(p),
+            qty: Qty(q),
+        };
+        x.on_market(&ev(lvl(Side::Buy, 99, 5)), 0);
+        x.on_market(&ev(lvl(Side::Sell, 101, 5)), 0);
+        x.submit(&buy(1, 99, 3, true), 10);
+        assert!(fills(&mut x).is_empty(), "rests behind 5");
+        let sell = |q| MarketEventKind::Trade {
+            aggressor: Side::Sell,
+            price: Price(99),
+            qty: Qty(q),
+        };
+        x.on_market(&ev(sell(4)), 20);
+        assert!(fills(&mut x).is_empty(), "1 still ahead");
+        // Cancels at the level do not move a risk-averse queue...
+        x.on_market(&ev(lvl(Side::Buy, 99, 4)), 25);
+        x.on_market(&ev(sell(3)), 30);
+        // ... so of this trade 1 goes to the order ahead and 2 to ours.
+        assert_eq!(fills(&mut x), vec![(99, 2, Liquidity::Maker, 20)]);
+        // A trade through the price fills the rest.
+        x.on_market(
+            &ev(MarketEventKind::Trade {
+                aggressor: Side::Sell,
+                price: Price(98),
+                qty: Qty(1),
+            }),
+            40,
+        );
+        assert_eq!(fills(&mut x), vec![(99, 1, Liquidity::Maker, 30)]);
+        // Post-only that would cross is refused; a taker walks the book.
+        x.submit(&buy(2, 101, 1, true), 50);
+        assert!(matches!(
+            x.out.pop(),
+            Some(FillOrReport::Report(OrderReport {
+                kind: OrderReportKind::Rejected(RejectReason::PostOnlyWouldCross),
+                ..
+            }))
+        ));
+        x.submit(&buy(3, 101, 7, false), 60);
+        assert_eq!(fills(&mut x), vec![(101, 5, Liquidity::Taker, 0)]);
+        // Its remainder rests at 101; a sell that would meet it is a self-trade.
+        let sell_cmd = OrderCommand {
+            cl_ord_id: ClientOrderId::new(StrategyId(0), 4),
+            kind: OrderKind::New {
+                side: Side::Sell,
+                price: Price(100),
+                qty: Qty(1),
+                tif: TimeInForce::Gtc,
+                post_only: false,
+            },
+            ..buy(4, 0, 1, false)
+        };
+        x.submit(&sell_cmd, 70);
+        assert!(matches!(
+            x.out.pop(),
+            Some(FillOrReport::Report(OrderReport {
+                kind: OrderReportKind::Rejected(RejectReason::SelfTrade),
+                ..
+            }))
+        ));
+    }
+}
