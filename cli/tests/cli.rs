@@ -525,3 +525,53 @@ fn the_live_feed_records_and_paper_trades_from_a_local_venue() {
     assert_eq!(v[0]["rows"].as_u64(), Some(rows));
     assert_eq!(v[0]["crossed_moments"].as_u64(), Some(0));
 }
+
+#[test]
+fn backtest_writes_a_report_and_reruns_byte_identically() {
+    let data = std::env::var_os("DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        PathBuf::from,
+    );
+    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
+    assert!(
+        capture.exists(),
+        "test data {} missing (set DATA)",
+        capture.display()
+    );
+    let dir = tmp("backtest");
+    for run in ["a", "b"] {
+        let o = hft()
+            .args(["backtest", "--data"])
+            .arg(&capture)
+            .arg("--report")
+            .arg(dir.join(run))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for f in ["metrics.json", "fills.csv", "orders.csv", "report.html"] {
+        let a = std::fs::read(dir.join("a").join(f)).unwrap();
+        assert!(!a.is_empty(), "{f} is empty");
+        assert_eq!(
+            a,
+            std::fs::read(dir.join("b").join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("a/metrics.json")).unwrap()).unwrap();
+    assert!(m["orders"].as_u64().unwrap() > 100, "{m}");
+    assert!(m["fills"].as_u64().unwrap() > 0, "{m}");
+    let html = std::fs::read_to_string(dir.join("a/report.html")).unwrap();
+    assert_eq!(
+        html.matches("<polyline").count(),
+        3,
+        "equity, drawdown and position plots"
+    );
+    let o = hft()
+        .args(["backtest", "--data"])
+        .arg(dir.join("missing.gz"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
