@@ -1,10 +1,13 @@
 //! The price-level book.
 //!
-//! Each side is two parallel vectors sorted so that the best level is at the end:
-//! almost all venue updates touch the top few levels, and at the end of a vector an
-//! insert or delete moves only the few elements behind it, while the best level is a
-//! plain `last()`. Keys and quantities are kept apart so the binary search walks a
-//! dense array of `i64`s.
+//! Each side is a sorted sequence of levels with the best level at the end, kept in a
+//! gap buffer: two parallel arrays (keys, quantities) with a movable hole in them.
+//! An insert or delete happens at the hole, and moving the hole costs the distance
+//! from the previous update. Venue messages list their levels in price order, so
+//! successive updates are close and a message costs about one pass over the book,
+//! wherever in a deep book its levels land; top-of-book traffic keeps the hole near
+//! the end and costs a few elements. Keys and quantities are kept apart so the binary
+//! search walks a dense array of `i64`s.
 
 use crate::error::BookError;
 use hft_core::{InstrumentId, MarketEvent, MarketEventKind, Price, Qty, Side, div_round};
@@ -15,21 +18,29 @@ use hft_core::{InstrumentId, MarketEvent, MarketEventKind, Price, Qty, Side, div
 /// for bids (best = highest) and its negation for asks (best = lowest). Prices are
 /// validated positive, so the negation cannot overflow, and one ascending search
 /// serves both sides.
+///
+/// The logical sequence is `keys[..gap_start]` followed by `keys[gap_end..]`, strictly
+/// ascending; the slots in between are the gap.
 #[derive(Clone, Debug)]
 struct Ladder {
-    /// `key(price)` per level, strictly ascending; the best level is last.
+    /// Sort keys; `keys.len()` is the capacity, the gap holds stale values.
     keys: Vec<i64>,
-    /// Quantity per level, index-aligned with `keys`; always > 0.
+    /// Quantity per slot, index-aligned with `keys`; > 0 outside the gap.
     qtys: Vec<Qty>,
+    gap_start: usize,
+    gap_end: usize,
     /// +1 for bids, -1 for asks: `key = price * sign` and `price = key * sign`.
     sign: i64,
 }
 
 impl Ladder {
     fn with_capacity(side: Side, levels: usize) -> Self {
+        let cap = levels.max(1);
         Self {
-            keys: Vec::with_capacity(levels),
-            qtys: Vec::with_capacity(levels),
+            keys: vec![0; cap],
+            qtys: vec![Qty::ZERO; cap],
+            gap_start: 0,
+            gap_end: cap,
             sign: side.sign(),
         }
     }
@@ -44,25 +55,109 @@ impl Ladder {
         Price(key * self.sign)
     }
 
+    #[inline]
+    fn len(&self) -> usize {
+        self.keys.len() - (self.gap_end - self.gap_start)
+    }
+
+    /// Physical slot of the best (logically last) level.
+    #[inline]
+    fn best_slot(&self) -> Option<usize> {
+        if self.gap_end < self.keys.len() {
+            Some(self.keys.len() - 1)
+        } else {
+            self.gap_start.checked_sub(1)
+        }
+    }
+
+    /// Logical position of `key`: `Ok(i)` if present, `Err(i)` where it would go.
+    #[inline]
+    fn search(&self, key: i64) -> Result<usize, usize> {
+        let right = &self.keys[self.gap_end..];
+        if right.first().is_some_and(|&first| key >= first) {
+            match right.binary_search(&key) {
+                Ok(i) => Ok(self.gap_start + i),
+                Err(i) => Err(self.gap_start + i),
+            }
+        } else {
+            self.keys[..self.gap_start].binary_search(&key)
+        }
+    }
+
+    /// Physical slot of logical position `i` (`i < len`).
+    #[inline]
+    fn slot(&self, i: usize) -> usize {
+        if i < self.gap_start {
+            i
+        } else {
+            i + (self.gap_end - self.gap_start)
+        }
+    }
+
+    /// Moves the gap so that it starts at logical position `i`.
+    #[inline]
+    fn move_gap(&mut self, i: usize) {
+        if i < self.gap_start {
+            let n = self.gap_start - i;
+            let to = self.gap_end - n;
+            self.keys.copy_within(i..self.gap_start, to);
+            self.qtys.copy_within(i..self.gap_start, to);
+            self.gap_start = i;
+            self.gap_end = to;
+        } else if i > self.gap_start {
+            let n = i - self.gap_start;
+            let from = self.gap_end;
+            self.keys.copy_within(from..from + n, self.gap_start);
+            self.qtys.copy_within(from..from + n, self.gap_start);
+            self.gap_start = i;
+            self.gap_end = from + n;
+        }
+    }
+
+    /// Doubles the buffer (only beyond the pre-sized capacity), keeping the gap.
+    #[cold]
+    fn grow(&mut self) {
+        let old = self.keys.len();
+        let extra = old.max(1);
+        let tail = old - self.gap_end;
+        self.keys.resize(old + extra, 0);
+        self.qtys.resize(old + extra, Qty::ZERO);
+        self.keys
+            .copy_within(self.gap_end..old, self.gap_end + extra);
+        self.qtys
+            .copy_within(self.gap_end..old, self.gap_end + extra);
+        self.gap_end += extra;
+        debug_assert_eq!(self.keys.len() - self.gap_end, tail);
+    }
+
     /// Sets or deletes a level; `price` is positive and `qty` non-negative here.
     #[inline]
     fn set(&mut self, price: Price, qty: Qty) {
         let key = self.key(price);
         // Fast path: the update hits the current best level, the most common case.
-        let found = match self.keys.last() {
-            Some(&best) if best == key => Ok(self.keys.len() - 1),
-            _ => self.keys.binary_search(&key),
-        };
-        match (found, qty.is_zero()) {
-            (Ok(i), false) => self.qtys[i] = qty,
+        if let Some(b) = self.best_slot() {
+            if self.keys[b] == key && !qty.is_zero() {
+                self.qtys[b] = qty;
+                return;
+            }
+        }
+        match (self.search(key), qty.is_zero()) {
+            (Ok(i), false) => {
+                let s = self.slot(i);
+                self.qtys[s] = qty;
+            }
             (Ok(i), true) => {
-                self.keys.remove(i);
-                self.qtys.remove(i);
+                self.move_gap(i);
+                self.gap_end += 1;
             }
             (Err(i), false) => {
-                // Grows (amortised doubling) only beyond the pre-sized capacity.
-                self.keys.insert(i, key);
-                self.qtys.insert(i, qty);
+                if self.gap_start == self.gap_end {
+                    self.grow();
+                }
+                self.move_gap(i);
+                self.keys[self.gap_start] = key;
+                self.qtys[self.gap_start] = qty;
+                self.gap_start += 1;
             }
             // Deleting a level that is not there: the venue and we already agree.
             (Err(_), true) => {}
@@ -71,10 +166,8 @@ impl Ladder {
 
     #[inline]
     fn best(&self) -> Option<(Price, Qty)> {
-        match (self.keys.last(), self.qtys.last()) {
-            (Some(&k), Some(&q)) => Some((self.price(k), q)),
-            _ => None,
-        }
+        self.best_slot()
+            .map(|s| (self.price(self.keys[s]), self.qtys[s]))
     }
 
     fn qty_at(&self, price: Price) -> Qty {
@@ -82,15 +175,22 @@ impl Ladder {
             // Never stored, and negating i64::MIN would overflow for asks.
             return Qty::ZERO;
         }
-        match self.keys.binary_search(&self.key(price)) {
-            Ok(i) => self.qtys[i],
+        match self.search(self.key(price)) {
+            Ok(i) => self.qtys[self.slot(i)],
             Err(_) => Qty::ZERO,
         }
     }
 
     fn clear(&mut self) {
-        self.keys.clear();
-        self.qtys.clear();
+        self.gap_start = 0;
+        self.gap_end = self.keys.len();
+    }
+
+    /// Slots from the best level outward.
+    fn best_first(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.gap_end..self.keys.len())
+            .rev()
+            .chain((0..self.gap_start).rev())
     }
 }
 
@@ -230,17 +330,14 @@ impl L2Book {
     pub fn levels(&self, side: Side) -> impl Iterator<Item = (Price, Qty)> + '_ {
         let ladder = self.side(side);
         ladder
-            .keys
-            .iter()
-            .rev()
-            .zip(ladder.qtys.iter().rev())
-            .map(move |(&k, &q)| (ladder.price(k), q))
+            .best_first()
+            .map(move |s| (ladder.price(ladder.keys[s]), ladder.qtys[s]))
     }
 
     /// Number of price levels on `side`.
     #[inline]
     pub fn level_count(&self, side: Side) -> usize {
-        self.side(side).keys.len()
+        self.side(side).len()
     }
 
     /// Quantity resting at `price` on `side`, zero if there is no such level (an
@@ -254,9 +351,11 @@ impl L2Book {
     ///
     /// Saturates at `i64::MAX` instead of overflowing on absurd quantities.
     pub fn depth_qty(&self, side: Side, n_levels: usize) -> Qty {
-        let qtys = &self.side(side).qtys;
-        let top = &qtys[qtys.len().saturating_sub(n_levels)..];
-        Qty(top.iter().fold(0i64, |acc, q| acc.saturating_add(q.raw())))
+        let ladder = self.side(side);
+        Qty(ladder
+            .best_first()
+            .take(n_levels)
+            .fold(0i64, |acc, s| acc.saturating_add(ladder.qtys[s].raw())))
     }
 
     /// Size-weighted mid: `(bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty)`,
