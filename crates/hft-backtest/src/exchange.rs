@@ -74,17 +74,28 @@ impl Exchange {
         };
         match ev.kind {
             MarketEventKind::Level { side, price, qty } => {
-                let before = book.qty_at(side, price).raw();
+                // The level's old size matters only to our orders resting there.
+                let ours = self
+                    .orders
+                    .iter()
+                    .any(|o| o.cmd.instrument.index() == i && o.side == side && o.price == price);
+                let before = if ours {
+                    book.qty_at(side, price).raw()
+                } else {
+                    0
+                };
                 let _ = book.apply(ev);
                 let after = qty.raw();
-                if after < before {
+                if ours && after < before {
                     for o in self.orders.iter_mut() {
                         if o.cmd.instrument.index() == i && o.side == side && o.price == price {
                             o.ahead = self.model.on_cancel(o.ahead, o.leaves, before, after);
                         }
                     }
                 }
-                self.fill_crossed(i, t);
+                if !self.orders.is_empty() {
+                    self.fill_crossed(i, t);
+                }
             }
             MarketEventKind::Trade {
                 aggressor,
