@@ -48,13 +48,41 @@ enum Command {
     /// Backtest on recorded data (a store or any file `hft data import` reads): the
     /// touch maker on every instrument, 100 µs order and response latency, risk-averse
     /// queue positions; writes metrics.json, fills.csv, orders.csv and report.html.
-    Backtest {
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BacktestArgs {
+    #[command(subcommand)]
+    cmd: Option<BacktestCmd>,
+    /// Recorded data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Directory for the report files.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Configuration overlay: its strategies trade the data's instruments of the same
+    /// symbol (default: the touch maker on every instrument).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum BacktestCmd {
+    /// Runs two configurations on the same data and compares their PnL interval by
+    /// interval: mean difference, a paired-bootstrap 95% interval and a verdict.
+    Ab {
+        /// Configuration A.
+        a: PathBuf,
+        /// Configuration B.
+        b: PathBuf,
         /// Recorded data.
         #[arg(long)]
         data: PathBuf,
-        /// Directory for the report files.
+        /// Print one JSON object.
         #[arg(long)]
-        report: Option<PathBuf>,
+        json: bool,
     },
 }
 
@@ -397,7 +425,20 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         }
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
-        Command::Backtest { data, report } => backtest(&data, report.as_deref()),
+        Command::Backtest(b) => match b.cmd {
+            Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),
+            None => {
+                let Some(data) = b.data else {
+                    return Err(Exit(
+                        2,
+                        anyhow::anyhow!(
+                            "name the data: hft backtest --data PATH (a store or a file hft data import reads)"
+                        ),
+                    ));
+                };
+                backtest(&data, b.report.as_deref(), b.config.as_deref())
+            }
+        },
         Command::Feed(FeedCmd::Binance {
             symbols,
             market,
@@ -483,12 +524,120 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
     Ok(if report.killed { 3 } else { 0 })
 }
 
-fn backtest(data: &Path, report: Option<&Path>) -> Result<u8, Exit> {
-    let loaded = hft_backtest::load(data).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
-    let engines = hft_backtest::touch_engines(&loaded.specs);
+/// The engines of a backtest: the config's strategies on the data's instruments of
+/// the same symbol, or the touch maker on every instrument without a config.
+fn backtest_engines(
+    config: Option<&Path>,
+    data_specs: &[hft_core::InstrumentSpec],
+) -> Result<(Vec<hft_core::InstrumentSpec>, Vec<hft_exec::Engine>), Exit> {
+    let Some(path) = config else {
+        return Ok((data_specs.to_vec(), hft_backtest::touch_engines(data_specs)));
+    };
+    let config = load_config(Some(path))?;
+    let scales: Vec<(String, u8, u8)> = data_specs
+        .iter()
+        .map(|s| (s.symbol.clone(), s.price_scale, s.qty_scale))
+        .collect();
+    let mut specs = market::data_specs(&config, &scales)?;
+    // Instruments the config does not know keep the grid the data shows.
+    for (s, d) in specs.iter_mut().zip(data_specs) {
+        if !config.instruments.iter().any(|c| c.spec.symbol == s.symbol) {
+            *s = d.clone();
+        }
+    }
+    let (slots, _kill) =
+        hft_cluster::node::build_slots(&config, &specs, market::mapper(&config, &specs));
+    if slots.is_empty() {
+        return Err(Exit(
+            2,
+            anyhow::anyhow!(
+                "no enabled strategy of {} trades an instrument of the data ({:?}); configure an [[instruments]] entry with the data's symbol",
+                path.display(),
+                scales.iter().map(|s| &s.0).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    struct Null;
+    impl hft_exec::OrderSink for Null {
+        fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
+            true
+        }
+    }
+    let engines = slots
+        .into_iter()
+        .map(|mut s| {
+            let _ = s.start(0, &mut Null);
+            s.engine
+        })
+        .collect();
+    Ok((specs, engines))
+}
+
+/// Loads backtest data, importing files at the scales of the config's instruments.
+fn backtest_data(data: &Path, config: Option<&Path>) -> Result<hft_backtest::Loaded, Exit> {
+    let instruments: Vec<hft_core::InstrumentSpec> = match config {
+        Some(p) => load_config(Some(p))?
+            .instruments
+            .into_iter()
+            .map(|i| i.spec)
+            .collect(),
+        None => Vec::new(),
+    };
+    hft_backtest::load_with(data, &instruments).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))
+}
+
+fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Exit> {
+    let mut runs = Vec::new();
+    for cfg in [a, b] {
+        let loaded = backtest_data(data, Some(cfg))?;
+        let (specs, engines) = backtest_engines(Some(cfg), &loaded.specs)?;
+        let setup = hft_backtest::peer_setup();
+        let sample_s = setup.sample_interval as f64 / 1e9;
+        let o = hft_backtest::run::run(setup, specs.clone(), engines, &loaded.events);
+        let m = hft_backtest::report::metrics(&o, &specs, sample_s);
+        runs.push((o, m));
+    }
+    let r = hft_backtest::report::ab_compare(&runs[0].0, &runs[1].0, 2_000, 1);
+    let v = json!({
+        "a": {"config": a.display().to_string(), "pnl": runs[0].1.pnl, "fills": runs[0].1.fills, "max_drawdown": runs[0].1.max_drawdown},
+        "b": {"config": b.display().to_string(), "pnl": runs[1].1.pnl, "fills": runs[1].1.fills, "max_drawdown": runs[1].1.max_drawdown},
+        "intervals": r.intervals,
+        "mean_diff_per_interval": r.mean_diff,
+        "ci95": [r.ci.0, r.ci.1],
+        "verdict": r.verdict,
+    });
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "A {}: PnL {:.4}, {} fills\nB {}: PnL {:.4}, {} fills\nA - B per 1 s interval: {:.6} (95% CI {:.6} .. {:.6}, {} intervals): {}",
+            a.display(),
+            runs[0].1.pnl,
+            runs[0].1.fills,
+            b.display(),
+            runs[1].1.pnl,
+            runs[1].1.fills,
+            r.mean_diff,
+            r.ci.0,
+            r.ci.1,
+            r.intervals,
+            match r.verdict {
+                "A" => "A is better",
+                "B" => "B is better",
+                _ => "no significant difference",
+            }
+        );
+    }
+    Ok(0)
+}
+
+fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result<u8, Exit> {
+    let loaded = backtest_data(data, config)?;
+    let (specs, engines) = backtest_engines(config, &loaded.specs)?;
     let setup = hft_backtest::peer_setup();
     let sample_s = setup.sample_interval as f64 / 1e9;
-    let o = hft_backtest::run::run(setup, loaded.specs.clone(), engines, &loaded.events);
+    let o = hft_backtest::run::run(setup, specs.clone(), engines, &loaded.events);
+    let loaded = hft_backtest::Loaded { specs, ..loaded };
     let m = hft_backtest::report::metrics(&o, &loaded.specs, sample_s);
     println!(
         "backtest: {} events over {:.1} s, {} orders, {} fills, PnL {:.4} (fees {:.4}), max drawdown {:.4}, Sharpe {:.2}",

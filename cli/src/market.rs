@@ -20,7 +20,10 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> Exit {
 
 /// The data's instruments as engines see them: a configured instrument of the same
 /// symbol (its tick, lot and fees) or, failing that, one made from the data's scales.
-fn data_specs(config: &Config, symbols: &[(String, u8, u8)]) -> Result<Vec<InstrumentSpec>, Exit> {
+pub(crate) fn data_specs(
+    config: &Config,
+    symbols: &[(String, u8, u8)],
+) -> Result<Vec<InstrumentSpec>, Exit> {
     symbols
         .iter()
         .enumerate()
@@ -45,7 +48,7 @@ fn data_specs(config: &Config, symbols: &[(String, u8, u8)]) -> Result<Vec<Instr
 }
 
 /// Maps a configured strategy instrument to the data instrument of the same symbol.
-fn mapper(
+pub(crate) fn mapper(
     config: &Config,
     specs: &[InstrumentSpec],
 ) -> impl Fn(InstrumentId) -> Option<InstrumentId> + use<> {

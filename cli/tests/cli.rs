@@ -575,3 +575,31 @@ fn backtest_writes_a_report_and_reruns_byte_identically() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn backtest_ab_of_a_config_against_itself_finds_no_difference() {
+    let data = std::env::var_os("DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        PathBuf::from,
+    );
+    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
+    let dir = tmp("ab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("mm.toml");
+    std::fs::write(&config, BTCUSDT_CONFIG).unwrap();
+    let o = hft()
+        .args(["backtest", "ab"])
+        .arg(&config)
+        .arg(&config)
+        .arg("--data")
+        .arg(&capture)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "no difference", "{v}");
+    assert_eq!(v["mean_diff_per_interval"].as_f64(), Some(0.0));
+    assert!(v["intervals"].as_u64().unwrap() > 100, "{v}");
+    assert_eq!(v["a"]["fills"], v["b"]["fills"], "{v}");
+}

@@ -51,6 +51,12 @@ pub struct Loaded {
 /// reads (imported into a scratch store first). Instruments get the tick and lot the
 /// data shows (the greatest common divisor of its prices and sizes).
 pub fn load(path: &Path) -> Result<Loaded, BacktestError> {
+    load_with(path, &[])
+}
+
+/// [`load`], importing files with `instruments` known (their symbols at their own
+/// price and quantity scales, as `hft data import --config` stores them).
+pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, BacktestError> {
     let started = Instant::now();
     let is_store = path.is_dir() || path.extension().is_some_and(|e| e == "parquet");
     let scratch = std::env::temp_dir().join(format!(
@@ -61,7 +67,11 @@ pub fn load(path: &Path) -> Result<Loaded, BacktestError> {
     let (root, input_messages) = if is_store {
         (path.to_path_buf(), 0)
     } else {
-        let s = hft_store::import(path, &scratch, None, false)?;
+        let opts = hft_store::ImportOptions {
+            instruments: instruments.to_vec(),
+            ..Default::default()
+        };
+        let s = hft_store::import_with(path, &scratch, &opts)?;
         (scratch.clone(), s.messages)
     };
     let read = (|| {
