@@ -37,7 +37,7 @@ pub enum BacktestError {
 
 /// Recorded data in memory.
 pub struct Loaded {
-    /// Events in local receive order, instrument ids index `specs`.
+    /// Events in the store's order, instrument ids index `specs`.
     pub events: Vec<MarketEvent>,
     /// The data's instruments.
     pub specs: Vec<InstrumentSpec>,
@@ -84,9 +84,10 @@ pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, 
     if !is_store {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    let (metas, mut events) = read?;
-    // Replay in the order the strategy received the data.
-    events.sort_by_key(|e| e.ts_recv);
+    // The store's order is the order the venue's messages must be applied in (a
+    // series in file order, series merged by venue time); the run loop never lets the
+    // local clock go back, so a receive time out of order is delivered at once.
+    let (metas, events) = read?;
     if events.is_empty() {
         return Err(BacktestError::Empty(path.display().to_string()));
     }

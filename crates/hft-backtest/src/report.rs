@@ -142,6 +142,9 @@ pub fn write(
                 "fees": round(money(p.fees.raw()), 8),
                 "orders": e.oms_stats().orders,
                 "fills": e.fill_count(),
+                "risk_rejects": e.risk().rejects().0.iter().sum::<u64>(),
+                "stale_gaps": e.stats().gaps,
+                "market_events": e.stats().events,
             })
         })
         .collect();
