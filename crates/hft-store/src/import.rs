@@ -357,6 +357,10 @@ fn import_binance(
                 let (b, a) = decoder.levels_mut();
                 emit(&mut normalizer, &decoded, b, a, ts, &mut rows)
                     .map_err(|e| bad(n, e.to_string()))?;
+                // It was received when its line was, whatever book time it stands for.
+                for r in rows.iter_mut() {
+                    r.ts_recv = local_ts;
+                }
                 normalize_buffered(&mut normalizer, &symbol, after, &mut rows)
                     .map_err(|e| bad(n, e.to_string()))?;
                 Ok(0)
