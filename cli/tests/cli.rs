@@ -602,5 +602,8 @@ fn backtest_ab_of_a_config_against_itself_finds_no_difference() {
     assert_eq!(v["mean_diff_per_interval"].as_f64(), Some(0.0));
     assert!(v["intervals"].as_u64().unwrap() > 100, "{v}");
     assert_eq!(v["a"]["fills"], v["b"]["fills"], "{v}");
-    assert!(v["a"]["fills"].as_u64().unwrap() > 0, "the market maker trades: {v}");
+    assert!(
+        v["a"]["fills"].as_u64().unwrap() > 0,
+        "the market maker trades: {v}"
+    );
 }
