@@ -91,41 +91,7 @@ enum FeedCmd {
     /// Binance public market data (diff depth with snapshot sync, bookTicker, trades):
     /// prints the feed's status, optionally records it into a store and runs the
     /// configured strategies on it through the paper venue.
-    Binance {
-        /// Venue symbols (comma separated), e.g. BTCUSDT,ETHUSDT.
-        #[arg(long, value_delimiter = ',', required = true)]
-        symbols: Vec<String>,
-        /// Market: spot or usdm (USD-M futures).
-        #[arg(long, value_enum, default_value_t = MarketArg::Spot)]
-        market: MarketArg,
-        /// WebSocket base URL (default: the venue's production endpoint).
-        #[arg(long)]
-        ws_url: Option<String>,
-        /// REST base URL for depth snapshots (default: production).
-        #[arg(long)]
-        rest_url: Option<String>,
-        /// Depth stream speed, e.g. 100ms (spot) or 0ms (futures).
-        #[arg(long)]
-        depth_speed: Option<String>,
-        /// Stop after this long (e.g. 30s); default: until Ctrl-C.
-        #[arg(long, value_parser = parse_duration)]
-        duration: Option<Duration>,
-        /// Record the feed into this store.
-        #[arg(long)]
-        record: Option<PathBuf>,
-        /// Run the configured strategies on the feed through the paper venue.
-        #[arg(long)]
-        paper: bool,
-        /// Configuration overlay (instruments, strategies).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum MarketArg {
-    Spot,
-    Usdm,
+    Binance(market::FeedArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -439,30 +405,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
                 backtest(&data, b.report.as_deref(), b.config.as_deref())
             }
         },
-        Command::Feed(FeedCmd::Binance {
-            symbols,
-            market,
-            ws_url,
-            rest_url,
-            depth_speed,
-            duration,
-            record,
-            paper,
-            config,
-        }) => market::feed_binance(market::FeedArgs {
-            symbols,
-            market: match market {
-                MarketArg::Spot => hft_feed::live::Market::Spot,
-                MarketArg::Usdm => hft_feed::live::Market::UsdmFutures,
-            },
-            ws_url,
-            rest_url,
-            depth_speed,
-            duration,
-            record,
-            paper,
-            config,
-        }),
+        Command::Feed(FeedCmd::Binance(args)) => market::feed_binance(args),
     }
 }
 

@@ -120,25 +120,44 @@ pub fn replay_paper(
     Ok(0)
 }
 
+/// Market of `hft feed binance`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum MarketArg {
+    /// Spot.
+    Spot,
+    /// USD-M futures.
+    Usdm,
+}
+
 /// Options of `hft feed binance`.
+#[derive(clap::Args, Debug)]
 pub struct FeedArgs {
-    /// Venue symbols.
+    /// Venue symbols (comma separated), e.g. BTCUSDT,ETHUSDT.
+    #[arg(long, value_delimiter = ',', required = true)]
     pub symbols: Vec<String>,
-    /// Spot or USD-M futures.
-    pub market: Market,
-    /// WebSocket base override.
+    /// Market: spot or usdm (USD-M futures).
+    #[arg(long, value_enum, default_value_t = MarketArg::Spot)]
+    pub market: MarketArg,
+    /// WebSocket base URL (default: the venue's production endpoint).
+    #[arg(long)]
     pub ws_url: Option<String>,
-    /// REST base override.
+    /// REST base URL for depth snapshots (default: production).
+    #[arg(long)]
     pub rest_url: Option<String>,
-    /// Depth stream speed.
+    /// Depth stream speed, e.g. 100ms (spot) or 0ms (futures).
+    #[arg(long)]
     pub depth_speed: Option<String>,
-    /// Stop after this long.
+    /// Stop after this long (e.g. 30s); default: until Ctrl-C.
+    #[arg(long, value_parser = crate::parse_duration)]
     pub duration: Option<Duration>,
-    /// Record into this store.
+    /// Record the feed into this store.
+    #[arg(long)]
     pub record: Option<PathBuf>,
-    /// Run the configured strategies on the paper venue.
+    /// Run the configured strategies on the feed through the paper venue.
+    #[arg(long)]
     pub paper: bool,
-    /// Config overlay.
+    /// Configuration overlay (instruments, strategies).
+    #[arg(long)]
     pub config: Option<PathBuf>,
 }
 
@@ -167,7 +186,11 @@ pub fn feed_binance(args: FeedArgs) -> Result<u8, Exit> {
         })
         .collect();
     let specs = data_specs(&config, &scales)?;
-    let mut cfg = LiveConfig::binance(args.market, symbols.clone());
+    let market = match args.market {
+        MarketArg::Spot => Market::Spot,
+        MarketArg::Usdm => Market::UsdmFutures,
+    };
+    let mut cfg = LiveConfig::binance(market, symbols.clone());
     if let Some(u) = args.ws_url {
         cfg.ws_base = u;
     }
@@ -177,7 +200,7 @@ pub fn feed_binance(args: FeedArgs) -> Result<u8, Exit> {
     if let Some(d) = args.depth_speed {
         cfg.depth_speed = d;
     }
-    let venue = match args.market {
+    let venue = match market {
         Market::Spot => "binance-spot",
         Market::UsdmFutures => "binance-usdm",
     };

@@ -21,6 +21,17 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// A file of the shared market data set (`DATA` or `../shared/data`).
+fn shared_data(rel: &str) -> PathBuf {
+    let root = std::env::var_os("DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        PathBuf::from,
+    );
+    let p = root.join(rel);
+    assert!(p.exists(), "test data {} missing (set DATA)", p.display());
+    p
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -329,16 +340,7 @@ max_daily_loss = "1000"
 
 #[test]
 fn a_strategy_runs_on_a_recorded_real_capture_through_the_paper_venue() {
-    let data = std::env::var_os("DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-        PathBuf::from,
-    );
-    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
-    assert!(
-        capture.exists(),
-        "test data {} missing (set DATA)",
-        capture.display()
-    );
+    let capture = shared_data("binance_ws_raw/spot_btcusdt_20240808.gz");
     let dir = tmp("paper");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("btcusdt.toml");
@@ -467,16 +469,7 @@ fn flate2_reader(path: &std::path::Path) -> Box<dyn std::io::Read> {
 
 #[test]
 fn the_live_feed_records_and_paper_trades_from_a_local_venue() {
-    let data = std::env::var_os("DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-        PathBuf::from,
-    );
-    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
-    assert!(
-        capture.exists(),
-        "test data {} missing (set DATA)",
-        capture.display()
-    );
+    let capture = shared_data("binance_ws_raw/spot_btcusdt_20240808.gz");
     let dir = tmp("live");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("btcusdt.toml");
@@ -528,16 +521,7 @@ fn the_live_feed_records_and_paper_trades_from_a_local_venue() {
 
 #[test]
 fn backtest_writes_a_report_and_reruns_byte_identically() {
-    let data = std::env::var_os("DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-        PathBuf::from,
-    );
-    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
-    assert!(
-        capture.exists(),
-        "test data {} missing (set DATA)",
-        capture.display()
-    );
+    let capture = shared_data("binance_ws_raw/spot_btcusdt_20240808.gz");
     let dir = tmp("backtest");
     for run in ["a", "b"] {
         let o = hft()
@@ -578,11 +562,7 @@ fn backtest_writes_a_report_and_reruns_byte_identically() {
 
 #[test]
 fn backtest_ab_of_a_config_against_itself_finds_no_difference() {
-    let data = std::env::var_os("DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-        PathBuf::from,
-    );
-    let capture = data.join("binance_ws_raw/spot_btcusdt_20240808.gz");
+    let capture = shared_data("binance_ws_raw/spot_btcusdt_20240808.gz");
     let dir = tmp("ab");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("mm.toml");

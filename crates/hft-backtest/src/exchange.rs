@@ -256,22 +256,16 @@ impl Exchange {
                     self.report(cmd, t, OrderReportKind::Rejected(RejectReason::Spec(v)));
                     return;
                 }
-                let opposite = match side {
-                    Side::Buy => Side::Sell,
-                    Side::Sell => Side::Buy,
-                };
+                let (levels, n) = hft_exec::takeable(&self.books[i], side, price);
                 let crosses = |p: Price| match side {
                     Side::Buy => p <= price,
                     Side::Sell => p >= price,
                 };
-                let marketable = self.books[i]
-                    .best(opposite)
-                    .is_some_and(|(p, _)| crosses(p));
                 // Self-trade prevention: never cross our own resting order.
                 let self_cross = self.orders.iter().any(|o| {
-                    o.cmd.instrument == cmd.instrument && o.side == opposite && crosses(o.price)
+                    o.cmd.instrument == cmd.instrument && o.side != side && crosses(o.price)
                 });
-                if post_only && marketable {
+                if post_only && n > 0 {
                     self.report(
                         cmd,
                         t,
@@ -285,25 +279,13 @@ impl Exchange {
                 }
                 self.report(cmd, t, OrderReportKind::Accepted);
                 let mut leaves = qty.raw();
-                if marketable {
-                    let mut levels = [(Price(0), Qty(0)); 16];
-                    let mut n = 0;
-                    for l in self.books[i]
-                        .levels(opposite)
-                        .take_while(|(p, _)| crosses(*p))
-                        .take(16)
-                    {
-                        levels[n] = l;
-                        n += 1;
+                for &(p, avail) in &levels[..n] {
+                    if leaves == 0 {
+                        break;
                     }
-                    for &(p, avail) in &levels[..n] {
-                        if leaves == 0 {
-                            break;
-                        }
-                        let take = leaves.min(avail.raw());
-                        leaves -= take;
-                        self.fill(cmd, side, p, Qty(take), Qty(leaves), Liquidity::Taker, t, 0);
-                    }
+                    let take = leaves.min(avail.raw());
+                    leaves -= take;
+                    self.fill(cmd, side, p, Qty(take), Qty(leaves), Liquidity::Taker, t, 0);
                 }
                 if leaves == 0 {
                     return;

@@ -23,7 +23,32 @@ use hft_core::{
 
 /// Deepest a marketable order walks the displayed book; the rest of it rests (or, for
 /// IOC, is cancelled), as no real order sweeps further without moving the market.
-const TAKE_LEVELS: usize = 16;
+pub const TAKE_LEVELS: usize = 16;
+
+/// The displayed levels a limit order of `side` at `limit` can take, best first (at
+/// most `TAKE_LEVELS`), copied out of `book` so a venue can report fills while it
+/// updates itself; the count is 0 when the order is not marketable.
+pub fn takeable(book: &L2Book, side: Side, limit: Price) -> ([(Price, Qty); TAKE_LEVELS], usize) {
+    let opposite = match side {
+        Side::Buy => Side::Sell,
+        Side::Sell => Side::Buy,
+    };
+    let crosses = |p: Price| match side {
+        Side::Buy => p <= limit,
+        Side::Sell => p >= limit,
+    };
+    let mut levels = [(Price(0), Qty(0)); TAKE_LEVELS];
+    let mut n = 0;
+    for l in book
+        .levels(opposite)
+        .take_while(|(p, _)| crosses(*p))
+        .take(TAKE_LEVELS)
+    {
+        levels[n] = l;
+        n += 1;
+    }
+    (levels, n)
+}
 
 /// One of our orders resting at the paper venue.
 #[derive(Clone, Copy, Debug)]
@@ -238,39 +263,15 @@ impl PaperVenue {
                     )));
                     return;
                 }
-                let opposite = match side {
-                    Side::Buy => Side::Sell,
-                    Side::Sell => Side::Buy,
-                };
-                let crosses = |p: Price| match side {
-                    Side::Buy => p <= price,
-                    Side::Sell => p >= price,
-                };
-                let marketable = self.books[i]
-                    .best(opposite)
-                    .is_some_and(|(p, _)| crosses(p));
-                if post_only && marketable {
+                let (levels, n) = takeable(&self.books[i], side, price);
+                if post_only && n > 0 {
                     out.report(&report(OrderReportKind::Rejected(
                         RejectReason::PostOnlyWouldCross,
                     )));
                     return;
                 }
                 out.report(&report(OrderReportKind::Accepted));
-                // Take displayed liquidity level by level up to the limit (the first
-                // levels are copied out so the fills can be reported as they happen).
                 let mut leaves = qty;
-                let mut levels = [(Price(0), Qty(0)); TAKE_LEVELS];
-                let mut n = 0;
-                for l in self.books[i]
-                    .levels(opposite)
-                    .take_while(|(p, _)| crosses(*p))
-                {
-                    if n == TAKE_LEVELS {
-                        break;
-                    }
-                    levels[n] = l;
-                    n += 1;
-                }
                 for &(p, avail) in &levels[..n] {
                     if leaves.raw() == 0 {
                         break;
