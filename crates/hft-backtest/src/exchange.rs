@@ -4,7 +4,7 @@
 use crate::model::QueueModel;
 use hft_book::L2Book;
 use hft_core::{
-    ExecId, Fill, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, Nanos, OrderCommand,
+    ExecId, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, Nanos, OrderCommand,
     OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, TimeInForce,
 };
 
@@ -195,20 +195,15 @@ impl Exchange {
     ) {
         self.exec_seq += 1;
         let spec = &self.specs[cmd.instrument.index()];
-        let report = OrderReport {
-            ts: t,
-            instrument: cmd.instrument,
-            cl_ord_id: cmd.cl_ord_id,
-            kind: OrderReportKind::Fill(Fill {
-                exec_id: ExecId(self.exec_seq),
-                side,
-                price,
-                qty,
-                leaves,
-                liquidity,
-                fee: spec.fee(price, qty, liquidity == Liquidity::Maker),
-            }),
-        };
+        let report = hft_exec::Execution {
+            exec_id: ExecId(self.exec_seq),
+            side,
+            price,
+            qty,
+            leaves,
+            liquidity,
+        }
+        .report(spec, cmd, t);
         self.out
             .push(FillOrReport::Fill(FillRecord { report, queue_wait }));
     }

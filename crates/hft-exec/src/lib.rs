@@ -14,7 +14,7 @@ pub mod wire;
 
 pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
 pub use oms::{Oms, OmsError, OmsStats};
-pub use paper::{PaperMarket, PaperStats, PaperVenue, TAKE_LEVELS, takeable};
+pub use paper::{Execution, PaperMarket, PaperStats, PaperVenue, TAKE_LEVELS, takeable};
 pub use sim_session::{SessionVenue, SimSession, SimTiming};
 pub use sim_venue::{SimVenue, VenueOutput};
 pub use slot::{StrategyFactory, StrategySlot};

@@ -25,6 +25,43 @@ use hft_core::{
 /// IOC, is cancelled), as no real order sweeps further without moving the market.
 pub const TAKE_LEVELS: usize = 16;
 
+/// An execution of one of our orders at a simulated venue, before fees.
+#[derive(Clone, Copy, Debug)]
+pub struct Execution {
+    /// Venue execution id.
+    pub exec_id: ExecId,
+    /// Side of our order.
+    pub side: Side,
+    /// Price.
+    pub price: Price,
+    /// Quantity.
+    pub qty: Qty,
+    /// Open quantity after it.
+    pub leaves: Qty,
+    /// Maker or taker.
+    pub liquidity: Liquidity,
+}
+
+impl Execution {
+    /// The fill report for order `cmd` at `ts`, with the instrument's fee.
+    pub fn report(&self, spec: &InstrumentSpec, cmd: &OrderCommand, ts: Nanos) -> OrderReport {
+        OrderReport {
+            ts,
+            instrument: cmd.instrument,
+            cl_ord_id: cmd.cl_ord_id,
+            kind: OrderReportKind::Fill(Fill {
+                exec_id: self.exec_id,
+                side: self.side,
+                price: self.price,
+                qty: self.qty,
+                leaves: self.leaves,
+                liquidity: self.liquidity,
+                fee: spec.fee(self.price, self.qty, self.liquidity == Liquidity::Maker),
+            }),
+        }
+    }
+}
+
 /// The displayed levels a limit order of `side` at `limit` can take, best first (at
 /// most `TAKE_LEVELS`), copied out of `book` so a venue can report fills while it
 /// updates itself; the count is 0 when the order is not marketable.
@@ -201,20 +238,15 @@ impl PaperVenue {
         self.exec_seq += 1;
         self.stats.fills += 1;
         let spec = &self.specs[cmd.instrument.index()];
-        out.report(&OrderReport {
-            ts: now,
-            instrument: cmd.instrument,
-            cl_ord_id: cmd.cl_ord_id,
-            kind: OrderReportKind::Fill(Fill {
-                exec_id: ExecId(self.exec_seq),
-                side,
-                price,
-                qty,
-                leaves,
-                liquidity,
-                fee: spec.fee(price, qty, liquidity == Liquidity::Maker),
-            }),
-        });
+        let fill = Execution {
+            exec_id: ExecId(self.exec_seq),
+            side,
+            price,
+            qty,
+            leaves,
+            liquidity,
+        };
+        out.report(&fill.report(spec, cmd, now));
     }
 
     /// An order command from an engine.
