@@ -84,6 +84,31 @@ enum BacktestCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Runs a configuration over a grid of parameter values in parallel (the data is
+    /// loaded once; each point keeps only its metrics) and prints the points sorted
+    /// by a metric. A point whose configuration is refused is reported, not fatal.
+    Sweep {
+        /// Base configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// Recorded data.
+        #[arg(long)]
+        data: PathBuf,
+        /// `KEY=V1,V2,...` with KEY a config path, e.g.
+        /// `strategies.0.market_making.risk_aversion=0.05,0.1,0.2`; repeat for a grid.
+        #[arg(long = "param", required = true)]
+        params: Vec<String>,
+        /// Metric to sort by: pnl, sharpe, sortino, fills, fill_ratio (best first, high)
+        /// or max_drawdown (best first, low).
+        #[arg(long, default_value = "pnl")]
+        sort: String,
+        /// Parallel runs (default: the CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -393,6 +418,14 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Data(d) => data(d),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),
+            Some(BacktestCmd::Sweep {
+                config,
+                data,
+                params,
+                sort,
+                jobs,
+                json,
+            }) => backtest_sweep(&config, &data, &params, &sort, jobs, json),
             None => {
                 let Some(data) = b.data else {
                     return Err(Exit(
@@ -476,12 +509,20 @@ fn backtest_engines(
     let Some(path) = config else {
         return Ok((data_specs.to_vec(), hft_backtest::touch_engines(data_specs)));
     };
-    let config = load_config(Some(path))?;
+    engines_for(&load_config(Some(path))?, path, data_specs)
+}
+
+/// The engines of `config`'s strategies on the data's instruments of the same symbol.
+fn engines_for(
+    config: &Config,
+    path: &Path,
+    data_specs: &[hft_core::InstrumentSpec],
+) -> Result<(Vec<hft_core::InstrumentSpec>, Vec<hft_exec::Engine>), Exit> {
     let scales: Vec<(String, u8, u8)> = data_specs
         .iter()
         .map(|s| (s.symbol.clone(), s.price_scale, s.qty_scale))
         .collect();
-    let mut specs = market::data_specs(&config, &scales)?;
+    let mut specs = market::data_specs(config, &scales)?;
     // Instruments the config does not know keep the grid the data shows.
     for (s, d) in specs.iter_mut().zip(data_specs) {
         if !config.instruments.iter().any(|c| c.spec.symbol == s.symbol) {
@@ -489,7 +530,7 @@ fn backtest_engines(
         }
     }
     let (slots, _kill) =
-        hft_cluster::node::build_slots(&config, &specs, market::mapper(&config, &specs));
+        hft_cluster::node::build_slots(config, &specs, market::mapper(config, &specs));
     if slots.is_empty() {
         return Err(Exit(
             2,
@@ -527,6 +568,164 @@ fn backtest_data(data: &Path, config: Option<&Path>) -> Result<hft_backtest::Loa
         None => Vec::new(),
     };
     hft_backtest::load_with(data, &instruments).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))
+}
+
+/// One point of a sweep: its overrides and metrics (or why it did not run).
+type SweepPoint = (
+    Vec<(String, String)>,
+    Result<hft_backtest::report::Metrics, String>,
+);
+
+fn backtest_sweep(
+    config: &Path,
+    data: &Path,
+    params: &[String],
+    sort: &str,
+    jobs: Option<usize>,
+    json_out: bool,
+) -> Result<u8, Exit> {
+    // KEY=V1,V2 -> (env name, values).
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for p in params {
+        let Some((key, values)) = p.split_once('=') else {
+            return Err(Exit(
+                2,
+                anyhow::anyhow!(
+                    "--param {p}: expected KEY=V1,V2,... e.g. strategies.0.market_making.risk_aversion=0.05,0.1"
+                ),
+            ));
+        };
+        let values: Vec<String> = values.split(',').map(str::to_owned).collect();
+        if key.is_empty() || values.iter().any(String::is_empty) {
+            return Err(Exit(
+                2,
+                anyhow::anyhow!("--param {p}: a key and non-empty values are needed"),
+            ));
+        }
+        axes.push((key.to_owned(), values));
+    }
+    let metric = |m: &hft_backtest::report::Metrics| -> Option<f64> {
+        Some(match sort {
+            "pnl" => m.pnl,
+            "sharpe" => m.sharpe,
+            "sortino" => m.sortino,
+            "fills" => m.fills as f64,
+            "fill_ratio" => m.fill_ratio,
+            "max_drawdown" => -m.max_drawdown,
+            _ => return None,
+        })
+    };
+    if metric(&hft_backtest::report::Metrics {
+        pnl: 0.0,
+        realized: 0.0,
+        fees: 0.0,
+        sharpe: 0.0,
+        sortino: 0.0,
+        max_drawdown: 0.0,
+        turnover: 0.0,
+        fill_ratio: 0.0,
+        hit_rate: 0.0,
+        mean_queue_wait_ns: 0.0,
+        orders: 0,
+        fills: 0,
+        events: 0,
+        span_s: 0.0,
+    })
+    .is_none()
+    {
+        return Err(Exit(
+            2,
+            anyhow::anyhow!(
+                "--sort {sort}: one of pnl, sharpe, sortino, fills, fill_ratio, max_drawdown"
+            ),
+        ));
+    }
+    let mut grid: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (key, values) in &axes {
+        grid = grid
+            .into_iter()
+            .flat_map(|point| {
+                values.iter().map(move |v| {
+                    let mut p = point.clone();
+                    p.push((key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    let loaded = backtest_data(data, Some(config))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, SweepPoint)>> = std::sync::Mutex::new(Vec::new());
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, grid.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(point) = grid.get(k) else { break };
+                    let mut env: Vec<(String, String)> = env_vars().collect();
+                    env.extend(point.iter().map(|(key, v)| {
+                        (
+                            format!("HFT_{}", key.replace('.', "__").to_ascii_uppercase()),
+                            v.clone(),
+                        )
+                    }));
+                    let outcome = hft_config::load(Some(config), env)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| {
+                            engines_for(&c, config, &loaded.specs).map_err(|e| format!("{:#}", e.1))
+                        })
+                        .map(|(specs, engines)| {
+                            let setup = hft_backtest::peer_setup();
+                            let sample_s = setup.sample_interval as f64 / 1e9;
+                            let o = hft_backtest::run::run(
+                                setup,
+                                specs.clone(),
+                                engines,
+                                &loaded.events,
+                            );
+                            hft_backtest::report::metrics(&o, &specs, sample_s)
+                        });
+                    if let Ok(mut r) = results.lock() {
+                        r.push((k, (point.clone(), outcome)));
+                    }
+                }
+            });
+        }
+    });
+    let mut rows: Vec<(usize, SweepPoint)> = results.into_inner().unwrap_or_default();
+    // Best first by the metric; failed points last; ties in grid order.
+    rows.sort_by(|a, b| {
+        let key = |r: &(usize, SweepPoint)| r.1.1.as_ref().ok().and_then(metric);
+        match (key(a), key(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x).then(a.0.cmp(&b.0)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.0.cmp(&b.0),
+        }
+    });
+    for (_, (point, outcome)) in &rows {
+        let label = point
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match outcome {
+            Ok(m) if json_out => println!(
+                "{}",
+                json!({"params": label, "pnl": m.pnl, "sharpe": m.sharpe, "sortino": m.sortino, "max_drawdown": m.max_drawdown, "fills": m.fills, "fill_ratio": m.fill_ratio, "orders": m.orders})
+            ),
+            Ok(m) => println!(
+                "{label:<60} pnl {:>12.4}  sharpe {:>9.2}  max_dd {:>10.4}  fills {:>6}  orders {:>6}",
+                m.pnl, m.sharpe, m.max_drawdown, m.fills, m.orders
+            ),
+            Err(e) if json_out => println!("{}", json!({"params": label, "error": e})),
+            Err(e) => println!("{label:<60} refused: {e}"),
+        }
+    }
+    Ok(0)
 }
 
 fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Exit> {

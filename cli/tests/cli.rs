@@ -587,3 +587,51 @@ fn backtest_ab_of_a_config_against_itself_finds_no_difference() {
         "the market maker trades: {v}"
     );
 }
+
+#[test]
+fn backtest_sweep_sorts_the_grid_and_reports_refused_points() {
+    let capture = shared_data("binance_ws_raw/spot_btcusdt_20240808.gz");
+    let dir = tmp("sweep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("mm.toml");
+    std::fs::write(&config, BTCUSDT_CONFIG).unwrap();
+    let o = hft()
+        .args(["backtest", "sweep", "--json", "--sort", "fills"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(&capture)
+        .args([
+            "--param",
+            "strategies.0.market_making.risk_aversion=0.02,0.1,-3",
+        ])
+        .args(["--param", "strategies.0.market_making.requote_ticks=2,20"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6, "3 x 2 points");
+    let fills: Vec<u64> = rows.iter().filter_map(|r| r["fills"].as_u64()).collect();
+    assert_eq!(
+        fills.len(),
+        4,
+        "the negative risk aversion is refused twice"
+    );
+    assert!(
+        fills.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by fills: {fills:?}"
+    );
+    assert!(rows[4]["error"].as_str().unwrap().contains("risk_aversion"));
+    let o = hft()
+        .args(["backtest", "sweep", "--param", "nonsense"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
