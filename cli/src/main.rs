@@ -84,6 +84,19 @@ enum BacktestCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Replays the data through stress scenarios (price gap of -10% and +10%, liquidity
+    /// drought, 50 ms latency spike, venue outage) and reports what the risk layer did.
+    Stress {
+        /// Recorded data.
+        #[arg(long)]
+        data: PathBuf,
+        /// Configuration (default: the touch maker on every instrument).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs a configuration over a grid of parameter values in parallel (the data is
     /// loaded once; each point keeps only its metrics) and prints the points sorted
     /// by a metric. A point whose configuration is refused is reported, not fatal.
@@ -418,6 +431,9 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Data(d) => data(d),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),
+            Some(BacktestCmd::Stress { data, config, json }) => {
+                backtest_stress(&data, config.as_deref(), json)
+            }
             Some(BacktestCmd::Sweep {
                 config,
                 data,
@@ -568,6 +584,82 @@ fn backtest_data(data: &Path, config: Option<&Path>) -> Result<hft_backtest::Loa
         None => Vec::new(),
     };
     hft_backtest::load_with(data, &instruments).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))
+}
+
+fn backtest_stress(data: &Path, config: Option<&Path>, json_out: bool) -> Result<u8, Exit> {
+    use hft_backtest::stress::Scenario;
+    let loaded = backtest_data(data, config)?;
+    let scenarios = [
+        None,
+        Some(Scenario::PriceGap(-1_000)),
+        Some(Scenario::PriceGap(1_000)),
+        Some(Scenario::LiquidityDrought(0.1)),
+        Some(Scenario::LatencySpike(50_000_000)),
+        Some(Scenario::VenueOutage),
+    ];
+    let (start, end) = (
+        loaded.events.first().map_or(0, |e| e.ts_recv),
+        loaded.events.last().map_or(0, |e| e.ts_recv),
+    );
+    for sc in scenarios {
+        let (specs, engines) = backtest_engines(config, &loaded.specs)?;
+        let mut setup = hft_backtest::peer_setup();
+        let events = match sc {
+            Some(s) => {
+                if let Some(series) = s.entry_latency(100_000, start, end) {
+                    setup.entry = hft_backtest::model::Latency::Series(series);
+                }
+                s.apply(&loaded.events, specs.len())
+            }
+            None => loaded.events.clone(),
+        };
+        let sample_s = setup.sample_interval as f64 / 1e9;
+        let o = hft_backtest::run::run(setup, specs.clone(), engines, &events);
+        let m = hft_backtest::report::metrics(&o, &specs, sample_s);
+        let name = sc.map_or_else(|| "baseline".to_owned(), |s| s.name());
+        let risk: Vec<serde_json::Value> = o
+            .engines
+            .iter()
+            .map(|e| {
+                let spec = &specs[e.instrument().index()];
+                let p = e.position(e.instrument());
+                json!({
+                    "instrument": spec.symbol,
+                    "state": e.risk().state().to_string(),
+                    "risk_rejects": e.risk().rejects().0.iter().sum::<u64>(),
+                    "max_position": p.max_abs_qty.display(spec.qty_scale).to_string(),
+                    "gaps": e.stats().gaps,
+                })
+            })
+            .collect();
+        if json_out {
+            println!(
+                "{}",
+                json!({"scenario": name, "pnl": m.pnl, "max_drawdown": m.max_drawdown, "fills": m.fills, "orders": m.orders, "strategies": risk})
+            );
+        } else {
+            let states: Vec<String> = risk
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} rejects {} max_pos {}",
+                        r["instrument"].as_str().unwrap_or(""),
+                        r["state"].as_str().unwrap_or(""),
+                        r["risk_rejects"],
+                        r["max_position"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            println!(
+                "{name:<26} pnl {:>10.4}  max_dd {:>9.4}  fills {:>5}  {}",
+                m.pnl,
+                m.max_drawdown,
+                m.fills,
+                states.join("; ")
+            );
+        }
+    }
+    Ok(0)
 }
 
 /// One point of a sweep: its overrides and metrics (or why it did not run).

@@ -635,3 +635,29 @@ fn backtest_sweep_sorts_the_grid_and_reports_refused_points() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn backtest_stress_runs_every_scenario_and_the_position_limit_holds() {
+    let capture = shared_data("binance_ws_raw/spot_ethusdt_20240808.gz");
+    let o = hft()
+        .args(["backtest", "stress", "--json", "--data"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6, "baseline and five scenarios");
+    assert_eq!(rows[0]["scenario"], "baseline");
+    let pnl = |k: usize| rows[k]["pnl"].as_f64().unwrap();
+    // A 10% jump with inventory on changes the result either way.
+    assert!(pnl(1) != pnl(0) && pnl(2) != pnl(0), "{rows:?}");
+    for r in &rows {
+        let s = &r["strategies"][0];
+        // The touch maker's limit is ten lots; the risk gate allows eleven.
+        let max: f64 = s["max_position"].as_str().unwrap().parse().unwrap();
+        assert!(max <= 11.0 * 0.0001 + 1e-12, "{r}");
+    }
+}

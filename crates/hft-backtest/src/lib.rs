@@ -9,11 +9,14 @@
 //!   self-trade prevention.
 //! - [`run`]: the two-clock loop; strategies see an event only at its local time.
 //! - [`report`]: metrics, CSV and HTML reports, byte-identical for identical runs.
+//! - The [`stress`] scenarios (price gap, liquidity drought, latency spike, venue
+//!   outage) rewrite the data into a consistent bad day.
 
 pub mod exchange;
 pub mod model;
 pub mod report;
 pub mod run;
+pub mod stress;
 
 use hft_core::{
     InstrumentId, InstrumentSpec, MarketEvent, MarketEventKind, Price, Qty, StrategyId,
