@@ -37,6 +37,8 @@ pub struct Exchange {
     orders: Vec<Resting>,
     model: QueueModel,
     exec_seq: u64,
+    /// Venue messages after which an instrument's recorded book was crossed.
+    crossed: Vec<u64>,
     /// Reports produced by the last call, in order.
     pub out: Vec<FillOrReport>,
 }
@@ -53,6 +55,7 @@ pub enum FillOrReport {
 impl Exchange {
     /// A venue for `specs` with queue model `model`.
     pub fn new(specs: Vec<InstrumentSpec>, model: QueueModel) -> Self {
+        let n = specs.len();
         Self {
             books: specs
                 .iter()
@@ -62,12 +65,27 @@ impl Exchange {
             orders: Vec::with_capacity(64),
             model,
             exec_seq: 0,
+            crossed: vec![0; n],
             out: Vec::with_capacity(64),
         }
     }
 
+    /// Venue messages after which each instrument's recorded book was crossed: bad
+    /// data the report must show (fills against a crossed book mean little).
+    pub fn crossed(&self) -> &[u64] {
+        &self.crossed
+    }
+
     /// Applies a recorded event at venue time `t`.
     pub fn on_market(&mut self, ev: &MarketEvent, t: Nanos) {
+        let i = ev.instrument.index();
+        self.apply_market(ev, t);
+        if ev.is_last() && self.books.get(i).is_some_and(L2Book::is_crossed) {
+            self.crossed[i] += 1;
+        }
+    }
+
+    fn apply_market(&mut self, ev: &MarketEvent, t: Nanos) {
         let i = ev.instrument.index();
         let Some(book) = self.books.get_mut(i) else {
             return;
@@ -362,6 +380,7 @@ mod tests {
         };
         x.on_market(&ev(lvl(Side::Buy, 99, 5)), 0);
         x.on_market(&ev(lvl(Side::Sell, 101, 5)), 0);
+        assert_eq!(x.crossed(), &[0]);
         x.submit(&buy(1, 99, 3, true), 10);
         assert!(fills(&mut x).is_empty(), "rests behind 5");
         let sell = |q| MarketEventKind::Trade {
@@ -410,6 +429,9 @@ mod tests {
             ..buy(4, 0, 1, false)
         };
         x.submit(&sell_cmd, 70);
+        // Bad data is counted: a bid above the ask after a message.
+        x.on_market(&ev(lvl(Side::Buy, 150, 1)), 80);
+        assert_eq!(x.crossed(), &[1]);
         assert!(matches!(
             x.out.pop(),
             Some(FillOrReport::Report(OrderReport {

@@ -164,6 +164,10 @@ pub fn write(
         "events": m.events,
         "span_s": round(m.span_s, 6),
         "strategies": strategies,
+        "data": specs.iter().zip(&o.crossed).map(|(s, c)| json!({
+            "instrument": s.symbol,
+            "crossed_moments": c,
+        })).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&v).unwrap_or_default();
     std::fs::write(dir.join("metrics.json"), text + "\n")?;
@@ -390,6 +394,7 @@ mod tests {
                 .collect(),
             events: 0,
             span: 500,
+            crossed: Vec::new(),
         }
     }
 

@@ -82,6 +82,8 @@ pub struct Outcome {
     pub events: u64,
     /// Simulated span, ns.
     pub span: Nanos,
+    /// Per instrument, venue messages after which the recorded book was crossed.
+    pub crossed: Vec<u64>,
 }
 
 /// A message scheduled at a time; ties keep the order of scheduling.
@@ -295,6 +297,7 @@ pub fn run(
         samples,
         events: li as u64,
         span: now.saturating_sub(start),
+        crossed: venue.crossed().to_vec(),
     }
 }
 
