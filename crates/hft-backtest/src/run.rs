@@ -188,6 +188,24 @@ pub fn run(
             let _ = $engine;
         }};
     }
+    // What the venue produced goes back after the response latency.
+    macro_rules! drain_venue {
+        ($t:expr) => {{
+            for out in venue.out.drain(..) {
+                let (rep, wait) = match out {
+                    FillOrReport::Fill(f) => (f.report, f.queue_wait),
+                    FillOrReport::Report(r) => (r, 0),
+                };
+                seq += 1;
+                let arrive = $t + setup.response.at($t);
+                to_engine.push(Reverse(Sched {
+                    at: arrive,
+                    seq,
+                    item: (rep, wait),
+                }));
+            }
+        }};
+    }
     for e in engines.iter_mut() {
         let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
         dispatch!(e, now);
@@ -213,17 +231,32 @@ pub fn run(
             next_sample = now + setup.sample_interval;
             samples.push(sample(now, &engines));
         }
+        // With no feed latency the venue and the engines see an event at the same time:
+        // when nothing else is due first, both take it in one step.
+        let mut local_too = false;
         if tx == Some(t) {
             let e = &events[xi];
             xi += 1;
             xt_last = t;
             venue.on_market(e, t);
+            drain_venue!(t);
+            local_too = setup.feed == FeedLatency::Zero
+                && li + 1 == xi
+                && tl == Some(t)
+                && tv.is_none_or(|v| v > t)
+                && tr.is_none_or(|r| r > t);
+            if !local_too {
+                continue;
+            }
         } else if tv == Some(t) {
             let Some(Reverse(s)) = to_venue.pop() else {
                 continue;
             };
             venue.submit(&s.item, t);
-        } else if tl == Some(t) {
+            drain_venue!(t);
+            continue;
+        }
+        if local_too || tl == Some(t) {
             let e = &events[li];
             li += 1;
             lt_last = t;
@@ -269,20 +302,6 @@ pub fn run(
                 }
                 dispatch!(eng, t);
             }
-        }
-        // What the venue produced goes back after the response latency.
-        for out in venue.out.drain(..) {
-            let (rep, wait) = match out {
-                FillOrReport::Fill(f) => (f.report, f.queue_wait),
-                FillOrReport::Report(r) => (r, 0),
-            };
-            seq += 1;
-            let arrive = t + setup.response.at(t);
-            to_engine.push(Reverse(Sched {
-                at: arrive,
-                seq,
-                item: (rep, wait),
-            }));
         }
     }
     for e in engines.iter_mut() {
