@@ -620,17 +620,7 @@ fn backtest_stress(data: &Path, config: Option<&Path>, json_out: bool) -> Result
         let risk: Vec<serde_json::Value> = o
             .engines
             .iter()
-            .map(|e| {
-                let spec = &specs[e.instrument().index()];
-                let p = e.position(e.instrument());
-                json!({
-                    "instrument": spec.symbol,
-                    "state": e.risk().state().to_string(),
-                    "risk_rejects": e.risk().rejects().0.iter().sum::<u64>(),
-                    "max_position": p.max_abs_qty.display(spec.qty_scale).to_string(),
-                    "gaps": e.stats().gaps,
-                })
-            })
+            .map(|e| hft_backtest::report::strategy_summary(e, &specs))
             .collect();
         if json_out {
             println!(
@@ -707,24 +697,7 @@ fn backtest_sweep(
             _ => return None,
         })
     };
-    if metric(&hft_backtest::report::Metrics {
-        pnl: 0.0,
-        realized: 0.0,
-        fees: 0.0,
-        sharpe: 0.0,
-        sortino: 0.0,
-        max_drawdown: 0.0,
-        turnover: 0.0,
-        fill_ratio: 0.0,
-        hit_rate: 0.0,
-        mean_queue_wait_ns: 0.0,
-        orders: 0,
-        fills: 0,
-        events: 0,
-        span_s: 0.0,
-    })
-    .is_none()
-    {
+    if metric(&hft_backtest::report::Metrics::default()).is_none() {
         return Err(Exit(
             2,
             anyhow::anyhow!(

@@ -14,7 +14,7 @@ fn money(raw: i64) -> f64 {
 }
 
 /// Summary figures of a run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
     /// PnL after fees, quote currency.
     pub pnl: f64,
@@ -121,6 +121,25 @@ fn round(x: f64, places: i32) -> f64 {
     (x * m).round() / m
 }
 
+/// What one strategy did, and what its risk gate did, for reports.
+pub fn strategy_summary(e: &hft_exec::Engine, specs: &[InstrumentSpec]) -> serde_json::Value {
+    let spec = &specs[e.instrument().index()];
+    let p = e.position(e.instrument());
+    json!({
+        "instrument": spec.symbol,
+        "position": p.qty.display(spec.qty_scale).to_string(),
+        "max_position": p.max_abs_qty.display(spec.qty_scale).to_string(),
+        "realized": round(money(p.realized_net().raw()), 8),
+        "fees": round(money(p.fees.raw()), 8),
+        "orders": e.oms_stats().orders,
+        "fills": e.fill_count(),
+        "state": e.risk().state().to_string(),
+        "risk_rejects": e.risk().rejects().0.iter().sum::<u64>(),
+        "stale_gaps": e.stats().gaps,
+        "market_events": e.stats().events,
+    })
+}
+
 /// Writes every report file into `dir`.
 pub fn write(
     dir: &Path,
@@ -132,21 +151,7 @@ pub fn write(
     let strategies: Vec<_> = o
         .engines
         .iter()
-        .map(|e| {
-            let spec = &specs[e.instrument().index()];
-            let p = e.position(e.instrument());
-            json!({
-                "instrument": spec.symbol,
-                "position": p.qty.display(spec.qty_scale).to_string(),
-                "realized": round(money(p.realized_net().raw()), 8),
-                "fees": round(money(p.fees.raw()), 8),
-                "orders": e.oms_stats().orders,
-                "fills": e.fill_count(),
-                "risk_rejects": e.risk().rejects().0.iter().sum::<u64>(),
-                "stale_gaps": e.stats().gaps,
-                "market_events": e.stats().events,
-            })
-        })
+        .map(|e| strategy_summary(e, specs))
         .collect();
     let v = json!({
         "pnl": round(m.pnl, 8),
