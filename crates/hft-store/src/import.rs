@@ -7,8 +7,7 @@ use crate::writer::{SeriesMeta, StoreWriter};
 use dbn::decode::{DbnMetadata, DecodeRecordRef};
 use hft_feed::InstrumentRegistry;
 use hft_feed::binance::{
-    BinanceDecoder, BinanceMsg, BinanceNormalizer, BufferedDiff, DepthSync, DiffIds, SyncAction,
-    WIRE_SCALE,
+    BinanceDecoder, BinanceMsg, BinanceNormalizer, BufferedDiff, DepthSync, SyncAction, WIRE_SCALE,
 };
 use hft_feed::capture::CaptureReader;
 use std::io::Read;
@@ -271,19 +270,8 @@ fn import_binance(
                 rows.push(Row::from_event(&e))
             })
         };
-        let result = match decoded {
-            BinanceMsg::Depth {
-                event_ms,
-                first_id,
-                final_id,
-                prev_final_id,
-                ..
-            } => {
-                let ids = DiffIds {
-                    first: first_id,
-                    last: final_id,
-                    prev: prev_final_id,
-                };
+        let result = match decoded.diff_ids() {
+            Some((ids, event_ms)) => {
                 if waiting_for_snapshot {
                     let (b, a) = (decoder.bids().to_vec(), decoder.asks().to_vec());
                     sync.buffer(BufferedDiff {
@@ -314,7 +302,7 @@ fn import_binance(
                         SyncAction::Gap => {
                             // Recorded data cannot fetch a new snapshot: count, keep going.
                             stats.gaps += 1;
-                            sync.resume_at(final_id);
+                            sync.resume_at(ids.last);
                             let (b, a) = decoder.levels_mut();
                             emit(&mut normalizer, &decoded, b, a, local_ts, &mut rows)
                         }
@@ -325,50 +313,52 @@ fn import_binance(
                     }
                 }
             }
-            BinanceMsg::Snapshot { last_update_id } => {
-                if symbol.is_empty() {
-                    if skip_bad {
-                        stats.skipped += 1;
-                        continue;
-                    }
-                    return Err(bad(
-                        n,
-                        "depth snapshot before any message names its symbol".into(),
-                    ));
-                }
-                waiting_for_snapshot = false;
-                let after = match sync.on_snapshot(last_update_id) {
-                    Ok(after) => after,
-                    Err(_) => {
-                        // Recorded data cannot fetch a newer snapshot: count the gap and
-                        // write the held diffs as they came.
-                        stats.gaps += 1;
-                        let held = sync.take_buffer();
-                        if let Some(l) = held.last().map(|d| d.ids.last) {
-                            sync.resume_at(l);
+            None => match decoded {
+                BinanceMsg::Snapshot { last_update_id } => {
+                    if symbol.is_empty() {
+                        if skip_bad {
+                            stats.skipped += 1;
+                            continue;
                         }
-                        held
+                        return Err(bad(
+                            n,
+                            "depth snapshot before any message names its symbol".into(),
+                        ));
                     }
-                };
-                // The snapshot precedes the diffs it is followed by in book time.
-                let ts = after
-                    .first()
-                    .map_or(local_ts, |d| d.event_ms.saturating_mul(1_000_000));
-                let (b, a) = decoder.levels_mut();
-                emit(&mut normalizer, &decoded, b, a, ts, &mut rows)
-                    .map_err(|e| bad(n, e.to_string()))?;
-                // It was received when its line was, whatever book time it stands for.
-                for r in rows.iter_mut() {
-                    r.ts_recv = local_ts;
+                    waiting_for_snapshot = false;
+                    let after = match sync.on_snapshot(last_update_id) {
+                        Ok(after) => after,
+                        Err(_) => {
+                            // Recorded data cannot fetch a newer snapshot: count the gap and
+                            // write the held diffs as they came.
+                            stats.gaps += 1;
+                            let held = sync.take_buffer();
+                            if let Some(l) = held.last().map(|d| d.ids.last) {
+                                sync.resume_at(l);
+                            }
+                            held
+                        }
+                    };
+                    // The snapshot precedes the diffs it is followed by in book time.
+                    let ts = after
+                        .first()
+                        .map_or(local_ts, |d| d.event_ms.saturating_mul(1_000_000));
+                    let (b, a) = decoder.levels_mut();
+                    emit(&mut normalizer, &decoded, b, a, ts, &mut rows)
+                        .map_err(|e| bad(n, e.to_string()))?;
+                    // It was received when its line was, whatever book time it stands for.
+                    for r in rows.iter_mut() {
+                        r.ts_recv = local_ts;
+                    }
+                    normalize_buffered(&mut normalizer, &symbol, after, &mut rows)
+                        .map_err(|e| bad(n, e.to_string()))?;
+                    Ok(0)
                 }
-                normalize_buffered(&mut normalizer, &symbol, after, &mut rows)
-                    .map_err(|e| bad(n, e.to_string()))?;
-                Ok(0)
-            }
-            _ => {
-                let (b, a) = decoder.levels_mut();
-                emit(&mut normalizer, &decoded, b, a, local_ts, &mut rows)
-            }
+                _ => {
+                    let (b, a) = decoder.levels_mut();
+                    emit(&mut normalizer, &decoded, b, a, local_ts, &mut rows)
+                }
+            },
         };
         match result {
             Ok(_) => {}

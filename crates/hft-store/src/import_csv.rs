@@ -84,6 +84,13 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    fn of(line: &'a str, names: &'static [&'static str]) -> Self {
+        Self {
+            cols: line.split(',').collect(),
+            names,
+        }
+    }
+
     fn get(&self, i: usize) -> &'a str {
         self.cols.get(i).copied().unwrap_or("")
     }
@@ -199,6 +206,22 @@ fn side_byte(s: &str) -> Result<u8, String> {
     }
 }
 
+/// One level row of a depth file: `(venue, receive)` times, update id, whether it is
+/// part of a snapshot, side byte and `(price, qty)`.
+fn level_row(ts: (u64, u64), seq: u64, snapshot: bool, side: u8, level: (i64, i64)) -> Row {
+    Row {
+        ts_exchange: ts.0,
+        ts_recv: ts.1,
+        seq,
+        flags: if snapshot { FLAG_SNAPSHOT } else { 0 },
+        kind: RowKind::Level as u8,
+        side,
+        price: level.0,
+        qty: level.1,
+        ..Row::default()
+    }
+}
+
 /// One parsed line: its series, its rows, and the key of the venue message it belongs
 /// to (`None`: a message on its own).
 struct Parsed {
@@ -228,10 +251,7 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
     let ms = |v: u64| v.saturating_mul(1_000_000);
     match layout {
         CsvLayout::BinanceTrades => {
-            let f = Fields {
-                cols: line.split(',').collect(),
-                names: TRADES_COLS,
-            };
+            let f = Fields::of(line, TRADES_COLS);
             let local = f.u64(0)?;
             let trade_ms = f.u64(2)?;
             let sell = match f.get(8) {
@@ -262,10 +282,7 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
             })
         }
         CsvLayout::BinanceBbo => {
-            let f = Fields {
-                cols: line.split(',').collect(),
-                names: BBO_COLS,
-            };
+            let f = Fields::of(line, BBO_COLS);
             let local = f.u64(0)?;
             Ok(Parsed {
                 series: series(
@@ -292,10 +309,7 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
             })
         }
         CsvLayout::BinanceDepth => {
-            let f = Fields {
-                cols: line.split(',').collect(),
-                names: DEPTH_COLS,
-            };
+            let f = Fields::of(line, DEPTH_COLS);
             let local = f.u64(0)?;
             let snapshot = match f.get(5) {
                 "snapshot" => true,
@@ -310,26 +324,19 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
                     WIRE_SCALE,
                     WIRE_SCALE,
                 ),
-                rows: vec![Row {
-                    ts_exchange: f.opt_u64(1)?.map_or(local, ms),
-                    ts_recv: local,
-                    seq: last_id,
-                    flags: if snapshot { FLAG_SNAPSHOT } else { 0 },
-                    kind: RowKind::Level as u8,
-                    side: side_byte(f.get(9))?,
-                    price: f.dec(10)?,
-                    qty: f.dec(11)?,
-                    ..Row::default()
-                }],
+                rows: vec![level_row(
+                    (f.opt_u64(1)?.map_or(local, ms), local),
+                    last_id,
+                    snapshot,
+                    side_byte(f.get(9))?,
+                    (f.dec(10)?, f.dec(11)?),
+                )],
                 message: Some((local, last_id)),
                 snapshot,
             })
         }
         CsvLayout::BinanceVisionDepth => {
-            let f = Fields {
-                cols: line.split(',').collect(),
-                names: VISION_COLS,
-            };
+            let f = Fields::of(line, VISION_COLS);
             let ts = ms(f.u64(1)?);
             let snapshot = match f.get(5) {
                 "snap" => true,
@@ -344,26 +351,19 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
             };
             Ok(Parsed {
                 series: series(venue_or(venue.into()), f.get(0), WIRE_SCALE, WIRE_SCALE),
-                rows: vec![Row {
-                    ts_exchange: ts,
-                    ts_recv: ts,
-                    seq: last_id,
-                    flags: if snapshot { FLAG_SNAPSHOT } else { 0 },
-                    kind: RowKind::Level as u8,
-                    side: side_byte(f.get(4))?,
-                    price: f.dec(6)?,
-                    qty: f.dec(7)?,
-                    ..Row::default()
-                }],
+                rows: vec![level_row(
+                    (ts, ts),
+                    last_id,
+                    snapshot,
+                    side_byte(f.get(4))?,
+                    (f.dec(6)?, f.dec(7)?),
+                )],
                 message: Some((ts, last_id)),
                 snapshot,
             })
         }
         CsvLayout::DatabentoMbo => {
-            let f = Fields {
-                cols: line.split(',').collect(),
-                names: MBO_COLS,
-            };
+            let f = Fields::of(line, MBO_COLS);
             let int = |i: usize| -> Result<i64, String> {
                 let v = f.get(i);
                 v.parse()
@@ -395,10 +395,7 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
             })
         }
         CsvLayout::TardisSnapshot(levels) => {
-            let f = Fields {
-                cols: line.split(',').collect(),
-                names: TARDIS_COLS,
-            };
+            let f = Fields::of(line, TARDIS_COLS);
             let us = |i: usize| -> Result<u64, String> {
                 let v = f.get(i);
                 v.parse::<u64>()

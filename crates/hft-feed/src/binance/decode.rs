@@ -136,6 +136,27 @@ pub enum BinanceMsg<'a> {
 }
 
 impl<'a> BinanceMsg<'a> {
+    /// For a depth diff: its ids and event time (ms), what book synchronisation needs.
+    pub fn diff_ids(&self) -> Option<(super::DiffIds, u64)> {
+        match *self {
+            BinanceMsg::Depth {
+                event_ms,
+                first_id,
+                final_id,
+                prev_final_id,
+                ..
+            } => Some((
+                super::DiffIds {
+                    first: first_id,
+                    last: final_id,
+                    prev: prev_final_id,
+                },
+                event_ms,
+            )),
+            _ => None,
+        }
+    }
+
     /// The symbol the message names (a REST snapshot names none).
     pub fn symbol(&self) -> Option<&'a str> {
         match *self {

@@ -211,41 +211,26 @@ impl FeedHandler {
             self.stats.unknown_symbol += 1;
             return Ok(());
         };
-        let result = match msg {
-            BinanceMsg::Depth {
-                event_ms,
-                first_id,
-                final_id,
-                prev_final_id,
-                ..
-            } => {
-                let ids = DiffIds {
-                    first: first_id,
-                    last: final_id,
-                    prev: prev_final_id,
-                };
-                match self.books[i].sync.on_diff(ids) {
-                    SyncAction::Apply => self.emit(&msg, ts_recv, None, out),
-                    SyncAction::Drop => {
-                        self.stats.stale_diffs += 1;
-                        Ok(())
-                    }
-                    SyncAction::Buffer => {
-                        self.hold(i, ids, event_ms, ts_recv);
-                        Ok(())
-                    }
-                    SyncAction::Gap => {
-                        self.stats.gaps += 1;
-                        self.invalidate(i, ts_recv, out);
-                        self.hold(i, ids, event_ms, ts_recv);
-                        Ok(())
-                    }
+        let result = match msg.diff_ids() {
+            Some((ids, event_ms)) => match self.books[i].sync.on_diff(ids) {
+                SyncAction::Apply => self.emit(&msg, ts_recv, None, out),
+                SyncAction::Drop => {
+                    self.stats.stale_diffs += 1;
+                    Ok(())
                 }
-            }
-            BinanceMsg::Snapshot { .. } => Err(FrameError::NotASnapshot),
-            BinanceMsg::BookTicker { .. } | BinanceMsg::Trade { .. } => {
-                self.emit(&msg, ts_recv, None, out)
-            }
+                SyncAction::Buffer => {
+                    self.hold(i, ids, event_ms, ts_recv);
+                    Ok(())
+                }
+                SyncAction::Gap => {
+                    self.stats.gaps += 1;
+                    self.invalidate(i, ts_recv, out);
+                    self.hold(i, ids, event_ms, ts_recv);
+                    Ok(())
+                }
+            },
+            None if matches!(msg, BinanceMsg::Snapshot { .. }) => Err(FrameError::NotASnapshot),
+            None => self.emit(&msg, ts_recv, None, out),
         };
         if let Err(e) = result {
             self.stats.bad_frames += 1;
