@@ -253,7 +253,7 @@ pub fn feed_binance(args: FeedArgs) -> Result<u8, Exit> {
     let books = Arc::new(std::sync::Mutex::new(
         specs
             .iter()
-            .map(|s| L2Book::with_capacity(s.id, 1024))
+            .map(|s| L2Book::for_spec(s, 1024))
             .collect::<Vec<_>>(),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -8,6 +8,12 @@ use hft_core::{
     OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, TimeInForce,
 };
 
+/// Levels per side the backtest's books (the venue's and the engines') are sized for.
+/// Recorded depth streams update levels far from the touch (Binance's reach half and
+/// twice the price), and a book sized this deep indexes nearly all of them directly
+/// (a window of 16 ticks per level); memory is committed only where levels land.
+pub const BOOK_LEVELS: usize = 4_096;
+
 /// One of our orders resting at the venue.
 #[derive(Clone, Copy, Debug)]
 struct Resting {
@@ -59,7 +65,7 @@ impl Exchange {
         Self {
             books: specs
                 .iter()
-                .map(|s| L2Book::with_capacity(s.id, 1024))
+                .map(|s| L2Book::for_spec(s, BOOK_LEVELS))
                 .collect(),
             specs,
             orders: Vec::with_capacity(64),
@@ -77,11 +83,23 @@ impl Exchange {
     }
 
     /// Applies a recorded event at venue time `t`.
+    ///
+    /// The book is the venue's only at the end of a message: between the levels of
+    /// one depth diff it can be crossed for a moment that never existed at the venue.
+    /// So resting orders the book trades through fill when a message ends.
+    #[inline(always)]
     pub fn on_market(&mut self, ev: &MarketEvent, t: Nanos) {
         let i = ev.instrument.index();
         self.apply_market(ev, t);
-        if ev.is_last() && self.books.get(i).is_some_and(L2Book::is_crossed) {
-            self.crossed[i] += 1;
+        if ev.is_last() && i < self.books.len() {
+            let book = &self.books[i];
+            let (bid, ask) = (book.best_bid(), book.best_ask());
+            if let (Some((b, _)), Some((a, _))) = (bid, ask) {
+                self.crossed[i] += u64::from(b >= a);
+            }
+            if !self.orders.is_empty() {
+                self.fill_crossed(i, bid, ask, t);
+            }
         }
     }
 
@@ -91,6 +109,9 @@ impl Exchange {
             return;
         };
         match ev.kind {
+            MarketEventKind::Level { side, price, qty } if self.orders.is_empty() => {
+                let _ = book.apply_level(side, price, qty);
+            }
             MarketEventKind::Level { side, price, qty } => {
                 // The level's old size matters only to our orders resting there.
                 let ours = self
@@ -110,9 +131,6 @@ impl Exchange {
                             o.ahead = self.model.on_cancel(o.ahead, o.leaves, before, after);
                         }
                     }
-                }
-                if !self.orders.is_empty() {
-                    self.fill_crossed(i, t);
                 }
             }
             MarketEventKind::Trade {
@@ -159,8 +177,13 @@ impl Exchange {
     }
 
     /// Our resting orders that the public book now trades through fill at their price.
-    fn fill_crossed(&mut self, i: usize, t: Nanos) {
-        let (bid, ask) = (self.books[i].best_bid(), self.books[i].best_ask());
+    fn fill_crossed(
+        &mut self,
+        i: usize,
+        bid: Option<(Price, Qty)>,
+        ask: Option<(Price, Qty)>,
+        t: Nanos,
+    ) {
         let mut k = 0;
         while k < self.orders.len() {
             let o = self.orders[k];

@@ -168,7 +168,7 @@ pub fn touch_engines(specs: &[InstrumentSpec]) -> Vec<Engine> {
                 strategy: StrategyId(i as u16),
                 instrument: spec.id,
                 specs: specs.to_vec(),
-                book_depth: 1024,
+                book_depth: exchange::BOOK_LEVELS,
                 max_open_orders: 16,
                 epoch: 0,
                 cache: hft_book::CacheSizes::default(),

@@ -86,6 +86,9 @@ pub struct Outcome {
     pub crossed: Vec<u64>,
 }
 
+/// A time after every event: simulated time never reaches it.
+const NEVER: Nanos = Nanos::MAX;
+
 /// A message scheduled at a time; ties keep the order of scheduling.
 struct Sched<T> {
     at: Nanos,
@@ -206,17 +209,89 @@ pub fn run(
             }
         }};
     }
+    // The next recorded event reaches the engines at local time `t`.
+    macro_rules! deliver {
+        ($t:expr) => {
+            'ev: {
+                let e = &events[li];
+                li += 1;
+                lt_last = $t;
+                let i = e.instrument.index();
+                if i >= n {
+                    break 'ev;
+                }
+                if at_start[i] {
+                    msg_seq[i] += 1;
+                }
+                at_start[i] = e.is_last();
+                let mut ev = *e;
+                ev.seq = msg_seq[i];
+                if ev.kind == MarketEventKind::Clear && ev.flags & FLAG_SNAPSHOT == 0 {
+                    msg_seq[i] += 1;
+                    break 'ev;
+                }
+                for eng in engines.iter_mut() {
+                    let _ = eng.on_market(&ev, $t, &mut Outbox { buf: &mut outbox });
+                    dispatch!(eng, $t);
+                }
+            }
+        };
+    }
+    // The venue has just taken `events[li]` at `t`; it takes the rest of that
+    // message, then the engines take the whole message in one call.
+    macro_rules! deliver_message {
+        ($t:expr) => {{
+            let first = &events[li];
+            let i = first.instrument.index();
+            if i >= n || (first.kind == MarketEventKind::Clear && first.flags & FLAG_SNAPSHOT == 0)
+            {
+                drain_venue!($t);
+                deliver!($t);
+            } else {
+                let mut end = xi;
+                while !events[end - 1].is_last() {
+                    let Some(e) = events.get(end) else { break };
+                    if e.instrument != first.instrument
+                        || e.kind == MarketEventKind::Clear
+                        || venue_time(e).max(xt_last) != $t
+                        || e.ts_recv.max(lt_last) != $t
+                    {
+                        break;
+                    }
+                    venue.on_market(e, $t);
+                    end += 1;
+                }
+                drain_venue!($t);
+                xi = end;
+                if at_start[i] {
+                    msg_seq[i] += 1;
+                }
+                at_start[i] = events[end - 1].is_last();
+                let run = &events[li..end];
+                li = end;
+                lt_last = $t;
+                for eng in engines.iter_mut() {
+                    let _ =
+                        eng.on_market_msg(run, msg_seq[i], $t, &mut Outbox { buf: &mut outbox });
+                    dispatch!(eng, $t);
+                }
+            }
+        }};
+    }
     for e in engines.iter_mut() {
         let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
         dispatch!(e, now);
     }
     loop {
-        let tx = events.get(xi).map(|e| venue_time(e).max(xt_last));
-        let tv = to_venue.peek().map(|r| r.0.at);
-        let tl = events.get(li).map(|e| e.ts_recv.max(lt_last));
-        let tr = to_engine.peek().map(|r| r.0.at);
-        let t_data = [tx, tv, tl, tr].into_iter().flatten().min();
-        let Some(t) = t_data else { break };
+        // `NEVER` stands for "nothing due" so the earliest is a plain minimum.
+        let tx = events.get(xi).map_or(NEVER, |e| venue_time(e).max(xt_last));
+        let tv = to_venue.peek().map_or(NEVER, |r| r.0.at);
+        let tl = events.get(li).map_or(NEVER, |e| e.ts_recv.max(lt_last));
+        let tr = to_engine.peek().map_or(NEVER, |r| r.0.at);
+        let t = tx.min(tv).min(tl.min(tr));
+        if t == NEVER {
+            break;
+        }
         if next_timer <= t {
             now = next_timer;
             next_timer += setup.timer_interval;
@@ -233,22 +308,39 @@ pub fn run(
         }
         // With no feed latency the venue and the engines see an event at the same time:
         // when nothing else is due first, both take it in one step.
-        let mut local_too = false;
-        if tx == Some(t) {
+        if tx == t {
             let e = &events[xi];
             xi += 1;
             xt_last = t;
             venue.on_market(e, t);
-            drain_venue!(t);
-            local_too = setup.feed == FeedLatency::Zero
-                && li + 1 == xi
-                && tl == Some(t)
-                && tv.is_none_or(|v| v > t)
-                && tr.is_none_or(|r| r > t);
+            let local_too =
+                setup.feed == FeedLatency::Zero && li + 1 == xi && tl == t && tv > t && tr > t;
             if !local_too {
+                drain_venue!(t);
                 continue;
             }
-        } else if tv == Some(t) {
+            // Both take the rest of this venue message now, the venue first: its
+            // events share the time, and latencies put any order or report the message
+            // causes later (a zero latency puts it after the message, where the
+            // order of the clocks puts it anyway).
+            deliver_message!(t);
+            // The messages that follow at the same time go the same way while nothing
+            // else falls due.
+            while let Some(e) = events.get(xi) {
+                if venue_time(e).max(xt_last) != t
+                    || e.ts_recv.max(lt_last) != t
+                    || next_timer <= t
+                    || to_venue.peek().is_some_and(|r| r.0.at <= t)
+                    || to_engine.peek().is_some_and(|r| r.0.at <= t)
+                {
+                    break;
+                }
+                xi += 1;
+                venue.on_market(e, t);
+                deliver_message!(t);
+            }
+            continue;
+        } else if tv == t {
             let Some(Reverse(s)) = to_venue.pop() else {
                 continue;
             };
@@ -256,29 +348,9 @@ pub fn run(
             drain_venue!(t);
             continue;
         }
-        if local_too || tl == Some(t) {
-            let e = &events[li];
-            li += 1;
-            lt_last = t;
-            let i = e.instrument.index();
-            if i >= n {
-                continue;
-            }
-            if at_start[i] {
-                msg_seq[i] += 1;
-            }
-            at_start[i] = e.is_last();
-            let mut ev = *e;
-            ev.seq = msg_seq[i];
-            if ev.kind == MarketEventKind::Clear && ev.flags & FLAG_SNAPSHOT == 0 {
-                msg_seq[i] += 1;
-                continue;
-            }
-            for eng in engines.iter_mut() {
-                let _ = eng.on_market(&ev, t, &mut Outbox { buf: &mut outbox });
-                dispatch!(eng, t);
-            }
-        } else if tr == Some(t) {
+        if tl == t {
+            deliver!(t);
+        } else if tr == t {
             let Some(Reverse(s)) = to_engine.pop() else {
                 continue;
             };

@@ -1,198 +1,11 @@
-//! The price-level book.
-//!
-//! Each side is a sorted sequence of levels with the best level at the end, kept in a
-//! gap buffer: two parallel arrays (keys, quantities) with a movable hole in them.
-//! An insert or delete happens at the hole, and moving the hole costs the distance
-//! from the previous update. Venue messages list their levels in price order, so
-//! successive updates are close and a message costs about one pass over the book,
-//! wherever in a deep book its levels land; top-of-book traffic keeps the hole near
-//! the end and costs a few elements. Keys and quantities are kept apart so the binary
-//! search walks a dense array of `i64`s.
+//! The price-level book: two [`Ladder`]s, one per side (see `ladder.rs` for how a
+//! side stores its levels), and the queries strategies and venues ask of them.
 
 use crate::error::BookError;
-use hft_core::{InstrumentId, MarketEvent, MarketEventKind, Price, Qty, Side, div_round};
-
-/// One side of the book.
-///
-/// Prices are stored as sort keys that ascend towards the best level: the price itself
-/// for bids (best = highest) and its negation for asks (best = lowest). Prices are
-/// validated positive, so the negation cannot overflow, and one ascending search
-/// serves both sides.
-///
-/// The logical sequence is `keys[..gap_start]` followed by `keys[gap_end..]`, strictly
-/// ascending; the slots in between are the gap.
-#[derive(Clone, Debug)]
-struct Ladder {
-    /// Sort keys; `keys.len()` is the capacity, the gap holds stale values.
-    keys: Vec<i64>,
-    /// Quantity per slot, index-aligned with `keys`; > 0 outside the gap.
-    qtys: Vec<Qty>,
-    gap_start: usize,
-    gap_end: usize,
-    /// +1 for bids, -1 for asks: `key = price * sign` and `price = key * sign`.
-    sign: i64,
-}
-
-impl Ladder {
-    fn with_capacity(side: Side, levels: usize) -> Self {
-        let cap = levels.max(1);
-        Self {
-            keys: vec![0; cap],
-            qtys: vec![Qty::ZERO; cap],
-            gap_start: 0,
-            gap_end: cap,
-            sign: side.sign(),
-        }
-    }
-
-    #[inline]
-    fn key(&self, price: Price) -> i64 {
-        price.raw() * self.sign
-    }
-
-    #[inline]
-    fn price(&self, key: i64) -> Price {
-        Price(key * self.sign)
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        self.keys.len() - (self.gap_end - self.gap_start)
-    }
-
-    /// Physical slot of the best (logically last) level.
-    #[inline]
-    fn best_slot(&self) -> Option<usize> {
-        if self.gap_end < self.keys.len() {
-            Some(self.keys.len() - 1)
-        } else {
-            self.gap_start.checked_sub(1)
-        }
-    }
-
-    /// Logical position of `key`: `Ok(i)` if present, `Err(i)` where it would go.
-    #[inline]
-    fn search(&self, key: i64) -> Result<usize, usize> {
-        let right = &self.keys[self.gap_end..];
-        if right.first().is_some_and(|&first| key >= first) {
-            match right.binary_search(&key) {
-                Ok(i) => Ok(self.gap_start + i),
-                Err(i) => Err(self.gap_start + i),
-            }
-        } else {
-            self.keys[..self.gap_start].binary_search(&key)
-        }
-    }
-
-    /// Physical slot of logical position `i` (`i < len`).
-    #[inline]
-    fn slot(&self, i: usize) -> usize {
-        if i < self.gap_start {
-            i
-        } else {
-            i + (self.gap_end - self.gap_start)
-        }
-    }
-
-    /// Moves the gap so that it starts at logical position `i`.
-    #[inline]
-    fn move_gap(&mut self, i: usize) {
-        if i < self.gap_start {
-            let n = self.gap_start - i;
-            let to = self.gap_end - n;
-            self.keys.copy_within(i..self.gap_start, to);
-            self.qtys.copy_within(i..self.gap_start, to);
-            self.gap_start = i;
-            self.gap_end = to;
-        } else if i > self.gap_start {
-            let n = i - self.gap_start;
-            let from = self.gap_end;
-            self.keys.copy_within(from..from + n, self.gap_start);
-            self.qtys.copy_within(from..from + n, self.gap_start);
-            self.gap_start = i;
-            self.gap_end = from + n;
-        }
-    }
-
-    /// Doubles the buffer (only beyond the pre-sized capacity), keeping the gap.
-    #[cold]
-    fn grow(&mut self) {
-        let old = self.keys.len();
-        let extra = old.max(1);
-        let tail = old - self.gap_end;
-        self.keys.resize(old + extra, 0);
-        self.qtys.resize(old + extra, Qty::ZERO);
-        self.keys
-            .copy_within(self.gap_end..old, self.gap_end + extra);
-        self.qtys
-            .copy_within(self.gap_end..old, self.gap_end + extra);
-        self.gap_end += extra;
-        debug_assert_eq!(self.keys.len() - self.gap_end, tail);
-    }
-
-    /// Sets or deletes a level; `price` is positive and `qty` non-negative here.
-    #[inline]
-    fn set(&mut self, price: Price, qty: Qty) {
-        let key = self.key(price);
-        // Fast path: the update hits the current best level, the most common case.
-        if let Some(b) = self.best_slot() {
-            if self.keys[b] == key && !qty.is_zero() {
-                self.qtys[b] = qty;
-                return;
-            }
-        }
-        match (self.search(key), qty.is_zero()) {
-            (Ok(i), false) => {
-                let s = self.slot(i);
-                self.qtys[s] = qty;
-            }
-            (Ok(i), true) => {
-                self.move_gap(i);
-                self.gap_end += 1;
-            }
-            (Err(i), false) => {
-                if self.gap_start == self.gap_end {
-                    self.grow();
-                }
-                self.move_gap(i);
-                self.keys[self.gap_start] = key;
-                self.qtys[self.gap_start] = qty;
-                self.gap_start += 1;
-            }
-            // Deleting a level that is not there: the venue and we already agree.
-            (Err(_), true) => {}
-        }
-    }
-
-    #[inline]
-    fn best(&self) -> Option<(Price, Qty)> {
-        self.best_slot()
-            .map(|s| (self.price(self.keys[s]), self.qtys[s]))
-    }
-
-    fn qty_at(&self, price: Price) -> Qty {
-        if price.raw() <= 0 {
-            // Never stored, and negating i64::MIN would overflow for asks.
-            return Qty::ZERO;
-        }
-        match self.search(self.key(price)) {
-            Ok(i) => self.qtys[self.slot(i)],
-            Err(_) => Qty::ZERO,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.gap_start = 0;
-        self.gap_end = self.keys.len();
-    }
-
-    /// Slots from the best level outward.
-    fn best_first(&self) -> impl Iterator<Item = usize> + '_ {
-        (self.gap_end..self.keys.len())
-            .rev()
-            .chain((0..self.gap_start).rev())
-    }
-}
+use crate::ladder::Ladder;
+use hft_core::{
+    InstrumentId, InstrumentSpec, MarketEvent, MarketEventKind, Price, Qty, Side, div_round,
+};
 
 /// A price-level (L2) order book for one instrument.
 ///
@@ -206,6 +19,11 @@ impl Ladder {
 /// (amortised doubling) and keeps the larger buffer, including across `clear`, so a
 /// too-small capacity costs a few allocations early on, not one per update; size it
 /// to the deepest book the venue sends.
+///
+/// Speed: levels within a window of ticks around the touch are set by index, so
+/// give the book the instrument's tick ([`with_tick`](Self::with_tick)); the window
+/// spans sixteen ticks per level of capacity. Levels off the grid or beyond the window
+/// are still kept exactly, in a sorted store.
 #[derive(Clone, Debug)]
 pub struct L2Book {
     instrument: InstrumentId,
@@ -217,13 +35,24 @@ impl L2Book {
     /// An empty book for `instrument`, pre-sized so that up to `levels_per_side`
     /// levels per side can be applied without touching the allocator on the hot path.
     pub fn with_capacity(instrument: InstrumentId, levels_per_side: usize) -> Self {
+        Self::with_tick(instrument, Price(1), levels_per_side)
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), for prices on a grid of `tick` raw
+    /// units, which lets a window of `16 * levels_per_side` ticks around the touch be
+    /// indexed directly. A non-positive `tick` is taken as 1.
+    pub fn with_tick(instrument: InstrumentId, tick: Price, levels_per_side: usize) -> Self {
+        let window = levels_per_side.saturating_mul(16).clamp(64, 1 << 20);
+        let side = |s: Side| Ladder::new(s.sign(), tick.raw().max(1), window, levels_per_side);
         Self {
             instrument,
-            sides: [
-                Ladder::with_capacity(Side::Buy, levels_per_side),
-                Ladder::with_capacity(Side::Sell, levels_per_side),
-            ],
+            sides: [side(Side::Buy), side(Side::Sell)],
         }
+    }
+
+    /// A book for `spec`'s instrument on its tick grid.
+    pub fn for_spec(spec: &InstrumentSpec, levels_per_side: usize) -> Self {
+        Self::with_tick(spec.id, spec.tick_size, levels_per_side)
     }
 
     /// The instrument this book tracks; events for any other are refused.
@@ -328,10 +157,7 @@ impl L2Book {
 
     /// Levels of `side` from the best price outward, for depth-aware strategies.
     pub fn levels(&self, side: Side) -> impl Iterator<Item = (Price, Qty)> + '_ {
-        let ladder = self.side(side);
-        ladder
-            .best_first()
-            .map(move |s| (ladder.price(ladder.keys[s]), ladder.qtys[s]))
+        self.side(side).best_first()
     }
 
     /// Number of price levels on `side`.
@@ -351,11 +177,11 @@ impl L2Book {
     ///
     /// Saturates at `i64::MAX` instead of overflowing on absurd quantities.
     pub fn depth_qty(&self, side: Side, n_levels: usize) -> Qty {
-        let ladder = self.side(side);
-        Qty(ladder
+        Qty(self
+            .side(side)
             .best_first()
             .take(n_levels)
-            .fold(0i64, |acc, s| acc.saturating_add(ladder.qtys[s].raw())))
+            .fold(0i64, |acc, (_, q)| acc.saturating_add(q.raw())))
     }
 
     /// Size-weighted mid: `(bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty)`,
@@ -432,9 +258,7 @@ mod tests {
 
     /// (keys, qtys) capacities of both sides, to prove updates do not reallocate.
     fn capacities(b: &L2Book) -> [(usize, usize); 2] {
-        b.sides
-            .each_ref()
-            .map(|l| (l.keys.capacity(), l.qtys.capacity()))
+        b.sides.each_ref().map(Ladder::capacities)
     }
 
     #[test]
@@ -840,6 +664,56 @@ mod tests {
                 };
                 prop_assert_eq!(got.is_ok(), m.apply(op).is_ok(), "{:?}", op);
                 check_against_model(&b, &m)?;
+            }
+        }
+
+        /// Prices over a range far wider than the window, on and off the tick grid,
+        /// drifting like a market: the window must move and levels must cross between
+        /// its two stores without any answer changing.
+        #[test]
+        fn windowed_book_matches_model_across_moves(
+            steps in prop::collection::vec(
+                (side(), -40i64..=40, 0i64..=3, 0u8..20),
+                0..400,
+            ),
+            tick in prop_oneof![1i64..=7, Just(1i64 << 40), Just(i64::MAX)],
+            capacity in 0usize..40,
+        ) {
+            let mut b = L2Book::with_tick(INSTR, Price(tick), capacity);
+            let mut m = Model::default();
+            let mut centre = 5_000i64;
+            for &(s, offset, q, kind) in &steps {
+                let op = match kind {
+                    0 => Op::Clear,
+                    // A jump: the market gaps far away.
+                    1 => {
+                        centre = (centre + offset * 97).max(100);
+                        continue;
+                    }
+                    2 => {
+                        centre = (centre + offset).max(100);
+                        continue;
+                    }
+                    // Off-grid or on-grid prices near the centre.
+                    _ => Op::Level(s, centre + offset * i64::from(kind % 3 + 1), q),
+                };
+                let got = match op {
+                    Op::Clear => b.apply(&ev(INSTR, MarketEventKind::Clear)),
+                    Op::Level(s, p, q) => b.apply_level(s, Price(p), Qty(q)),
+                };
+                prop_assert_eq!(got.is_ok(), m.apply(&op).is_ok(), "{:?}", op);
+                for s in [Side::Buy, Side::Sell] {
+                    let want = m.levels(s);
+                    let got: Vec<_> = b.levels(s).map(|(p, q)| (p.raw(), q.raw())).collect();
+                    prop_assert_eq!(&got, &want);
+                    prop_assert_eq!(b.level_count(s), want.len());
+                    for &(p, q) in &want {
+                        prop_assert_eq!(b.qty_at(s, Price(p)), Qty(q));
+                    }
+                    let probe = centre + 41 * 3;
+                    let q = m.sides[s.index()].get(&probe).copied().unwrap_or(0);
+                    prop_assert_eq!(b.qty_at(s, Price(probe)), Qty(q));
+                }
             }
         }
 

@@ -15,6 +15,7 @@ mod book;
 mod cache;
 mod error;
 mod l3;
+mod ladder;
 mod sequence;
 
 pub use book::L2Book;

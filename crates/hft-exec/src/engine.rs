@@ -89,6 +89,9 @@ pub struct Engine {
     hasher: Sha256,
     fills: u64,
     tick_ts: Nanos,
+    /// Mark, fill count and risk state at the last mark-to-market: while none of them
+    /// changes, neither exposure nor PnL can, so the next one is skipped.
+    marked: Option<(Price, u64, TradingState)>,
 }
 
 impl Engine {
@@ -99,7 +102,7 @@ impl Engine {
             books: setup
                 .specs
                 .iter()
-                .map(|s| L2Book::with_capacity(s.id, setup.book_depth))
+                .map(|s| L2Book::for_spec(s, setup.book_depth))
                 .collect(),
             cache: HotCache::new(n, setup.cache),
             seqs: (0..n).map(|_| SequenceTracker::new()).collect(),
@@ -117,6 +120,7 @@ impl Engine {
             hasher: Sha256::new(),
             fills: 0,
             tick_ts: 0,
+            marked: None,
         }
     }
 
@@ -221,33 +225,77 @@ impl Engine {
         now: Nanos,
         sink: &mut impl OrderSink,
     ) -> Result<(), StrategyPanic> {
+        self.on_market_msg(std::slice::from_ref(ev), ev.seq, now, sink)
+    }
+
+    /// Applies the events of one venue message (or a part of one, in order), all
+    /// numbered `seq`; calls the strategy once if the last event closes the message.
+    ///
+    /// A backtest hands a depth diff's levels over in one call instead of one call
+    /// per level: the per-message work (sequence check, mark-to-market, strategy)
+    /// runs once and the levels go straight into the book.
+    pub fn on_market_msg(
+        &mut self,
+        evs: &[hft_core::MarketEvent],
+        seq: u64,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) -> Result<(), StrategyPanic> {
+        for ev in evs {
+            self.absorb(ev, seq, now, sink);
+        }
+        let Some(last) = evs.last() else {
+            return Ok(());
+        };
+        let i = last.instrument.index();
+        if i >= self.books.len() || !last.is_last() || self.stale[i] {
+            return Ok(());
+        }
+        if last.instrument == self.setup.instrument {
+            self.mark_to_market(now, sink);
+        }
+        self.tick_ts = last.ts_recv;
+        let ev = hft_core::MarketEvent { seq, ..*last };
+        self.call(now, sink, |s, ctx| s.on_market(ctx, &ev))
+    }
+
+    /// Folds one event, numbered `seq`, into the book, the sequence check and the
+    /// hot cache.
+    #[inline]
+    fn absorb(
+        &mut self,
+        ev: &hft_core::MarketEvent,
+        seq: u64,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+    ) {
         let i = ev.instrument.index();
         if i >= self.books.len() {
             self.stats.book_errors += 1;
-            return Ok(());
+            return;
         }
         self.stats.events += 1;
         if ev.flags & FLAG_SNAPSHOT != 0 {
             if ev.kind == MarketEventKind::Clear {
                 // A snapshot restarts the sequence at its own number and heals the book.
                 self.seqs[i].reset();
-                let _ = self.seqs[i].check(ev.seq);
-                self.last_seq[i] = ev.seq;
+                let _ = self.seqs[i].check(seq);
+                self.last_seq[i] = seq;
                 self.stale[i] = false;
             }
-        } else if ev.seq != self.last_seq[i] {
-            if self.seqs[i].check(ev.seq).is_err() {
+        } else if seq != self.last_seq[i] {
+            if self.seqs[i].check(seq).is_err() {
                 // Messages were lost: the book cannot be trusted until a snapshot comes.
                 // Stop quoting this instrument and pull what rests there.
                 self.stats.gaps += 1;
                 self.seqs[i].reset();
-                let _ = self.seqs[i].check(ev.seq);
+                let _ = self.seqs[i].check(seq);
                 if !self.stale[i] {
                     self.stale[i] = true;
                     self.cancel_instrument(ev.instrument, now, sink);
                 }
             }
-            self.last_seq[i] = ev.seq;
+            self.last_seq[i] = seq;
         }
         if self.books[i].apply(ev).is_err() {
             self.stats.book_errors += 1;
@@ -271,14 +319,6 @@ impl Engine {
             }
             _ => {}
         }
-        if !ev.is_last() || self.stale[i] {
-            return Ok(());
-        }
-        if ev.instrument == self.setup.instrument {
-            self.mark_to_market(now, sink);
-        }
-        self.tick_ts = ev.ts_recv;
-        self.call(now, sink, |s, ctx| s.on_market(ctx, ev))
     }
 
     /// True while an instrument's book waits for a snapshot after a sequence gap.
@@ -373,6 +413,11 @@ impl Engine {
     fn mark_to_market(&mut self, now: Nanos, sink: &mut impl OrderSink) {
         let i = self.setup.instrument;
         let Some(mark) = self.mark() else { return };
+        let key = Some((mark, self.fills, self.risk.state()));
+        if self.marked == key {
+            return;
+        }
+        self.marked = key;
         let spec = &self.setup.specs[i.index()];
         let pos = &self.positions[i.index()];
         self.risk

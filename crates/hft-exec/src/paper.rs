@@ -128,10 +128,7 @@ impl PaperVenue {
     pub fn new(specs: Vec<InstrumentSpec>, depth: usize) -> Self {
         let n = specs.len();
         Self {
-            books: specs
-                .iter()
-                .map(|s| L2Book::with_capacity(s.id, depth))
-                .collect(),
+            books: specs.iter().map(|s| L2Book::for_spec(s, depth)).collect(),
             specs,
             seq: vec![0; n],
             at_message_start: vec![true; n],
