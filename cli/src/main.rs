@@ -49,6 +49,36 @@ enum Command {
     /// touch maker on every instrument, 100 µs order and response latency, risk-averse
     /// queue positions; writes metrics.json, fills.csv, orders.csv and report.html.
     Backtest(BacktestArgs),
+    /// Fits the ML strategy's model on recorded data: features sampled as the strategy
+    /// computes them, labelled by the mid one horizon later, checked walk-forward
+    /// (out of sample, fold by fold), then fitted on everything and written as JSON
+    /// for `[strategies.ml] model = FILE`.
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Recorded data (a store or any file `hft data import` reads).
+    #[arg(long)]
+    data: PathBuf,
+    /// Model file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Symbol to train on (default: the data's first).
+    #[arg(long)]
+    symbol: Option<String>,
+    /// Label horizon in ms (the strategy's `horizon_ms`).
+    #[arg(long, default_value_t = 1000)]
+    horizon_ms: u64,
+    /// Sample period in ms.
+    #[arg(long, default_value_t = 250)]
+    sample_ms: u64,
+    /// Walk-forward folds.
+    #[arg(long, default_value_t = 4)]
+    folds: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -429,6 +459,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         }
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
+        Command::Train(t) => train(&t),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),
             Some(BacktestCmd::Stress { data, config, json }) => {
@@ -1404,6 +1435,64 @@ fn peak_rss_bytes() -> Option<u64> {
         .parse::<u64>()
         .ok()?;
     Some(kb * 1024)
+}
+
+fn train(t: &TrainArgs) -> Result<u8, Exit> {
+    if t.horizon_ms == 0 || t.sample_ms == 0 || t.folds == 0 {
+        return Err(Exit(
+            2,
+            anyhow::anyhow!("--horizon-ms, --sample-ms and --folds must be at least 1"),
+        ));
+    }
+    let loaded = hft_backtest::load(&t.data).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+    let opts = hft_backtest::train::TrainOptions {
+        symbol: t.symbol.clone(),
+        horizon: t.horizon_ms * 1_000_000,
+        sample: t.sample_ms * 1_000_000,
+        folds: t.folds,
+        ..Default::default()
+    };
+    let r = hft_backtest::train::train(&loaded, &opts).map_err(|e| Exit(2, anyhow::anyhow!(e)))?;
+    std::fs::write(&t.out, r.model.to_json())
+        .with_context(|| format!("writing the model to {}", t.out.display()))?;
+    let folds: Vec<serde_json::Value> = r
+        .folds
+        .iter()
+        .map(|f| {
+            json!({
+                "train_rows": f.train_rows,
+                "test_rows": f.test_rows,
+                "logloss": (f.logloss * 1e4).round() / 1e4,
+                "accuracy": (f.accuracy * 1e4).round() / 1e4,
+                "majority": (f.up_share.max(1.0 - f.up_share) * 1e4).round() / 1e4,
+            })
+        })
+        .collect();
+    if t.json {
+        println!(
+            "{}",
+            json!({"symbol": r.symbol, "rows": r.rows, "folds": folds, "model": t.out.display().to_string()})
+        );
+    } else {
+        println!(
+            "{}: {} labelled rows; walk-forward, out of sample:",
+            r.symbol, r.rows
+        );
+        println!("fold  train   test  logloss  accuracy  majority");
+        for (i, f) in r.folds.iter().enumerate() {
+            println!(
+                "{:>4} {:>6} {:>6}  {:>7.4}  {:>8.4}  {:>8.4}",
+                i + 1,
+                f.train_rows,
+                f.test_rows,
+                f.logloss,
+                f.accuracy,
+                f.up_share.max(1.0 - f.up_share)
+            );
+        }
+        println!("model written to {}", t.out.display());
+    }
+    Ok(0)
 }
 
 fn print_bench(v: &serde_json::Value, json: bool) {

@@ -17,6 +17,7 @@ pub mod model;
 pub mod report;
 pub mod run;
 pub mod stress;
+pub mod train;
 
 use hft_core::{
     InstrumentId, InstrumentSpec, MarketEvent, MarketEventKind, Price, Qty, StrategyId,
@@ -100,9 +101,17 @@ pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, 
         .map(|(i, m)| {
             let id = InstrumentId(i as u32);
             let (tick, lot) = grid(&events, id);
+            // The same symbol on two venues (spot and perpetual BTCUSDT) is told apart
+            // as `venue:symbol`, the name a config uses for each.
+            let shared = metas.iter().filter(|o| o.symbol == m.symbol).count() > 1;
+            let symbol = if shared {
+                format!("{}:{}", m.venue, m.symbol)
+            } else {
+                m.symbol.clone()
+            };
             let mut spec = InstrumentSpec::new(
                 id,
-                &m.symbol,
+                &symbol,
                 m.price_scale,
                 m.qty_scale,
                 Price(tick),
@@ -145,11 +154,59 @@ fn grid(events: &[MarketEvent], id: InstrumentId) -> (i64, i64) {
     (tick.max(1), lot.max(1))
 }
 
+/// An engine for a backtest: `strategy` installed as strategy `id`, trading from
+/// `instrument` over all of `specs`, behind `limits`.
+pub fn engine_with(
+    specs: &[InstrumentSpec],
+    id: u16,
+    instrument: InstrumentId,
+    strategy: Box<dyn Strategy>,
+    limits: RiskLimits,
+) -> Engine {
+    let exposure = NodeExposure::new(
+        specs.len().max(usize::from(id) + 1),
+        hft_core::Money(i64::MAX / 4),
+    );
+    let setup = EngineSetup {
+        strategy: StrategyId(id),
+        instrument,
+        specs: specs.to_vec(),
+        book_depth: exchange::BOOK_LEVELS,
+        max_open_orders: limits.max_open_orders as usize,
+        epoch: 0,
+        cache: hft_book::CacheSizes::default(),
+    };
+    let mut e = Engine::new(
+        setup,
+        PreTradeRisk::new(limits, KillSwitch::new(false), exposure),
+    );
+    struct Null;
+    impl hft_exec::OrderSink for Null {
+        fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
+            true
+        }
+    }
+    let _ = e.install(strategy, 0, &mut Null);
+    e
+}
+
+/// Limits that never bind except the position: for backtests whose subject is the
+/// strategy, not the risk layer.
+pub fn loose_limits(max_position: Qty) -> RiskLimits {
+    RiskLimits {
+        max_order_qty: Qty(i64::MAX / 4),
+        max_order_notional: hft_core::Money(i64::MAX / 4),
+        price_band_bps: 10_000,
+        max_position,
+        max_orders_per_sec: 1_000_000,
+        max_open_orders: 16,
+        max_daily_loss: hft_core::Money(i64::MAX / 4),
+    }
+}
+
 /// One touch maker per instrument (one lot a side, at most ten lots of position) with
 /// generous risk limits: the backtest's default strategy and the speed comparison's.
 pub fn touch_engines(specs: &[InstrumentSpec]) -> Vec<Engine> {
-    let kill = KillSwitch::new(false);
-    let exposure = NodeExposure::new(specs.len(), hft_core::Money(i64::MAX / 4));
     specs
         .iter()
         .enumerate()
@@ -157,26 +214,8 @@ pub fn touch_engines(specs: &[InstrumentSpec]) -> Vec<Engine> {
             let lot = spec.lot_size;
             let limits = RiskLimits {
                 max_order_qty: Qty(lot.raw() * 10),
-                max_order_notional: hft_core::Money(i64::MAX / 4),
-                price_band_bps: 10_000,
-                max_position: Qty(lot.raw() * 11),
-                max_orders_per_sec: 1_000_000,
-                max_open_orders: 16,
-                max_daily_loss: hft_core::Money(i64::MAX / 4),
+                ..loose_limits(Qty(lot.raw() * 11))
             };
-            let setup = EngineSetup {
-                strategy: StrategyId(i as u16),
-                instrument: spec.id,
-                specs: specs.to_vec(),
-                book_depth: exchange::BOOK_LEVELS,
-                max_open_orders: 16,
-                epoch: 0,
-                cache: hft_book::CacheSizes::default(),
-            };
-            let mut e = Engine::new(
-                setup,
-                PreTradeRisk::new(limits, kill.clone(), exposure.clone()),
-            );
             let strategy: Box<dyn Strategy> = Box::new(TouchMaker::new(
                 spec.id,
                 TouchParams {
@@ -184,14 +223,7 @@ pub fn touch_engines(specs: &[InstrumentSpec]) -> Vec<Engine> {
                     max_position: Qty(lot.raw() * 10),
                 },
             ));
-            struct Null;
-            impl hft_exec::OrderSink for Null {
-                fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
-                    true
-                }
-            }
-            let _ = e.install(strategy, 0, &mut Null);
-            e
+            engine_with(specs, i as u16, spec.id, strategy, limits)
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use hft_core::{InstrumentId, InstrumentSpec, Nanos, StrategyId};
 use hft_exec::{Engine, EngineSetup, RestartPolicy, SimVenue, StrategyFactory, StrategySlot};
 use hft_feed::SimParams;
 use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk};
-use hft_strategy::MarketMaking;
+use hft_strategy::{CrossVenueArb, MarketMaking, MlTrader, PairsTrader, TouchMaker, TriangularArb};
 
 /// Levels per side each engine book is sized for (growth past it is amortised).
 pub const BOOK_DEPTH: usize = 512;
@@ -80,6 +80,26 @@ pub fn build_slots(
                 StrategyKind::MarketMaking(p) => {
                     let p = p.clone();
                     std::sync::Arc::new(move || Box::new(MarketMaking::new(instrument, p.clone())))
+                }
+                StrategyKind::Touch(p) => {
+                    let p = p.clone();
+                    std::sync::Arc::new(move || Box::new(TouchMaker::new(instrument, p.clone())))
+                }
+                StrategyKind::CrossArb(p) => {
+                    let p = p.clone();
+                    std::sync::Arc::new(move || Box::new(CrossVenueArb::new(instrument, p.clone())))
+                }
+                StrategyKind::Triangular(p) => {
+                    let p = p.clone();
+                    std::sync::Arc::new(move || Box::new(TriangularArb::new(instrument, p.clone())))
+                }
+                StrategyKind::Pairs(p) => {
+                    let p = p.clone();
+                    std::sync::Arc::new(move || Box::new(PairsTrader::new(instrument, p.clone())))
+                }
+                StrategyKind::Ml { params, .. } => {
+                    let p = params.clone();
+                    std::sync::Arc::new(move || Box::new(MlTrader::new(instrument, p.clone())))
                 }
             };
             let e = &config.engine;

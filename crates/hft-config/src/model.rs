@@ -7,11 +7,13 @@ use std::net::SocketAddr;
 use hft_core::{InstrumentId, InstrumentSpec, MONEY_SCALE, Money, Qty};
 use hft_feed::SimParams;
 use hft_risk::{NodeRiskLimits, RiskLimits};
-use hft_strategy::MarketMakingParams;
+use hft_strategy::params::{CrossArbParams, HedgeMethod, MlParams, PairsParams, TriangularParams};
+use hft_strategy::{MarketMakingParams, TouchParams};
 
 use crate::raw::{
-    RawConfig, RawEngine, RawInstrument, RawMarketMaking, RawNode, RawNodeRisk, RawSim,
-    RawSimulator, RawStrategy, RawStrategyRisk, RawTelemetry,
+    RawConfig, RawCrossArb, RawEngine, RawInstrument, RawMarketMaking, RawMl, RawNode, RawNodeRisk,
+    RawPairs, RawSim, RawSimulator, RawStrategy, RawStrategyRisk, RawTelemetry, RawTouch,
+    RawTriangular,
 };
 
 /// The effective configuration of a node: embedded default, overlay file and environment
@@ -128,6 +130,45 @@ pub struct StrategyConfig {
 pub enum StrategyKind {
     /// Avellaneda–Stoikov market making (`[strategies.market_making]`).
     MarketMaking(MarketMakingParams),
+    /// One post-only order at each side of the touch (`[strategies.touch]`).
+    Touch(TouchParams),
+    /// Cross-venue arbitrage (`[strategies.cross_arb]`).
+    CrossArb(CrossArbParams),
+    /// Triangular arbitrage (`[strategies.triangular]`).
+    Triangular(TriangularParams),
+    /// Pairs statistical arbitrage (`[strategies.pairs]`).
+    Pairs(PairsParams),
+    /// Logistic-model directional strategy (`[strategies.ml]`).
+    Ml {
+        /// Parameters with the model loaded.
+        params: MlParams,
+        /// Where the model came from ("" for an untrained model), as configured.
+        model_path: String,
+    },
+}
+
+impl StrategyKind {
+    /// The TOML sub-table name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::MarketMaking(_) => "market_making",
+            Self::Touch(_) => "touch",
+            Self::CrossArb(_) => "cross_arb",
+            Self::Triangular(_) => "triangular",
+            Self::Pairs(_) => "pairs",
+            Self::Ml { .. } => "ml",
+        }
+    }
+
+    /// Every instrument the strategy trades besides its own.
+    pub fn other_legs(&self) -> Vec<InstrumentId> {
+        match self {
+            Self::CrossArb(p) => vec![p.other],
+            Self::Triangular(p) => vec![p.second, p.cross],
+            Self::Pairs(p) => vec![p.other],
+            Self::MarketMaking(_) | Self::Touch(_) | Self::Ml { .. } => Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -210,20 +251,84 @@ impl Config {
         let symbol = inst.map(|i| i.spec.symbol.clone()).unwrap_or_default();
         let qty_scale = inst.map_or(0, |i| i.spec.qty_scale);
         let qty = |q: Qty| q.display(qty_scale).to_string();
-        let StrategyKind::MarketMaking(mm) = &s.kind;
-        RawStrategy {
+        let sym = |id: InstrumentId| {
+            self.instruments
+                .get(id.index())
+                .map(|i| i.spec.symbol.clone())
+                .unwrap_or_default()
+        };
+        let mut raw = RawStrategy {
             name: s.name.clone(),
             instrument: symbol,
             enabled: s.enabled,
-            market_making: Some(RawMarketMaking {
-                risk_aversion: mm.risk_aversion,
-                liquidity: mm.liquidity,
-                horizon_s: mm.horizon_s,
-                order_qty: qty(mm.order_qty),
-                max_inventory: qty(mm.max_inventory),
-                requote_ticks: mm.requote_ticks,
-                vol_halflife_s: mm.vol_halflife_s,
-            }),
+            ..RawStrategy::default()
+        };
+        match &s.kind {
+            StrategyKind::MarketMaking(mm) => {
+                raw.market_making = Some(RawMarketMaking {
+                    risk_aversion: mm.risk_aversion,
+                    liquidity: mm.liquidity,
+                    horizon_s: mm.horizon_s,
+                    order_qty: qty(mm.order_qty),
+                    max_inventory: qty(mm.max_inventory),
+                    requote_ticks: mm.requote_ticks,
+                    vol_halflife_s: mm.vol_halflife_s,
+                });
+            }
+            StrategyKind::Touch(t) => {
+                raw.touch = Some(RawTouch {
+                    order_qty: qty(t.order_qty),
+                    max_position: qty(t.max_position),
+                });
+            }
+            StrategyKind::CrossArb(a) => {
+                raw.cross_arb = Some(RawCrossArb {
+                    other: sym(a.other),
+                    order_qty: qty(a.order_qty),
+                    min_edge_bps: a.min_edge_bps,
+                    max_position: qty(a.max_position),
+                    cooldown_ms: a.cooldown_ms,
+                });
+            }
+            StrategyKind::Triangular(t) => {
+                raw.triangular = Some(RawTriangular {
+                    second: sym(t.second),
+                    cross: sym(t.cross),
+                    order_qty: qty(t.order_qty),
+                    min_edge_bps: t.min_edge_bps,
+                    cooldown_ms: t.cooldown_ms,
+                });
+            }
+            StrategyKind::Pairs(p) => {
+                let (hedge, kalman_delta) = match p.hedge {
+                    HedgeMethod::Ols => ("ols", RawPairs::default().kalman_delta),
+                    HedgeMethod::Kalman { delta } => ("kalman", delta),
+                };
+                raw.pairs = Some(RawPairs {
+                    other: sym(p.other),
+                    hedge: hedge.into(),
+                    kalman_delta,
+                    sample_ms: p.sample_ms,
+                    window: p.window as u64,
+                    entry_z: p.entry_z,
+                    exit_z: p.exit_z,
+                    adf_lags: p.adf_lags as u64,
+                    adf_critical: p.adf_critical,
+                    order_qty: qty(p.order_qty),
+                });
+            }
+            StrategyKind::Ml { params, model_path } => {
+                raw.ml = Some(RawMl {
+                    model: model_path.clone(),
+                    threshold: params.threshold,
+                    order_qty: qty(params.order_qty),
+                    max_position: qty(params.max_position),
+                    horizon_ms: params.horizon_ms,
+                    learning_rate: params.learning_rate,
+                });
+            }
+        }
+        RawStrategy {
             risk: RawStrategyRisk {
                 max_order_qty: qty(s.risk.max_order_qty),
                 max_order_notional: money_string(s.risk.max_order_notional),
@@ -233,6 +338,7 @@ impl Config {
                 max_open_orders: u64::from(s.risk.max_open_orders),
                 max_daily_loss: money_string(s.risk.max_daily_loss),
             },
+            ..raw
         }
     }
 }

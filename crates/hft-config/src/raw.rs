@@ -192,9 +192,19 @@ pub(crate) struct RawStrategy {
     pub(crate) name: String,
     pub(crate) instrument: String,
     pub(crate) enabled: bool,
-    /// The kind is the name of the sub-table; today there is one kind.
+    /// The kind is the name of the sub-table; exactly one is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) market_making: Option<RawMarketMaking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) touch: Option<RawTouch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cross_arb: Option<RawCrossArb>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) triangular: Option<RawTriangular>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pairs: Option<RawPairs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ml: Option<RawMl>,
     pub(crate) risk: RawStrategyRisk,
 }
 
@@ -205,6 +215,11 @@ impl Default for RawStrategy {
             instrument: String::new(),
             enabled: true,
             market_making: None,
+            touch: None,
+            cross_arb: None,
+            triangular: None,
+            pairs: None,
+            ml: None,
             risk: RawStrategyRisk::default(),
         }
     }
@@ -233,6 +248,127 @@ impl Default for RawMarketMaking {
             max_inventory: "0.0500".into(),
             requote_ticks: 2,
             vol_halflife_s: 20.0,
+        }
+    }
+}
+
+/// `[strategies.touch]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawTouch {
+    pub(crate) order_qty: String,
+    pub(crate) max_position: String,
+}
+
+impl Default for RawTouch {
+    fn default() -> Self {
+        Self {
+            order_qty: "0.0010".into(),
+            max_position: "0.0100".into(),
+        }
+    }
+}
+
+/// `[strategies.cross_arb]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawCrossArb {
+    pub(crate) other: String,
+    pub(crate) order_qty: String,
+    pub(crate) min_edge_bps: f64,
+    pub(crate) max_position: String,
+    pub(crate) cooldown_ms: u64,
+}
+
+impl Default for RawCrossArb {
+    fn default() -> Self {
+        Self {
+            other: String::new(),
+            order_qty: "0.0010".into(),
+            min_edge_bps: 1.0,
+            max_position: "0.0100".into(),
+            cooldown_ms: 50,
+        }
+    }
+}
+
+/// `[strategies.triangular]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawTriangular {
+    pub(crate) second: String,
+    pub(crate) cross: String,
+    pub(crate) order_qty: String,
+    pub(crate) min_edge_bps: f64,
+    pub(crate) cooldown_ms: u64,
+}
+
+impl Default for RawTriangular {
+    fn default() -> Self {
+        Self {
+            second: String::new(),
+            cross: String::new(),
+            order_qty: "0.0100".into(),
+            min_edge_bps: 1.0,
+            cooldown_ms: 50,
+        }
+    }
+}
+
+/// `[strategies.pairs]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPairs {
+    pub(crate) other: String,
+    pub(crate) hedge: String,
+    pub(crate) kalman_delta: f64,
+    pub(crate) sample_ms: u64,
+    pub(crate) window: u64,
+    pub(crate) entry_z: f64,
+    pub(crate) exit_z: f64,
+    pub(crate) adf_lags: u64,
+    pub(crate) adf_critical: f64,
+    pub(crate) order_qty: String,
+}
+
+impl Default for RawPairs {
+    fn default() -> Self {
+        Self {
+            other: String::new(),
+            hedge: "ols".into(),
+            kalman_delta: 1e-4,
+            sample_ms: 1000,
+            window: 120,
+            entry_z: 2.0,
+            exit_z: 0.5,
+            adf_lags: 1,
+            adf_critical: -3.34,
+            order_qty: "0.0010".into(),
+        }
+    }
+}
+
+/// `[strategies.ml]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawMl {
+    pub(crate) model: String,
+    pub(crate) threshold: f64,
+    pub(crate) order_qty: String,
+    pub(crate) max_position: String,
+    pub(crate) horizon_ms: u64,
+    pub(crate) learning_rate: f64,
+}
+
+impl Default for RawMl {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            threshold: 0.6,
+            order_qty: "0.0010".into(),
+            max_position: "0.0100".into(),
+            horizon_ms: 1000,
+            learning_rate: 0.0,
         }
     }
 }
@@ -271,7 +407,13 @@ pub(crate) fn schema() -> toml::Table {
     let example = RawConfig {
         instruments: vec![RawInstrument::default()],
         strategies: vec![RawStrategy {
+            // Every kind, so hints know every kind's keys.
             market_making: Some(RawMarketMaking::default()),
+            touch: Some(RawTouch::default()),
+            cross_arb: Some(RawCrossArb::default()),
+            triangular: Some(RawTriangular::default()),
+            pairs: Some(RawPairs::default()),
+            ml: Some(RawMl::default()),
             ..RawStrategy::default()
         }],
         ..RawConfig::default()

@@ -11,7 +11,9 @@ use hft_core::{
 };
 use hft_feed::SimParams;
 use hft_risk::{NodeRiskLimits, RiskLimits};
-use hft_strategy::MarketMakingParams;
+use hft_strategy::params::{CrossArbParams, HedgeMethod, MlParams, PairsParams, TriangularParams};
+use hft_strategy::signals::LogisticModel;
+use hft_strategy::{MarketMakingParams, TouchParams};
 
 use crate::error::ErrorKind;
 use crate::model::{
@@ -388,14 +390,7 @@ fn strategy(
         ));
     };
     let spec = &inst.spec;
-    let Some(mm) = &rs.market_making else {
-        return Err(Problem::invalid(
-            path.clone(),
-            "the strategy has no kind",
-            "add a kind sub-table; valid kinds: market_making (e.g. [strategies.market_making])",
-        ));
-    };
-    let kind = StrategyKind::MarketMaking(market_making(&path.key("market_making"), mm, spec)?);
+    let kind = strategy_kind(path, rs, instruments, symbols, spec)?;
     let risk = strategy_risk(&path.key("risk"), &rs.risk, spec)?;
     Ok(StrategyConfig {
         name,
@@ -404,6 +399,242 @@ fn strategy(
         kind,
         risk,
     })
+}
+
+/// The one kind sub-table of a strategy, validated.
+fn strategy_kind(
+    path: &FieldPath,
+    rs: &RawStrategy,
+    instruments: &[InstrumentConfig],
+    symbols: &HashMap<&str, usize>,
+    spec: &InstrumentSpec,
+) -> Check<StrategyKind> {
+    const KINDS: &str = "market_making (Avellaneda-Stoikov quoting), touch (join the touch), \
+        cross_arb (same asset on two venues), triangular (three pairs), pairs (statistical \
+        arbitrage), ml (logistic model of the next move)";
+    let present = [
+        rs.market_making.is_some(),
+        rs.touch.is_some(),
+        rs.cross_arb.is_some(),
+        rs.triangular.is_some(),
+        rs.pairs.is_some(),
+        rs.ml.is_some(),
+    ];
+    match present.iter().filter(|&&p| p).count() {
+        0 => {
+            return Err(Problem::invalid(
+                path.clone(),
+                "the strategy has no kind",
+                format!(
+                    "add one kind sub-table, e.g. [strategies.market_making]; valid kinds: {KINDS}"
+                ),
+            ));
+        }
+        1 => {}
+        _ => {
+            return Err(Problem::invalid(
+                path.clone(),
+                "the strategy has more than one kind sub-table",
+                format!("keep exactly one of: {KINDS}"),
+            ));
+        }
+    }
+    // A dotted key below the strategy, e.g. "pairs.other".
+    let at = |key: &str| key.split('.').fold(path.clone(), |p, k| p.key(k));
+    // Another leg: a configured instrument, not the strategy's own, quantities at the
+    // same scale (one set of per-order risk limits applies to every leg).
+    let leg = |key: &str, symbol: &str| -> Check<InstrumentId> {
+        let p = at(key);
+        let Some(&i) = symbols.get(symbol) else {
+            let known: Vec<&str> = symbols.keys().copied().collect();
+            return Err(Problem::invalid(
+                p,
+                format!("unknown instrument {symbol:?}"),
+                format!("name one of the [[instruments]]: {}", known.join(", ")),
+            ));
+        };
+        let Some(other) = instruments.get(i) else {
+            return Err(Problem::invalid(
+                p,
+                "instrument was not validated",
+                "report this as a bug",
+            ));
+        };
+        let o = &other.spec;
+        if o.id == spec.id {
+            return Err(Problem::invalid(
+                p,
+                format!("{symbol:?} is the strategy's own instrument"),
+                "name a different instrument for this leg",
+            ));
+        }
+        if o.qty_scale != spec.qty_scale {
+            return Err(Problem::invalid(
+                p,
+                format!(
+                    "{symbol:?} has qty_scale {} but {} has {}",
+                    o.qty_scale, spec.symbol, spec.qty_scale
+                ),
+                "give every leg of the strategy the same qty_scale, so its risk limits mean the same on each",
+            ));
+        }
+        Ok(o.id)
+    };
+    let f = |key: &str, v: f64, rule: FloatRule| float(at(key), v, rule);
+    let qty = |key: &str, text: &str| strategy_qty(at(key), text, spec);
+    if let Some(mm) = &rs.market_making {
+        return Ok(StrategyKind::MarketMaking(market_making(
+            &path.key("market_making"),
+            mm,
+            spec,
+        )?));
+    }
+    if let Some(t) = &rs.touch {
+        let p = path.key("touch");
+        return Ok(StrategyKind::Touch(TouchParams {
+            order_qty: strategy_qty(p.key("order_qty"), &t.order_qty, spec)?,
+            max_position: strategy_qty(p.key("max_position"), &t.max_position, spec)?,
+        }));
+    }
+    if let Some(a) = &rs.cross_arb {
+        let other = leg("cross_arb.other", &a.other)?;
+        if instruments[other.index()].spec.price_scale != spec.price_scale {
+            return Err(Problem::invalid(
+                at("cross_arb.other"),
+                format!(
+                    "{:?} prices have a different price_scale from {}",
+                    a.other, spec.symbol
+                ),
+                "the two legs' prices are compared directly; give both the same price_scale",
+            ));
+        }
+        return Ok(StrategyKind::CrossArb(CrossArbParams {
+            other,
+            order_qty: qty("cross_arb.order_qty", &a.order_qty)?,
+            min_edge_bps: f(
+                "cross_arb.min_edge_bps",
+                a.min_edge_bps,
+                FloatRule::at_least(0.0),
+            )?,
+            max_position: qty("cross_arb.max_position", &a.max_position)?,
+            cooldown_ms: int_in(at("cross_arb.cooldown_ms"), a.cooldown_ms, 0, 60_000)?,
+        }));
+    }
+    if let Some(t) = &rs.triangular {
+        let second = leg("triangular.second", &t.second)?;
+        let cross = leg("triangular.cross", &t.cross)?;
+        if second == cross {
+            return Err(Problem::invalid(
+                at("triangular.cross"),
+                "the cross is the same instrument as the second leg",
+                "name the pair that links the two, e.g. ETHBTC for BTCUSDT and ETHUSDT",
+            ));
+        }
+        return Ok(StrategyKind::Triangular(TriangularParams {
+            second,
+            cross,
+            order_qty: qty("triangular.order_qty", &t.order_qty)?,
+            min_edge_bps: f(
+                "triangular.min_edge_bps",
+                t.min_edge_bps,
+                FloatRule::at_least(0.0),
+            )?,
+            cooldown_ms: int_in(at("triangular.cooldown_ms"), t.cooldown_ms, 0, 60_000)?,
+        }));
+    }
+    if let Some(p) = &rs.pairs {
+        let hedge = match p.hedge.as_str() {
+            "ols" => HedgeMethod::Ols,
+            "kalman" => HedgeMethod::Kalman {
+                delta: f(
+                    "pairs.kalman_delta",
+                    p.kalman_delta,
+                    FloatRule::positive_max(0.5),
+                )?,
+            },
+            other => {
+                return Err(Problem::invalid(
+                    at("pairs.hedge"),
+                    format!("unknown hedge method {other:?}"),
+                    "use \"ols\" (rolling least squares) or \"kalman\" (adaptive)",
+                ));
+            }
+        };
+        let entry_z = f("pairs.entry_z", p.entry_z, FloatRule::positive_max(20.0))?;
+        let exit_z = f("pairs.exit_z", p.exit_z, FloatRule::at_least(0.0))?;
+        if exit_z >= entry_z {
+            return Err(Problem::invalid(
+                at("pairs.exit_z"),
+                format!("exit_z {exit_z} is not below entry_z {entry_z}"),
+                "a position must close inside the band that opened it; lower exit_z",
+            ));
+        }
+        let window = int_in(at("pairs.window"), p.window, 20, 100_000)?;
+        let adf_lags = int_in(at("pairs.adf_lags"), p.adf_lags, 0, 10)?;
+        return Ok(StrategyKind::Pairs(PairsParams {
+            other: leg("pairs.other", &p.other)?,
+            hedge,
+            sample_ms: int_in(at("pairs.sample_ms"), p.sample_ms, 1, 3_600_000)?,
+            window: window as usize,
+            entry_z,
+            exit_z,
+            adf_lags: adf_lags as usize,
+            adf_critical: f(
+                "pairs.adf_critical",
+                p.adf_critical,
+                FloatRule::at_least(-50.0),
+            )?,
+            order_qty: qty("pairs.order_qty", &p.order_qty)?,
+        }));
+    }
+    if let Some(m) = &rs.ml {
+        let model = if m.model.is_empty() {
+            LogisticModel::new()
+        } else {
+            let text = std::fs::read_to_string(&m.model).map_err(|e| {
+                Problem::invalid(
+                    at("ml.model"),
+                    format!("cannot read model file {:?}: {e}", m.model),
+                    "write one with `hft train --data PATH --symbol SYM --out FILE`, or set model = \"\" for an untrained model",
+                )
+            })?;
+            LogisticModel::from_json(&text).map_err(|e| {
+                Problem::invalid(
+                    at("ml.model"),
+                    format!("model file {:?} is invalid: {e}", m.model),
+                    "write it again with `hft train`",
+                )
+            })?
+        };
+        let threshold = f("ml.threshold", m.threshold, FloatRule::positive_max(1.0))?;
+        if threshold <= 0.5 {
+            return Err(Problem::invalid(
+                at("ml.threshold"),
+                format!("{threshold} is not above 0.5"),
+                "the strategy bids above threshold and offers below 1 - threshold; use e.g. 0.6",
+            ));
+        }
+        return Ok(StrategyKind::Ml {
+            params: MlParams {
+                model,
+                threshold,
+                order_qty: qty("ml.order_qty", &m.order_qty)?,
+                max_position: qty("ml.max_position", &m.max_position)?,
+                horizon_ms: int_in(at("ml.horizon_ms"), m.horizon_ms, 1, 3_600_000)?,
+                learning_rate: f(
+                    "ml.learning_rate",
+                    m.learning_rate,
+                    FloatRule::at_least(0.0),
+                )?,
+            },
+            model_path: m.model.clone(),
+        });
+    }
+    Err(Problem::invalid(
+        path.clone(),
+        "the strategy has no kind",
+        format!("valid kinds: {KINDS}"),
+    ))
 }
 
 fn market_making(

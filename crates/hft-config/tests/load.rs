@@ -69,7 +69,9 @@ fn default_loads_with_documented_values() {
     let eth_mm = &c.strategies[1];
     assert_eq!(eth_mm.name, "mm-eth");
     assert_eq!(eth_mm.instrument, InstrumentId(1));
-    let StrategyKind::MarketMaking(mm) = &eth_mm.kind;
+    let StrategyKind::MarketMaking(mm) = &eth_mm.kind else {
+        panic!("mm-eth is a market maker: {:?}", eth_mm.kind)
+    };
     assert_eq!(mm.order_qty, Qty(200));
     assert_eq!(eth_mm.risk.max_position, Qty(2000));
     assert_eq!(
@@ -571,4 +573,124 @@ proptest! {
         let back = load_str("shown.toml", &c.to_toml_string(), no_env()).unwrap();
         prop_assert_eq!(back, c);
     }
+}
+
+/// Three instruments at one qty scale (multi-leg strategies need that) and one
+/// strategy of every kind.
+const EVERY_KIND: &str = r#"
+[[instruments]]
+symbol = "BTC-USD"
+tick_size = "0.50"
+[[instruments]]
+symbol = "ETH-USD"
+tick_size = "0.05"
+[[instruments]]
+symbol = "ETH-BTC"
+price_scale = 5
+tick_size = "0.00001"
+
+[[strategies]]
+name = "touch"
+instrument = "BTC-USD"
+[strategies.touch]
+order_qty = "0.0020"
+
+[[strategies]]
+name = "arb"
+instrument = "BTC-USD"
+[strategies.cross_arb]
+other = "ETH-USD"
+min_edge_bps = 3.5
+
+[[strategies]]
+name = "tri"
+instrument = "BTC-USD"
+[strategies.triangular]
+second = "ETH-USD"
+cross = "ETH-BTC"
+
+[[strategies]]
+name = "pairs"
+instrument = "ETH-USD"
+[strategies.pairs]
+other = "BTC-USD"
+hedge = "kalman"
+window = 60
+
+[[strategies]]
+name = "ml"
+instrument = "BTC-USD"
+[strategies.ml]
+threshold = 0.7
+"#;
+
+#[test]
+fn every_strategy_kind_loads_and_shows_back_the_same() {
+    let c = load_str("overlay.toml", EVERY_KIND, no_env()).unwrap();
+    let kinds: Vec<&str> = c.strategies.iter().map(|s| s.kind.name()).collect();
+    assert_eq!(kinds, ["touch", "cross_arb", "triangular", "pairs", "ml"]);
+    let StrategyKind::CrossArb(a) = &c.strategies[1].kind else {
+        panic!("{:?}", c.strategies[1].kind)
+    };
+    assert_eq!((a.other, a.min_edge_bps), (InstrumentId(1), 3.5));
+    assert_eq!(
+        c.strategies[2].kind.other_legs(),
+        [InstrumentId(1), InstrumentId(2)]
+    );
+    let StrategyKind::Pairs(p) = &c.strategies[3].kind else {
+        panic!("{:?}", c.strategies[3].kind)
+    };
+    assert_eq!(p.other, InstrumentId(0));
+    assert_eq!(p.window, 60);
+    assert!(matches!(
+        p.hedge,
+        hft_strategy::params::HedgeMethod::Kalman { .. }
+    ));
+    let text = c.to_toml_string();
+    let back = load_str("shown.toml", &text, no_env()).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn bad_strategy_kinds_say_what_and_how_to_fix() {
+    let with = |strategy: &str| {
+        let base = EVERY_KIND
+            .split("[[strategies]]")
+            .next()
+            .unwrap_or_default();
+        overlay_err(&format!(
+            "{base}[[strategies]]\nname = \"s\"\ninstrument = \"BTC-USD\"\n{strategy}"
+        ))
+    };
+    let d = with("");
+    assert!(
+        d.message.contains("no kind") && d.hint.contains("pairs"),
+        "{d}"
+    );
+    let d = with("[strategies.touch]\n[strategies.ml]\n");
+    assert!(d.message.contains("more than one kind"), "{d}");
+    let d = with("[strategies.pairs]\nother = \"DOGE\"\n");
+    assert_eq!(d.field, "strategies[0].pairs.other");
+    assert!(d.hint.contains("ETH-USD"), "{d}");
+    let d = with("[strategies.pairs]\nother = \"BTC-USD\"\n");
+    assert!(d.message.contains("own instrument"), "{d}");
+    let d = with("[strategies.pairs]\nother = \"ETH-USD\"\nentry_z = 1.0\nexit_z = 1.5\n");
+    assert_eq!(d.field, "strategies[0].pairs.exit_z");
+    let d = with("[strategies.pairs]\nother = \"ETH-USD\"\nhedge = \"magic\"\n");
+    assert!(d.hint.contains("kalman"), "{d}");
+    let d = with("[strategies.ml]\nthreshold = 0.4\n");
+    assert_eq!(d.field, "strategies[0].ml.threshold");
+    let d = with("[strategies.ml]\nmodel = \"/nonexistent/model.json\"\n");
+    assert!(
+        d.message.contains("cannot read model file") && d.hint.contains("hft train"),
+        "{d}"
+    );
+    let d = with("[strategies.cross_arb]\nother = \"ETH-BTC\"\n");
+    assert!(d.message.contains("price_scale"), "{d}");
+    // Legs at different quantity scales.
+    let d = overlay_err(
+        "[[instruments]]\nsymbol = \"A\"\n[[instruments]]\nsymbol = \"B\"\nqty_scale = 3\nlot_size = \"0.001\"\nmin_qty = \"0.001\"\n\
+         [[strategies]]\nname = \"s\"\ninstrument = \"A\"\n[strategies.pairs]\nother = \"B\"\n",
+    );
+    assert!(d.hint.contains("same qty_scale"), "{d}");
 }

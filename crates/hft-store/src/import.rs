@@ -181,6 +181,27 @@ fn binance_venue(path: &Path) -> String {
 /// mid-stream has none, and then they are written as they came.
 const MAX_PRESNAPSHOT_DIFFS: usize = 5_000;
 
+/// The known instruments as one venue sees them: `venue:SYMBOL` names (how a config
+/// tells apart the same symbol on two venues) apply to that venue only, as `SYMBOL`,
+/// and come before plain names, which apply to every venue.
+fn for_venue(
+    instruments: &[hft_core::InstrumentSpec],
+    venue: &str,
+) -> Vec<hft_core::InstrumentSpec> {
+    let qualified = instruments.iter().filter_map(|s| {
+        let (v, symbol) = s.symbol.split_once(':')?;
+        (v == venue).then(|| hft_core::InstrumentSpec {
+            symbol: symbol.to_owned(),
+            ..s.clone()
+        })
+    });
+    let plain = instruments
+        .iter()
+        .filter(|s| !s.symbol.contains(':'))
+        .cloned();
+    qualified.chain(plain).collect()
+}
+
 fn import_binance(
     path: &Path,
     writer: &mut StoreWriter,
@@ -189,6 +210,7 @@ fn import_binance(
     instruments: &[hft_core::InstrumentSpec],
 ) -> Result<ImportStats, StoreError> {
     let venue = venue.map_or_else(|| binance_venue(path), str::to_owned);
+    let instruments = &for_venue(instruments, &venue);
     let mut reader = CaptureReader::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut decoder = BinanceDecoder::with_capacity(1024);
     let scales_of = |symbol: &str| {

@@ -2,13 +2,21 @@
 //! built-in strategies. Strategy code never learns whether it runs live, in a
 //! deterministic simulation or in a backtest: it only sees [`Context`].
 
+pub mod arbitrage;
 mod context;
+mod legs;
 pub mod market_making;
+pub mod ml;
+pub mod pairs;
 pub mod params;
+pub mod signals;
 pub mod touch;
 
+pub use arbitrage::{CrossVenueArb, TriangularArb};
 pub use context::{Action, ActionBuffer, Context, ContextParts, NewOrder};
 pub use market_making::MarketMaking;
+pub use ml::MlTrader;
+pub use pairs::PairsTrader;
 pub use params::MarketMakingParams;
 pub use touch::{TouchMaker, TouchParams};
 
