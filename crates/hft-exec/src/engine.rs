@@ -89,9 +89,11 @@ pub struct Engine {
     hasher: Sha256,
     fills: u64,
     tick_ts: Nanos,
-    /// Mark, fill count and risk state at the last mark-to-market: while none of them
-    /// changes, neither exposure nor PnL can, so the next one is skipped.
-    marked: Option<(Price, u64, TradingState)>,
+    /// Mark of each instrument at its last mark-to-market.
+    marks: Vec<Option<Price>>,
+    /// Fill count and risk state at the last mark-to-market: while neither changes
+    /// and the mark did not move, exposure and PnL cannot have, so it is skipped.
+    marked: Option<(u64, TradingState)>,
 }
 
 impl Engine {
@@ -120,6 +122,7 @@ impl Engine {
             hasher: Sha256::new(),
             fills: 0,
             tick_ts: 0,
+            marks: vec![None; n],
             marked: None,
         }
     }
@@ -198,12 +201,34 @@ impl Engine {
             .map(|m| Price(m / 2))
     }
 
-    /// PnL after fees of the primary instrument at the current mark.
+    /// PnL after fees over every instrument the strategy traded, each marked at its
+    /// mid (at its cost basis while its book has no mid): a multi-leg strategy's
+    /// result is the sum of its legs.
     pub fn pnl(&self) -> Money {
-        let i = self.setup.instrument;
-        let pos = &self.positions[i.index()];
-        self.mark()
-            .map_or(pos.realized_net(), |m| pos.total_pnl(self.spec(i), m))
+        Money(
+            self.positions
+                .iter()
+                .enumerate()
+                .map(|(i, pos)| {
+                    let mark = self.books[i].mid_x2().map(|m| Price(m / 2));
+                    mark.map_or(pos.realized_net(), |m| {
+                        pos.total_pnl(&self.setup.specs[i], m)
+                    })
+                    .raw()
+                })
+                .fold(0i64, i64::saturating_add),
+        )
+    }
+
+    /// PnL after fees of one instrument at its mid.
+    pub fn pnl_of(&self, id: InstrumentId) -> Money {
+        let i = id.index();
+        let (Some(pos), Some(book)) = (self.positions.get(i), self.books.get(i)) else {
+            return Money::ZERO;
+        };
+        book.mid_x2().map_or(pos.realized_net(), |m| {
+            pos.total_pnl(&self.setup.specs[i], Price(m / 2))
+        })
     }
 
     /// Fills applied.
@@ -251,9 +276,7 @@ impl Engine {
         if i >= self.books.len() || !last.is_last() || self.stale[i] {
             return Ok(());
         }
-        if last.instrument == self.setup.instrument {
-            self.mark_to_market(now, sink);
-        }
+        self.mark_to_market(i, now, sink);
         self.tick_ts = last.ts_recv;
         let ev = hft_core::MarketEvent { seq, ..*last };
         self.call(now, sink, |s, ctx| s.on_market(ctx, &ev))
@@ -347,7 +370,9 @@ impl Engine {
         match r.kind {
             OrderReportKind::Fill(f) => {
                 self.apply_fill(r.instrument, &f);
-                self.mark_to_market(now, sink);
+                if r.instrument.index() < self.books.len() {
+                    self.mark_to_market(r.instrument.index(), now, sink);
+                }
                 self.call(now, sink, |s, ctx| s.on_fill(ctx, &order, &f))
             }
             OrderReportKind::Rejected(_) => {
@@ -361,7 +386,7 @@ impl Engine {
     /// Periodic timer.
     pub fn on_timer(&mut self, now: Nanos, sink: &mut impl OrderSink) -> Result<(), StrategyPanic> {
         self.tick_ts = 0;
-        self.mark_to_market(now, sink);
+        self.mark_to_market(self.setup.instrument.index(), now, sink);
         self.call(now, sink, |s, ctx| s.on_timer(ctx))
     }
 
@@ -410,19 +435,37 @@ impl Engine {
 
     /// Publishes exposure and feeds the circuit breaker; on a trip, open orders that
     /// would not reduce the position are cancelled.
-    fn mark_to_market(&mut self, now: Nanos, sink: &mut impl OrderSink) {
-        let i = self.setup.instrument;
-        let Some(mark) = self.mark() else { return };
-        let key = Some((mark, self.fills, self.risk.state()));
-        if self.marked == key {
+    /// Publishes the strategy's exposure and checks its loss limit after a message of
+    /// instrument `i`: gross notional and PnL over every leg, each at its mid.
+    fn mark_to_market(&mut self, i: usize, now: Nanos, sink: &mut impl OrderSink) {
+        let Some(mark) = self.books[i].mid_x2().map(|m| Price(m / 2)) else {
+            return;
+        };
+        let state = self.risk.state();
+        if self.marks[i] == Some(mark) && self.marked == Some((self.fills, state)) {
             return;
         }
-        self.marked = key;
-        let spec = &self.setup.specs[i.index()];
-        let pos = &self.positions[i.index()];
+        self.marks[i] = Some(mark);
+        self.marked = Some((self.fills, state));
+        let (mut exposure, mut pnl) = (0i64, 0i64);
+        for (j, pos) in self.positions.iter().enumerate() {
+            if pos.qty.is_zero() && pos.realized_net().is_zero() {
+                continue;
+            }
+            let spec = &self.setup.specs[j];
+            let (e, p) = match self.marks[j] {
+                Some(m) => (
+                    spec.notional(m, pos.qty).raw().saturating_abs(),
+                    pos.total_pnl(spec, m).raw(),
+                ),
+                None => (0, pos.realized_net().raw()),
+            };
+            exposure = exposure.saturating_add(e);
+            pnl = pnl.saturating_add(p);
+        }
         self.risk
-            .publish_exposure(self.setup.strategy.index(), spec.notional(mark, pos.qty));
-        if self.risk.on_pnl(pos.total_pnl(spec, mark)) {
+            .publish_exposure(self.setup.strategy.index(), Money(exposure));
+        if self.risk.on_pnl(Money(pnl)) {
             self.cancel_all(now, sink);
         }
     }

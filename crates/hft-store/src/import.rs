@@ -144,14 +144,22 @@ pub fn import_with(
 ) -> Result<ImportStats, StoreError> {
     let (venue, skip_bad) = (opts.venue.as_deref(), opts.skip_bad);
     let mut writer = StoreWriter::create(root)?;
-    let mut stats = match Format::detect(path)? {
-        Format::BinanceCapture => {
-            import_binance(path, &mut writer, venue, skip_bad, &opts.instruments)?
+    let done = match Format::detect(path) {
+        Ok(Format::BinanceCapture) => {
+            import_binance(path, &mut writer, venue, skip_bad, &opts.instruments)
         }
-        Format::Dbn => import_dbn(path, &mut writer, venue, skip_bad)?,
-        Format::TardisCsv => import_tardis(path, &mut writer, venue, skip_bad)?,
-        Format::Csv => crate::import_csv::import_csv(path, &mut writer, venue, skip_bad)?,
-        Format::Bybit => crate::import_bybit::import_bybit(path, &mut writer, venue, skip_bad)?,
+        Ok(Format::Dbn) => import_dbn(path, &mut writer, venue, skip_bad),
+        Ok(Format::TardisCsv) => import_tardis(path, &mut writer, venue, skip_bad),
+        Ok(Format::Csv) => crate::import_csv::import_csv(path, &mut writer, venue, skip_bad),
+        Ok(Format::Bybit) => crate::import_bybit::import_bybit(path, &mut writer, venue, skip_bad),
+        Err(e) => Err(e),
+    };
+    let mut stats = match done {
+        Ok(s) => s,
+        Err(e) => {
+            writer.abort();
+            return Err(e);
+        }
     };
     let w = writer.finish()?;
     stats.rows = w.rows;

@@ -262,6 +262,15 @@ impl StoreWriter {
         })
     }
 
+    /// Drops everything this writer wrote: an import that fails part-way must not
+    /// leave half-written files that make the whole store unreadable.
+    pub fn abort(mut self) {
+        self.open.clear();
+        for f in &self.stats.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+
     /// Flushes and closes every partition.
     pub fn finish(mut self) -> Result<WriteStats, StoreError> {
         for (_, p) in self.open.drain(..) {

@@ -363,3 +363,34 @@ fn every_shared_market_data_file_imports_into_uncrossed_books() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_failed_import_leaves_the_store_as_it_was() {
+    let root = tmp("failed-import");
+    let raw = data_dir().join("binance_ws_raw");
+    import(&raw.join("spot_ethusdt_20240808.gz"), &root, None, false).unwrap();
+    let before = data_files(&root).unwrap();
+    // Spot BTC sizes have 8 decimals; 5 cannot hold them and the import stops.
+    let spec = hft_core::InstrumentSpec::new(
+        hft_core::InstrumentId(0),
+        "BTCUSDT",
+        2,
+        5,
+        hft_core::Price(1),
+        hft_core::Qty(1),
+    );
+    let opts = hft_store::ImportOptions {
+        instruments: vec![spec],
+        ..Default::default()
+    };
+    let err = hft_store::import_with(&raw.join("spot_btcusdt_20240808.gz"), &root, &opts)
+        .expect_err("too coarse a scale must fail");
+    assert!(err.to_string().contains("finer than"), "{err}");
+    assert_eq!(
+        data_files(&root).unwrap(),
+        before,
+        "the failed import left files behind"
+    );
+    assert!(inspect(&root).is_ok(), "the store no longer reads");
+    let _ = std::fs::remove_dir_all(&root);
+}
