@@ -872,15 +872,39 @@ fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Ex
 fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result<u8, Exit> {
     let loaded = backtest_data(data, config)?;
     let (specs, engines) = backtest_engines(config, &loaded.specs)?;
-    let setup = hft_backtest::peer_setup();
+    let mut setup = hft_backtest::peer_setup();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        setup.progress = Some(Box::new(|done, all| {
+            let pct = done * 100 / all.max(1);
+            let bar = "#".repeat((pct / 2) as usize);
+            eprint!("\r[{bar:<50}] {pct:>3}% {done}/{all} events");
+        }));
+    }
     let sample_s = setup.sample_interval as f64 / 1e9;
     let o = hft_backtest::run::run(setup, specs.clone(), engines, &loaded.events);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
     let loaded = hft_backtest::Loaded { specs, ..loaded };
     let m = hft_backtest::report::metrics(&o, &loaded.specs, sample_s);
     println!(
         "backtest: {} events over {:.1} s, {} orders, {} fills, PnL {:.4} (fees {:.4}), max drawdown {:.4}, Sharpe {:.2}",
         m.events, m.span_s, m.orders, m.fills, m.pnl, m.fees, m.max_drawdown, m.sharpe
     );
+    let money = |raw: i64| raw as f64 / 10f64.powi(i32::from(hft_core::MONEY_SCALE));
+    for a in hft_backtest::report::attribution(&o, &loaded.specs) {
+        println!(
+            "  strategy {} {}: PnL {:.4} = spread {:.4} + slippage {:.4} + inventory {:.4} - fees {:.4} ({} fills)",
+            a.strategy,
+            a.symbol,
+            money(a.total),
+            money(a.spread),
+            money(a.slippage),
+            money(a.inventory),
+            money(a.fees),
+            a.fills
+        );
+    }
     if let Some(dir) = report {
         hft_backtest::report::write(dir, &o, &loaded.specs, &m)
             .with_context(|| format!("writing the report to {}", dir.display()))?;

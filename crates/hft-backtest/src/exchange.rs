@@ -34,6 +34,8 @@ pub struct FillRecord {
     pub report: OrderReport,
     /// Time from the order's arrival at the venue to this fill.
     pub queue_wait: Nanos,
+    /// Twice the venue's mid when it filled, for attribution.
+    pub mid_x2: Option<i64>,
 }
 
 /// The backtest venue for all instruments.
@@ -245,8 +247,12 @@ impl Exchange {
             liquidity,
         }
         .report(spec, cmd, t);
-        self.out
-            .push(FillOrReport::Fill(FillRecord { report, queue_wait }));
+        let mid_x2 = self.books[cmd.instrument.index()].mid_x2();
+        self.out.push(FillOrReport::Fill(FillRecord {
+            report,
+            queue_wait,
+            mid_x2,
+        }));
     }
 
     fn report(&mut self, cmd: &OrderCommand, t: Nanos, kind: OrderReportKind) {

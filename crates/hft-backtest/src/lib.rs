@@ -237,5 +237,6 @@ pub fn peer_setup() -> run::BacktestSetup {
         queue: model::QueueModel::RiskAverse,
         timer_interval: 1_000_000_000,
         sample_interval: 1_000_000_000,
+        progress: None,
     }
 }

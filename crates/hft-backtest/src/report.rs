@@ -49,16 +49,14 @@ pub struct Metrics {
 /// Computes the metrics of a run; `sample_s` is the equity sampling period.
 pub fn metrics(o: &Outcome, specs: &[InstrumentSpec], sample_s: f64) -> Metrics {
     let pnl = o.samples.last().map_or(0, |s| s.pnl);
-    let realized: i64 = o
-        .engines
-        .iter()
-        .map(|e| e.position(e.instrument()).realized_net().raw())
-        .sum();
-    let fees: i64 = o
-        .engines
-        .iter()
-        .map(|e| e.position(e.instrument()).fees.raw())
-        .sum();
+    // Every leg of every strategy.
+    let legs = || {
+        o.engines
+            .iter()
+            .flat_map(|e| specs.iter().map(move |s| e.position(s.id)))
+    };
+    let realized: i64 = legs().map(|p| p.realized_net().raw()).sum();
+    let fees: i64 = legs().map(|p| p.fees.raw()).sum();
     let steps: Vec<f64> = o
         .samples
         .windows(2)
@@ -169,6 +167,7 @@ pub fn write(
         "events": m.events,
         "span_s": round(m.span_s, 6),
         "strategies": strategies,
+        "attribution": attribution_json(&attribution(o, specs)),
         "data": specs.iter().zip(&o.crossed).map(|(s, c)| json!({
             "instrument": s.symbol,
             "crossed_moments": c,
@@ -239,7 +238,7 @@ pub fn write(
         }
     }
     std::fs::write(dir.join("orders.csv"), orders)?;
-    std::fs::write(dir.join("report.html"), html(o, m))
+    std::fs::write(dir.join("report.html"), html(o, m, &attribution(o, specs)))
 }
 
 /// A polyline chart of `(x, y)` points as inline SVG.
@@ -267,7 +266,7 @@ fn chart(title: &str, points: &[(f64, f64)], color: &str) -> String {
     )
 }
 
-fn html(o: &Outcome, m: &Metrics) -> String {
+fn html(o: &Outcome, m: &Metrics, attribution: &[Attribution]) -> String {
     // At most ~2000 points per plot.
     let step = (o.samples.len() / 2000).max(1);
     let t0 = o.samples.first().map_or(0, |s| s.ts);
@@ -307,7 +306,7 @@ fn html(o: &Outcome, m: &Metrics) -> String {
     format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>hft backtest</title>\
 <style>body{{font-family:sans-serif;margin:24px}}td{{padding:2px 12px}}</style></head><body>\
-<h1>Backtest report</h1><table>{table}</table>{}{}{}</body></html>\n",
+<h1>Backtest report</h1><table>{table}</table>{}{}{}{}</body></html>\n",
         chart(
             "Equity (PnL after fees)",
             &pts(&|s| money(s.pnl)),
@@ -319,7 +318,165 @@ fn html(o: &Outcome, m: &Metrics) -> String {
             &pts(&|s| s.position as f64),
             "#2ca02c"
         ),
+        attribution_chart(attribution),
     )
+}
+
+/// Where one strategy's PnL in one instrument came from. The parts add up to `total`
+/// exactly; each fill of `q` at `p` with side sign `s` splits as
+/// `s·q·(m_decision − p)` (spread captured against the mid the strategy saw when it
+/// sent the order) + `s·q·(m_fill − m_decision)` (slippage: the mid moving between
+/// decision and fill) + `s·q·(m_end − m_fill)` (inventory: holding through later
+/// moves), minus fees. Inventory is computed as what is left, so rounding cannot make
+/// the parts disagree with the total.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribution {
+    /// Strategy index.
+    pub strategy: usize,
+    /// Instrument symbol.
+    pub symbol: String,
+    /// PnL after fees, money raw units.
+    pub total: i64,
+    /// Spread capture.
+    pub spread: i64,
+    /// Slippage (negative when the market moved against an order before it filled).
+    pub slippage: i64,
+    /// Inventory (mark-to-market of held positions).
+    pub inventory: i64,
+    /// Fees paid (negative for net rebates); subtracted from the other parts.
+    pub fees: i64,
+    /// Fills.
+    pub fills: u64,
+}
+
+/// `v / 2` price-times-quantity raw units of `spec` in money raw units, rounded.
+fn money_of_x2(spec: &InstrumentSpec, v: i128) -> i64 {
+    let scale = i32::from(spec.price_scale) + i32::from(spec.qty_scale) - i32::from(MONEY_SCALE);
+    let r = if scale >= 0 {
+        hft_core::div_round(v, 2 * 10i128.pow(scale as u32))
+    } else {
+        v.saturating_mul(10i128.pow((-scale) as u32)) / 2
+    };
+    r.clamp(i128::from(i64::MIN + 1), i128::from(i64::MAX)) as i64
+}
+
+/// Performance attribution per strategy and instrument traded.
+pub fn attribution(o: &Outcome, specs: &[InstrumentSpec]) -> Vec<Attribution> {
+    // (strategy, instrument) -> (spread x2, slippage x2, fees, fills)
+    let mut acc: std::collections::BTreeMap<(usize, usize), (i128, i128, i64, u64)> =
+        std::collections::BTreeMap::new();
+    for f in &o.fills {
+        let OrderReportKind::Fill(x) = f.report.kind else {
+            continue;
+        };
+        let i = f.report.instrument.index();
+        if i >= specs.len() {
+            continue;
+        }
+        let (p2, q) = (2 * i128::from(x.price.raw()), i128::from(x.qty.raw()));
+        let s: i128 = if x.side == Side::Buy { 1 } else { -1 };
+        let fill_mid = f.fill_mid_x2.map_or(p2, i128::from);
+        let decision = f.decision_mid_x2.map_or(fill_mid, i128::from);
+        let e = acc
+            .entry((f.report.cl_ord_id.strategy().index(), i))
+            .or_default();
+        e.0 += s * q * (decision - p2);
+        e.1 += s * q * (fill_mid - decision);
+        e.2 += x.fee.raw();
+        e.3 += 1;
+    }
+    acc.into_iter()
+        .map(|((k, i), (spread, slip, fees, fills))| {
+            let spec = &specs[i];
+            let total = o.engines.get(k).map_or(0, |e| e.pnl_of(spec.id).raw());
+            let (spread, slippage) = (money_of_x2(spec, spread), money_of_x2(spec, slip));
+            Attribution {
+                strategy: k,
+                symbol: spec.symbol.clone(),
+                total,
+                spread,
+                slippage,
+                inventory: total - spread - slippage + fees,
+                fees,
+                fills,
+            }
+        })
+        .collect()
+}
+
+fn attribution_json(a: &[Attribution]) -> serde_json::Value {
+    a.iter()
+        .map(|x| {
+            json!({
+                "strategy": x.strategy,
+                "instrument": x.symbol,
+                "pnl": round(money(x.total), 8),
+                "spread_capture": round(money(x.spread), 8),
+                "slippage": round(money(x.slippage), 8),
+                "inventory": round(money(x.inventory), 8),
+                "fees": round(money(x.fees), 8),
+                "fills": x.fills,
+            })
+        })
+        .collect()
+}
+
+/// One bar of the attribution chart: label, colour, value.
+type Part = (&'static str, &'static str, fn(&Attribution) -> i64);
+
+/// Horizontal bars of each (strategy, instrument)'s PnL and its parts.
+fn attribution_chart(a: &[Attribution]) -> String {
+    if a.is_empty() {
+        return String::new();
+    }
+    let parts: [Part; 5] = [
+        ("total", "#333333", |x| x.total),
+        ("spread", "#1f77b4", |x| x.spread),
+        ("slippage", "#ff7f0e", |x| x.slippage),
+        ("inventory", "#2ca02c", |x| x.inventory),
+        ("fees", "#d62728", |x| -x.fees),
+    ];
+    let max = a
+        .iter()
+        .flat_map(|x| parts.iter().map(move |(_, _, f)| money(f(x)).abs()))
+        .fold(1e-12, f64::max);
+    let (w, label_w, bar_h) = (760.0, 220.0, 14.0);
+    let half = (w - label_w) / 2.0;
+    let group_h = bar_h * (parts.len() + 1) as f64 + 12.0;
+    let h = group_h * a.len() as f64 + 24.0;
+    let mut svg = format!(
+        "<h2>PnL by strategy and instrument</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">"
+    );
+    let zero = label_w + half;
+    let _ = write!(
+        svg,
+        "<line x1=\"{zero}\" y1=\"0\" x2=\"{zero}\" y2=\"{h}\" stroke=\"#999\"/>"
+    );
+    for (g, x) in a.iter().enumerate() {
+        let y0 = g as f64 * group_h + 4.0;
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{:.1}\" font-size=\"12\">strategy {} {}</text>",
+            y0 + 12.0,
+            x.strategy,
+            x.symbol
+        );
+        for (k, (name, color, f)) in parts.iter().enumerate() {
+            let v = money(f(x));
+            let len = v.abs() / max * (half - 60.0);
+            let bx = if v < 0.0 { zero - len } else { zero };
+            let by = y0 + (k + 1) as f64 * bar_h;
+            let _ = write!(
+                svg,
+                "<rect x=\"{bx:.1}\" y=\"{by:.1}\" width=\"{len:.1}\" height=\"{:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{name} {v:.4}</text>",
+                bar_h - 2.0,
+                16.0,
+                by + bar_h - 4.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// The outcome of an A/B comparison.

@@ -31,6 +31,9 @@ pub struct BacktestSetup {
     pub timer_interval: Nanos,
     /// Equity samples are taken this often (simulated time).
     pub sample_interval: Nanos,
+    /// Called with (events delivered, events in all) about every 1% of the run: a
+    /// progress bar for a terminal. `None` costs nothing.
+    pub progress: Option<Box<dyn FnMut(u64, u64)>>,
 }
 
 /// An order as sent, for the orders report.
@@ -42,6 +45,8 @@ pub struct SentOrder {
     pub cmd: OrderCommand,
     /// Its last report kind, if any.
     pub last: Option<OrderReportKind>,
+    /// Twice the mid the engine saw when it sent the order: the decision price.
+    pub mid_x2: Option<i64>,
 }
 
 /// A fill as the report lists it.
@@ -55,6 +60,10 @@ pub struct FillRow {
     pub queue_wait: Nanos,
     /// The strategy's realized PnL after it (money raw units).
     pub realized_after: i64,
+    /// Twice the engine's mid when the order was sent (the decision), if known.
+    pub decision_mid_x2: Option<i64>,
+    /// Twice the venue's mid when it filled, if known.
+    pub fill_mid_x2: Option<i64>,
 }
 
 /// One equity sample.
@@ -85,6 +94,10 @@ pub struct Outcome {
     /// Per instrument, venue messages after which the recorded book was crossed.
     pub crossed: Vec<u64>,
 }
+
+/// A venue answer on its way to an engine: the report, the fill's queue wait and
+/// twice the venue's mid at the fill.
+type Answer = (OrderReport, Nanos, Option<i64>);
 
 /// A time after every event: simulated time never reaches it.
 const NEVER: Nanos = Nanos::MAX;
@@ -153,7 +166,7 @@ pub fn run(
     let start = events.first().map_or(0, |e| e.ts_recv);
     // (time, order of scheduling) keeps simultaneous messages in the order sent.
     let mut to_venue: BinaryHeap<Reverse<Sched<OrderCommand>>> = BinaryHeap::new();
-    let mut to_engine: BinaryHeap<Reverse<Sched<(OrderReport, Nanos)>>> = BinaryHeap::new();
+    let mut to_engine: BinaryHeap<Reverse<Sched<Answer>>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut outbox: Vec<OrderCommand> = Vec::with_capacity(16);
     let mut orders: Vec<SentOrder> = Vec::new();
@@ -180,6 +193,7 @@ pub fn run(
                         sent: $t,
                         cmd,
                         last: None,
+                        mid_x2: $engine.mid_x2(cmd.instrument),
                     });
                 }
                 to_venue.push(Reverse(Sched {
@@ -188,23 +202,22 @@ pub fn run(
                     item: cmd,
                 }));
             }
-            let _ = $engine;
         }};
     }
     // What the venue produced goes back after the response latency.
     macro_rules! drain_venue {
         ($t:expr) => {{
             for out in venue.out.drain(..) {
-                let (rep, wait) = match out {
-                    FillOrReport::Fill(f) => (f.report, f.queue_wait),
-                    FillOrReport::Report(r) => (r, 0),
+                let (rep, wait, mid) = match out {
+                    FillOrReport::Fill(f) => (f.report, f.queue_wait, f.mid_x2),
+                    FillOrReport::Report(r) => (r, 0, None),
                 };
                 seq += 1;
                 let arrive = $t + setup.response.at($t);
                 to_engine.push(Reverse(Sched {
                     at: arrive,
                     seq,
-                    item: (rep, wait),
+                    item: (rep, wait, mid),
                 }));
             }
         }};
@@ -282,7 +295,16 @@ pub fn run(
         let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
         dispatch!(e, now);
     }
+    let step = (events.len() / 100).max(1);
+    let mut progress = setup.progress.take();
+    let mut next_progress = if progress.is_some() { step } else { usize::MAX };
     loop {
+        if li >= next_progress {
+            next_progress = li + step;
+            if let Some(p) = progress.as_mut() {
+                p(li as u64, events.len() as u64);
+            }
+        }
         // `NEVER` stands for "nothing due" so the earliest is a plain minimum.
         let tx = events.get(xi).map_or(NEVER, |e| venue_time(e).max(xt_last));
         let tv = to_venue.peek().map_or(NEVER, |r| r.0.at);
@@ -354,13 +376,15 @@ pub fn run(
             let Some(Reverse(s)) = to_engine.pop() else {
                 continue;
             };
-            let (rep, wait) = s.item;
+            let (rep, wait, fill_mid_x2) = s.item;
             let k = rep.cl_ord_id.strategy().index();
+            let mut decision_mid_x2 = None;
             if let Some(o) = order_index
                 .get(&rep.cl_ord_id.0)
                 .and_then(|&j| orders.get_mut(j))
             {
                 o.last = Some(rep.kind);
+                decision_mid_x2 = o.mid_x2;
             }
             if let Some(eng) = engines.get_mut(k) {
                 let _ = eng.on_report(&rep, t, &mut Outbox { buf: &mut outbox });
@@ -370,6 +394,8 @@ pub fn run(
                         report: rep,
                         queue_wait: wait,
                         realized_after: eng.position(rep.instrument).realized_net().raw(),
+                        decision_mid_x2,
+                        fill_mid_x2,
                     });
                 }
                 dispatch!(eng, t);

@@ -107,6 +107,7 @@ fn events_arrive_on_time_and_answers_after_the_round_trip() {
         queue: QueueModel::Power(2.0),
         timer_interval: 1_000_000_000,
         sample_interval: 1_000_000_000,
+        progress: None,
     };
     let o = run(setup, loaded.specs.clone(), vec![engine], &loaded.events);
     let s = seen.lock().unwrap();

@@ -125,6 +125,24 @@ fn cross_venue_arb_buys_the_cheap_leg_and_sells_the_rich_one() {
         o.engines[0].pnl_of(InstrumentId(0)).raw() + o.engines[0].pnl_of(InstrumentId(1)).raw()
     );
 
+    // Attribution: takers pay half the spread on each leg; the gain is the basis
+    // they lock in, which shows as inventory; the parts add up per leg.
+    let a = hft_backtest::report::attribution(&o, &specs);
+    assert_eq!(a.len(), 2, "{a:?}");
+    for x in &a {
+        assert_eq!(
+            x.total,
+            x.spread + x.slippage + x.inventory - x.fees,
+            "{x:?}"
+        );
+        assert!(x.spread < 0, "a taker pays the half spread: {x:?}");
+        assert_eq!(
+            x.slippage, 0,
+            "nothing moved between decision and fill: {x:?}"
+        );
+    }
+    assert_eq!(a.iter().map(|x| x.total).sum::<i64>(), pnl);
+
     // Without the edge (the jump is smaller than the threshold) nothing trades.
     let mut flat = book(1_000_000, 0, 10_000, 10_001, 5_000, true);
     flat.extend(book(1_000_000, 1, 10_000, 10_001, 5_000, true));

@@ -189,6 +189,12 @@ impl Engine {
         &self.books[id.index()]
     }
 
+    /// Twice the mid of an instrument's book (exact in raw units), if both sides are
+    /// present: what reports compare execution prices with.
+    pub fn mid_x2(&self, id: InstrumentId) -> Option<i64> {
+        self.books.get(id.index())?.mid_x2()
+    }
+
     /// Spec of an instrument.
     pub fn spec(&self, id: InstrumentId) -> &InstrumentSpec {
         &self.setup.specs[id.index()]
