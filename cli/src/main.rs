@@ -870,8 +870,18 @@ fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Ex
 }
 
 fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result<u8, Exit> {
-    let loaded = backtest_data(data, config)?;
-    let (specs, engines) = backtest_engines(config, &loaded.specs)?;
+    // Streamed: memory holds a window of the data, whatever its length.
+    let instruments: Vec<hft_core::InstrumentSpec> = match config {
+        Some(p) => load_config(Some(p))?
+            .instruments
+            .into_iter()
+            .map(|i| i.spec)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut stream = hft_backtest::Stream::open(data, &instruments, 65_536)
+        .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
+    let (specs, engines) = backtest_engines(config, &stream.specs)?;
     let mut setup = hft_backtest::peer_setup();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         setup.progress = Some(Box::new(|done, all| {
@@ -881,18 +891,23 @@ fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result
         }));
     }
     let sample_s = setup.sample_interval as f64 / 1e9;
-    let o = hft_backtest::run::run(setup, specs.clone(), engines, &loaded.events);
+    let o = hft_backtest::run::run_source(setup, specs.clone(), engines, &mut stream);
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }
-    let loaded = hft_backtest::Loaded { specs, ..loaded };
-    let m = hft_backtest::report::metrics(&o, &loaded.specs, sample_s);
+    if let Some(e) = stream.take_error() {
+        return Err(Exit(
+            1,
+            anyhow::anyhow!("reading {} stopped part-way: {e}", data.display()),
+        ));
+    }
+    let m = hft_backtest::report::metrics(&o, &specs, sample_s);
     println!(
         "backtest: {} events over {:.1} s, {} orders, {} fills, PnL {:.4} (fees {:.4}), max drawdown {:.4}, Sharpe {:.2}",
         m.events, m.span_s, m.orders, m.fills, m.pnl, m.fees, m.max_drawdown, m.sharpe
     );
     let money = |raw: i64| raw as f64 / 10f64.powi(i32::from(hft_core::MONEY_SCALE));
-    for a in hft_backtest::report::attribution(&o, &loaded.specs) {
+    for a in hft_backtest::report::attribution(&o, &specs) {
         println!(
             "  strategy {} {}: PnL {:.4} = spread {:.4} + slippage {:.4} + inventory {:.4} - fees {:.4} ({} fills)",
             a.strategy,
@@ -906,7 +921,7 @@ fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result
         );
     }
     if let Some(dir) = report {
-        hft_backtest::report::write(dir, &o, &loaded.specs, &m)
+        hft_backtest::report::write(dir, &o, &specs, &m)
             .with_context(|| format!("writing the report to {}", dir.display()))?;
         println!("report: {}", dir.join("report.html").display());
     }

@@ -25,7 +25,7 @@ use hft_core::{
 use hft_exec::{Engine, EngineSetup};
 use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk, RiskLimits};
 use hft_strategy::{Strategy, TouchMaker, TouchParams};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Why a backtest could not run.
@@ -58,51 +58,60 @@ pub fn load(path: &Path) -> Result<Loaded, BacktestError> {
     load_with(path, &[])
 }
 
-/// [`load`], importing files with `instruments` known (their symbols at their own
-/// price and quantity scales, as `hft data import --config` stores them).
-pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, BacktestError> {
-    let started = Instant::now();
-    let is_store = path.is_dir() || path.extension().is_some_and(|e| e == "parquet");
-    let scratch = std::env::temp_dir().join(format!(
+/// A store to read: the data itself, or a scratch import of a file that is removed
+/// when this is dropped.
+struct StoreRoot {
+    root: PathBuf,
+    scratch: bool,
+    input_messages: u64,
+}
+
+impl Drop for StoreRoot {
+    fn drop(&mut self) {
+        if self.scratch {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+fn store_root(path: &Path, instruments: &[InstrumentSpec]) -> Result<StoreRoot, BacktestError> {
+    if path.is_dir() || path.extension().is_some_and(|e| e == "parquet") {
+        return Ok(StoreRoot {
+            root: path.to_path_buf(),
+            scratch: false,
+            input_messages: 0,
+        });
+    }
+    let root = std::env::temp_dir().join(format!(
         "hft-backtest-{}-{}",
         std::process::id(),
-        started.elapsed().as_nanos()
+        SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let (root, input_messages) = if is_store {
-        (path.to_path_buf(), 0)
-    } else {
-        let opts = hft_store::ImportOptions {
-            instruments: instruments.to_vec(),
-            ..Default::default()
-        };
-        let s = hft_store::import_with(path, &scratch, &opts)?;
-        (scratch.clone(), s.messages)
+    let mut guard = StoreRoot {
+        root,
+        scratch: true,
+        input_messages: 0,
     };
-    let read = (|| {
-        let mut r = hft_store::MergedReader::open(&root, &Default::default(), 0, u64::MAX)?;
-        let metas = r.series().to_vec();
-        let mut events = Vec::new();
-        while r.next_events(&mut events, 65_536)? > 0 {}
-        Ok::<_, hft_store::StoreError>((metas, events))
-    })();
-    if !is_store {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    // The store's order is the order the venue's messages must be applied in (a
-    // series in file order, series merged by venue time); the run loop never lets the
-    // local clock go back, so a receive time out of order is delivered at once.
-    let (metas, events) = read?;
-    if events.is_empty() {
-        return Err(BacktestError::Empty(path.display().to_string()));
-    }
-    let specs = metas
+    let opts = hft_store::ImportOptions {
+        instruments: instruments.to_vec(),
+        ..Default::default()
+    };
+    guard.input_messages = hft_store::import_with(path, &guard.root, &opts)?.messages;
+    Ok(guard)
+}
+
+/// Scratch stores made by this process, for unique names.
+static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The data's instruments with the tick and lot `events` show; the same symbol on
+/// two venues is told apart as `venue:symbol`, the name a config uses for each.
+fn specs_of(metas: &[hft_store::FileMeta], events: &[MarketEvent]) -> Vec<InstrumentSpec> {
+    metas
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let id = InstrumentId(i as u32);
-            let (tick, lot) = grid(&events, id);
-            // The same symbol on two venues (spot and perpetual BTCUSDT) is told apart
-            // as `venue:symbol`, the name a config uses for each.
+            let (tick, lot) = grid(events, id);
             let shared = metas.iter().filter(|o| o.symbol == m.symbol).count() > 1;
             let symbol = if shared {
                 format!("{}:{}", m.venue, m.symbol)
@@ -120,11 +129,28 @@ pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, 
             spec.min_notional = hft_core::Money::ZERO;
             spec
         })
-        .collect();
-    let input_messages = if input_messages == 0 {
-        events.len() as u64
-    } else {
-        input_messages
+        .collect()
+}
+
+/// [`load`], importing files with `instruments` known (their symbols at their own
+/// price and quantity scales, as `hft data import --config` stores them).
+pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, BacktestError> {
+    let started = Instant::now();
+    let store = store_root(path, instruments)?;
+    let mut r = hft_store::MergedReader::open(&store.root, &Default::default(), 0, u64::MAX)?;
+    let metas = r.series().to_vec();
+    let mut events = Vec::new();
+    while r.next_events(&mut events, 65_536)? > 0 {}
+    // The store's order is the order the venue's messages must be applied in (a
+    // series in file order, series merged by venue time); the run loop never lets the
+    // local clock go back, so a receive time out of order is delivered at once.
+    if events.is_empty() {
+        return Err(BacktestError::Empty(path.display().to_string()));
+    }
+    let specs = specs_of(&metas, &events);
+    let input_messages = match store.input_messages {
+        0 => events.len() as u64,
+        n => n,
     };
     Ok(Loaded {
         events,
@@ -132,6 +158,85 @@ pub fn load_with(path: &Path, instruments: &[InstrumentSpec]) -> Result<Loaded, 
         input_messages,
         load_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Recorded data read as the backtest goes: memory holds a window of events, not the
+/// data (see [`run::run_source`]).
+pub struct Stream {
+    /// The data's instruments (tick and lot from the first events).
+    pub specs: Vec<InstrumentSpec>,
+    reader: hft_store::MergedReader,
+    buf: Vec<MarketEvent>,
+    batch: usize,
+    done: bool,
+    error: Option<hft_store::StoreError>,
+    _store: StoreRoot,
+}
+
+impl Stream {
+    /// Opens `path` as [`load_with`] does, reading `batch` events at a time.
+    pub fn open(
+        path: &Path,
+        instruments: &[InstrumentSpec],
+        batch: usize,
+    ) -> Result<Self, BacktestError> {
+        let store = store_root(path, instruments)?;
+        let mut reader =
+            hft_store::MergedReader::open(&store.root, &Default::default(), 0, u64::MAX)?;
+        let metas = reader.series().to_vec();
+        let batch = batch.max(1);
+        let mut buf = Vec::with_capacity(2 * batch + run::LOOKAHEAD);
+        // The grid (tick, lot) is read off the first events, as `load` reads it off
+        // its first 200,000 of each instrument.
+        while buf.len() < batch.max(200_000) && reader.next_events(&mut buf, batch)? > 0 {}
+        if buf.is_empty() {
+            return Err(BacktestError::Empty(path.display().to_string()));
+        }
+        let specs = specs_of(&metas, &buf);
+        Ok(Self {
+            specs,
+            reader,
+            buf,
+            batch,
+            done: false,
+            error: None,
+            _store: store,
+        })
+    }
+
+    /// A read error that ended the stream early: the run's results cover only the
+    /// events before it, so the caller must report it.
+    pub fn take_error(&mut self) -> Option<hft_store::StoreError> {
+        self.error.take()
+    }
+}
+
+impl run::Source for Stream {
+    fn events(&self) -> &[MarketEvent] {
+        &self.buf
+    }
+    fn refill(&mut self, keep: usize) -> usize {
+        let keep = keep.min(self.buf.len());
+        self.buf.drain(..keep);
+        if !self.done {
+            match self.reader.next_events(&mut self.buf, self.batch) {
+                Ok(0) => self.done = true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                }
+            }
+        }
+        keep
+    }
+    fn exhausted(&self) -> bool {
+        self.done
+    }
+    fn total(&self) -> Option<u64> {
+        // Unknown until read: progress then counts events without a share.
+        None
+    }
 }
 
 fn gcd(a: i64, b: i64) -> i64 {

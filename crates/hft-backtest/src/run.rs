@@ -139,15 +139,80 @@ impl OrderSink for Outbox<'_> {
     }
 }
 
+/// Where the run loop's events come from: all in memory, or a window over a stream
+/// that moves on as the run consumes it, so memory follows the working set and not
+/// the length of the data.
+pub trait Source {
+    /// The events held, from the oldest the run may still need.
+    fn events(&self) -> &[MarketEvent];
+    /// Drops the events before index `keep` and loads more behind the rest; returns
+    /// how many were dropped (every held index shifts down by that much).
+    fn refill(&mut self, keep: usize) -> usize;
+    /// True once the stream has nothing more to load.
+    fn exhausted(&self) -> bool;
+    /// Events in the whole stream, if known (for progress).
+    fn total(&self) -> Option<u64>;
+}
+
+impl<S: Source + ?Sized> Source for &mut S {
+    fn events(&self) -> &[MarketEvent] {
+        (**self).events()
+    }
+    fn refill(&mut self, keep: usize) -> usize {
+        (**self).refill(keep)
+    }
+    fn exhausted(&self) -> bool {
+        (**self).exhausted()
+    }
+    fn total(&self) -> Option<u64> {
+        (**self).total()
+    }
+}
+
+impl Source for &[MarketEvent] {
+    fn events(&self) -> &[MarketEvent] {
+        self
+    }
+    fn refill(&mut self, _keep: usize) -> usize {
+        0
+    }
+    fn exhausted(&self) -> bool {
+        true
+    }
+    fn total(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
+}
+
+/// Events the venue's cursor keeps loaded ahead of it: a message longer than this is
+/// handed over in parts, which the engines take as one.
+pub const LOOKAHEAD: usize = 4096;
+
 /// Runs `engines` (strategies installed) over `events` (in local receive order).
 pub fn run(
+    setup: BacktestSetup,
+    specs: Vec<InstrumentSpec>,
+    engines: Vec<Engine>,
+    events: &[MarketEvent],
+) -> Outcome {
+    run_source(setup, specs, engines, events)
+}
+
+/// [`run`] over any [`Source`]. With a stream, `FeedLatency::FromData` takes the clock
+/// offset from the first window (an offset that changes later in the data shows as
+/// feed latency).
+pub fn run_source(
     mut setup: BacktestSetup,
     specs: Vec<InstrumentSpec>,
     mut engines: Vec<Engine>,
-    events: &[MarketEvent],
+    mut src: impl Source,
 ) -> Outcome {
     let n = specs.len();
     let mut venue = Exchange::new(specs, setup.queue);
+    // Re-borrowed from `src` after every refill; indices are into this window, and
+    // `dropped` events lie before it.
+    let mut events: &[MarketEvent] = src.events();
+    let mut dropped = 0u64;
     let offset = match setup.feed {
         FeedLatency::FromData => events
             .iter()
@@ -295,14 +360,22 @@ pub fn run(
         let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
         dispatch!(e, now);
     }
-    let step = (events.len() / 100).max(1);
+    let total = src.total().unwrap_or(0);
+    let step = (total / 100).max(1);
     let mut progress = setup.progress.take();
-    let mut next_progress = if progress.is_some() { step } else { usize::MAX };
+    let mut next_progress = if progress.is_some() { step } else { u64::MAX };
     loop {
-        if li >= next_progress {
-            next_progress = li + step;
+        if !src.exhausted() && xi + LOOKAHEAD >= events.len() {
+            let shift = src.refill(li.min(xi));
+            dropped += shift as u64;
+            xi -= shift;
+            li -= shift;
+            events = src.events();
+        }
+        if dropped + li as u64 >= next_progress {
+            next_progress = dropped + li as u64 + step;
             if let Some(p) = progress.as_mut() {
-                p(li as u64, events.len() as u64);
+                p(dropped + li as u64, total);
             }
         }
         // `NEVER` stands for "nothing due" so the earliest is a plain minimum.
@@ -412,7 +485,7 @@ pub fn run(
         orders,
         fills,
         samples,
-        events: li as u64,
+        events: dropped + li as u64,
         span: now.saturating_sub(start),
         crossed: venue.crossed().to_vec(),
     }

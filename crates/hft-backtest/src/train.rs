@@ -84,10 +84,14 @@ pub fn dataset(loaded: &Loaded, index: usize, opts: &TrainOptions) -> (Vec<[f64;
     let mut samples: Vec<(Nanos, f64, [f64; 4])> = Vec::new();
     for e in loaded.events.iter().filter(|e| e.instrument == spec.id) {
         let _ = book.apply(e);
+        // As the strategy sees them: one event per venue message, the last.
+        if !e.is_last() {
+            continue;
+        }
         if let MarketEventKind::Trade { aggressor, qty, .. } = e.kind {
             features.on_trade(aggressor == Side::Buy, qty.raw() as f64);
         }
-        if !e.is_last() || book.is_crossed() {
+        if book.is_crossed() {
             continue;
         }
         let Some(m2) = book.mid_x2() else { continue };
@@ -152,9 +156,13 @@ pub fn train(loaded: &Loaded, opts: &TrainOptions) -> Result<TrainReport, String
         ));
     }
     let cut = |k: usize| k * xs.len() / parts;
+    // The last training rows are labelled by mids inside the test part: leave out a
+    // horizon's worth of rows between the two so no test information leaks in.
+    let embargo = (opts.horizon / opts.sample.max(1)) as usize + 1;
     let folds = (1..parts)
         .map(|k| {
-            let (train_end, test_end) = (cut(k), cut(k + 1));
+            let (test_start, test_end) = (cut(k), cut(k + 1));
+            let train_end = test_start.saturating_sub(embargo);
             let mut m = LogisticModel::new();
             m.fit(
                 &xs[..train_end],
@@ -164,8 +172,8 @@ pub fn train(loaded: &Loaded, opts: &TrainOptions) -> Result<TrainReport, String
                 opts.l2,
             );
             let (logloss, accuracy) =
-                m.evaluate(&xs[train_end..test_end], &ys[train_end..test_end]);
-            let test = &ys[train_end..test_end];
+                m.evaluate(&xs[test_start..test_end], &ys[test_start..test_end]);
+            let test = &ys[test_start..test_end];
             Fold {
                 train_rows: train_end,
                 test_rows: test.len(),

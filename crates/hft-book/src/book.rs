@@ -717,6 +717,31 @@ mod tests {
             }
         }
 
+        /// Levels at the very top of the price range, where the window's end and
+        /// `i64::MAX` meet.
+        #[test]
+        fn extreme_prices_match_the_model(
+            ops in prop::collection::vec(
+                (side(), 0i64..40, 0i64..=2),
+                0..200,
+            ),
+            tick in prop_oneof![Just(1i64), Just(7i64), Just(i64::MAX)],
+        ) {
+            let mut b = L2Book::with_tick(INSTR, Price(tick), 0);
+            let mut m = Model::default();
+            for &(s, down, q) in &ops {
+                let op = Op::Level(s, i64::MAX - down * tick.min(1 << 20), q);
+                let Op::Level(_, p, _) = op else { unreachable!() };
+                prop_assert_eq!(b.apply_level(s, Price(p), Qty(q)).is_ok(), m.apply(&op).is_ok());
+                for s in [Side::Buy, Side::Sell] {
+                    let want = m.levels(s);
+                    let got: Vec<_> = b.levels(s).map(|(p, q)| (p.raw(), q.raw())).collect();
+                    prop_assert_eq!(&got, &want);
+                    prop_assert_eq!(b.qty_at(s, Price(p)), Qty(m.sides[s.index()].get(&p).copied().unwrap_or(0)));
+                }
+            }
+        }
+
         #[test]
         fn non_crossed_feed_never_reports_crossed(
             ops in prop::collection::vec(

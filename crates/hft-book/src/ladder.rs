@@ -162,10 +162,13 @@ impl Sparse {
         self.gap_end = self.keys.len();
     }
 
-    /// Removes the levels with keys in `lo..hi` and passes each to `f`.
+    /// Removes the levels with keys in `lo..=hi` and passes each to `f`.
     fn drain_range(&mut self, lo: i64, hi: i64, mut f: impl FnMut(i64, i64)) {
         let a = self.search(lo).unwrap_or_else(|i| i);
-        let b = self.search(hi).unwrap_or_else(|i| i);
+        let b = match self.search(hi) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        };
         if a >= b {
             return;
         }
@@ -421,7 +424,9 @@ impl Ladder {
         moving.clear();
         self.win.drain(|k, q| moving.push((k, q)));
         self.win.origin = origin;
-        let hi = origin.saturating_add((self.win.slots() as i64).saturating_mul(self.win.tick));
+        // The last key the window covers, inclusive (exclusive would miss i64::MAX).
+        let last = i128::from(origin) + (self.win.slots() as i128 - 1) * i128::from(self.win.tick);
+        let hi = last.min(i128::from(i64::MAX)) as i64;
         self.far.drain_range(origin, hi, |k, q| moving.push((k, q)));
         for &(k, q) in &moving {
             match self.win.slot(k) {

@@ -296,6 +296,7 @@ impl Config {
                     cross: sym(t.cross),
                     order_qty: qty(t.order_qty),
                     min_edge_bps: t.min_edge_bps,
+                    max_position: qty(t.max_position),
                     cooldown_ms: t.cooldown_ms,
                 });
             }

@@ -300,6 +300,7 @@ pub(crate) struct RawTriangular {
     pub(crate) cross: String,
     pub(crate) order_qty: String,
     pub(crate) min_edge_bps: f64,
+    pub(crate) max_position: String,
     pub(crate) cooldown_ms: u64,
 }
 
@@ -310,6 +311,7 @@ impl Default for RawTriangular {
             cross: String::new(),
             order_qty: "0.0100".into(),
             min_edge_bps: 1.0,
+            max_position: "0.1000".into(),
             cooldown_ms: 50,
         }
     }

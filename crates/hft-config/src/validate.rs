@@ -539,6 +539,7 @@ fn strategy_kind(
                 t.min_edge_bps,
                 FloatRule::at_least(0.0),
             )?,
+            max_position: qty("triangular.max_position", &t.max_position)?,
             cooldown_ms: int_in(at("triangular.cooldown_ms"), t.cooldown_ms, 0, 60_000)?,
         }));
     }
@@ -571,6 +572,15 @@ fn strategy_kind(
         }
         let window = int_in(at("pairs.window"), p.window, 20, 100_000)?;
         let adf_lags = int_in(at("pairs.adf_lags"), p.adf_lags, 0, 10)?;
+        if window < 2 * adf_lags + 8 {
+            return Err(Problem::invalid(
+                at("pairs.window"),
+                format!(
+                    "window {window} is too short for adf_lags {adf_lags}: the test would never run"
+                ),
+                format!("use window >= {} or fewer adf_lags", 2 * adf_lags + 8),
+            ));
+        }
         return Ok(StrategyKind::Pairs(PairsParams {
             other: leg("pairs.other", &p.other)?,
             hedge,

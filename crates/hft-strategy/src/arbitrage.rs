@@ -3,7 +3,7 @@
 //! only when the edge is left after every leg's taker fee plus a margin for latency,
 //! and both repair a leg that did not fill before trading again.
 
-use crate::legs::{Touch, round_lot, taker_bps, trade_toward, working};
+use crate::legs::{Touch, common_lot, round_lot, taker_bps, trade_toward, working};
 use crate::params::{CrossArbParams, TriangularParams};
 use crate::{Context, Strategy};
 use hft_core::{InstrumentId, MarketEvent, Nanos, Qty, Side, TimeInForce};
@@ -57,7 +57,7 @@ impl CrossVenueArb {
             return;
         };
         let fees = taker_bps(ctx, a) + taker_bps(ctx, b);
-        let lot = ctx.spec(a).lot_size.max(ctx.spec(b).lot_size);
+        let lot = common_lot(ctx.spec(a).lot_size, ctx.spec(b).lot_size);
         let pos = ctx.position(a).qty.raw();
         let max = self.p.max_position.raw();
         // Buy a, sell b; or buy b, sell a.
@@ -176,6 +176,8 @@ impl TriangularArb {
                         trade_toward(ctx, l, home[k]);
                     }
                 }
+                // A leg that failed once may fail again: pace the repairs.
+                self.quiet_until = ctx.now() + self.p.cooldown_ms * 1_000_000;
                 return;
             }
             // Moved by something else (a manual trade): start from there.
@@ -193,7 +195,8 @@ impl TriangularArb {
         let (via_y, via_x) = Self::cycle_returns(f(lx, &xq), f(ly, &yq), f(lc, &yx));
         let fees: f64 = self.legs.iter().map(|&l| taker_bps(ctx, l)).sum();
         let net = |r: f64| (r - 1.0) * 1e4 - fees;
-        let y_qty = self.p.order_qty.raw();
+        let y_lot = common_lot(ctx.spec(ly).lot_size, ctx.spec(lc).lot_size);
+        let y_qty = round_lot(self.p.order_qty.raw(), y_lot);
         // Quantity of X that matches y_qty of Y at the cross price.
         let cross_px =
             |p: hft_core::Price| p.raw() as f64 / 10f64.powi(i32::from(ctx.spec(lc).price_scale));
@@ -236,6 +239,23 @@ impl TriangularArb {
         ];
         if qtys.iter().zip(avail).any(|(&q, a)| q <= 0 || q > a.raw()) {
             // The touch cannot fill a whole round: a partial triangle is a position.
+            return;
+        }
+        let max = self.p.max_position.raw();
+        let refused = (0..3).any(|k| {
+            let signed = if sides[k] == Side::Buy {
+                qtys[k]
+            } else {
+                -qtys[k]
+            };
+            (pos[k] + signed).abs() > max
+                || ctx
+                    .spec(self.legs[k])
+                    .check_order(prices[k], Qty(qtys[k]))
+                    .is_err()
+        });
+        if refused {
+            // A leg that risk or the venue would refuse would leave the others alone.
             return;
         }
         let signed = |k: usize| match sides[k] {

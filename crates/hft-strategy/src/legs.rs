@@ -73,9 +73,20 @@ pub(crate) fn trade_toward(ctx: &mut Context<'_>, id: InstrumentId, target: i64)
         (Side::Sell, t.bid, t.bid_qty)
     };
     let qty = round_lot(diff.abs().min(avail.raw()), ctx.spec(id).lot_size);
-    if qty <= 0 {
+    // An order the venue would refuse (below the minimum size or notional) is not
+    // sent: it would come back refused, and be sent again on the next step.
+    if qty <= 0 || ctx.spec(id).check_order(price, Qty(qty)).is_err() {
         return false;
     }
     ctx.place(id, side, price, Qty(qty), TimeInForce::Ioc, false)
         .is_some()
+}
+
+/// The smallest quantity that is a whole number of lots of both `a` and `b`.
+pub(crate) fn common_lot(a: Qty, b: Qty) -> Qty {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a.abs() } else { gcd(b, a % b) }
+    }
+    let (a, b) = (a.raw().max(1), b.raw().max(1));
+    Qty(a / gcd(a, b) * b)
 }

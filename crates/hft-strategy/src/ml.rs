@@ -111,8 +111,15 @@ impl MlTrader {
             }
         }
         if let (Some((side, price)), false) = (want, keep) {
-            let qty = self.p.order_qty.raw().min((target - pos).abs());
-            let _ = ctx.place(self.id, side, price, Qty(qty), TimeInForce::Gtc, true);
+            let spec = ctx.spec(self.id);
+            let qty = crate::legs::round_lot(
+                self.p.order_qty.raw().min((target - pos).abs()),
+                spec.lot_size,
+            );
+            // Not an order the venue would refuse (and refuse again next event).
+            if qty > 0 && spec.check_order(price, Qty(qty)).is_ok() {
+                let _ = ctx.place(self.id, side, price, Qty(qty), TimeInForce::Gtc, true);
+            }
         }
     }
 }
@@ -130,6 +137,10 @@ impl Strategy for MlTrader {
         let (Some((bid, _)), Some((ask, _))) = (book.best_bid(), book.best_ask()) else {
             return;
         };
+        if bid >= ask {
+            // A crossed moment: no features (training skips them too).
+            return;
+        }
         let mid = (bid.raw() as f64 + ask.raw() as f64) / 2.0;
         if mid != self.last_mid {
             self.features.on_mid(mid);

@@ -32,7 +32,7 @@ impl PairsTrader {
     pub fn new(y: InstrumentId, params: PairsParams) -> Self {
         let kalman = match params.hedge {
             HedgeMethod::Ols => None,
-            HedgeMethod::Kalman { delta } => Some(KalmanHedge::new(delta, 1e-6)),
+            HedgeMethod::Kalman { delta } => Some(KalmanHedge::new(delta, 1e-4)),
         };
         Self {
             y,
@@ -71,8 +71,13 @@ impl PairsTrader {
         let (ly, lx) = (py.ln(), px.ln());
         self.ols.push(lx, ly);
         self.samples += 1;
+        // The Kalman spread is taken against the state before this sample (after
+        // it, the filter has already absorbed most of the move).
         let fit = match &mut self.kalman {
-            Some(k) => k.update(lx, ly).map(|(a, b, _)| (a, b)),
+            Some(k) => {
+                let before = k.state();
+                k.update(lx, ly).map(|_| before)
+            }
             None => self.ols.fit(),
         };
         let Some((alpha, beta)) = fit else {
@@ -94,13 +99,17 @@ impl PairsTrader {
             return;
         };
         if self.state == 0 {
-            if cointegrated && z.abs() > self.p.entry_z {
+            // Hedge the y notional by beta in x (beta of log prices is an elasticity:
+            // a move of 1% in x goes with beta% in y). A non-positive beta is no hedge,
+            // and a hedge too small to trade leaves y naked: neither opens.
+            let y_qty = self.p.order_qty.raw() as f64;
+            let x_qty = round_lot(
+                (beta * y_qty * py / px).round() as i64,
+                ctx.spec(self.p.other).lot_size,
+            );
+            if cointegrated && z.abs() > self.p.entry_z && beta > 0.0 && x_qty > 0 {
                 self.state = if z > 0.0 { -1 } else { 1 };
-                // Hedge the y notional by beta in x (beta of log prices is an
-                // elasticity: a move of 1% in x goes with beta% in y).
-                let y_qty = self.p.order_qty.raw() as f64;
-                let x = (beta * y_qty * py / px).abs().round() as i64;
-                self.x_qty = round_lot(x, ctx.spec(self.p.other).lot_size);
+                self.x_qty = x_qty;
             }
         } else if z.abs() < self.p.exit_z {
             self.state = 0;
@@ -115,12 +124,14 @@ impl PairsTrader {
         trade_toward(ctx, self.p.other, x_target);
     }
 
+    /// Samples and trades once per sample period: an order that was refused is
+    /// tried again a period later, not on every event.
     fn step(&mut self, ctx: &mut Context<'_>) {
         if ctx.now() >= self.next_sample {
             self.next_sample = ctx.now() + self.p.sample_ms * 1_000_000;
             self.sample(ctx);
+            self.trade(ctx);
         }
-        self.trade(ctx);
     }
 }
 

@@ -55,6 +55,9 @@ pub struct TriangularParams {
     pub order_qty: Qty,
     /// Edge left after three taker fees before it trades, basis points.
     pub min_edge_bps: f64,
+    /// Largest absolute position per leg: rounds accumulate positions in each pair
+    /// (the currencies net out, the instruments do not).
+    pub max_position: Qty,
     /// After firing, wait this long for the fills before firing again, ms.
     pub cooldown_ms: u64,
 }
