@@ -604,17 +604,22 @@ fn engines_for(
     Ok((specs, engines))
 }
 
-/// Loads backtest data, importing files at the scales of the config's instruments.
-fn backtest_data(data: &Path, config: Option<&Path>) -> Result<hft_backtest::Loaded, Exit> {
-    let instruments: Vec<hft_core::InstrumentSpec> = match config {
+/// The config's instruments: data files are imported at their scales.
+fn config_instruments(config: Option<&Path>) -> Result<Vec<hft_core::InstrumentSpec>, Exit> {
+    Ok(match config {
         Some(p) => load_config(Some(p))?
             .instruments
             .into_iter()
             .map(|i| i.spec)
             .collect(),
         None => Vec::new(),
-    };
-    hft_backtest::load_with(data, &instruments).map_err(|e| Exit(2, anyhow::anyhow!("{e}")))
+    })
+}
+
+/// Loads backtest data, importing files at the scales of the config's instruments.
+fn backtest_data(data: &Path, config: Option<&Path>) -> Result<hft_backtest::Loaded, Exit> {
+    hft_backtest::load_with(data, &config_instruments(config)?)
+        .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))
 }
 
 fn backtest_stress(data: &Path, config: Option<&Path>, json_out: bool) -> Result<u8, Exit> {
@@ -871,15 +876,7 @@ fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Ex
 
 fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result<u8, Exit> {
     // Streamed: memory holds a window of the data, whatever its length.
-    let instruments: Vec<hft_core::InstrumentSpec> = match config {
-        Some(p) => load_config(Some(p))?
-            .instruments
-            .into_iter()
-            .map(|i| i.spec)
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut stream = hft_backtest::Stream::open(data, &instruments, 65_536)
+    let mut stream = hft_backtest::Stream::open(data, &config_instruments(config)?, 65_536)
         .map_err(|e| Exit(2, anyhow::anyhow!("{e}")))?;
     let (specs, engines) = backtest_engines(config, &stream.specs)?;
     let mut setup = hft_backtest::peer_setup();

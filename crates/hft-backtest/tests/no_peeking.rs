@@ -4,9 +4,8 @@
 
 use hft_backtest::model::{FeedLatency, Latency, QueueModel};
 use hft_backtest::run::{BacktestSetup, run};
-use hft_core::{MarketEvent, OrderReport, Qty, StrategyId, TimeInForce};
-use hft_exec::{Engine, EngineSetup};
-use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk, RiskLimits};
+use hft_core::{MarketEvent, OrderReport, Qty, TimeInForce};
+use hft_risk::RiskLimits;
 use hft_strategy::{Context, Strategy};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -68,38 +67,19 @@ fn events_arrive_on_time_and_answers_after_the_round_trip() {
     assert_eq!(loaded.input_messages, 33_618);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let spec = loaded.specs[0].clone();
-    let setup = EngineSetup {
-        strategy: StrategyId(0),
-        instrument: spec.id,
-        specs: loaded.specs.clone(),
-        book_depth: 1024,
-        max_open_orders: 64,
-        epoch: 0,
-        cache: hft_book::CacheSizes::default(),
-    };
     let limits = RiskLimits {
         max_order_qty: Qty(spec.lot_size.raw() * 10),
-        max_order_notional: hft_core::Money(i64::MAX / 4),
-        price_band_bps: 10_000,
-        max_position: Qty(i64::MAX / 4),
-        max_orders_per_sec: 1_000,
         max_open_orders: 64,
-        max_daily_loss: hft_core::Money(i64::MAX / 4),
+        max_orders_per_sec: 1_000,
+        ..hft_backtest::loose_limits(Qty(i64::MAX / 4))
     };
-    let exposure = NodeExposure::new(1, hft_core::Money(i64::MAX / 4));
-    let mut engine = Engine::new(
-        setup,
-        PreTradeRisk::new(limits, KillSwitch::new(false), exposure),
+    let engine = hft_backtest::engine_with(
+        &loaded.specs,
+        0,
+        spec.id,
+        Box::new(Peeker(seen.clone(), 0)),
+        limits,
     );
-    struct Null;
-    impl hft_exec::OrderSink for Null {
-        fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
-            true
-        }
-    }
-    engine
-        .install(Box::new(Peeker(seen.clone(), 0)), 0, &mut Null)
-        .unwrap();
     let setup = BacktestSetup {
         entry: Latency::Constant(250_000),
         response: Latency::Constant(250_000),

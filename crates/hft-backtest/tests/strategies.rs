@@ -82,23 +82,22 @@ fn position(o: &Outcome, id: u32) -> i64 {
     o.engines[0].position(InstrumentId(id)).qty.raw()
 }
 
-#[test]
-fn cross_venue_arb_buys_the_cheap_leg_and_sells_the_rich_one() {
-    let specs = [spec(0, "SPOT", 2, 1), spec(1, "PERP", 2, 1)];
+/// Two venues quoting 100.00/100.01; then the second's touch moves to
+/// `jump` / `jump + 1` for 40 ms; an arb with a 5 bps threshold watches.
+fn arb_run(specs: &[InstrumentSpec], jump: i64) -> Outcome {
     let mut ev = book(1_000_000, 0, 10_000, 10_001, 5_000, true);
     ev.extend(book(1_000_000, 1, 10_000, 10_001, 5_000, true));
-    // The perpetual's bid jumps 20 bps over the spot ask for 40 ms.
     ev.extend(move_book(
         10_000_000,
         1,
         (10_000, 10_001),
-        (10_020, 10_021),
+        (jump, jump + 1),
         2_000,
     ));
     ev.extend(move_book(
         50_000_000,
         1,
-        (10_020, 10_021),
+        (jump, jump + 1),
         (10_000, 10_001),
         5_000,
     ));
@@ -113,7 +112,14 @@ fn cross_venue_arb_buys_the_cheap_leg_and_sells_the_rich_one() {
             cooldown_ms: 5,
         },
     );
-    let o = backtest(&specs, Box::new(arb), &ev);
+    backtest(specs, Box::new(arb), &ev)
+}
+
+#[test]
+fn cross_venue_arb_buys_the_cheap_leg_and_sells_the_rich_one() {
+    let specs = [spec(0, "SPOT", 2, 1), spec(1, "PERP", 2, 1)];
+    // The perpetual's bid jumps 20 bps over the spot ask.
+    let o = arb_run(&specs, 10_020);
     assert_eq!(o.fills.len(), 2, "{:?}", o.fills);
     assert_eq!(position(&o, 0), 1_500, "bought the spot");
     assert_eq!(position(&o, 1), -1_500, "sold the perpetual");
@@ -143,27 +149,8 @@ fn cross_venue_arb_buys_the_cheap_leg_and_sells_the_rich_one() {
     }
     assert_eq!(a.iter().map(|x| x.total).sum::<i64>(), pnl);
 
-    // Without the edge (the jump is smaller than the threshold) nothing trades.
-    let mut flat = book(1_000_000, 0, 10_000, 10_001, 5_000, true);
-    flat.extend(book(1_000_000, 1, 10_000, 10_001, 5_000, true));
-    flat.extend(move_book(
-        10_000_000,
-        1,
-        (10_000, 10_001),
-        (10_005, 10_006),
-        2_000,
-    ));
-    let arb = CrossVenueArb::new(
-        InstrumentId(0),
-        CrossArbParams {
-            other: InstrumentId(1),
-            order_qty: Qty(1_500),
-            min_edge_bps: 5.0,
-            max_position: Qty(10_000),
-            cooldown_ms: 5,
-        },
-    );
-    let o = backtest(&specs, Box::new(arb), &flat);
+    // Without the edge (a jump of 5 bps, under the threshold after nothing) no trade.
+    let o = arb_run(&specs, 10_005);
     assert!(o.fills.is_empty() && o.orders.is_empty(), "{:?}", o.orders);
 }
 
