@@ -164,6 +164,9 @@ pub enum RejectReason {
     Malformed,
     /// The order would have traded against another order of ours.
     SelfTrade,
+    /// The engine's pre-trade risk checks refused it before it left (the engine
+    /// counts which check).
+    Risk,
 }
 
 /// What happened to an order, reported by the venue.

@@ -11,7 +11,7 @@ use hft_book::{CacheSizes, HotCache, L2Book, SequenceTracker, TradeTick};
 use hft_core::{
     ClientOrderId, FLAG_SNAPSHOT, Fill, InstrumentId, InstrumentSpec, MarketEventKind, Money,
     Nanos, OpenOrder, OrderCommand, OrderKind, OrderReport, OrderReportKind, OrderStatus, Position,
-    Price, Qty, Side, StrategyId, TradingState,
+    Price, Qty, RejectReason, Side, StrategyId, TradingState,
 };
 use hft_risk::{OrderIntent, PreTradeRisk, RiskContext, RiskReject};
 use hft_strategy::{Action, ActionBuffer, Context, ContextParts, NewOrder, Strategy};
@@ -71,6 +71,9 @@ pub struct EngineSetup {
     pub cache: CacheSizes,
 }
 
+/// Risk refusals held for the strategy between two callbacks.
+const REFUSALS: usize = 64;
+
 /// One strategy instance and everything it trades with.
 pub struct Engine {
     setup: EngineSetup,
@@ -91,6 +94,10 @@ pub struct Engine {
     tick_ts: Nanos,
     /// Mark of each instrument at its last mark-to-market.
     marks: Vec<Option<Price>>,
+    /// Orders risk refused during the last callback, told to the strategy right
+    /// after it (what it asks for then and is refused waits for the next event, so
+    /// a strategy that keeps asking cannot loop).
+    refused: Vec<(ClientOrderId, InstrumentId)>,
     /// Fill count and risk state at the last mark-to-market: while neither changes
     /// and the mark did not move, exposure and PnL cannot have, so it is skipped.
     marked: Option<(u64, TradingState)>,
@@ -123,6 +130,7 @@ impl Engine {
             fills: 0,
             tick_ts: 0,
             marks: vec![None; n],
+            refused: Vec::with_capacity(REFUSALS),
             marked: None,
         }
     }
@@ -477,7 +485,7 @@ impl Engine {
     }
 
     /// Runs a strategy callback with a context, then executes the actions it queued.
-    fn call(
+    fn call_once(
         &mut self,
         now: Nanos,
         sink: &mut impl OrderSink,
@@ -513,6 +521,31 @@ impl Engine {
             return Err(StrategyPanic { message });
         }
         self.execute_actions(now, sink);
+        Ok(())
+    }
+
+    /// [`call_once`](Self::call_once), then tells the strategy of the orders risk
+    /// refused (the `Context::place` contract: a refusal arrives as an order update).
+    fn call(
+        &mut self,
+        now: Nanos,
+        sink: &mut impl OrderSink,
+        f: impl FnOnce(&mut dyn Strategy, &mut Context<'_>),
+    ) -> Result<(), StrategyPanic> {
+        self.call_once(now, sink, f)?;
+        for _ in 0..self.refused.len() {
+            if self.refused.is_empty() {
+                break;
+            }
+            let (cl_ord_id, instrument) = self.refused.remove(0);
+            let report = OrderReport {
+                ts: now,
+                instrument,
+                cl_ord_id,
+                kind: OrderReportKind::Rejected(RejectReason::Risk),
+            };
+            self.call_once(now, sink, |s, ctx| s.on_order_update(ctx, &report))?;
+        }
         Ok(())
     }
 
@@ -566,6 +599,10 @@ impl Engine {
             .check(spec, &OrderIntent { side, price, qty }, &ctx, now)
             .is_err()
         {
+            // Bounded: beyond this, refusals are only counted.
+            if self.refused.len() < REFUSALS {
+                self.refused.push((cl_ord_id, instrument));
+            }
             return;
         }
         let order = OpenOrder {

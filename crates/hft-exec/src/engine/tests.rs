@@ -392,3 +392,71 @@ fn strategies_read_recent_trades_and_books_from_the_hot_cache() {
         "one per change of the touch, the snapshot included"
     );
 }
+
+/// Asks for an order risk refuses (above `max_order_qty`) on every timer, and again
+/// each time it hears of a refusal.
+struct Insistent(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Strategy for Insistent {
+    fn on_market(&mut self, _ctx: &mut Context<'_>, _ev: &hft_core::MarketEvent) {}
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx.place(
+            InstrumentId(0),
+            hft_core::Side::Buy,
+            Price(6_000_000),
+            Qty(10_000),
+            hft_core::TimeInForce::Gtc,
+            false,
+        );
+    }
+
+    fn on_order_update(&mut self, ctx: &mut Context<'_>, r: &hft_core::OrderReport) {
+        if r.kind == hft_core::OrderReportKind::Rejected(hft_core::RejectReason::Risk) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.on_timer(ctx);
+        }
+    }
+}
+
+#[test]
+fn a_risk_refusal_reaches_the_strategy_once_per_event_without_looping() {
+    struct Sink(u32);
+    impl crate::OrderSink for Sink {
+        fn send(&mut self, _: &hft_core::OrderCommand) -> bool {
+            self.0 += 1;
+            true
+        }
+    }
+    let setup = EngineSetup {
+        strategy: StrategyId(0),
+        instrument: InstrumentId(0),
+        specs: vec![spec()],
+        book_depth: 16,
+        max_open_orders: 10,
+        epoch: 0,
+        cache: hft_book::CacheSizes::default(),
+    };
+    let exposure = NodeExposure::new(1, Money::parse_quote("10000000").unwrap());
+    let mut e = Engine::new(
+        setup,
+        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
+    );
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut sink = Sink(0);
+    e.install(Box::new(Insistent(told.clone())), 0, &mut sink)
+        .unwrap();
+    for t in 1..=3 {
+        e.on_timer(t * NANOS_PER_SEC, &mut sink).unwrap();
+        // Each event tells the refusals held so far (this event's order and those the
+        // strategy asked for while hearing of earlier ones), once each; what it asks
+        // for while being told waits for the next event: 1, 1 + 2, 1 + 2 + 3.
+        let t = t as u32;
+        assert_eq!(
+            told.load(std::sync::atomic::Ordering::Relaxed),
+            t * (t + 1) / 2,
+            "after timer {t}"
+        );
+    }
+    assert_eq!(sink.0, 0, "a refused order never leaves the engine");
+}
