@@ -428,6 +428,14 @@ fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`hft backtest | head`)
+    // would panic; the default action ends the process quietly, as Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; it only resets the
+    // disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
