@@ -44,6 +44,24 @@ fn mm_params() -> MarketMakingParams {
     }
 }
 
+/// A bare engine on the test instrument with the test limits.
+fn lone_engine() -> Engine {
+    let setup = EngineSetup {
+        strategy: StrategyId(0),
+        instrument: InstrumentId(0),
+        specs: vec![spec()],
+        book_depth: 16,
+        max_open_orders: 10,
+        epoch: 0,
+        cache: hft_book::CacheSizes::default(),
+    };
+    let exposure = NodeExposure::new(1, Money(i64::MAX));
+    Engine::new(
+        setup,
+        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
+    )
+}
+
 /// Panics on the n-th market callback, otherwise quotes like the market maker.
 struct Flaky {
     inner: MarketMaking,
@@ -183,20 +201,7 @@ fn sequence_gap_stops_the_strategy_until_a_snapshot() {
             true
         }
     }
-    let setup = EngineSetup {
-        strategy: StrategyId(0),
-        instrument: InstrumentId(0),
-        specs: vec![spec()],
-        book_depth: 16,
-        max_open_orders: 10,
-        epoch: 0,
-        cache: hft_book::CacheSizes::default(),
-    };
-    let exposure = NodeExposure::new(1, Money(i64::MAX));
-    let mut engine = Engine::new(
-        setup,
-        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
-    );
+    let mut engine = lone_engine();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     engine
         .install(Box::new(Counting(calls.clone())), 0, &mut Null)
@@ -428,20 +433,7 @@ fn a_risk_refusal_reaches_the_strategy_once_per_event_without_looping() {
             true
         }
     }
-    let setup = EngineSetup {
-        strategy: StrategyId(0),
-        instrument: InstrumentId(0),
-        specs: vec![spec()],
-        book_depth: 16,
-        max_open_orders: 10,
-        epoch: 0,
-        cache: hft_book::CacheSizes::default(),
-    };
-    let exposure = NodeExposure::new(1, Money::parse_quote("10000000").unwrap());
-    let mut e = Engine::new(
-        setup,
-        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
-    );
+    let mut e = lone_engine();
     let told = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut sink = Sink(0);
     e.install(Box::new(Insistent(told.clone())), 0, &mut sink)
