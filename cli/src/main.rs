@@ -890,9 +890,14 @@ fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result
     let mut setup = hft_backtest::peer_setup();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         setup.progress = Some(Box::new(|done, all| {
-            let pct = done * 100 / all.max(1);
-            let bar = "#".repeat((pct / 2) as usize);
-            eprint!("\r[{bar:<50}] {pct:>3}% {done}/{all} events");
+            if all == 0 {
+                // A stream of unknown length: the count alone.
+                eprint!("\r{done} events");
+            } else {
+                let pct = (done * 100 / all).min(100);
+                let bar = "#".repeat((pct / 2) as usize);
+                eprint!("\r[{bar:<50}] {pct:>3}% {done}/{all} events");
+            }
         }));
     }
     let sample_s = setup.sample_interval as f64 / 1e9;

@@ -31,8 +31,9 @@ pub struct BacktestSetup {
     pub timer_interval: Nanos,
     /// Equity samples are taken this often (simulated time).
     pub sample_interval: Nanos,
-    /// Called with (events delivered, events in all) about every 1% of the run: a
-    /// progress bar for a terminal. `None` costs nothing.
+    /// Called with (events delivered, events in all or 0 when a stream does not
+    /// know) about every 1% of the run: a progress bar for a terminal. `None` costs
+    /// nothing.
     pub progress: Option<Box<dyn FnMut(u64, u64)>>,
 }
 
@@ -360,8 +361,13 @@ pub fn run_source(
         let _ = e.on_timer(now, &mut Outbox { buf: &mut outbox });
         dispatch!(e, now);
     }
+    // About every 1% when the length is known, else every 65,536 events.
     let total = src.total().unwrap_or(0);
-    let step = (total / 100).max(1);
+    let step = if total > 0 {
+        (total / 100).max(1)
+    } else {
+        1 << 16
+    };
     let mut progress = setup.progress.take();
     let mut next_progress = if progress.is_some() { step } else { u64::MAX };
     loop {

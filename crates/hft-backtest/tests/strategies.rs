@@ -366,3 +366,39 @@ fn a_streamed_run_equals_the_in_memory_run() {
     assert_eq!(streamed.orders.len(), mem.orders.len());
     assert_eq!(streamed.engines[0].pnl(), mem.engines[0].pnl());
 }
+
+#[test]
+fn progress_is_reported_about_every_percent_or_every_65536_events_of_a_stream() {
+    let path = data("spot_ethusdt_20240808.gz");
+    let loaded = hft_backtest::load(&path).unwrap();
+    let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut setup = peer_setup();
+    let c = calls.clone();
+    setup.progress = Some(Box::new(move |done, all| c.borrow_mut().push((done, all))));
+    let o = run(
+        setup,
+        loaded.specs.clone(),
+        hft_backtest::touch_engines(&loaded.specs),
+        &loaded.events,
+    );
+    let seen = calls.borrow().clone();
+    assert!((95..=101).contains(&seen.len()), "{} calls", seen.len());
+    assert!(seen.iter().all(|&(d, a)| a == o.events && d <= a));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+
+    let mut stream = hft_backtest::Stream::open(&path, &[], 65_536).unwrap();
+    let mut setup = peer_setup();
+    let c = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let c2 = c.clone();
+    setup.progress = Some(Box::new(move |done, all| c2.borrow_mut().push((done, all))));
+    let specs = stream.specs.clone();
+    let o = hft_backtest::run::run_source(
+        setup,
+        specs.clone(),
+        hft_backtest::touch_engines(&specs),
+        &mut stream,
+    );
+    let seen = c.borrow().clone();
+    assert_eq!(seen.len() as u64, o.events / 65_536, "{seen:?}");
+    assert!(seen.iter().all(|&(_, a)| a == 0));
+}
