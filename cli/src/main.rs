@@ -890,13 +890,14 @@ fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result
     let mut setup = hft_backtest::peer_setup();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         setup.progress = Some(Box::new(|done, all| {
-            if all == 0 {
+            match (done * 100).checked_div(all) {
+                Some(pct) => {
+                    let pct = pct.min(100);
+                    let bar = "#".repeat((pct / 2) as usize);
+                    eprint!("\r[{bar:<50}] {pct:>3}% {done}/{all} events");
+                }
                 // A stream of unknown length: the count alone.
-                eprint!("\r{done} events");
-            } else {
-                let pct = (done * 100 / all).min(100);
-                let bar = "#".repeat((pct / 2) as usize);
-                eprint!("\r[{bar:<50}] {pct:>3}% {done}/{all} events");
+                None => eprint!("\r{done} events"),
             }
         }));
     }
