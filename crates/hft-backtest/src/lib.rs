@@ -234,8 +234,7 @@ impl run::Source for Stream {
         self.done
     }
     fn total(&self) -> Option<u64> {
-        // Unknown until read: progress then counts events without a share.
-        None
+        Some(self.reader.series().iter().map(|m| m.rows).sum())
     }
 }
 

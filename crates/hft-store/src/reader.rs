@@ -345,11 +345,20 @@ impl MergedReader {
             {
                 continue;
             }
-            by_series
+            // The series' meta counts the rows of all its files.
+            let entry = by_series
                 .entry((meta.venue.clone(), meta.symbol.clone()))
-                .or_insert_with(|| (meta.clone(), Vec::new()))
-                .1
-                .push(path);
+                .or_insert_with(|| {
+                    (
+                        FileMeta {
+                            rows: 0,
+                            ..meta.clone()
+                        },
+                        Vec::new(),
+                    )
+                });
+            entry.0.rows += meta.rows;
+            entry.1.push(path);
         }
         let mut me = Self {
             series: Vec::new(),
@@ -379,7 +388,8 @@ impl MergedReader {
         Ok(me)
     }
 
-    /// The series being read, indexed as in `next`'s result.
+    /// The series being read, indexed as in `next`'s result; `rows` counts every
+    /// file of the series (before any time filter).
     pub fn series(&self) -> &[FileMeta] {
         &self.series
     }
