@@ -146,6 +146,7 @@ pub fn write(
     m: &Metrics,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let parts = attribution(o, specs);
     let strategies: Vec<_> = o
         .engines
         .iter()
@@ -167,7 +168,7 @@ pub fn write(
         "events": m.events,
         "span_s": round(m.span_s, 6),
         "strategies": strategies,
-        "attribution": attribution_json(&attribution(o, specs)),
+        "attribution": attribution_json(&parts),
         "data": specs.iter().zip(&o.crossed).map(|(s, c)| json!({
             "instrument": s.symbol,
             "crossed_moments": c,
@@ -238,7 +239,7 @@ pub fn write(
         }
     }
     std::fs::write(dir.join("orders.csv"), orders)?;
-    std::fs::write(dir.join("report.html"), html(o, m, &attribution(o, specs)))
+    std::fs::write(dir.join("report.html"), html(o, m, &parts))
 }
 
 /// A polyline chart of `(x, y)` points as inline SVG.

@@ -7,7 +7,7 @@ use hft_backtest::run::{BacktestSetup, run};
 use hft_core::{MarketEvent, OrderReport, Qty, TimeInForce};
 use hft_risk::RiskLimits;
 use hft_strategy::{Context, Strategy};
-use std::path::PathBuf;
+mod common;
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -51,19 +51,9 @@ impl Strategy for Peeker {
     }
 }
 
-fn data() -> PathBuf {
-    let root = std::env::var_os("DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-        PathBuf::from,
-    );
-    let p = root.join("binance_ws_raw/spot_ethusdt_20240808.gz");
-    assert!(p.exists(), "test data {} missing (set DATA)", p.display());
-    p
-}
-
 #[test]
 fn events_arrive_on_time_and_answers_after_the_round_trip() {
-    let loaded = hft_backtest::load(&data()).unwrap();
+    let loaded = hft_backtest::load(&common::capture("spot_ethusdt_20240808.gz")).unwrap();
     assert_eq!(loaded.input_messages, 33_618);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let spec = loaded.specs[0].clone();

@@ -10,7 +10,7 @@ use hft_core::{
 };
 use hft_strategy::params::{CrossArbParams, HedgeMethod, MlParams, PairsParams, TriangularParams};
 use hft_strategy::{CrossVenueArb, MlTrader, PairsTrader, Strategy, TriangularArb};
-use std::path::PathBuf;
+mod common;
 
 fn spec(id: u32, symbol: &str, price_scale: u8, tick: i64) -> InstrumentSpec {
     InstrumentSpec::new(
@@ -270,19 +270,9 @@ fn pairs_trades_a_cointegrated_spread_and_stays_out_of_independent_walks() {
     );
 }
 
-fn data(name: &str) -> PathBuf {
-    let root = std::env::var_os("DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-        PathBuf::from,
-    );
-    let p = root.join("binance_ws_raw").join(name);
-    assert!(p.exists(), "test data {} missing (set DATA)", p.display());
-    p
-}
-
 #[test]
 fn ml_model_trains_walk_forward_on_real_data_and_trades() {
-    let loaded = hft_backtest::load(&data("spot_ethusdt_20240808.gz")).unwrap();
+    let loaded = hft_backtest::load(&common::capture("spot_ethusdt_20240808.gz")).unwrap();
     let opts = hft_backtest::train::TrainOptions {
         horizon: 500_000_000,
         sample: 100_000_000,
@@ -337,7 +327,7 @@ fn ml_model_trains_walk_forward_on_real_data_and_trades() {
 fn a_streamed_run_equals_the_in_memory_run() {
     // Small batches: after the first 200,000 events (read up front for the tick and
     // lot), hundreds of refills, and depth messages cut across batch ends.
-    let path = data("usdm_btcusdt_20240808.gz");
+    let path = common::capture("usdm_btcusdt_20240808.gz");
     let loaded = hft_backtest::load(&path).unwrap();
     let mem = run(
         peer_setup(),
@@ -369,7 +359,7 @@ fn a_streamed_run_equals_the_in_memory_run() {
 
 #[test]
 fn progress_is_reported_about_every_percent_in_memory_and_streamed() {
-    let path = data("spot_ethusdt_20240808.gz");
+    let path = common::capture("spot_ethusdt_20240808.gz");
     let loaded = hft_backtest::load(&path).unwrap();
     let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut setup = peer_setup();

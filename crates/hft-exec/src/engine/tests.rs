@@ -44,8 +44,8 @@ fn mm_params() -> MarketMakingParams {
     }
 }
 
-/// A bare engine on the test instrument with the test limits.
-fn lone_engine() -> Engine {
+/// A bare engine on the test instrument with the test limits and hot-cache `cache`.
+fn lone_engine(cache: hft_book::CacheSizes) -> Engine {
     let setup = EngineSetup {
         strategy: StrategyId(0),
         instrument: InstrumentId(0),
@@ -53,7 +53,7 @@ fn lone_engine() -> Engine {
         book_depth: 16,
         max_open_orders: 10,
         epoch: 0,
-        cache: hft_book::CacheSizes::default(),
+        cache,
     };
     let exposure = NodeExposure::new(1, Money(i64::MAX));
     Engine::new(
@@ -201,7 +201,7 @@ fn sequence_gap_stops_the_strategy_until_a_snapshot() {
             true
         }
     }
-    let mut engine = lone_engine();
+    let mut engine = lone_engine(hft_book::CacheSizes::default());
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     engine
         .install(Box::new(Counting(calls.clone())), 0, &mut Null)
@@ -333,20 +333,7 @@ fn strategies_read_recent_trades_and_books_from_the_hot_cache() {
         depth: 4,
         snapshots: 8,
     };
-    let setup = EngineSetup {
-        strategy: StrategyId(0),
-        instrument: InstrumentId(0),
-        specs: vec![spec()],
-        book_depth: 16,
-        max_open_orders: 10,
-        epoch: 0,
-        cache: sizes,
-    };
-    let exposure = NodeExposure::new(1, Money(i64::MAX));
-    let mut engine = Engine::new(
-        setup,
-        PreTradeRisk::new(limits(), KillSwitch::new(false), exposure),
-    );
+    let mut engine = lone_engine(sizes);
     let seen: Seen = Arc::default();
     engine
         .install(Box::new(Reader(seen.clone())), 0, &mut Null)
@@ -433,7 +420,7 @@ fn a_risk_refusal_reaches_the_strategy_once_per_event_without_looping() {
             true
         }
     }
-    let mut e = lone_engine();
+    let mut e = lone_engine(hft_book::CacheSizes::default());
     let told = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut sink = Sink(0);
     e.install(Box::new(Insistent(told.clone())), 0, &mut sink)
