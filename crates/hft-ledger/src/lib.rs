@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod state;
+pub mod wal;
 
 pub use command::{Command, DecodeError, KillScope, LedgerFill};
 pub use state::{Applied, KillRow, LedgerState, PositionRow, Rejection};

@@ -1,0 +1,624 @@
+//! Segmented write-ahead log of Raft entries, hard states, configurations and snapshot
+//! marks, each record checksummed (CRC-32) and synced before the member acknowledges.
+//!
+//! The log is append-only; a Raft entry written again at an index already present
+//! replaces that suffix when the log is replayed, exactly as the in-memory log does.
+//! A new segment starts with the current hard state, configuration and snapshot mark,
+//! so segments whose entries all precede the latest snapshot can be deleted without
+//! losing any of them.
+//!
+//! Reading tells two failures apart: a record cut short at the very end of the newest
+//! segment is the write a crash interrupted — it was never acknowledged, so it is
+//! dropped (and logged); a bad record anywhere else is corruption, and the member
+//! refuses to start, naming the file, the offset and the repair command.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState};
+use thiserror::Error;
+
+/// Default size at which the active segment is closed and a new one started.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+const HEADER: usize = 9;
+const KIND_ENTRY: u8 = 1;
+const KIND_HARD_STATE: u8 = 2;
+const KIND_CONF_STATE: u8 = 3;
+const KIND_SNAPSHOT: u8 = 4;
+
+/// One replayed record.
+#[derive(Debug)]
+pub enum Record {
+    /// A Raft log entry.
+    Entry(Entry),
+    /// Term, vote and commit.
+    HardState(HardState),
+    /// Voters and learners.
+    ConfState(ConfState),
+    /// Entries up to `index` are covered by the snapshot of that index.
+    Snapshot {
+        /// Snapshot index.
+        index: u64,
+        /// Term of the entry at `index`.
+        term: u64,
+    },
+}
+
+/// Why the log cannot be opened or written.
+#[derive(Debug, Error)]
+pub enum WalError {
+    /// The file system refused an operation.
+    #[error("ledger log {}: {source}", path.display())]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// A record inside the log is damaged.
+    #[error(
+        "ledger log {} is corrupt at byte {offset}: {reason}; this member cannot start \
+         from it. Run `hft ledger repair --dir {}` to cut the log at that record (the \
+         member then fetches what it lost from its peers), or restore the directory from \
+         a backup",
+        path.display(),
+        dir.display()
+    )]
+    Corrupt {
+        /// Segment file.
+        path: PathBuf,
+        /// Offset of the bad record.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+        /// The log directory (for the repair command).
+        dir: PathBuf,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    /// Highest entry index written to the segment (0 if none).
+    max_index: u64,
+}
+
+/// The open log, positioned for appends.
+pub struct Wal {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    file: File,
+    size: u64,
+    buf: Vec<u8>,
+    segment_bytes: u64,
+    fsync: bool,
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot: (u64, u64),
+}
+
+/// What [`Wal::open`] found besides the records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Segments read.
+    pub segments: usize,
+    /// Records replayed.
+    pub records: u64,
+    /// Bytes of an interrupted last write that were dropped.
+    pub torn_bytes: u64,
+}
+
+/// Where the first bad record of a log is.
+struct Damage {
+    segment: usize,
+    offset: u64,
+    reason: String,
+    /// Nothing valid follows in the newest segment: an interrupted write.
+    torn_tail: bool,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, feeding every valid record to `replay` in
+    /// order.
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        fsync: bool,
+        mut replay: impl FnMut(Record),
+    ) -> Result<(Self, OpenReport), WalError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut segments = list_segments(dir)?;
+        let mut report = OpenReport {
+            segments: segments.len(),
+            ..OpenReport::default()
+        };
+        let mut hard_state = HardState::default();
+        let mut conf_state = ConfState::default();
+        let mut snapshot = (0, 0);
+        let n = segments.len();
+        for (k, seg) in segments.iter_mut().enumerate() {
+            let bytes = fs::read(&seg.path).map_err(io_err(&seg.path))?;
+            let mut max_index = 0;
+            let scan = scan(&bytes, |kind, payload| {
+                let rec = decode_record(kind, payload)?;
+                match &rec {
+                    Record::Entry(e) => max_index = max_index.max(e.index),
+                    Record::HardState(h) => hard_state = h.clone(),
+                    Record::ConfState(c) => conf_state = c.clone(),
+                    Record::Snapshot { index, term } => snapshot = (*index, *term),
+                }
+                report.records += 1;
+                replay(rec);
+                Ok(())
+            });
+            seg.max_index = max_index;
+            if let Err((offset, reason)) = scan {
+                let damage = Damage {
+                    segment: k,
+                    offset,
+                    torn_tail: k + 1 == n && is_torn_tail(&bytes, offset as usize),
+                    reason,
+                };
+                if !damage.torn_tail {
+                    return Err(WalError::Corrupt {
+                        path: seg.path.clone(),
+                        offset: damage.offset,
+                        reason: damage.reason,
+                        dir: dir.to_owned(),
+                    });
+                }
+                let cut = bytes.len() as u64 - offset;
+                tracing::warn!(
+                    file = %seg.path.display(),
+                    offset,
+                    bytes = cut,
+                    reason = %damage.reason,
+                    "ledger log ends in an interrupted write; dropping it"
+                );
+                truncate(&seg.path, offset)?;
+                report.torn_bytes = cut;
+                debug_assert_eq!(damage.segment, n - 1);
+            }
+        }
+        if segments.is_empty() {
+            let seg = new_segment(dir, 1)?;
+            segments.push(seg);
+            sync_dir(dir)?;
+        }
+        let active = segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&active)
+            .map_err(io_err(&active))?;
+        let size = file.metadata().map_err(io_err(&active))?.len();
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                segments,
+                file,
+                size,
+                buf: Vec::with_capacity(1 << 20),
+                segment_bytes,
+                fsync,
+                hard_state,
+                conf_state,
+                snapshot,
+            },
+            report,
+        ))
+    }
+
+    /// Buffers an entry.
+    pub fn append_entry(&mut self, e: &Entry) {
+        push_record(&mut self.buf, KIND_ENTRY, |out| {
+            e.write_to_vec(out).expect("entry encodes")
+        });
+        if let Some(seg) = self.segments.last_mut() {
+            seg.max_index = seg.max_index.max(e.index);
+        }
+    }
+
+    /// Buffers a hard state.
+    pub fn append_hard_state(&mut self, hs: &HardState) {
+        self.hard_state = hs.clone();
+        push_record(&mut self.buf, KIND_HARD_STATE, |out| {
+            hs.write_to_vec(out).expect("hard state encodes")
+        });
+    }
+
+    /// Buffers a configuration.
+    pub fn append_conf_state(&mut self, cs: &ConfState) {
+        self.conf_state = cs.clone();
+        push_record(&mut self.buf, KIND_CONF_STATE, |out| {
+            cs.write_to_vec(out).expect("conf state encodes")
+        });
+    }
+
+    /// Buffers a snapshot mark.
+    pub fn append_snapshot(&mut self, index: u64, term: u64) {
+        self.snapshot = (index, term);
+        push_record(&mut self.buf, KIND_SNAPSHOT, |out| {
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&term.to_le_bytes());
+        });
+    }
+
+    /// Writes what is buffered and, with fsync on, makes it durable. Nothing buffered is
+    /// acknowledged to anyone before this returns.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
+            self.roll()?;
+        }
+        let path = self.active_path();
+        self.file.write_all(&self.buf).map_err(io_err(&path))?;
+        self.size += self.buf.len() as u64;
+        self.buf.clear();
+        if self.fsync {
+            self.file.sync_data().map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_default()
+    }
+
+    /// Closes the active segment and starts the next with the current state records,
+    /// which the buffered records then follow.
+    fn roll(&mut self) -> Result<(), WalError> {
+        let seq = self.segments.last().map_or(1, |s| s.seq + 1);
+        let seg = new_segment(&self.dir, seq)?;
+        let mut head = Vec::new();
+        push_record(&mut head, KIND_HARD_STATE, |out| {
+            self.hard_state.write_to_vec(out).expect("encodes")
+        });
+        push_record(&mut head, KIND_CONF_STATE, |out| {
+            self.conf_state.write_to_vec(out).expect("encodes")
+        });
+        let (index, term) = self.snapshot;
+        push_record(&mut head, KIND_SNAPSHOT, |out| {
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&term.to_le_bytes());
+        });
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&seg.path)
+            .map_err(io_err(&seg.path))?;
+        file.write_all(&head).map_err(io_err(&seg.path))?;
+        if self.fsync {
+            self.file.sync_data().map_err(io_err(&self.active_path()))?;
+            file.sync_data().map_err(io_err(&seg.path))?;
+            sync_dir(&self.dir)?;
+        }
+        self.size = head.len() as u64;
+        self.file = file;
+        self.segments.push(seg);
+        Ok(())
+    }
+
+    /// Deletes closed segments whose entries are all at or below `index` (covered by a
+    /// durable snapshot). Returns how many were deleted.
+    pub fn compact(&mut self, index: u64) -> Result<usize, WalError> {
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[0].max_index <= index {
+            let seg = self.segments.remove(0);
+            fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+            removed += 1;
+        }
+        if removed > 0 && self.fsync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Segment files now on disk.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+/// What `repair` cut from a damaged log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Segment cut at the first bad record (None if the log was sound).
+    pub cut: Option<(PathBuf, u64)>,
+    /// Later segments deleted.
+    pub removed: Vec<PathBuf>,
+}
+
+/// Cuts the log in `dir` at its first bad record and deletes every later segment, so the
+/// member can start; what it loses, it fetches from its peers (a lone member loses the
+/// unreplicated tail, which is why the command is never run automatically).
+pub fn repair(dir: &Path) -> Result<RepairReport, WalError> {
+    let segments = list_segments(dir)?;
+    let mut report = RepairReport {
+        cut: None,
+        removed: Vec::new(),
+    };
+    for seg in &segments {
+        if report.cut.is_some() {
+            fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+            report.removed.push(seg.path.clone());
+            continue;
+        }
+        let bytes = fs::read(&seg.path).map_err(io_err(&seg.path))?;
+        if let Err((offset, _)) = scan(&bytes, |kind, payload| {
+            decode_record(kind, payload).map(|_| ())
+        }) {
+            truncate(&seg.path, offset)?;
+            report.cut = Some((seg.path.clone(), offset));
+        }
+    }
+    sync_dir(dir)?;
+    Ok(report)
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
+    let mut segments = Vec::new();
+    for ent in fs::read_dir(dir).map_err(io_err(dir))? {
+        let ent = ent.map_err(io_err(dir))?;
+        let name = ent.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".wal")) else {
+            continue;
+        };
+        if let Ok(seq) = u64::from_str_radix(stem, 16) {
+            segments.push(Segment {
+                seq,
+                path: ent.path(),
+                max_index: 0,
+            });
+        }
+    }
+    segments.sort_by_key(|s| s.seq);
+    Ok(segments)
+}
+
+fn new_segment(dir: &Path, seq: u64) -> Result<Segment, WalError> {
+    let path = dir.join(format!("{seq:016x}.wal"));
+    File::create(&path).map_err(io_err(&path))?;
+    Ok(Segment {
+        seq,
+        path,
+        max_index: 0,
+    })
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(len).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Makes created, renamed and deleted files in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn push_record(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER]);
+    out[start + 8] = kind;
+    body(out);
+    let len = (out.len() - start - 8) as u32;
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Walks the records of one segment; on the first bad one returns its offset and why.
+fn scan(
+    bytes: &[u8],
+    mut each: impl FnMut(u8, &[u8]) -> Result<(), String>,
+) -> Result<(), (u64, String)> {
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let fail = |why: String| Err((at as u64, why));
+        if bytes.len() - at < HEADER {
+            return fail("record header cut short".into());
+        }
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        if len == 0 {
+            return fail("zero-length record".into());
+        }
+        let Some(end) = (at + 8).checked_add(len).filter(|&e| e <= bytes.len()) else {
+            return fail(format!("record of {len} bytes runs past the end of the file"));
+        };
+        let body = &bytes[at + 8..end];
+        if crc32fast::hash(body) != crc {
+            return fail("checksum mismatch".into());
+        }
+        if let Err(why) = each(body[0], &body[1..]) {
+            return fail(why);
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// Whether a bad record at `offset` is an interrupted final write: it is the last
+/// record (its length runs to or past the end) or only zeros follow it.
+fn is_torn_tail(bytes: &[u8], offset: usize) -> bool {
+    let rest = &bytes[offset..];
+    if rest.len() < HEADER {
+        return true;
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    8 + len >= rest.len() || rest.iter().all(|&b| b == 0)
+}
+
+fn decode_record(kind: u8, payload: &[u8]) -> Result<Record, String> {
+    let pb = |e: protobuf::ProtobufError| e.to_string();
+    Ok(match kind {
+        KIND_ENTRY => Record::Entry(Entry::parse_from_bytes(payload).map_err(pb)?),
+        KIND_HARD_STATE => Record::HardState(HardState::parse_from_bytes(payload).map_err(pb)?),
+        KIND_CONF_STATE => Record::ConfState(ConfState::parse_from_bytes(payload).map_err(pb)?),
+        KIND_SNAPSHOT if payload.len() == 16 => Record::Snapshot {
+            index: u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")),
+            term: u64::from_le_bytes(payload[8..].try_into().expect("8 bytes")),
+        },
+        _ => return Err(format!("unknown record kind {kind}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = data.to_vec().into();
+        e
+    }
+
+    fn replay_all(dir: &Path) -> Result<(Vec<(u64, u64)>, Option<HardState>), WalError> {
+        let mut ents = Vec::new();
+        let mut hs = None;
+        Wal::open(dir, SEGMENT_BYTES, false, |r| match r {
+            Record::Entry(e) => ents.push((e.index, e.term)),
+            Record::HardState(h) => hs = Some(h),
+            _ => {}
+        })?;
+        Ok((ents, hs))
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hft-wal-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn records_come_back_in_order() {
+        let d = tmp("order");
+        let (mut w, _) = Wal::open(&d, SEGMENT_BYTES, true, |_| {}).unwrap();
+        for i in 1..=5 {
+            w.append_entry(&entry(i, 1, b"x"));
+        }
+        let mut hs = HardState::default();
+        hs.term = 1;
+        hs.commit = 5;
+        w.append_hard_state(&hs);
+        w.sync().unwrap();
+        drop(w);
+        let (ents, got) = replay_all(&d).unwrap();
+        assert_eq!(ents, (1..=5).map(|i| (i, 1)).collect::<Vec<_>>());
+        assert_eq!(got.unwrap().commit, 5);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_last_write_is_dropped_and_the_log_stays_usable() {
+        let d = tmp("torn");
+        let (mut w, _) = Wal::open(&d, SEGMENT_BYTES, false, |_| {}).unwrap();
+        w.append_entry(&entry(1, 1, b"a"));
+        w.append_entry(&entry(2, 1, b"bbbbbbbb"));
+        w.sync().unwrap();
+        drop(w);
+        let seg = d.join(format!("{:016x}.wal", 1));
+        let len = fs::metadata(&seg).unwrap().len();
+        truncate(&seg, len - 3).unwrap();
+        let mut seen = Vec::new();
+        let (mut w, rep) = Wal::open(&d, SEGMENT_BYTES, false, |r| {
+            if let Record::Entry(e) = r {
+                seen.push(e.index)
+            }
+        })
+        .unwrap();
+        assert_eq!(seen, vec![1]);
+        assert!(rep.torn_bytes > 0);
+        w.append_entry(&entry(2, 2, b"c"));
+        w.sync().unwrap();
+        drop(w);
+        assert_eq!(replay_all(&d).unwrap().0, vec![(1, 1), (2, 2)]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn corruption_inside_the_log_refuses_start_and_repair_cuts_it() {
+        let d = tmp("corrupt");
+        let (mut w, _) = Wal::open(&d, SEGMENT_BYTES, false, |_| {}).unwrap();
+        for i in 1..=3 {
+            w.append_entry(&entry(i, 1, b"payload"));
+        }
+        w.sync().unwrap();
+        drop(w);
+        let seg = d.join(format!("{:016x}.wal", 1));
+        let mut bytes = fs::read(&seg).unwrap();
+        let rec = bytes.len() / 3;
+        bytes[rec + 12] ^= 0xFF; // inside the second record's body
+        fs::write(&seg, &bytes).unwrap();
+        let err = replay_all(&d).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("corrupt at byte"), "{msg}");
+        assert!(msg.contains("hft ledger repair --dir"), "{msg}");
+        let rep = repair(&d).unwrap();
+        assert_eq!(rep.cut.as_ref().map(|c| c.1), Some(rec as u64));
+        assert_eq!(replay_all(&d).unwrap().0, vec![(1, 1)]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn segments_roll_carry_state_and_compact() {
+        let d = tmp("roll");
+        let (mut w, _) = Wal::open(&d, 256, false, |_| {}).unwrap();
+        let mut hs = HardState::default();
+        hs.term = 3;
+        hs.commit = 2;
+        w.append_hard_state(&hs);
+        for i in 1..=40 {
+            w.append_entry(&entry(i, 3, &[7u8; 40]));
+            w.sync().unwrap();
+        }
+        assert!(w.segment_count() > 5);
+        w.append_snapshot(30, 3);
+        w.sync().unwrap();
+        let removed = w.compact(30).unwrap();
+        assert!(removed > 0);
+        drop(w);
+        let (ents, got) = replay_all(&d).unwrap();
+        assert_eq!(got.unwrap().term, 3, "hard state survives compaction");
+        assert!(ents.first().unwrap().0 <= 31 && ents.last().unwrap().0 == 40);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_older_segment_is_corruption_even_at_its_end() {
+        let d = tmp("older");
+        let (mut w, _) = Wal::open(&d, 128, false, |_| {}).unwrap();
+        for i in 1..=10 {
+            w.append_entry(&entry(i, 1, &[1u8; 40]));
+            w.sync().unwrap();
+        }
+        drop(w);
+        let first = d.join(format!("{:016x}.wal", 1));
+        let len = fs::metadata(&first).unwrap().len();
+        truncate(&first, len - 2).unwrap();
+        assert!(matches!(replay_all(&d), Err(WalError::Corrupt { .. })));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
