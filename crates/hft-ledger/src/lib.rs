@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod state;
+pub mod storage;
 pub mod wal;
 
 pub use command::{Command, DecodeError, KillScope, LedgerFill};
