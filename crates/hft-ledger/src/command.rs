@@ -91,7 +91,7 @@ pub enum Command {
 }
 
 /// An entry's bytes could not be decoded.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
 #[error("ledger entry: {what} at byte {at}")]
 pub struct DecodeError {
     /// What was wrong.
@@ -377,12 +377,17 @@ pub(crate) mod tests {
 
     fn any_command() -> impl Strategy<Value = Command> {
         prop_oneof![
-            (any::<u64>(), any::<bool>(), any::<i64>(), any::<i64>(), "[a-zé]{0,12}").prop_map(
-                |(id, buy, p, q, v)| {
+            (
+                any::<u64>(),
+                any::<bool>(),
+                any::<i64>(),
+                any::<i64>(),
+                "[a-zé]{0,12}"
+            )
+                .prop_map(|(id, buy, p, q, v)| {
                     let side = if buy { Side::Buy } else { Side::Sell };
                     Command::Fill(fill(&v, id, side, p, q))
-                }
-            ),
+                }),
             ("[a-z]{0,8}", any::<u64>())
                 .prop_map(|(strategy, upto)| Command::ReserveOrderIds { strategy, upto }),
             (0u8..3, "[a-z]{0,8}", any::<bool>(), any::<u64>()).prop_map(|(k, s, engaged, ts)| {

@@ -7,9 +7,15 @@
 //! die without losing one.
 
 pub mod command;
+pub mod member;
 pub mod state;
 pub mod storage;
 pub mod wal;
 
 pub use command::{Command, DecodeError, KillScope, LedgerFill};
 pub use state::{Applied, KillRow, LedgerState, PositionRow, Rejection};
+
+pub use member::{
+    Inbox, Ledger, LedgerError, MemberConfig, MemberThread, Outcome, PeerProgress, Recovery,
+    Status, Transport,
+};

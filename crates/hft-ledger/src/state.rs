@@ -492,7 +492,11 @@ impl LedgerState {
                 account,
                 strategy,
                 instrument,
-                side: if flags & 1 != 0 { Side::Sell } else { Side::Buy },
+                side: if flags & 1 != 0 {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
                 taker: flags & 2 != 0,
                 price: Price(r.i64()?),
                 qty: Qty(r.i64()?),
@@ -504,11 +508,7 @@ impl LedgerState {
             st.fills.push(f);
         }
         for _ in 0..r.len(68)? {
-            let key = (
-                r.name(names)?,
-                r.name(names)?,
-                r.name(names)?,
-            );
+            let key = (r.name(names)?, r.name(names)?, r.name(names)?);
             let position = Position {
                 qty: Qty(r.i64()?),
                 cost: Money(r.i64()?),

@@ -4,6 +4,7 @@
 //! The WAL is the durable copy; this is the in-memory view the driver rebuilds from it
 //! at start and keeps in step with every `Ready`.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ pub struct LogStore {
     /// point); raft-rs matches logs against it.
     offset: (u64, u64),
     entries: Vec<Entry>,
+    /// Set when a peer needs a snapshot newer than the latest (one that includes it in
+    /// the configuration, or covers a requested index): the driver takes one at once.
+    snapshot_wanted: Cell<bool>,
 }
 
 impl LogStore {
@@ -77,6 +81,11 @@ impl LogStore {
     /// Records a configuration.
     pub fn set_conf_state(&mut self, cs: ConfState) {
         self.conf_state = cs;
+    }
+
+    /// Whether a peer is waiting for a fresher snapshot; clears the request.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 
     /// The latest snapshot (empty before the first).
@@ -168,8 +177,14 @@ impl Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot.get_metadata().index < request_index.max(1) {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let meta = self.snapshot.get_metadata();
+        let cs = meta.get_conf_state();
+        // raft-rs refuses a snapshot whose configuration lacks the receiver, so a member
+        // added after the latest snapshot needs a new one.
+        let knows = cs.voters.contains(&to) || cs.learners.contains(&to);
+        if meta.index < request_index.max(1) || !knows {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -179,6 +194,20 @@ impl Storage for LogStore {
 }
 
 const SNAP_MAGIC: &[u8; 8] = b"HFTSNAP1";
+
+/// A snapshot of the ledger state `data` at (`index`, `term`) under configuration `cs`.
+pub fn snapshot_of(index: u64, term: u64, cs: ConfState, data: Vec<u8>) -> Snapshot {
+    Snapshot {
+        data: data.into(),
+        metadata: protobuf::SingularPtrField::some(raft::prelude::SnapshotMetadata {
+            conf_state: protobuf::SingularPtrField::some(cs),
+            index,
+            term,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
 
 /// Writes `snap` durably into `dir` (temporary file, fsync, rename, directory fsync) and
 /// deletes all but the newest `retain` snapshot files.
@@ -261,18 +290,15 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     fn snap(index: u64, term: u64) -> Snapshot {
-        let mut s = Snapshot::default();
-        s.mut_metadata().index = index;
-        s.mut_metadata().term = term;
-        s.data = vec![1, 2, 3].into();
-        s
+        snapshot_of(index, term, ConfState::default(), vec![1, 2, 3])
     }
 
     #[test]
@@ -296,8 +322,20 @@ mod tests {
         assert_eq!(st.first_index().unwrap(), 6);
         assert_eq!(st.term(5).unwrap(), 2);
         assert!(st.term(4).is_err());
-        assert!(st.entries(5, 7, None, GetEntriesContext::empty(false)).is_err());
+        assert!(
+            st.entries(5, 7, None, GetEntriesContext::empty(false))
+                .is_err()
+        );
+        assert!(
+            st.snapshot(0, 2).is_err(),
+            "peer 2 is not in the snapshot's configuration"
+        );
+        assert!(st.take_snapshot_request());
+        let mut s8 = snap(8, 2);
+        s8.mut_metadata().mut_conf_state().voters = vec![1, 2];
+        st.compact_to(s8, 3);
         assert_eq!(st.snapshot(0, 2).unwrap().get_metadata().index, 8);
+        assert!(!st.take_snapshot_request());
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! Segmented write-ahead log of Raft entries, hard states, configurations and snapshot
+//! Segmented write-ahead log of Raft entries, hard states and snapshot
 //! marks, each record checksummed (CRC-32) and synced before the member acknowledges.
 //!
 //! The log is append-only; a Raft entry written again at an index already present
 //! replaces that suffix when the log is replayed, exactly as the in-memory log does.
-//! A new segment starts with the current hard state, configuration and snapshot mark,
+//! A new segment starts with the current hard state and snapshot mark,
 //! so segments whose entries all precede the latest snapshot can be deleted without
 //! losing any of them.
 //!
@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState};
+use raft::prelude::{Entry, HardState};
 use thiserror::Error;
 
 /// Default size at which the active segment is closed and a new one started.
@@ -26,7 +26,6 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 const HEADER: usize = 9;
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
-const KIND_CONF_STATE: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
 
 /// One replayed record.
@@ -36,8 +35,6 @@ pub enum Record {
     Entry(Entry),
     /// Term, vote and commit.
     HardState(HardState),
-    /// Voters and learners.
-    ConfState(ConfState),
     /// Entries up to `index` are covered by the snapshot of that index.
     Snapshot {
         /// Snapshot index.
@@ -104,7 +101,6 @@ pub struct Wal {
     segment_bytes: u64,
     fsync: bool,
     hard_state: HardState,
-    conf_state: ConfState,
     snapshot: (u64, u64),
 }
 
@@ -144,7 +140,6 @@ impl Wal {
             ..OpenReport::default()
         };
         let mut hard_state = HardState::default();
-        let mut conf_state = ConfState::default();
         let mut snapshot = (0, 0);
         let n = segments.len();
         for (k, seg) in segments.iter_mut().enumerate() {
@@ -155,7 +150,6 @@ impl Wal {
                 match &rec {
                     Record::Entry(e) => max_index = max_index.max(e.index),
                     Record::HardState(h) => hard_state = h.clone(),
-                    Record::ConfState(c) => conf_state = c.clone(),
                     Record::Snapshot { index, term } => snapshot = (*index, *term),
                 }
                 report.records += 1;
@@ -212,7 +206,6 @@ impl Wal {
                 segment_bytes,
                 fsync,
                 hard_state,
-                conf_state,
                 snapshot,
             },
             report,
@@ -234,14 +227,6 @@ impl Wal {
         self.hard_state = hs.clone();
         push_record(&mut self.buf, KIND_HARD_STATE, |out| {
             hs.write_to_vec(out).expect("hard state encodes")
-        });
-    }
-
-    /// Buffers a configuration.
-    pub fn append_conf_state(&mut self, cs: &ConfState) {
-        self.conf_state = cs.clone();
-        push_record(&mut self.buf, KIND_CONF_STATE, |out| {
-            cs.write_to_vec(out).expect("conf state encodes")
         });
     }
 
@@ -288,9 +273,6 @@ impl Wal {
         let mut head = Vec::new();
         push_record(&mut head, KIND_HARD_STATE, |out| {
             self.hard_state.write_to_vec(out).expect("encodes")
-        });
-        push_record(&mut head, KIND_CONF_STATE, |out| {
-            self.conf_state.write_to_vec(out).expect("encodes")
         });
         let (index, term) = self.snapshot;
         push_record(&mut head, KIND_SNAPSHOT, |out| {
@@ -444,7 +426,9 @@ fn scan(
             return fail("zero-length record".into());
         }
         let Some(end) = (at + 8).checked_add(len).filter(|&e| e <= bytes.len()) else {
-            return fail(format!("record of {len} bytes runs past the end of the file"));
+            return fail(format!(
+                "record of {len} bytes runs past the end of the file"
+            ));
         };
         let body = &bytes[at + 8..end];
         if crc32fast::hash(body) != crc {
@@ -474,7 +458,6 @@ fn decode_record(kind: u8, payload: &[u8]) -> Result<Record, String> {
     Ok(match kind {
         KIND_ENTRY => Record::Entry(Entry::parse_from_bytes(payload).map_err(pb)?),
         KIND_HARD_STATE => Record::HardState(HardState::parse_from_bytes(payload).map_err(pb)?),
-        KIND_CONF_STATE => Record::ConfState(ConfState::parse_from_bytes(payload).map_err(pb)?),
         KIND_SNAPSHOT if payload.len() == 16 => Record::Snapshot {
             index: u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")),
             term: u64::from_le_bytes(payload[8..].try_into().expect("8 bytes")),
@@ -488,14 +471,17 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
-    fn replay_all(dir: &Path) -> Result<(Vec<(u64, u64)>, Option<HardState>), WalError> {
+    type Replayed = (Vec<(u64, u64)>, Option<HardState>);
+
+    fn replay_all(dir: &Path) -> Result<Replayed, WalError> {
         let mut ents = Vec::new();
         let mut hs = None;
         Wal::open(dir, SEGMENT_BYTES, false, |r| match r {
@@ -519,9 +505,11 @@ mod tests {
         for i in 1..=5 {
             w.append_entry(&entry(i, 1, b"x"));
         }
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.commit = 5;
+        let hs = HardState {
+            term: 1,
+            commit: 5,
+            ..Default::default()
+        };
         w.append_hard_state(&hs);
         w.sync().unwrap();
         drop(w);
@@ -586,9 +574,11 @@ mod tests {
     fn segments_roll_carry_state_and_compact() {
         let d = tmp("roll");
         let (mut w, _) = Wal::open(&d, 256, false, |_| {}).unwrap();
-        let mut hs = HardState::default();
-        hs.term = 3;
-        hs.commit = 2;
+        let hs = HardState {
+            term: 3,
+            commit: 2,
+            ..Default::default()
+        };
         w.append_hard_state(&hs);
         for i in 1..=40 {
             w.append_entry(&entry(i, 3, &[7u8; 40]));
