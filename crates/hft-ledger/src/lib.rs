@@ -10,6 +10,7 @@ pub mod command;
 pub mod member;
 pub mod state;
 pub mod storage;
+pub mod transport;
 pub mod wal;
 
 pub use command::{Command, DecodeError, KillScope, LedgerFill};

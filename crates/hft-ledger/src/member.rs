@@ -195,9 +195,9 @@ enum Input {
 pub struct Inbox(mpsc::Sender<Input>);
 
 impl Inbox {
-    /// Delivers one message from a peer.
-    pub fn deliver(&self, m: Message) {
-        let _ = self.0.send(Input::Raft(Box::new(m)));
+    /// Delivers one message from a peer; false once the member has stopped.
+    pub fn deliver(&self, m: Message) -> bool {
+        self.0.send(Input::Raft(Box::new(m))).is_ok()
     }
 
     /// Tells the member whether a snapshot it sent to `to` arrived.
@@ -252,14 +252,15 @@ pub struct Recovery {
 }
 
 impl Ledger {
-    /// Recovers the member from its directory and starts its thread. Returns the handle,
-    /// the thread (stop it to shut down), the inbox for the transport and what recovery
-    /// found.
-    pub fn start(
+    /// Recovers the member from its directory and starts its thread. `transport` is
+    /// built from the member's inbox (where it delivers what peers send). Returns the
+    /// handle, the thread (stop it to shut down) and what recovery found.
+    pub fn start<T: Transport>(
         cfg: MemberConfig,
-        transport: impl Transport,
-    ) -> Result<(Ledger, MemberThread, Inbox, Recovery), LedgerError> {
+        transport: impl FnOnce(Inbox) -> T,
+    ) -> Result<(Ledger, MemberThread, Recovery), LedgerError> {
         let (tx, rx) = mpsc::channel();
+        let transport = transport(Inbox(tx.clone()));
         let (driver, recovery) = Driver::open(cfg.clone(), Box::new(transport))?;
         let join = std::thread::Builder::new()
             .name(format!("ledger-{}", cfg.id))
@@ -272,10 +273,9 @@ impl Ledger {
                 instruments: cfg.instruments.map(std::sync::Arc::new),
             },
             MemberThread {
-                tx: tx.clone(),
+                tx,
                 join: Some(join),
             },
-            Inbox(tx),
             recovery,
         ))
     }

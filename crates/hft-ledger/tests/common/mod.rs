@@ -159,7 +159,7 @@ fn route(rx: mpsc::Receiver<Message>, st: Arc<Mutex<NetState>>) {
             let snap = is_snapshot(&m);
             let (from, to) = (m.from, m.to);
             if let Some(ib) = s.inboxes.get(&to) {
-                ib.deliver(m);
+                let _ = ib.deliver(m);
                 if snap && let Some(src) = s.inboxes.get(&from) {
                     src.snapshot_status(to, true);
                 }
@@ -206,8 +206,11 @@ impl Cluster {
 
     pub fn start(&mut self, id: u64, bootstrap: Vec<u64>) -> hft_ledger::Recovery {
         let cfg = self.config(id, bootstrap);
-        let (l, t, inbox, rec) = Ledger::start(cfg, self.net.transport()).expect("member starts");
-        self.net.attach(id, inbox);
+        let (l, t, rec) = Ledger::start(cfg, |inbox| {
+            self.net.attach(id, inbox);
+            self.net.transport()
+        })
+        .expect("member starts");
         self.members.insert(id, (l, t));
         rec
     }

@@ -1,0 +1,128 @@
+//! Members talking over real TCP on loopback: replication, reconnection after a member
+//! restarts, and refusal of connections from outside the cluster.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{fill, wait};
+use hft_core::Side;
+use hft_ledger::transport::{TcpMember, start_tcp};
+use hft_ledger::{Command, MemberConfig};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+fn member(
+    dir: &std::path::Path,
+    id: u64,
+    addrs: &[SocketAddr],
+    rt: &tokio::runtime::Runtime,
+) -> TcpMember {
+    let mut cfg = MemberConfig::new(id, vec![1, 2, 3], dir.join(format!("m{id}")));
+    cfg.tick = Duration::from_millis(10);
+    let peers: BTreeMap<u64, String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64 + 1, a.to_string()))
+        .collect();
+    start_tcp(cfg, "test", addrs[id as usize - 1], peers, rt.handle()).unwrap()
+}
+
+fn propose(m: &TcpMember, cmds: Vec<Command>) -> hft_ledger::Outcome {
+    let end = Instant::now() + LONG;
+    loop {
+        if let Some(Ok(o)) = wait(m.ledger.propose(cmds.clone()), Duration::from_secs(1)) {
+            return o;
+        }
+        assert!(Instant::now() < end, "not acknowledged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_members_over_tcp_replicate_and_refuse_strangers() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("hft-ledger-tcp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addrs = free_addrs(3);
+    let mut ms: Vec<Option<TcpMember>> = (1..=3)
+        .map(|id| Some(member(&dir, id, &addrs, &rt)))
+        .collect();
+    for r in 0..20u64 {
+        let cmds = (0..5)
+            .map(|i| Command::Fill(fill("x", r * 5 + i, Side::Buy, 1)))
+            .collect();
+        let o = propose(ms[(r % 3) as usize].as_ref().unwrap(), cmds);
+        assert_eq!(o.applied, 5);
+    }
+    // A stranger (another cluster's hello, then garbage) is refused and counted.
+    let before: u64 = ms
+        .iter()
+        .flatten()
+        .map(|m| m.stats.rejected.load(Ordering::Relaxed))
+        .sum();
+    let mut s = std::net::TcpStream::connect(addrs[0]).unwrap();
+    let mut hello = b"HFTL\x01".to_vec();
+    hello.extend_from_slice(&5u16.to_le_bytes());
+    hello.extend_from_slice(b"other");
+    hello.extend_from_slice(&2u64.to_le_bytes());
+    hello.extend_from_slice(&1u64.to_le_bytes());
+    let mut frame = (hello.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&hello);
+    s.write_all(&frame).unwrap();
+    let mut s2 = std::net::TcpStream::connect(addrs[1]).unwrap();
+    s2.write_all(b"\x05\x00\x00\x00hello").unwrap();
+    let end = Instant::now() + LONG;
+    while ms
+        .iter()
+        .flatten()
+        .map(|m| m.stats.rejected.load(Ordering::Relaxed))
+        .sum::<u64>()
+        < before + 2
+    {
+        assert!(Instant::now() < end, "strangers were not refused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Restart member 3: it reconnects and catches up.
+    ms[2].take().unwrap().stop();
+    std::thread::sleep(Duration::from_millis(100));
+    propose(
+        ms[0].as_ref().unwrap(),
+        vec![Command::Fill(fill("x", 1000, Side::Sell, 1))],
+    );
+    ms[2] = Some(member(&dir, 3, &addrs, &rt));
+    let end = Instant::now() + LONG;
+    loop {
+        let st: Vec<_> = ms
+            .iter()
+            .flatten()
+            .map(|m| wait(m.ledger.status(), LONG).unwrap())
+            .collect();
+        if st.iter().all(|s| s.fills == 101 && s.hash == st[0].hash) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "member 3 did not catch up: {:?}",
+            st.iter().map(|s| s.fills).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(ms);
+    let _ = std::fs::remove_dir_all(&dir);
+}
