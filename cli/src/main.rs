@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 risk halt (kill switch).
 
+mod ledger_bench;
 mod market;
 
 use anyhow::Context as _;
@@ -281,6 +282,32 @@ enum ConfigCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// The replicated ledger (3 members on loopback, fsync on) against a 3-member etcd
+    /// started in the same run: single-fill commit latency, throughput under
+    /// concurrent writers, and recovery of a large ledger from WAL + snapshot.
+    Ledger {
+        /// Concurrent writers in the throughput phase (both systems).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Fills per ledger proposal (and per etcd transaction in the extra figure).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Sequential single-fill writes timed for latency.
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
+        /// Seconds of each throughput phase.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// Fills in the recovery measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        recovery_fills: u64,
+        /// The etcd binary (Debian: etcd-server).
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Book update -> strategy -> risk -> order encode on one thread.
     CoreLoop {
         /// Events to process.
@@ -1196,6 +1223,44 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
     let config = Config::default_embedded();
     let seed = config.simulator.seed;
     match cmd {
+        BenchCmd::Ledger {
+            concurrency,
+            batch,
+            samples,
+            secs,
+            recovery_fills,
+            etcd_bin,
+            json,
+        } => {
+            let opts = ledger_bench::Options {
+                concurrency: concurrency.max(1),
+                batch: batch.max(1),
+                samples: samples.max(10),
+                phase: Duration::from_secs(secs.max(1)),
+                recovery_fills,
+                etcd_bin,
+                dir: std::env::temp_dir().join(format!("hft-bench-ledger-{}", std::process::id())),
+            };
+            let r = ledger_bench::run(&opts).map_err(|e| Exit(1, e))?;
+            let round = |x: f64| (x * 10.0).round() / 10.0;
+            let v = json!({
+                "bench": "ledger",
+                "record_bytes": r.record_bytes,
+                "concurrency": opts.concurrency,
+                "batch": opts.batch,
+                "commit_p50_us": round(r.commit_p50_us),
+                "commit_p99_us": round(r.commit_p99_us),
+                "throughput_per_s": r.throughput_per_s.round(),
+                "etcd_commit_p50_us": round(r.etcd_commit_p50_us),
+                "etcd_commit_p99_us": round(r.etcd_commit_p99_us),
+                "etcd_throughput_per_s": r.etcd_throughput_per_s.round(),
+                "etcd_txn_throughput_per_s": r.etcd_txn_throughput_per_s.round(),
+                "throughput_ratio": round(r.throughput_per_s / r.etcd_throughput_per_s.max(1e-9)),
+                "recovery_fills": r.recovery_fills,
+                "recovery_ms": round(r.recovery_ms),
+            });
+            print_bench(&v, json);
+        }
         BenchCmd::CoreLoop { events, json } => {
             let r = hft_cluster::bench::core_loop(&config, seed, events)
                 .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;

@@ -17,6 +17,6 @@ pub use command::{Command, DecodeError, KillScope, LedgerFill};
 pub use state::{Applied, KillRow, LedgerState, PositionRow, Rejection};
 
 pub use member::{
-    Inbox, Ledger, LedgerError, MemberConfig, MemberThread, Outcome, PeerProgress, Recovery,
+    Inbox, Ledger, LedgerError, Lone, MemberConfig, MemberThread, Outcome, PeerProgress, Recovery,
     Status, Transport,
 };

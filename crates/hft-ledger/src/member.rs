@@ -168,8 +168,6 @@ pub struct Status {
     pub fills: u64,
     /// Duplicate fills ignored.
     pub duplicates: u64,
-    /// State hash, hex.
-    pub hash: String,
 }
 
 type ReadFn = Box<dyn FnOnce(Result<&LedgerState, LedgerError>) + Send>;
@@ -1009,7 +1007,6 @@ impl Driver {
             peers,
             fills: self.state.fill_count(),
             duplicates: self.state.duplicates(),
-            hash: hex(&self.state.hash()),
         }
     }
 }
@@ -1027,6 +1024,14 @@ fn proposal_ranges(ctx: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
 /// Lower-case hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The transport of a single-member ledger (`hft run`): there is nobody to talk to.
+pub struct Lone;
+
+impl Transport for Lone {
+    fn send(&mut self, _msgs: Vec<Message>) {}
+    fn set_peer(&mut self, _id: u64, _addr: Option<String>) {}
 }
 
 /// Whether a message carries a snapshot (the transport reports its delivery).

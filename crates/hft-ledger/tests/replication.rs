@@ -39,7 +39,7 @@ fn fills_replicate_once_each_under_loss_delay_and_duplication() {
         assert_eq!(again.duplicates, 5, "a fill proposed twice counts once");
     }
     c.net.set_faults(Faults::default());
-    let s = c.converged(LONG);
+    let (s, _) = c.converged(LONG);
     assert_eq!(s.fills, 300);
     for id in 1..=3 {
         let q = wait(
@@ -76,7 +76,7 @@ fn a_partitioned_leader_commits_nothing_and_the_majority_moves_on() {
     );
     assert!(!matches!(stale, Some(Ok(20))));
     c.net.heal();
-    let s = c.converged(LONG);
+    let (s, _) = c.converged(LONG);
     // The isolated proposal may or may not have committed after healing, never twice.
     assert!(s.fills == 20 || s.fills == 21, "fills {}", s.fills);
 }
@@ -94,7 +94,7 @@ fn restart_from_wal_and_snapshot_gives_the_same_state_hash() {
     for r in 0..80 {
         c.propose_until_acked(1, buys(r * 3, 3), LONG);
     }
-    let before = c.converged(LONG);
+    let (before, before_hash) = c.converged(LONG);
     assert!(before.snapshot_index > 0, "snapshots were taken");
     for id in 1..=3 {
         c.stop(id);
@@ -103,8 +103,8 @@ fn restart_from_wal_and_snapshot_gives_the_same_state_hash() {
         let rec = c.start(id, vec![1, 2, 3]);
         assert!(rec.snapshot_index > 0);
     }
-    let after = c.converged(LONG);
-    assert_eq!(after.hash, before.hash);
+    let (after, after_hash) = c.converged(LONG);
+    assert_eq!(after_hash, before_hash);
     assert_eq!(after.fills, 240);
 }
 
@@ -126,7 +126,7 @@ fn a_lagging_member_catches_up_through_a_snapshot() {
     let lead = c.leader(LONG);
     assert!(c.status(lead).snapshot_index > 20);
     c.start(3, vec![1, 2, 3]);
-    let s = c.converged(LONG);
+    let (s, _) = c.converged(LONG);
     assert_eq!(s.fills, 120);
 }
 
@@ -159,7 +159,7 @@ fn members_join_as_learners_get_promoted_and_leave_and_leadership_transfers() {
     assert!(!cs.voters.contains(&lead));
     c.stop(lead);
     c.propose_until_acked(4, buys(100, 4), LONG);
-    let s = c.converged(LONG);
+    let (s, _) = c.converged(LONG);
     assert_eq!(s.fills, 8);
     assert_eq!(s.voters.len(), 3);
 }
@@ -207,7 +207,7 @@ proptest! {
             c.propose_until_acked(via, vec![Command::Fill(f)], LONG);
         }
         c.net.set_faults(Faults::default());
-        let s = c.converged(LONG);
+        let (s, _) = c.converged(LONG);
         prop_assert_eq!(s.fills as usize, unique.len());
         let want: i64 = unique.values().sum();
         for id in 1..=3 {

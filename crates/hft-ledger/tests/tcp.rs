@@ -113,7 +113,16 @@ fn three_members_over_tcp_replicate_and_refuse_strangers() {
             .flatten()
             .map(|m| wait(m.ledger.status(), LONG).unwrap())
             .collect();
-        if st.iter().all(|s| s.fills == 101 && s.hash == st[0].hash) {
+        let hashes: Vec<[u8; 32]> = ms
+            .iter()
+            .flatten()
+            .map(|m| {
+                wait(m.ledger.read_local(|s| s.hash()), LONG)
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        if st.iter().all(|s| s.fills == 101) && hashes.iter().all(|h| *h == hashes[0]) {
             break;
         }
         assert!(

@@ -268,24 +268,34 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running member applied the same index with the same hash.
-    pub fn converged(&self, within: Duration) -> Status {
+    /// A member's state hash (hex), as applied now.
+    pub fn hash(&self, id: u64) -> String {
+        let h = self.ledger(id).read_local(|st| st.hash());
+        hft_ledger::member::hex(&h.blocking_recv().expect("answered").expect("read"))
+    }
+
+    /// Waits until every running member applied the same index with the same state
+    /// hash; returns one's status and the hash.
+    pub fn converged(&self, within: Duration) -> (Status, String) {
         let end = Instant::now() + within;
         loop {
             let all: Vec<Status> = self.members.keys().map(|&id| self.status(id)).collect();
+            let hashes: Vec<String> = self.members.keys().map(|&id| self.hash(id)).collect();
             let first = &all[0];
             if first.applied > 0
-                && all.iter().all(|s| {
-                    s.applied == first.applied && s.hash == first.hash && s.commit == s.applied
-                })
+                && all
+                    .iter()
+                    .all(|s| s.applied == first.applied && s.commit == s.applied)
+                && hashes.iter().all(|h| *h == hashes[0])
             {
-                return first.clone();
+                return (first.clone(), hashes[0].clone());
             }
             assert!(
                 Instant::now() < end,
                 "members did not converge: {:?}",
                 all.iter()
-                    .map(|s| (s.id, &s.role, s.applied, s.commit, &s.hash[..8]))
+                    .zip(&hashes)
+                    .map(|(s, h)| (s.id, &s.role, s.applied, s.commit, &h[..8]))
                     .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
