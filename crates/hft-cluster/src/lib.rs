@@ -2,6 +2,7 @@
 //! (hot-path threads under a ractor supervision tree) or deterministically (the same
 //! engines and venue on a simulated clock in one thread).
 
+pub mod admin;
 pub mod bench;
 pub mod live;
 pub mod node;

@@ -11,6 +11,7 @@ pub mod member;
 pub mod state;
 pub mod storage;
 pub mod transport;
+pub mod verify;
 pub mod wal;
 
 pub use command::{Command, DecodeError, KillScope, LedgerFill};

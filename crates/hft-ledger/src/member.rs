@@ -600,6 +600,9 @@ impl Driver {
                 break;
             }
         }
+        if let Err(e) = self.wal.sync() {
+            tracing::error!(member = self.cfg.id, error = %e, "ledger log not synced at stop");
+        }
         self.fail_all(|| LedgerError::Stopped);
     }
 
@@ -755,6 +758,9 @@ impl Driver {
         if let Some(commit) = light.commit_index() {
             let mut hs = self.node.store().hard_state().clone();
             hs.commit = commit;
+            // Written with the next sync (or at stop): a commit index that lags on disk
+            // is re-learnt from the leader, so it needs no fsync of its own.
+            self.wal.append_hard_state(&hs);
             self.node.mut_store().set_hard_state(hs);
         }
         self.transport.send(light.take_messages());

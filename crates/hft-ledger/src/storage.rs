@@ -260,15 +260,27 @@ fn snapshot_files(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
 /// Loads the newest snapshot in `dir`. A damaged newest snapshot refuses start: the log
 /// behind it may already be compacted, so an older one could leave a gap.
 pub fn load_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
-    let Some(path) = snapshot_files(dir)?.pop() else {
-        return Ok(None);
-    };
-    let bytes = fs::read(&path).map_err(|source| WalError::Io {
-        path: path.clone(),
+    match snapshot_files(dir)?.pop() {
+        Some(path) => read_snapshot(dir, &path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every retained snapshot in `dir`, oldest first.
+pub fn load_snapshots(dir: &Path) -> Result<Vec<Snapshot>, WalError> {
+    snapshot_files(dir)?
+        .iter()
+        .map(|p| read_snapshot(dir, p))
+        .collect()
+}
+
+fn read_snapshot(dir: &Path, path: &Path) -> Result<Snapshot, WalError> {
+    let bytes = fs::read(path).map_err(|source| WalError::Io {
+        path: path.to_owned(),
         source,
     })?;
     let corrupt = |reason: &str| WalError::Corrupt {
-        path: path.clone(),
+        path: path.to_owned(),
         offset: 0,
         reason: reason.to_owned(),
         dir: dir.to_owned(),
@@ -280,9 +292,7 @@ pub fn load_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
     if crc32fast::hash(&bytes[12..]) != crc {
         return Err(corrupt("snapshot checksum mismatch"));
     }
-    Snapshot::parse_from_bytes(&bytes[12..])
-        .map(Some)
-        .map_err(|e| corrupt(&e.to_string()))
+    Snapshot::parse_from_bytes(&bytes[12..]).map_err(|e| corrupt(&e.to_string()))
 }
 
 #[cfg(test)]

@@ -115,15 +115,6 @@ pub struct OpenReport {
     pub torn_bytes: u64,
 }
 
-/// Where the first bad record of a log is.
-struct Damage {
-    segment: usize,
-    offset: u64,
-    reason: String,
-    /// Nothing valid follows in the newest segment: an interrupted write.
-    torn_tail: bool,
-}
-
 impl Wal {
     /// Opens (or creates) the log in `dir`, feeding every valid record to `replay` in
     /// order.
@@ -139,52 +130,8 @@ impl Wal {
             segments: segments.len(),
             ..OpenReport::default()
         };
-        let mut hard_state = HardState::default();
-        let mut snapshot = (0, 0);
-        let n = segments.len();
-        for (k, seg) in segments.iter_mut().enumerate() {
-            let bytes = fs::read(&seg.path).map_err(io_err(&seg.path))?;
-            let mut max_index = 0;
-            let scan = scan(&bytes, |kind, payload| {
-                let rec = decode_record(kind, payload)?;
-                match &rec {
-                    Record::Entry(e) => max_index = max_index.max(e.index),
-                    Record::HardState(h) => hard_state = h.clone(),
-                    Record::Snapshot { index, term } => snapshot = (*index, *term),
-                }
-                report.records += 1;
-                replay(rec);
-                Ok(())
-            });
-            seg.max_index = max_index;
-            if let Err((offset, reason)) = scan {
-                let damage = Damage {
-                    segment: k,
-                    offset,
-                    torn_tail: k + 1 == n && is_torn_tail(&bytes, offset as usize),
-                    reason,
-                };
-                if !damage.torn_tail {
-                    return Err(WalError::Corrupt {
-                        path: seg.path.clone(),
-                        offset: damage.offset,
-                        reason: damage.reason,
-                        dir: dir.to_owned(),
-                    });
-                }
-                let cut = bytes.len() as u64 - offset;
-                tracing::warn!(
-                    file = %seg.path.display(),
-                    offset,
-                    bytes = cut,
-                    reason = %damage.reason,
-                    "ledger log ends in an interrupted write; dropping it"
-                );
-                truncate(&seg.path, offset)?;
-                report.torn_bytes = cut;
-                debug_assert_eq!(damage.segment, n - 1);
-            }
-        }
+        let (hard_state, snapshot) =
+            replay_segments(dir, &mut segments, &mut report, true, &mut replay)?;
         if segments.is_empty() {
             let seg = new_segment(dir, 1)?;
             segments.push(seg);
@@ -314,6 +261,71 @@ impl Wal {
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
+}
+
+/// Reads every record of the log in `dir` without changing anything (an interrupted
+/// final write is reported in `torn_bytes`, not cut): what `hft ledger verify` checks.
+pub fn read(dir: &Path, mut replay: impl FnMut(Record)) -> Result<OpenReport, WalError> {
+    let mut segments = list_segments(dir)?;
+    let mut report = OpenReport {
+        segments: segments.len(),
+        ..OpenReport::default()
+    };
+    replay_segments(dir, &mut segments, &mut report, false, &mut replay)?;
+    Ok(report)
+}
+
+/// Replays all segments in order; returns the last hard state and snapshot mark. A torn
+/// tail of the newest segment is cut when `cut_torn_tail`, reported either way.
+fn replay_segments(
+    dir: &Path,
+    segments: &mut [Segment],
+    report: &mut OpenReport,
+    cut_torn_tail: bool,
+    replay: &mut impl FnMut(Record),
+) -> Result<(HardState, (u64, u64)), WalError> {
+    let mut hard_state = HardState::default();
+    let mut snapshot = (0, 0);
+    let n = segments.len();
+    for (k, seg) in segments.iter_mut().enumerate() {
+        let bytes = fs::read(&seg.path).map_err(io_err(&seg.path))?;
+        let mut max_index = 0;
+        let scan = scan(&bytes, |kind, payload| {
+            let rec = decode_record(kind, payload)?;
+            match &rec {
+                Record::Entry(e) => max_index = max_index.max(e.index),
+                Record::HardState(h) => hard_state = h.clone(),
+                Record::Snapshot { index, term } => snapshot = (*index, *term),
+            }
+            report.records += 1;
+            replay(rec);
+            Ok(())
+        });
+        seg.max_index = max_index;
+        if let Err((offset, reason)) = scan {
+            if k + 1 != n || !is_torn_tail(&bytes, offset as usize) {
+                return Err(WalError::Corrupt {
+                    path: seg.path.clone(),
+                    offset,
+                    reason,
+                    dir: dir.to_owned(),
+                });
+            }
+            let cut = bytes.len() as u64 - offset;
+            report.torn_bytes = cut;
+            if cut_torn_tail {
+                tracing::warn!(
+                    file = %seg.path.display(),
+                    offset,
+                    bytes = cut,
+                    reason = %reason,
+                    "ledger log ends in an interrupted write; dropping it"
+                );
+                truncate(&seg.path, offset)?;
+            }
+        }
+    }
+    Ok((hard_state, snapshot))
 }
 
 /// What `repair` cut from a damaged log.

@@ -218,3 +218,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn verify_rebuilds_the_state_from_the_log_and_catches_an_altered_snapshot() {
+    fn snapshots_with_log(cfg: &mut hft_ledger::MemberConfig) {
+        fast(cfg);
+        cfg.snapshot_every = 20;
+        cfg.keep_entries = 100;
+    }
+    let mut c = Cluster::new("verify", 1, 2, snapshots_with_log);
+    c.leader(LONG);
+    for r in 0..50 {
+        c.propose_until_acked(1, buys(r * 2, 2), LONG);
+    }
+    let (_, live_hash) = c.converged(LONG);
+    c.stop(1);
+    let dir = c.dir.join("m1");
+    let rep = hft_ledger::verify::verify(&dir).expect("verifies");
+    assert_eq!(hft_ledger::member::hex(&rep.hash), live_hash);
+    assert_eq!(rep.fills, 100);
+    assert_eq!(rep.snapshots, 2);
+    assert_eq!(
+        rep.snapshots_checked, 1,
+        "the newer snapshot is checked against a rebuild"
+    );
+    // Rewrite the newest snapshot with a valid checksum but a state that has one more fill.
+    let snaps = hft_ledger::storage::load_snapshots(&dir.join("snap")).unwrap();
+    let newest = snaps.last().unwrap();
+    let mut st = hft_ledger::LedgerState::decode(&newest.data).unwrap();
+    st.apply(&Command::Fill(fill("x", 999_999, Side::Buy, 1)));
+    let meta = newest.get_metadata();
+    let forged = hft_ledger::storage::snapshot_of(
+        meta.index,
+        meta.term,
+        meta.get_conf_state().clone(),
+        st.encode(),
+    );
+    hft_ledger::storage::save_snapshot(&dir.join("snap"), &forged, 2).unwrap();
+    let err = hft_ledger::verify::verify(&dir).unwrap_err().to_string();
+    assert!(err.contains("does not match"), "{err}");
+}

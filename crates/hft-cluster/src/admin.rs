@@ -1,0 +1,466 @@
+//! The node's admin API (actix-web): what the `hft` CLI and operators call.
+//!
+//! Ledger endpoints:
+//! - `GET  /v1/ledger/status` — this member's Raft view (term, leader, indexes, lag).
+//! - `GET  /v1/ledger/positions` — positions, cash and order-id marks (linearizable).
+//! - `GET  /v1/ledger/fills?since=NS&limit=N` — booked fills (linearizable).
+//! - `GET  /v1/ledger/hash` — applied index and state hash as applied here (local).
+//! - `POST /v1/ledger/fills` — propose fills; answers once committed.
+//! - `POST /v1/ledger/members` — `{"action": "add-learner"|"promote"|"remove", "id", "addr"}`.
+//! - `POST /v1/ledger/transfer-leader` — `{"to": ID}`.
+//!
+//! Errors are JSON `{"error": ...}` with 400 for bad requests (naming the field), 404
+//! for unknown paths, 503 when the ledger has no leader or lost it mid-call (retry).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use hft_core::{Liquidity, Money, Price, Qty, Side};
+use hft_ledger::member::hex;
+use hft_ledger::{Command, Ledger, LedgerError, LedgerFill};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// How long a call waits for the ledger before answering 503.
+const LEDGER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A fill as the API carries it: raw integer units, as the ledger books them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FillJson {
+    /// Venue name.
+    pub venue: String,
+    /// Venue execution id.
+    pub exec_id: u64,
+    /// Account.
+    pub account: String,
+    /// Strategy instance.
+    pub strategy: String,
+    /// Instrument.
+    pub instrument: String,
+    /// Decimals of `price`.
+    pub price_scale: u8,
+    /// Decimals of `qty`.
+    pub qty_scale: u8,
+    /// `buy` or `sell`.
+    pub side: SideJson,
+    /// Raw price.
+    pub price: i64,
+    /// Raw quantity.
+    pub qty: i64,
+    /// Fee in money units (1e-8 of the quote currency).
+    pub fee: i64,
+    /// `maker` or `taker`.
+    pub liquidity: LiquidityJson,
+    /// Client order id.
+    pub cl_ord_id: u64,
+    /// Venue time, ns.
+    pub ts: u64,
+}
+
+/// Order side in JSON.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SideJson {
+    /// Buy.
+    Buy,
+    /// Sell.
+    Sell,
+}
+
+/// Liquidity flag in JSON.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LiquidityJson {
+    /// Resting order hit.
+    Maker,
+    /// Crossed the spread.
+    Taker,
+}
+
+impl From<FillJson> for LedgerFill {
+    fn from(f: FillJson) -> Self {
+        LedgerFill {
+            venue: f.venue,
+            exec_id: f.exec_id,
+            account: f.account,
+            strategy: f.strategy,
+            instrument: f.instrument,
+            price_scale: f.price_scale,
+            qty_scale: f.qty_scale,
+            side: match f.side {
+                SideJson::Buy => Side::Buy,
+                SideJson::Sell => Side::Sell,
+            },
+            price: Price(f.price),
+            qty: Qty(f.qty),
+            fee: Money(f.fee),
+            liquidity: match f.liquidity {
+                LiquidityJson::Maker => Liquidity::Maker,
+                LiquidityJson::Taker => Liquidity::Taker,
+            },
+            cl_ord_id: f.cl_ord_id,
+            ts: f.ts,
+        }
+    }
+}
+
+impl From<&LedgerFill> for FillJson {
+    fn from(f: &LedgerFill) -> Self {
+        FillJson {
+            venue: f.venue.clone(),
+            exec_id: f.exec_id,
+            account: f.account.clone(),
+            strategy: f.strategy.clone(),
+            instrument: f.instrument.clone(),
+            price_scale: f.price_scale,
+            qty_scale: f.qty_scale,
+            side: match f.side {
+                Side::Buy => SideJson::Buy,
+                Side::Sell => SideJson::Sell,
+            },
+            price: f.price.raw(),
+            qty: f.qty.raw(),
+            fee: f.fee.raw(),
+            liquidity: match f.liquidity {
+                Liquidity::Maker => LiquidityJson::Maker,
+                Liquidity::Taker => LiquidityJson::Taker,
+            },
+            cl_ord_id: f.cl_ord_id,
+            ts: f.ts,
+        }
+    }
+}
+
+/// What the API serves.
+#[derive(Clone)]
+pub struct AdminState {
+    /// This node's ledger member (None on a node without one).
+    pub ledger: Option<Ledger>,
+}
+
+fn error(status: actix_web::http::StatusCode, msg: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": msg.to_string() }))
+}
+
+fn ledger_error(e: &LedgerError) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let status = match e {
+        LedgerError::Invalid(_) => StatusCode::BAD_REQUEST,
+        LedgerError::NoLeader | LedgerError::Retry | LedgerError::Stopped => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+fn no_ledger() -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "this node runs no ledger member",
+    )
+}
+
+/// Waits for a ledger reply, mapping a timeout or a dropped reply to 503.
+async fn ledger_call<T>(
+    rx: tokio::sync::oneshot::Receiver<Result<T, LedgerError>>,
+) -> Result<T, HttpResponse> {
+    match tokio::time::timeout(LEDGER_TIMEOUT, rx).await {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) => Err(ledger_error(&e)),
+        Ok(Err(_)) => Err(ledger_error(&LedgerError::Stopped)),
+        Err(_) => Err(error(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "ledger did not answer within 5 s (no quorum?); retry",
+        )),
+    }
+}
+
+async fn status(st: web::Data<AdminState>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    match tokio::time::timeout(LEDGER_TIMEOUT, l.status()).await {
+        Ok(Ok(s)) => HttpResponse::Ok().json(json!({
+            "id": s.id,
+            "role": s.role,
+            "term": s.term,
+            "leader": s.leader,
+            "commit": s.commit,
+            "applied": s.applied,
+            "last_index": s.last_index,
+            "snapshot_index": s.snapshot_index,
+            "voters": s.voters,
+            "learners": s.learners,
+            "peers": s.peers.iter().map(|p| json!({
+                "id": p.id, "matched": p.matched, "lag": p.lag, "learner": p.learner
+            })).collect::<Vec<_>>(),
+            "fills": s.fills,
+            "duplicates": s.duplicates,
+        })),
+        _ => ledger_error(&LedgerError::Stopped),
+    }
+}
+
+async fn hash(st: web::Data<AdminState>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    let rx = l.read_local(|s| (s.fill_count(), hex(&s.hash())));
+    match ledger_call(rx).await {
+        Ok((fills, hash)) => HttpResponse::Ok().json(json!({ "fills": fills, "hash": hash })),
+        Err(r) => r,
+    }
+}
+
+async fn positions(st: web::Data<AdminState>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    let rx = l.read(|s| {
+        let positions: Vec<_> = s
+            .positions()
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "account": p.account,
+                    "strategy": p.strategy,
+                    "instrument": p.instrument,
+                    "qty": p.position.qty.raw(),
+                    "cost": p.position.cost.raw(),
+                    "realized": p.position.realized.raw(),
+                    "fees": p.position.fees.raw(),
+                    "volume": p.position.volume.raw(),
+                    "fills": p.fills,
+                })
+            })
+            .collect();
+        let cash: Vec<_> = s
+            .cash()
+            .into_iter()
+            .map(|(a, m)| json!({ "account": a, "cash": m.raw() }))
+            .collect();
+        let kills: Vec<_> = s
+            .kills()
+            .into_iter()
+            .map(|k| json!({ "scope": k.scope.to_string(), "engaged": k.engaged, "ts": k.ts }))
+            .collect();
+        json!({ "positions": positions, "cash": cash, "kills": kills, "fills": s.fill_count() })
+    });
+    match ledger_call(rx).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FillsQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    10_000
+}
+
+async fn fills(st: web::Data<AdminState>, q: web::Query<FillsQuery>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    let (since, limit) = (q.since, q.limit);
+    let rx = l.read(move |s| {
+        s.fills_since(since, limit)
+            .iter()
+            .map(FillJson::from)
+            .collect::<Vec<_>>()
+    });
+    match ledger_call(rx).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(r) => r,
+    }
+}
+
+async fn propose_fills(st: web::Data<AdminState>, body: web::Json<Vec<FillJson>>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    if body.is_empty() {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "body: expected a non-empty array of fills",
+        );
+    }
+    let cmds = body
+        .into_inner()
+        .into_iter()
+        .map(|f| Command::Fill(f.into()))
+        .collect();
+    match ledger_call(l.propose(cmds)).await {
+        Ok(o) => HttpResponse::Ok().json(json!({
+            "index": o.index, "applied": o.applied, "duplicates": o.duplicates, "rejected": o.rejected
+        })),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberReq {
+    action: MemberAction,
+    id: u64,
+    #[serde(default)]
+    addr: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum MemberAction {
+    AddLearner,
+    Promote,
+    Remove,
+}
+
+async fn members(st: web::Data<AdminState>, body: web::Json<MemberReq>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    if body.id == 0 {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "id: member ids start at 1",
+        );
+    }
+    let rx = match (&body.action, &body.addr) {
+        (MemberAction::AddLearner, Some(a)) => l.add_learner(body.id, a),
+        (MemberAction::AddLearner, None) => {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "addr: a new member needs its ledger address (host:port)",
+            );
+        }
+        (MemberAction::Promote, a) => l.promote(body.id, a.as_deref()),
+        (MemberAction::Remove, _) => l.remove(body.id),
+    };
+    match ledger_call(rx).await {
+        Ok(cs) => HttpResponse::Ok().json(json!({ "voters": cs.voters, "learners": cs.learners })),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferReq {
+    to: u64,
+}
+
+async fn transfer(st: web::Data<AdminState>, body: web::Json<TransferReq>) -> HttpResponse {
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    l.transfer_leader(body.to);
+    HttpResponse::Accepted().json(json!({ "transfer_to": body.to }))
+}
+
+/// The routes, for the server and for tests.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let json_errors = web::JsonConfig::default()
+        .limit(16 << 20)
+        .error_handler(|err, _req| {
+            let msg = format!("request body: {err}");
+            actix_web::error::InternalError::from_response(
+                err,
+                error(actix_web::http::StatusCode::BAD_REQUEST, msg),
+            )
+            .into()
+        });
+    let query_errors = web::QueryConfig::default().error_handler(|err, _req| {
+        let msg = format!("query: {err}");
+        actix_web::error::InternalError::from_response(
+            err,
+            error(actix_web::http::StatusCode::BAD_REQUEST, msg),
+        )
+        .into()
+    });
+    cfg.app_data(json_errors)
+        .app_data(query_errors)
+        .route("/v1/ledger/status", web::get().to(status))
+        .route("/v1/ledger/hash", web::get().to(hash))
+        .route("/v1/ledger/positions", web::get().to(positions))
+        .route("/v1/ledger/fills", web::get().to(fills))
+        .route("/v1/ledger/fills", web::post().to(propose_fills))
+        .route("/v1/ledger/members", web::post().to(members))
+        .route("/v1/ledger/transfer-leader", web::post().to(transfer));
+}
+
+/// A running admin server; dropping it stops the server.
+pub struct AdminServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        // Stopping needs a runtime to drive the future; the server's own thread exits
+        // once it completes.
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(h.stop(false));
+        })
+        .join()
+        .ok();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves the admin API on `addr` from its own thread (one worker: admin traffic is
+/// light and must not compete with the hot path for cores).
+pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("admin-api".into())
+        .spawn(move || {
+            let data = web::Data::new(state);
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .configure(configure)
+                    .default_service(web::to(|| async {
+                        error(actix_web::http::StatusCode::NOT_FOUND, "no such endpoint")
+                    }))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(addr);
+            let server = match server {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let bound = server.addrs().first().copied().unwrap_or(addr);
+            let sys = actix_web::rt::System::new();
+            sys.block_on(async move {
+                let srv = server.run();
+                let _ = tx.send(Ok((bound, srv.handle())));
+                let _ = srv.await;
+            });
+        })?;
+    let (addr, handle) = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("admin server thread ended at start"))??;
+    Ok(AdminServer {
+        addr,
+        handle,
+        thread: Some(thread),
+    })
+}
