@@ -3,6 +3,7 @@
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 risk halt (kill switch).
 
 mod ledger_bench;
+mod ledger_cmd;
 mod market;
 
 use anyhow::Context as _;
@@ -50,6 +51,12 @@ enum Command {
     /// touch maker on every instrument, 100 µs order and response latency, risk-averse
     /// queue positions; writes metrics.json, fills.csv, orders.csv and report.html.
     Backtest(BacktestArgs),
+    /// Run a cluster node: its ledger member (Raft over TCP with the other members) and
+    /// its admin API.
+    Node(ledger_cmd::NodeArgs),
+    /// The replicated fill ledger: status, positions, fills, verify, repair, members.
+    #[command(subcommand)]
+    Ledger(ledger_cmd::LedgerCmd),
     /// Fits the ML strategy's model on recorded data: features sampled as the strategy
     /// computes them, labelled by the mid one horizon later, checked walk-forward
     /// (out of sample, fold by fold), then fitted on everything and written as JSON
@@ -495,6 +502,8 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
         Command::Train(t) => train(&t),
+        Command::Node(n) => ledger_cmd::node(n),
+        Command::Ledger(l) => ledger_cmd::ledger(l),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),
             Some(BacktestCmd::Stress { data, config, json }) => {

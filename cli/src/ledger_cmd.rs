@@ -1,0 +1,459 @@
+//! `hft node` (a ledger member with its admin API) and `hft ledger ...` (talks to a
+//! node's admin API, or reads a member's files for verify and repair).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand};
+use hft_cluster::admin::{self, AdminState};
+use hft_ledger::transport::start_tcp;
+use hft_ledger::{MemberConfig, member::hex};
+use serde_json::{Value, json};
+
+use crate::Exit;
+
+/// `hft node` arguments.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// This node's ledger member id (1, 2, ...; unique in the cluster).
+    #[arg(long)]
+    id: u64,
+    /// Cluster name; members of another cluster are refused.
+    #[arg(long, default_value = "hft")]
+    cluster: String,
+    /// Every ledger member as ID=HOST:PORT, comma-separated, this one included.
+    #[arg(long, value_delimiter = ',', required = true)]
+    ledger_peers: Vec<String>,
+    /// Directory of this member's WAL and snapshots.
+    #[arg(long)]
+    ledger_dir: Option<PathBuf>,
+    /// Join an existing cluster (added with `hft ledger members add`) instead of
+    /// founding one with the peers as voters.
+    #[arg(long)]
+    join: bool,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    admin: SocketAddr,
+    /// Raft tick in ms (election after 10-20 ticks, heartbeat every 2).
+    #[arg(long, default_value_t = 20)]
+    tick_ms: u64,
+}
+
+fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for p in list {
+        let (id, addr) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--ledger-peers: {p:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&i| i > 0)
+            .ok_or_else(|| anyhow!("--ledger-peers: {id:?} is not a member id (1, 2, ...)"))?;
+        if peers.insert(id, addr.trim().to_owned()).is_some() {
+            bail!("--ledger-peers: member {id} is listed twice");
+        }
+    }
+    Ok(peers)
+}
+
+/// Runs a node until SIGINT/SIGTERM.
+pub fn node(args: NodeArgs) -> Result<u8, Exit> {
+    hft_telemetry::init_tracing(false, "info");
+    let peers = parse_peers(&args.ledger_peers).map_err(|e| Exit(2, e))?;
+    let listen = peers.get(&args.id).ok_or_else(|| {
+        Exit(
+            2,
+            anyhow!(
+                "--ledger-peers does not list this node's id {}; add {}=HOST:PORT",
+                args.id,
+                args.id
+            ),
+        )
+    })?;
+    let listen: SocketAddr = listen.parse().map_err(|e| {
+        Exit(
+            2,
+            anyhow!(
+                "--ledger-peers: {listen:?} for member {} is not HOST:PORT: {e}",
+                args.id
+            ),
+        )
+    })?;
+    let dir = args
+        .ledger_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("hft-data/ledger-{}", args.id)));
+    let bootstrap = if args.join {
+        Vec::new()
+    } else {
+        peers.keys().copied().collect()
+    };
+    let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
+    cfg.tick = Duration::from_millis(args.tick_ms.max(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    let member = start_tcp(cfg, &args.cluster, listen, peers, rt.handle())
+        .map_err(|e| Exit(1, anyhow!("{e}")))?;
+    tracing::info!(
+        member = args.id,
+        ledger = %member.addr,
+        dir = %dir.display(),
+        snapshot_index = member.recovery.snapshot_index,
+        wal_records = member.recovery.records,
+        torn_bytes = member.recovery.torn_bytes,
+        "ledger member started"
+    );
+    let server = admin::serve(
+        args.admin,
+        AdminState {
+            ledger: Some(member.ledger.clone()),
+        },
+    )
+    .map_err(|e| {
+        Exit(
+            1,
+            anyhow!("cannot serve the admin API on {}: {e}", args.admin),
+        )
+    })?;
+    tracing::info!(admin = %server.addr, "admin API listening");
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    });
+    tracing::info!("stopping");
+    drop(server);
+    member.stop();
+    Ok(0)
+}
+
+/// `hft ledger` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LedgerCmd {
+    /// Term, leader, commit and applied index, and per-peer lag (from the leader).
+    Status(Endpoint),
+    /// Positions, cash and kill switches (a linearizable read).
+    Positions(Endpoint),
+    /// Booked fills, oldest first.
+    Fills {
+        #[command(flatten)]
+        ep: Endpoint,
+        /// Only fills at or after this time: ns since the epoch, or a duration back
+        /// from now (`10m`, `2h`).
+        #[arg(long, default_value = "0")]
+        since: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Rebuild the state from a member's snapshots and WAL (read-only) and check every
+    /// newer snapshot against the rebuild; with --endpoint, also compare with the
+    /// running member's state hash.
+    Verify {
+        /// The member's ledger directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a member's WAL at its first corrupt record (and drop later segments) so it
+    /// can start; it then fetches what it lost from its peers.
+    Repair {
+        /// The member's ledger directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Membership changes, sent to any member (the leader applies them).
+    #[command(subcommand)]
+    Members(MembersCmd),
+    /// Hand leadership to another voter.
+    TransferLeader {
+        #[command(flatten)]
+        ep: Endpoint,
+        /// The new leader's id.
+        to: u64,
+    },
+}
+
+/// Membership subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MembersCmd {
+    /// Add a member as a learner (start it with `hft node --join` first).
+    Add {
+        #[command(flatten)]
+        ep: Endpoint,
+        /// New member id.
+        id: u64,
+        /// Its ledger address (HOST:PORT).
+        #[arg(long)]
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[command(flatten)]
+        ep: Endpoint,
+        /// Member id.
+        id: u64,
+    },
+    /// Remove a member.
+    Remove {
+        #[command(flatten)]
+        ep: Endpoint,
+        /// Member id.
+        id: u64,
+    },
+}
+
+/// Where the admin API is.
+#[derive(Args, Debug)]
+pub struct Endpoint {
+    /// Admin API of any node.
+    #[arg(long, env = "HFT_ENDPOINT", default_value = "http://127.0.0.1:7080")]
+    endpoint: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn answer(
+    ep: &Endpoint,
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> anyhow::Result<Value> {
+    let mut resp =
+        resp.with_context(|| format!("cannot reach the admin API at {}", ep.endpoint))?;
+    let status = resp.status();
+    let body: Value = resp
+        .body_mut()
+        .read_json()
+        .with_context(|| format!("{}: answer is not JSON", ep.endpoint))?;
+    if !status.is_success() {
+        let msg = body.get("error").and_then(Value::as_str).unwrap_or("error");
+        bail!("{} answered {status}: {msg}", ep.endpoint);
+    }
+    Ok(body)
+}
+
+fn get(ep: &Endpoint, path: &str) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", ep.endpoint.trim_end_matches('/'));
+    answer(ep, agent().get(&url).call())
+}
+
+fn post(ep: &Endpoint, path: &str, body: &Value) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", ep.endpoint.trim_end_matches('/'));
+    answer(ep, agent().post(&url).send_json(body))
+}
+
+fn parse_since(s: &str) -> anyhow::Result<u64> {
+    if let Ok(ns) = s.parse::<u64>() {
+        return Ok(ns);
+    }
+    let back = crate::parse_duration(s)
+        .map_err(|e| anyhow!("--since: {s:?} is neither ns since the epoch nor a duration: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(now.saturating_sub(back).as_nanos() as u64)
+}
+
+/// Runs a `hft ledger` subcommand.
+pub fn ledger(cmd: LedgerCmd) -> Result<u8, Exit> {
+    let out = match cmd {
+        LedgerCmd::Status(ep) => {
+            let v = get(&ep, "/v1/ledger/status")?;
+            if ep.json {
+                v.to_string()
+            } else {
+                status_table(&v)
+            }
+        }
+        LedgerCmd::Positions(ep) => {
+            let v = get(&ep, "/v1/ledger/positions")?;
+            if ep.json {
+                v.to_string()
+            } else {
+                positions_table(&v)
+            }
+        }
+        LedgerCmd::Fills { ep, since, limit } => {
+            let since = parse_since(&since).map_err(|e| Exit(2, e))?;
+            let v = get(
+                &ep,
+                &format!("/v1/ledger/fills?since={since}&limit={limit}"),
+            )?;
+            if ep.json {
+                v.to_string()
+            } else {
+                fills_table(&v)
+            }
+        }
+        LedgerCmd::Verify { dir, json } => {
+            let r = hft_ledger::verify::verify(&dir).map_err(|e| Exit(1, anyhow!("{e}")))?;
+            let v = json!({
+                "dir": dir.display().to_string(),
+                "snapshots": r.snapshots,
+                "snapshots_checked": r.snapshots_checked,
+                "wal_records": r.records,
+                "applied": r.applied,
+                "fills": r.fills,
+                "hash": hex(&r.hash),
+                "torn_bytes": r.torn_bytes,
+                "undecodable_entries": r.undecodable,
+            });
+            if json {
+                v.to_string()
+            } else {
+                format!(
+                    "ok: rebuilt {} fills up to index {} from {} snapshot(s) and {} WAL records; \
+                     {} snapshot(s) matched the rebuild\nstate hash {}",
+                    r.fills,
+                    r.applied,
+                    r.snapshots,
+                    r.records,
+                    r.snapshots_checked,
+                    hex(&r.hash)
+                )
+            }
+        }
+        LedgerCmd::Repair { dir } => {
+            let r =
+                hft_ledger::wal::repair(&dir.join("wal")).map_err(|e| Exit(1, anyhow!("{e}")))?;
+            match r.cut {
+                None => format!("{}: the log is sound; nothing cut", dir.display()),
+                Some((path, at)) => format!(
+                    "cut {} at byte {at}; removed {} later segment(s). Start the member: it \
+                     fetches the rest from its peers",
+                    path.display(),
+                    r.removed.len()
+                ),
+            }
+        }
+        LedgerCmd::Members(m) => {
+            let (ep, body) = match m {
+                MembersCmd::Add { ep, id, addr } => {
+                    (ep, json!({"action": "add-learner", "id": id, "addr": addr}))
+                }
+                MembersCmd::Promote { ep, id } => (ep, json!({"action": "promote", "id": id})),
+                MembersCmd::Remove { ep, id } => (ep, json!({"action": "remove", "id": id})),
+            };
+            let v = post(&ep, "/v1/ledger/members", &body)?;
+            if ep.json {
+                v.to_string()
+            } else {
+                format!("voters {}  learners {}", v["voters"], v["learners"])
+            }
+        }
+        LedgerCmd::TransferLeader { ep, to } => {
+            post(&ep, "/v1/ledger/transfer-leader", &json!({ "to": to }))?;
+            format!("asked the leader to hand over to member {to}")
+        }
+    };
+    println!("{out}");
+    Ok(0)
+}
+
+fn status_table(v: &Value) -> String {
+    let mut s = format!(
+        "member {}  role {}  term {}  leader {}\ncommit {}  applied {}  last {}  snapshot {}\nvoters {}  learners {}  fills {}  duplicates {}\n",
+        cell(&v["id"]),
+        v["role"].as_str().unwrap_or("?"),
+        cell(&v["term"]),
+        cell(&v["leader"]),
+        cell(&v["commit"]),
+        cell(&v["applied"]),
+        cell(&v["last_index"]),
+        cell(&v["snapshot_index"]),
+        cell(&v["voters"]),
+        cell(&v["learners"]),
+        cell(&v["fills"]),
+        cell(&v["duplicates"])
+    );
+    if let Some(peers) = v["peers"].as_array().filter(|p| !p.is_empty()) {
+        s.push_str("peer  matched     lag  learner\n");
+        for p in peers {
+            s.push_str(&format!(
+                "{:<5} {:<10} {:>4}  {}\n",
+                cell(&p["id"]),
+                cell(&p["matched"]),
+                cell(&p["lag"]),
+                cell(&p["learner"])
+            ));
+        }
+    }
+    s.trim_end().to_owned()
+}
+
+fn positions_table(v: &Value) -> String {
+    let mut s = format!(
+        "{:<10} {:<14} {:<16} {:>14} {:>16} {:>14} {:>8}\n",
+        "account", "strategy", "instrument", "qty", "realized", "fees", "fills"
+    );
+    for p in v["positions"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "{:<10} {:<14} {:<16} {:>14} {:>16} {:>14} {:>8}\n",
+            p["account"].as_str().unwrap_or(""),
+            p["strategy"].as_str().unwrap_or(""),
+            p["instrument"].as_str().unwrap_or(""),
+            cell(&p["qty"]),
+            cell(&p["realized"]),
+            cell(&p["fees"]),
+            cell(&p["fills"])
+        ));
+    }
+    for k in v["kills"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "kill switch {} engaged={}\n",
+            cell(&k["scope"]),
+            cell(&k["engaged"])
+        ));
+    }
+    s.trim_end().to_owned()
+}
+
+fn fills_table(v: &Value) -> String {
+    let mut s = format!(
+        "{:<20} {:<10} {:>12} {:<14} {:<16} {:<4} {:>14} {:>12}\n",
+        "ts", "venue", "exec_id", "strategy", "instrument", "side", "price", "qty"
+    );
+    for f in v.as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "{:<20} {:<10} {:>12} {:<14} {:<16} {:<4} {:>14} {:>12}\n",
+            cell(&f["ts"]),
+            f["venue"].as_str().unwrap_or(""),
+            cell(&f["exec_id"]),
+            f["strategy"].as_str().unwrap_or(""),
+            f["instrument"].as_str().unwrap_or(""),
+            f["side"].as_str().unwrap_or(""),
+            cell(&f["price"]),
+            cell(&f["qty"])
+        ));
+    }
+    s.trim_end().to_owned()
+}
+
+/// A JSON value as a table cell (strings without quotes).
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
