@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs what the tests need when it is missing (today only
-# cargo-nextest; later capabilities add their services here), and keeps the build cache
-# outside the clone so repeated runs only rebuild what changed.
+# Runs the whole test suite. Installs what the build and the tests need when it is
+# missing (protoc for the etcd client's generated code, etcd itself for the tests and
+# benchmarks that start a real one, cargo-nextest), and keeps the build cache outside
+# the clone so repeated runs only rebuild what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/hft-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

@@ -220,3 +220,67 @@ fn kill_9_of_the_leader_loses_no_acknowledged_fill() {
         assert_eq!(unique, acked, "member {} lost an acknowledged fill", n.id);
     }
 }
+
+#[test]
+fn bench_ledger_measures_both_clusters_in_one_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args([
+            "bench",
+            "ledger",
+            "--samples",
+            "20",
+            "--secs",
+            "1",
+            "--concurrency",
+            "4",
+            "--batch",
+            "8",
+            "--recovery-fills",
+            "5000",
+            "--json",
+        ])
+        .output()
+        .expect("hft runs");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for k in [
+        "commit_p50_us",
+        "commit_p99_us",
+        "throughput_per_s",
+        "etcd_commit_p99_us",
+        "etcd_throughput_per_s",
+        "etcd_txn_throughput_per_s",
+        "recovery_ms",
+    ] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {v}");
+    }
+    assert!(v["commit_p99_us"].as_f64() >= v["commit_p50_us"].as_f64());
+    assert_eq!(v["recovery_fills"], 5000);
+}
+
+#[test]
+fn node_arguments_are_checked_with_a_clear_message() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_hft"))
+            .args(args)
+            .output()
+            .expect("hft runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["node", "--id", "4", "--ledger-peers", "1=127.0.0.1:1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does not list this node's id 4"), "{err}");
+    let (code, err) = run(&["node", "--id", "1", "--ledger-peers", "1=127.0.0.1:1,x"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not ID=HOST:PORT"), "{err}");
+    let (code, err) = run(&["ledger", "status", "--endpoint", "http://127.0.0.1:1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot reach the admin API"), "{err}");
+}

@@ -25,6 +25,9 @@ const DEFAULT_NAME: &str = "config/default.toml (embedded default)";
 const ENV_PREFIX: &str = "HFT_";
 /// Separator of path segments in an environment variable name.
 const ENV_SEPARATOR: &str = "__";
+/// `HFT_*` variables that belong to the CLI talking to a node (where its admin API is),
+/// not to a node's configuration.
+const CLIENT_VARS: [&str; 1] = ["HFT_ENDPOINT"];
 
 /// Loads default <- overlay (`(name, text)`) <- env and validates the result.
 pub(crate) fn load(
@@ -44,7 +47,7 @@ pub(crate) fn load(
     // and a whole-table variable (`HFT_TELEMETRY`) comes before its keys' variables.
     let mut vars: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLIENT_VARS.contains(&k.as_str()))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut settings = Vec::with_capacity(vars.len());
@@ -579,6 +582,13 @@ mod tests {
         assert!(env_path("HFT_").is_err());
         assert!(env_path("HFT_0__X").is_err());
         assert!(env_path("HFT_STRATEGIES__99999999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn the_cli_endpoint_variable_is_not_configuration() {
+        let env = |k: &str| vec![(k.to_owned(), "http://127.0.0.1:7080".to_owned())];
+        assert!(load(None, env("HFT_ENDPOINT")).is_ok());
+        assert!(load(None, env("HFT_ENDPOINTS")).is_err());
     }
 
     #[test]
