@@ -560,6 +560,34 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
         hft_cluster::run_deterministic(&config, seed, d)
     } else {
         let parts = hft_cluster::node::build(&config, seed, 0);
+        let ledger = if config.ledger.enabled {
+            Some(
+                hft_cluster::booking::SessionLedger::start(config.ledger.dir.as_deref())
+                    .map_err(|e| Exit(1, anyhow::anyhow!(e)))?,
+            )
+        } else {
+            None
+        };
+        // The simulator is a new venue every session and numbers its executions from
+        // 1: the session's start time keeps (venue, exec id) unique in a ledger kept
+        // across sessions.
+        let venue = format!(
+            "{}@{}",
+            hft_exec::SIM_VENUE,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        let booking = ledger.as_ref().map(|l| {
+            hft_cluster::booking::Booking::new(
+                l.ledger.clone(),
+                &config.ledger.account,
+                &venue,
+                parts.slots.iter().map(|s| s.name.clone()).collect(),
+                parts.specs.clone(),
+            )
+        });
         let opts = LiveOptions {
             duration: args.duration,
             shutdown: Arc::new(AtomicBool::new(false)),
@@ -568,6 +596,7 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
             status_interval: Duration::from_millis(config.telemetry.status_interval_ms),
             idle: IdleMode::Park,
             seed,
+            booking,
         };
         let tty = std::io::stderr().is_terminal() && !json_logs;
         let mut last_events = 0u64;
@@ -583,6 +612,12 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
         .map_err(|e| Exit(1, anyhow::anyhow!(e)))?;
         if tty {
             eprintln!();
+        }
+        let mut report = report;
+        if let (Some(l), Some(summary)) = (&ledger, report.ledger.as_mut()) {
+            if !l.temporary {
+                summary.dir = l.dir.display().to_string();
+            }
         }
         report
     };
@@ -1064,6 +1099,18 @@ fn summary_json(r: &SessionReport) -> serde_json::Value {
         "killed": r.killed,
         "md_dropped": r.md_dropped,
         "md_resyncs": r.md_resyncs,
+        "ledger": r.ledger.as_ref().map(|l| json!({
+            "dir": l.dir,
+            "fills": l.fills,
+            "booked": l.booked,
+            "duplicates": l.duplicates,
+            "rejected": l.rejected,
+            "retries": l.retries,
+            "reconciled": l.mismatches.is_empty(),
+            "mismatches": l.mismatches.iter().map(|m| json!({
+                "strategy": m.strategy, "instrument": m.instrument, "engine": m.engine, "ledger": m.ledger
+            })).collect::<Vec<_>>(),
+        })),
         "strategies": r.strategies.iter().map(|s| json!({
             "name": s.name,
             "symbol": s.symbol,

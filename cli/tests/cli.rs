@@ -661,3 +661,73 @@ fn backtest_stress_runs_every_scenario_and_the_position_limit_holds() {
         assert!(max <= 11.0 * 0.0001 + 1e-12, "{r}");
     }
 }
+
+#[test]
+fn a_live_session_books_every_fill_in_the_ledger_and_a_kept_ledger_continues() {
+    let dir = tmp("kept-ledger");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut total = 0u64;
+    for round in 0..2 {
+        let f = tmp(&format!("ledger-{round}.json"));
+        let o = hft()
+            .env("HFT_LEDGER__DIR", &dir)
+            .args(["run", "--duration", "2s", "--summary-json"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let s = summary(&f);
+        let l = &s["ledger"];
+        assert_eq!(l["fills"], s["fills"], "every fill reached the ledger: {l}");
+        assert_eq!(l["booked"], s["fills"], "and was booked once: {l}");
+        assert_eq!(l["reconciled"], true, "{l}");
+        assert_eq!(l["dir"], dir.display().to_string());
+        total += s["fills"].as_u64().unwrap();
+    }
+    // The kept ledger holds both sessions and rebuilds from its files.
+    let o = hft()
+        .args(["ledger", "verify", "--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["fills"], total);
+}
+
+#[test]
+fn a_corrupt_ledger_refuses_to_start_with_the_repair_command() {
+    let dir = tmp("corrupt-ledger");
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = hft()
+        .env("HFT_LEDGER__DIR", &dir)
+        .args(["run", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let seg = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    assert!(bytes.len() > 64);
+    bytes[40] ^= 0xFF; // inside an early record, with valid records after it
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = hft()
+        .env("HFT_LEDGER__DIR", &dir)
+        .args(["run", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("corrupt at byte"), "{err}");
+    assert!(err.contains("hft ledger repair --dir"), "{err}");
+    let o = hft()
+        .args(["ledger", "repair", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cut"));
+}

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod booking;
 pub mod live;
 pub mod node;
 pub mod paper;
@@ -11,7 +12,7 @@ pub mod recorder;
 pub mod report;
 pub mod ring;
 
-pub use report::{SessionReport, StrategyReport};
+pub use report::{LedgerSummary, SessionReport, StrategyReport};
 
 use hft_config::Config;
 use hft_core::NANOS_PER_SEC;

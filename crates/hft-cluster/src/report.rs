@@ -73,6 +73,27 @@ pub struct SessionReport {
     pub md_dropped: u64,
     /// Snapshots sent to engines that lost market data (live mode).
     pub md_resyncs: u64,
+    /// What the ledger booked (live mode with the ledger enabled).
+    pub ledger: Option<LedgerSummary>,
+}
+
+/// The ledger's side of a session.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerSummary {
+    /// Where the member kept its log ("" when it was a removed temporary directory).
+    pub dir: String,
+    /// Fills the gateway handed to the ledger.
+    pub fills: u64,
+    /// Fills newly booked.
+    pub booked: u64,
+    /// Fills the ledger already had.
+    pub duplicates: u64,
+    /// Fills the ledger's rules refused.
+    pub rejected: u64,
+    /// Batches proposed again after a leader change.
+    pub retries: u64,
+    /// Engines whose final positions differ from the ledger's.
+    pub mismatches: Vec<crate::booking::Mismatch>,
 }
 
 fn qty(spec: &InstrumentSpec, q: Qty) -> String {
@@ -137,6 +158,7 @@ impl SessionReport {
             killed,
             md_dropped: 0,
             md_resyncs: 0,
+            ledger: None,
         }
     }
 
@@ -231,6 +253,29 @@ impl SessionReport {
             );
             if let Some(h) = &s.halted {
                 let _ = writeln!(out, "  {}: {h}", s.name);
+            }
+        }
+        if let Some(l) = &self.ledger {
+            let _ = writeln!(
+                out,
+                "ledger: {} of {} fills booked ({} duplicate, {} refused, {} batches retried); {}",
+                l.booked,
+                l.fills,
+                l.duplicates,
+                l.rejected,
+                l.retries,
+                if l.mismatches.is_empty() {
+                    "every engine position matches the ledger".to_owned()
+                } else {
+                    format!("{} positions differ from the ledger", l.mismatches.len())
+                }
+            );
+            for m in &l.mismatches {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: engine {} ledger {} (raw units)",
+                    m.strategy, m.instrument, m.engine, m.ledger
+                );
             }
         }
         out

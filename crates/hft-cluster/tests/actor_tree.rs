@@ -38,6 +38,7 @@ fn panicking_strategy_is_restarted_then_halted_and_the_node_keeps_trading() {
         status_interval: Duration::from_secs(1),
         idle: IdleMode::Park,
         seed: 1,
+        booking: None,
     };
     let report = run(parts, opts, |_, _| {}).unwrap();
     let healthy = &report.strategies[0];
@@ -80,6 +81,7 @@ fn a_slow_engine_loses_data_then_is_resynchronised_by_snapshot() {
         status_interval: Duration::from_secs(1),
         idle: IdleMode::Park,
         seed: 2,
+        booking: None,
     };
     let report = run(parts, opts, |_, _| {}).unwrap();
     assert!(

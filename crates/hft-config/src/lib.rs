@@ -21,8 +21,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic, ErrorKind, Origin, Position};
 pub use model::{
-    Config, EngineConfig, InstrumentConfig, LogFormat, NodeConfig, SimulatorConfig, StrategyConfig,
-    StrategyKind, TelemetryConfig,
+    Config, EngineConfig, InstrumentConfig, LedgerConfig, LogFormat, NodeConfig, SimulatorConfig,
+    StrategyConfig, StrategyKind, TelemetryConfig,
 };
 
 /// The embedded default configuration: the bottom layer of every load, compiled in so a

@@ -11,9 +11,9 @@ use hft_strategy::params::{CrossArbParams, HedgeMethod, MlParams, PairsParams, T
 use hft_strategy::{MarketMakingParams, TouchParams};
 
 use crate::raw::{
-    RawConfig, RawCrossArb, RawEngine, RawInstrument, RawMarketMaking, RawMl, RawNode, RawNodeRisk,
-    RawPairs, RawSim, RawSimulator, RawStrategy, RawStrategyRisk, RawTelemetry, RawTouch,
-    RawTriangular,
+    RawConfig, RawCrossArb, RawEngine, RawInstrument, RawLedger, RawMarketMaking, RawMl, RawNode,
+    RawNodeRisk, RawPairs, RawSim, RawSimulator, RawStrategy, RawStrategyRisk, RawTelemetry,
+    RawTouch, RawTriangular,
 };
 
 /// The effective configuration of a node: embedded default, overlay file and environment
@@ -30,6 +30,8 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     /// Node-wide risk limits.
     pub risk: NodeRiskLimits,
+    /// Where fills are booked.
+    pub ledger: LedgerConfig,
     /// Tradable instruments; an instrument's id is its index here.
     pub instruments: Vec<InstrumentConfig>,
     /// Strategy instances, each bound to one instrument.
@@ -41,6 +43,18 @@ pub struct Config {
 pub struct NodeConfig {
     /// Name of the node in logs, metrics and the cluster (non-empty).
     pub name: String,
+}
+
+/// `[ledger]`: the Raft-replicated book of record of fills and positions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Book every fill in the ledger.
+    pub enabled: bool,
+    /// Member directory (WAL and snapshots); `None`: a fresh one under the system temp
+    /// directory, removed at the end of the session.
+    pub dir: Option<std::path::PathBuf>,
+    /// Account fills are booked to.
+    pub account: String,
 }
 
 /// `[telemetry]`.
@@ -236,6 +250,16 @@ impl Config {
             risk: RawNodeRisk {
                 max_gross_notional: money_string(self.risk.max_gross_notional),
                 kill_switch: self.risk.kill_switch,
+            },
+            ledger: RawLedger {
+                enabled: self.ledger.enabled,
+                dir: self
+                    .ledger
+                    .dir
+                    .as_ref()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                account: self.ledger.account.clone(),
             },
             instruments: self.instruments.iter().map(instrument_to_raw).collect(),
             strategies: self

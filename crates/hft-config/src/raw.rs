@@ -17,6 +17,7 @@ pub(crate) struct RawConfig {
     pub(crate) engine: RawEngine,
     pub(crate) simulator: RawSimulator,
     pub(crate) risk: RawNodeRisk,
+    pub(crate) ledger: RawLedger,
     pub(crate) instruments: Vec<RawInstrument>,
     pub(crate) strategies: Vec<RawStrategy>,
 }
@@ -53,6 +54,25 @@ impl Default for RawTelemetry {
             log_level: "info".into(),
             metrics_addr: String::new(),
             status_interval_ms: 1000,
+        }
+    }
+}
+
+/// `[ledger]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawLedger {
+    pub(crate) enabled: bool,
+    pub(crate) dir: String,
+    pub(crate) account: String,
+}
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: String::new(),
+            account: "main".into(),
         }
     }
 }
@@ -437,6 +457,7 @@ mod tests {
         let d = RawConfig::default();
         assert_eq!(file.node, d.node);
         assert_eq!(file.telemetry, d.telemetry);
+        assert_eq!(file.ledger, d.ledger);
         assert_eq!(file.engine, d.engine);
         assert_eq!(file.simulator, d.simulator);
         assert_eq!(file.risk, d.risk);
@@ -457,6 +478,6 @@ mod tests {
     #[test]
     fn schema_has_every_section() {
         let keys: Vec<String> = schema().keys().cloned().collect();
-        assert_eq!(keys.len(), 7, "{keys:?}");
+        assert_eq!(keys.len(), 8, "{keys:?}");
     }
 }

@@ -17,8 +17,8 @@ use hft_strategy::{MarketMakingParams, TouchParams};
 
 use crate::error::ErrorKind;
 use crate::model::{
-    Config, EngineConfig, FEE_BPS_SCALE, InstrumentConfig, LogFormat, NodeConfig, SimulatorConfig,
-    StrategyConfig, StrategyKind, TelemetryConfig,
+    Config, EngineConfig, FEE_BPS_SCALE, InstrumentConfig, LedgerConfig, LogFormat, NodeConfig,
+    SimulatorConfig, StrategyConfig, StrategyKind, TelemetryConfig,
 };
 use crate::path::FieldPath;
 use crate::raw::{RawConfig, RawInstrument, RawMarketMaking, RawSim, RawStrategy, RawStrategyRisk};
@@ -196,12 +196,28 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
         strategies.push(st);
     }
 
+    let lp = root.key("ledger");
+    let account = non_empty(lp.key("account"), &raw.ledger.account, "account = \"main\"")?;
+    if account.len() > 255 {
+        return Err(Problem::invalid(
+            lp.key("account"),
+            format!("account name of {} bytes", account.len()),
+            "at most 255 bytes",
+        ));
+    }
+    let ledger = LedgerConfig {
+        enabled: raw.ledger.enabled,
+        dir: (!raw.ledger.dir.is_empty()).then(|| std::path::PathBuf::from(&raw.ledger.dir)),
+        account,
+    };
+
     Ok(Config {
         node: NodeConfig { name },
         telemetry,
         engine,
         simulator,
         risk,
+        ledger,
         instruments,
         strategies,
     })

@@ -152,6 +152,18 @@ impl Engine {
         self.strategy.is_some()
     }
 
+    /// Makes the next client order id's sequence number at least `floor` + 1: ids up to
+    /// `floor` were used or reserved by an earlier run (the ledger's high-water mark), and
+    /// a venue must never see an id twice.
+    pub fn continue_order_ids_after(&mut self, floor: u64) {
+        self.next_seq = self.next_seq.max(floor);
+    }
+
+    /// The last client order sequence number used.
+    pub fn last_order_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The strategy instance id.
     pub fn id(&self) -> StrategyId {
         self.setup.strategy
@@ -185,6 +197,14 @@ impl Engine {
     /// Changes the trading state (supervisor halts, operator actions).
     pub fn set_trading_state(&mut self, state: TradingState) {
         self.risk.set_state(state);
+    }
+
+    /// Starts the engine from a booked position (the ledger's, at start or after a
+    /// failover) instead of flat, so risk limits and PnL continue where they were.
+    pub fn restore_position(&mut self, id: InstrumentId, position: Position) {
+        if let Some(p) = self.positions.get_mut(id.index()) {
+            *p = position;
+        }
     }
 
     /// Position in an instrument.

@@ -16,6 +16,6 @@ pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
 pub use oms::{Oms, OmsError, OmsStats};
 pub use paper::{Execution, PaperMarket, PaperStats, PaperVenue, TAKE_LEVELS, takeable};
 pub use sim_session::{SessionVenue, SimSession, SimTiming};
-pub use sim_venue::{SimVenue, VenueOutput};
+pub use sim_venue::{SIM_VENUE, SimVenue, VenueOutput};
 pub use slot::{StrategyFactory, StrategySlot};
 pub use supervision::{RestartDecision, RestartPolicy};

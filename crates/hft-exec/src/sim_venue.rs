@@ -18,6 +18,10 @@ pub trait VenueOutput {
     fn report(&mut self, report: &OrderReport);
 }
 
+/// Venue name of the built-in simulator: fills it executes are booked as ("sim",
+/// exec id), and exec ids are unique within it.
+pub const SIM_VENUE: &str = "sim";
+
 /// Simulated exchange for all instruments of a node.
 #[derive(Debug)]
 pub struct SimVenue {

@@ -454,15 +454,33 @@ fn scan(
     Ok(())
 }
 
-/// Whether a bad record at `offset` is an interrupted final write: it is the last
-/// record (its length runs to or past the end) or only zeros follow it.
+/// Whether a bad record at `offset` is an interrupted final write: only zeros follow
+/// it, or no valid record starts anywhere after it. A damaged length field also makes a
+/// record look cut short; the valid records behind it tell the two apart.
 fn is_torn_tail(bytes: &[u8], offset: usize) -> bool {
     let rest = &bytes[offset..];
-    if rest.len() < HEADER {
+    if rest.iter().all(|&b| b == 0) {
         return true;
     }
-    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-    8 + len >= rest.len() || rest.iter().all(|&b| b == 0)
+    !(offset + 1..bytes.len()).any(|p| valid_record_at(bytes, p))
+}
+
+/// Whether a whole record with a matching checksum starts at `p`.
+fn valid_record_at(bytes: &[u8], p: usize) -> bool {
+    let Some(h) = bytes.get(p..p + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
+    if len == 0 || !matches!(h[8], KIND_ENTRY | KIND_HARD_STATE | KIND_SNAPSHOT) {
+        return false;
+    }
+    let Some(body) = (p + 8)
+        .checked_add(len)
+        .and_then(|end| bytes.get(p + 8..end))
+    else {
+        return false;
+    };
+    crc32fast::hash(body) == u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"))
 }
 
 fn decode_record(kind: u8, payload: &[u8]) -> Result<Record, String> {
@@ -605,6 +623,30 @@ mod tests {
         let (ents, got) = replay_all(&d).unwrap();
         assert_eq!(got.unwrap().term, 3, "hard state survives compaction");
         assert!(ents.first().unwrap().0 <= 31 && ents.last().unwrap().0 == 40);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_length_with_records_behind_it_is_corruption_not_a_torn_tail() {
+        let d = tmp("length");
+        let (mut w, _) = Wal::open(&d, SEGMENT_BYTES, false, |_| {}).unwrap();
+        for i in 1..=4 {
+            w.append_entry(&entry(i, 1, b"payload"));
+        }
+        w.sync().unwrap();
+        drop(w);
+        let seg = d.join(format!("{:016x}.wal", 1));
+        let mut bytes = fs::read(&seg).unwrap();
+        let rec = bytes.len() / 4;
+        bytes[rec + 2] = 0x7F; // the second record now claims ~8 MB
+        fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(replay_all(&d), Err(WalError::Corrupt { .. })));
+        // The same damage in the last record is a torn write: dropped, log usable.
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[rec + 2] ^= 0x7F;
+        bytes[3 * rec + 2] = 0x7F;
+        fs::write(&seg, &bytes).unwrap();
+        assert_eq!(replay_all(&d).unwrap().0.len(), 3);
         fs::remove_dir_all(&d).unwrap();
     }
 

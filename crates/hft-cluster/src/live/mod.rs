@@ -20,7 +20,9 @@ pub use threads::{
     Clock, Control, CrashTarget, EngineLive, EngineThread, GatewayLive, GatewayThread,
 };
 
+use crate::booking::{Booking, BookingStats};
 use crate::node::NodeParts;
+use crate::report::LedgerSummary;
 use crate::report::SessionReport;
 use crate::ring::{IdleMode, Parker, ring};
 use hft_core::Nanos;
@@ -68,6 +70,8 @@ pub struct LiveOptions {
     pub idle: IdleMode,
     /// Seed (for the report).
     pub seed: u64,
+    /// Books every fill in the ledger, when set.
+    pub booking: Option<Booking>,
 }
 
 /// Runs a live session to completion and returns its summary.
@@ -78,8 +82,30 @@ pub fn run(
 ) -> Result<SessionReport, String> {
     let clock = Clock::start();
     let NodeParts {
-        venue, slots, kill, ..
+        venue,
+        mut slots,
+        kill,
+        ..
     } = parts;
+    if let Some(b) = &opts.booking {
+        b.restore_positions(&mut slots)
+            .map_err(|e| format!("cannot read positions from the ledger: {e}"))?;
+        b.reserve_order_ids(&mut slots)
+            .map_err(|e| format!("cannot reserve client order ids in the ledger: {e}"))?;
+    }
+    let booking_stop = Arc::new(AtomicBool::new(false));
+    let booking_stats = Arc::new(BookingStats::default());
+    let (booked_tx, booking_thread) = match opts.booking.clone() {
+        Some(b) => {
+            let parker = Parker::new();
+            let (tx, rx) = ring(opts.ring_capacity, &parker);
+            let t = b
+                .spawn(rx, parker, booking_stop.clone(), booking_stats.clone())
+                .map_err(|e| format!("cannot start the ledger booking thread: {e}"))?;
+            (Some(tx), Some(t))
+        }
+        None => (None, None),
+    };
     let gw_parker = Parker::new();
     let gateway_live = Arc::new(GatewayLive::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -144,6 +170,7 @@ pub fn run(
         orders: order_rxs,
         md: md_txs,
         reports: rep_txs,
+        booked: booked_tx,
         parker: gw_parker,
         clock,
         stop: stop.clone(),
@@ -233,5 +260,22 @@ pub fn run(
     );
     report.md_dropped = gateway_live.md_dropped.load(Ordering::Relaxed);
     report.md_resyncs = gateway_live.md_resyncs.load(Ordering::Relaxed);
+    if let (Some(b), Some(t)) = (&opts.booking, booking_thread) {
+        booking_stop.store(true, Ordering::SeqCst);
+        t.join().map_err(|_| "the ledger booking thread panicked")?;
+        let mismatches = b
+            .reconcile(&slots)
+            .map_err(|e| format!("cannot read positions back from the ledger: {e}"))?;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        report.ledger = Some(LedgerSummary {
+            dir: String::new(),
+            fills: n(&booking_stats.fills),
+            booked: n(&booking_stats.booked),
+            duplicates: n(&booking_stats.duplicates),
+            rejected: n(&booking_stats.rejected),
+            retries: n(&booking_stats.retries),
+            mismatches,
+        });
+    }
     Ok(report)
 }

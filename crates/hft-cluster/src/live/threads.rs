@@ -249,6 +249,8 @@ impl EngineThread {
 struct Fanout {
     md: Vec<RingTx<MarketEvent>>,
     reports: Vec<RingTx<OrderReport>>,
+    /// Fill reports to the ledger's booking thread.
+    booked: Option<RingTx<OrderReport>>,
     /// Engines that lost market data and are owed a snapshot.
     resync: Vec<bool>,
     live: Arc<GatewayLive>,
@@ -293,6 +295,15 @@ impl VenueOutput for Gateway<'_> {
     }
 
     fn report(&mut self, r: &OrderReport) {
+        if let (OrderReportKind::Fill(_), Some(tx)) = (&r.kind, self.fanout.booked.as_mut()) {
+            // Never dropped either: a fill the ledger misses is a position nobody can
+            // reconcile.
+            let mut item = *r;
+            while let Err(back) = tx.push(item) {
+                item = back;
+                std::thread::yield_now();
+            }
+        }
         let Some(tx) = self.fanout.reports.get_mut(r.cl_ord_id.strategy().index()) else {
             return;
         };
@@ -315,6 +326,8 @@ pub struct GatewayThread {
     pub md: Vec<RingTx<MarketEvent>>,
     /// Reports to each engine.
     pub reports: Vec<RingTx<OrderReport>>,
+    /// Fill reports to the ledger's booking thread, when fills are booked.
+    pub booked: Option<RingTx<OrderReport>>,
     /// This thread's parker.
     pub parker: Arc<Parker>,
     /// Shared clock.
@@ -344,6 +357,7 @@ impl GatewayThread {
         let mut fanout = Fanout {
             md: std::mem::take(&mut self.md),
             reports: std::mem::take(&mut self.reports),
+            booked: self.booked.take(),
             resync: vec![false; n_engines],
             live: self.live.clone(),
         };
