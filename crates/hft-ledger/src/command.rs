@@ -339,7 +339,17 @@ impl Reader<'_> {
                         });
                     }
                 };
-                let engaged = self.u8("kill engaged")? != 0;
+                let at = self.at;
+                let engaged = match self.u8("kill engaged")? {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        return Err(DecodeError {
+                            what: "kill flag is neither released (0) nor engaged (1)",
+                            at,
+                        });
+                    }
+                };
                 let ts = self.u64("kill timestamp")?;
                 Ok(Command::Kill { scope, engaged, ts })
             }
@@ -442,6 +452,14 @@ pub(crate) mod tests {
         }
         set_batch_len(&mut inc, 1, 2);
         assert_eq!(&inc[1..], &whole[..]);
+    }
+
+    #[test]
+    fn a_kill_flag_other_than_0_or_1_is_refused() {
+        // Found by the ledger_entry fuzz target: decoding must be canonical, or two
+        // encodings of one batch would exist.
+        let bytes = [1, 1, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(decode_batch(&bytes).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -312,11 +312,18 @@ async fn read_loop(
     let from = check_hello(&buf, cluster, id, book)?;
     while read_frame(&mut stream, &mut buf).await? {
         let m = Message::parse_from_bytes(&buf).map_err(|e| format!("bad frame: {e}"))?;
-        if m.from != from || m.to != id {
-            return Err(format!(
-                "frame from {} to {} on the connection of member {from}",
-                m.from, m.to
-            ));
+        // A follower forwards a leadership transfer with the transferee as sender;
+        // every other message comes from the member that opened the connection.
+        let forwarded = m.get_msg_type() == MessageType::MsgTransferLeader;
+        if m.to != id || (m.from != from && !forwarded) {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                member = id,
+                "dropped a frame from {} to {} on the connection of member {from}",
+                m.from,
+                m.to
+            );
+            continue;
         }
         stats.received.fetch_add(1, Ordering::Relaxed);
         if !inbox.deliver(m) {

@@ -70,6 +70,33 @@ fn three_members_over_tcp_replicate_and_refuse_strangers() {
         let o = propose(ms[(r % 3) as usize].as_ref().unwrap(), cmds);
         assert_eq!(o.applied, 5);
     }
+    // Leadership moves when a follower asks for it (raft-rs forwards the request with
+    // the transferee as sender).
+    let roles: Vec<String> = ms
+        .iter()
+        .flatten()
+        .map(|m| wait(m.ledger.status(), LONG).unwrap().role)
+        .collect();
+    let lead = roles.iter().position(|r| r == "Leader").unwrap();
+    let (asker, target) = ((lead + 1) % 3, (lead + 2) % 3);
+    ms[asker]
+        .as_ref()
+        .unwrap()
+        .ledger
+        .transfer_leader(target as u64 + 1);
+    let end = Instant::now() + LONG;
+    while wait(ms[target].as_ref().unwrap().ledger.status(), LONG)
+        .unwrap()
+        .role
+        != "Leader"
+    {
+        assert!(
+            Instant::now() < end,
+            "leadership did not move to {}",
+            target + 1
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // A stranger (another cluster's hello, then garbage) is refused and counted.
     let before: u64 = ms
         .iter()
