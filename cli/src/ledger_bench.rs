@@ -168,6 +168,7 @@ fn bench_ledger(
                 "bench",
                 addrs[id as usize - 1],
                 peers.clone(),
+                None,
                 rt.handle(),
             )
             .map_err(|e| anyhow!("ledger member {id}: {e}"))?,

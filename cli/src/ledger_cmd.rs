@@ -37,6 +37,16 @@ pub struct NodeArgs {
     /// Admin API address.
     #[arg(long, default_value = "127.0.0.1:7080")]
     admin: SocketAddr,
+    /// This member's certificate chain (PEM) for mutual TLS between members; it must
+    /// name the host of its ledger address.
+    #[arg(long)]
+    ledger_tls_cert: Option<PathBuf>,
+    /// The private key of --ledger-tls-cert (PEM).
+    #[arg(long)]
+    ledger_tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) that signs every member's certificate.
+    #[arg(long)]
+    ledger_tls_ca: Option<PathBuf>,
     /// Raft tick in ms (election after 10-20 ticks, heartbeat every 2).
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
@@ -100,7 +110,27 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         .enable_all()
         .build()
         .map_err(|e| Exit(1, e.into()))?;
-    let member = start_tcp(cfg, &args.cluster, listen, peers, rt.handle())
+    let tls = match (
+        &args.ledger_tls_cert,
+        &args.ledger_tls_key,
+        &args.ledger_tls_ca,
+    ) {
+        (None, None, None) => None,
+        (Some(c), Some(k), Some(ca)) => Some(
+            hft_ledger::transport::PeerTls::from_files(c, k, ca)
+                .map_err(|e| Exit(2, anyhow!("ledger TLS: {e}")))?,
+        ),
+        _ => {
+            return Err(Exit(
+                2,
+                anyhow!(
+                    "ledger TLS needs all of --ledger-tls-cert, --ledger-tls-key and \
+                     --ledger-tls-ca (or none of them)"
+                ),
+            ));
+        }
+    };
+    let member = start_tcp(cfg, &args.cluster, listen, peers, tls, rt.handle())
         .map_err(|e| Exit(1, anyhow!("{e}")))?;
     tracing::info!(
         member = args.id,

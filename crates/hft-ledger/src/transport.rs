@@ -1,6 +1,9 @@
 //! Raft traffic between members over TCP: length-prefixed protobuf frames, one
 //! connection per peer and direction, batched writes, reconnects with backoff.
 //!
+//! With [`PeerTls`] configured, connections are mutual TLS: every member presents a
+//! certificate signed by the cluster's CA and accepts only peers that do.
+//!
 //! Every connection opens with a hello naming the cluster and both member ids; a
 //! listener refuses a hello from another cluster, from a member it does not know or
 //! addressed to another member, and any later frame whose sender or receiver differs
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -41,6 +44,104 @@ pub struct TransportStats {
     pub connects: AtomicU64,
 }
 
+/// Mutual TLS between members.
+#[derive(Clone)]
+pub struct PeerTls {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+impl PeerTls {
+    /// From PEM: this member's certificate chain and private key, and the cluster CA
+    /// certificate(s) that sign every member's certificate. A member's certificate must
+    /// name the host part of its ledger address (IP or DNS subject alternative name).
+    pub fn from_pem(cert_chain: &[u8], key: &[u8], ca: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("member certificate: {e}"))?;
+        if chain.is_empty() {
+            return Err("member certificate: no PEM certificate found".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("member key: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca) {
+            let c = c.map_err(|e| format!("CA certificate: {e}"))?;
+            roots.add(c).map_err(|e| format!("CA certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("CA certificate: no PEM certificate found".into());
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| format!("member certificate and key: {e}"))?;
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("member certificate and key: {e}"))?;
+        Ok(Self {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+
+    /// [`PeerTls::from_pem`] from files.
+    pub fn from_files(
+        cert_chain: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> Result<Self, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        Self::from_pem(&read(cert_chain)?, &read(key)?, &read(ca)?)
+    }
+}
+
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// Connects to a peer, with TLS when configured.
+async fn connect(addr: &str, tls: Option<&PeerTls>) -> Result<Writer, String> {
+    let tcp = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(Box::new(tcp));
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.client.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+    Ok(Box::new(stream))
+}
+
 /// Member ids and addresses, shared by the sender and the listener so a membership
 /// change updates both.
 pub type AddressBook = Arc<RwLock<BTreeMap<u64, String>>>;
@@ -54,10 +155,12 @@ pub struct TcpTransport {
     peers: HashMap<u64, mpsc::UnboundedSender<Message>>,
     inbox: Inbox,
     stats: Arc<TransportStats>,
+    tls: Option<PeerTls>,
 }
 
 impl TcpTransport {
-    /// A transport for member `id` of `cluster`, knowing the peers in `book`.
+    /// A transport for member `id` of `cluster`, knowing the peers in `book`; TLS when
+    /// `tls` is set.
     pub fn new(
         rt: tokio::runtime::Handle,
         cluster: &str,
@@ -65,6 +168,7 @@ impl TcpTransport {
         book: AddressBook,
         inbox: Inbox,
         stats: Arc<TransportStats>,
+        tls: Option<PeerTls>,
     ) -> Self {
         Self {
             id,
@@ -74,6 +178,7 @@ impl TcpTransport {
             peers: HashMap::new(),
             inbox,
             stats,
+            tls,
         }
     }
 
@@ -88,6 +193,7 @@ impl TcpTransport {
                 rx,
                 self.inbox.clone(),
                 self.stats.clone(),
+                self.tls.clone(),
             ));
             self.peers.insert(to, tx);
         }
@@ -149,14 +255,15 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Message>,
     inbox: Inbox,
     stats: Arc<TransportStats>,
+    tls: Option<PeerTls>,
 ) {
     let mut backoff = Duration::from_millis(20);
     let mut buf = Vec::with_capacity(WRITE_BATCH);
     loop {
-        let conn = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await;
-        let mut stream = match conn {
-            Ok(Ok(s)) => s,
-            _ => {
+        let mut stream = match connect(&addr, tls.as_ref()).await {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::debug!(peer = %addr, "ledger peer unreachable: {why}");
                 // Unreachable: what is queued is stale by the time it could arrive, and
                 // Raft re-sends what matters.
                 while let Ok(m) = rx.try_recv() {
@@ -174,7 +281,6 @@ async fn write_loop(
             }
         };
         backoff = Duration::from_millis(20);
-        let _ = stream.set_nodelay(true);
         buf.clear();
         push_frame(&mut buf, &hello);
         if stream.write_all(&buf).await.is_err() {
@@ -211,8 +317,8 @@ async fn write_loop(
     }
 }
 
-/// Accepts peer connections for member `id` of `cluster` and delivers their messages to
-/// `inbox` until the listener fails.
+/// Accepts peer connections for member `id` of `cluster` (mutual TLS when `tls` is set)
+/// and delivers their messages to `inbox` until the task is aborted.
 pub async fn serve(
     listener: TcpListener,
     cluster: String,
@@ -220,17 +326,39 @@ pub async fn serve(
     book: AddressBook,
     inbox: Inbox,
     stats: Arc<TransportStats>,
+    tls: Option<PeerTls>,
 ) {
     let cluster = Arc::new(cluster);
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server));
     loop {
-        let Ok((stream, from_addr)) = listener.accept().await else {
+        let Ok((tcp, from_addr)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (cluster, book, inbox, stats) =
-            (cluster.clone(), book.clone(), inbox.clone(), stats.clone());
+        let (cluster, book, inbox, stats, acceptor) = (
+            cluster.clone(),
+            book.clone(),
+            inbox.clone(),
+            stats.clone(),
+            acceptor.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(why) = read_loop(stream, &cluster, id, &book, &inbox, &stats).await {
+            let _ = tcp.set_nodelay(true);
+            let stream: Result<Reader, String> = match acceptor {
+                None => Ok(Box::new(tcp)),
+                Some(a) => tokio::time::timeout(Duration::from_secs(5), a.accept(tcp))
+                    .await
+                    .map_err(|_| "no TLS handshake within 5 s".to_owned())
+                    .and_then(|r| {
+                        r.map(|s| Box::new(s) as Reader)
+                            .map_err(|e| format!("TLS handshake: {e}"))
+                    }),
+            };
+            let res = match stream {
+                Ok(s) => read_loop(s, &cluster, id, &book, &inbox, &stats).await,
+                Err(e) => Err(e),
+            };
+            if let Err(why) = res {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(member = id, peer = %from_addr, "ledger connection refused: {why}");
             }
@@ -238,7 +366,7 @@ pub async fn serve(
     }
 }
 
-async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, String> {
+async fn read_frame(s: &mut Reader, buf: &mut Vec<u8>) -> Result<bool, String> {
     let mut len = [0u8; 4];
     match s.read_exact(&mut len).await {
         Ok(_) => {}
@@ -294,14 +422,13 @@ fn check_hello(h: &[u8], cluster: &str, id: u64, book: &AddressBook) -> Result<u
 }
 
 async fn read_loop(
-    mut stream: TcpStream,
+    mut stream: Reader,
     cluster: &str,
     id: u64,
     book: &AddressBook,
     inbox: &Inbox,
     stats: &TransportStats,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let got = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream, &mut buf))
         .await
@@ -363,12 +490,14 @@ impl Drop for TcpMember {
 }
 
 /// Starts a member that listens on `listen` and reaches its peers at the addresses in
-/// `peers` (which should include itself), with its transport on `rt`.
+/// `peers` (which should include itself), with its transport on `rt`, over mutual TLS
+/// when `tls` is set.
 pub fn start_tcp(
     cfg: crate::MemberConfig,
     cluster: &str,
     listen: std::net::SocketAddr,
     peers: BTreeMap<u64, String>,
+    tls: Option<PeerTls>,
     rt: &tokio::runtime::Handle,
 ) -> Result<TcpMember, crate::LedgerError> {
     let id = cfg.id;
@@ -386,7 +515,15 @@ pub fn start_tcp(
     let mut inbox_out = None;
     let (ledger, thread, recovery) = crate::Ledger::start(cfg, |inbox| {
         inbox_out = Some(inbox.clone());
-        TcpTransport::new(rt.clone(), cluster, id, book.clone(), inbox, stats.clone())
+        TcpTransport::new(
+            rt.clone(),
+            cluster,
+            id,
+            book.clone(),
+            inbox,
+            stats.clone(),
+            tls.clone(),
+        )
     })?;
     let inbox = inbox_out.expect("transport built");
     let listener = {
@@ -401,6 +538,7 @@ pub fn start_tcp(
         book,
         inbox,
         stats.clone(),
+        tls,
     ));
     Ok(TcpMember {
         ledger,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{fill, wait};
 use hft_core::Side;
-use hft_ledger::transport::{TcpMember, start_tcp};
+use hft_ledger::transport::{PeerTls, TcpMember, start_tcp};
 use hft_ledger::{Command, MemberConfig};
 
 const LONG: Duration = Duration::from_secs(20);
@@ -27,6 +27,7 @@ fn member(
     dir: &std::path::Path,
     id: u64,
     addrs: &[SocketAddr],
+    tls: Option<PeerTls>,
     rt: &tokio::runtime::Runtime,
 ) -> TcpMember {
     let mut cfg = MemberConfig::new(id, vec![1, 2, 3], dir.join(format!("m{id}")));
@@ -36,7 +37,7 @@ fn member(
         .enumerate()
         .map(|(i, a)| (i as u64 + 1, a.to_string()))
         .collect();
-    start_tcp(cfg, "test", addrs[id as usize - 1], peers, rt.handle()).unwrap()
+    start_tcp(cfg, "test", addrs[id as usize - 1], peers, tls, rt.handle()).unwrap()
 }
 
 fn propose(m: &TcpMember, cmds: Vec<Command>) -> hft_ledger::Outcome {
@@ -61,7 +62,7 @@ fn three_members_over_tcp_replicate_and_refuse_strangers() {
     let _ = std::fs::remove_dir_all(&dir);
     let addrs = free_addrs(3);
     let mut ms: Vec<Option<TcpMember>> = (1..=3)
-        .map(|id| Some(member(&dir, id, &addrs, &rt)))
+        .map(|id| Some(member(&dir, id, &addrs, None, &rt)))
         .collect();
     for r in 0..20u64 {
         let cmds = (0..5)
@@ -132,7 +133,7 @@ fn three_members_over_tcp_replicate_and_refuse_strangers() {
         ms[0].as_ref().unwrap(),
         vec![Command::Fill(fill("x", 1000, Side::Sell, 1))],
     );
-    ms[2] = Some(member(&dir, 3, &addrs, &rt));
+    ms[2] = Some(member(&dir, 3, &addrs, None, &rt));
     let end = Instant::now() + LONG;
     loop {
         let st: Vec<_> = ms
@@ -160,5 +161,97 @@ fn three_members_over_tcp_replicate_and_refuse_strangers() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(ms);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A CA and one member certificate per name, as PEM: (ca, [(cert, key)]).
+fn pki(names: &[&str]) -> (String, Vec<(String, String)>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaves = names
+        .iter()
+        .map(|n| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![(*n).to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca.pem(), leaves)
+}
+
+#[test]
+fn members_over_mutual_tls_replicate_and_refuse_a_certificate_of_another_ca() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("hft-ledger-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addrs = free_addrs(3);
+    let (ca, leaves) = pki(&["127.0.0.1", "127.0.0.1", "127.0.0.1"]);
+    let tls = |k: usize| {
+        Some(
+            PeerTls::from_pem(
+                leaves[k].0.as_bytes(),
+                leaves[k].1.as_bytes(),
+                ca.as_bytes(),
+            )
+            .unwrap(),
+        )
+    };
+    let ms: Vec<TcpMember> = (1..=2u64)
+        .map(|id| member(&dir, id, &addrs, tls(id as usize - 1), &rt))
+        .collect();
+    // Member 3's identity, but a certificate from another CA: refused by both.
+    let (other_ca, other) = pki(&["127.0.0.1"]);
+    let intruder = PeerTls::from_pem(
+        other[0].0.as_bytes(),
+        other[0].1.as_bytes(),
+        other_ca.as_bytes(),
+    )
+    .unwrap();
+    let fake = member(&dir.join("fake"), 3, &addrs, Some(intruder), &rt);
+    // Two of three voters are a quorum: the real members commit without member 3.
+    let o = propose(
+        &ms[0],
+        (0..4)
+            .map(|i| Command::Fill(fill("x", i, Side::Buy, 1)))
+            .collect(),
+    );
+    assert_eq!(o.applied, 4);
+    let end = Instant::now() + LONG;
+    while ms
+        .iter()
+        .map(|m| m.stats.rejected.load(Ordering::Relaxed))
+        .sum::<u64>()
+        == 0
+    {
+        assert!(
+            Instant::now() < end,
+            "the foreign certificate was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = wait(fake.ledger.status(), LONG).unwrap();
+    assert_eq!(s.fills, 0, "the impostor received nothing");
+    fake.stop();
+    // The real member 3 joins over TLS and catches up.
+    let m3 = member(&dir, 3, &addrs, tls(2), &rt);
+    let end = Instant::now() + LONG;
+    while wait(m3.ledger.status(), LONG).unwrap().fills != 4 {
+        assert!(Instant::now() < end, "member 3 did not catch up over TLS");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Bad PEM is a clear error, not a panic.
+    let e = PeerTls::from_pem(b"not pem", leaves[0].1.as_bytes(), ca.as_bytes()).unwrap_err();
+    assert!(e.contains("member certificate"), "{e}");
+    drop(ms);
+    drop(m3);
     let _ = std::fs::remove_dir_all(&dir);
 }
