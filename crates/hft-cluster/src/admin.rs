@@ -163,6 +163,20 @@ fn no_ledger() -> HttpResponse {
     )
 }
 
+/// Parses a JSON body, naming the field at fault (`[0].side: unknown variant ...`).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = if path == "." {
+            format!("request body: {}", e.inner())
+        } else {
+            format!("request body at {path}: {}", e.inner())
+        };
+        error(actix_web::http::StatusCode::BAD_REQUEST, msg)
+    })
+}
+
 /// Waits for a ledger reply, mapping a timeout or a dropped reply to 503.
 async fn ledger_call<T>(
     rx: tokio::sync::oneshot::Receiver<Result<T, LedgerError>>,
@@ -285,9 +299,13 @@ async fn fills(st: web::Data<AdminState>, q: web::Query<FillsQuery>) -> HttpResp
     }
 }
 
-async fn propose_fills(st: web::Data<AdminState>, body: web::Json<Vec<FillJson>>) -> HttpResponse {
+async fn propose_fills(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
     let Some(l) = &st.ledger else {
         return no_ledger();
+    };
+    let body: Vec<FillJson> = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     if body.is_empty() {
         return error(
@@ -295,11 +313,7 @@ async fn propose_fills(st: web::Data<AdminState>, body: web::Json<Vec<FillJson>>
             "body: expected a non-empty array of fills",
         );
     }
-    let cmds = body
-        .into_inner()
-        .into_iter()
-        .map(|f| Command::Fill(f.into()))
-        .collect();
+    let cmds = body.into_iter().map(|f| Command::Fill(f.into())).collect();
     match ledger_call(l.propose(cmds)).await {
         Ok(o) => HttpResponse::Ok().json(json!({
             "index": o.index, "applied": o.applied, "duplicates": o.duplicates, "rejected": o.rejected
@@ -325,9 +339,13 @@ enum MemberAction {
     Remove,
 }
 
-async fn members(st: web::Data<AdminState>, body: web::Json<MemberReq>) -> HttpResponse {
+async fn members(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
     let Some(l) = &st.ledger else {
         return no_ledger();
+    };
+    let body: MemberReq = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     if body.id == 0 {
         return error(
@@ -358,9 +376,13 @@ struct TransferReq {
     to: u64,
 }
 
-async fn transfer(st: web::Data<AdminState>, body: web::Json<TransferReq>) -> HttpResponse {
+async fn transfer(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
     let Some(l) = &st.ledger else {
         return no_ledger();
+    };
+    let body: TransferReq = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     l.transfer_leader(body.to);
     HttpResponse::Accepted().json(json!({ "transfer_to": body.to }))
@@ -368,16 +390,6 @@ async fn transfer(st: web::Data<AdminState>, body: web::Json<TransferReq>) -> Ht
 
 /// The routes, for the server and for tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let json_errors = web::JsonConfig::default()
-        .limit(16 << 20)
-        .error_handler(|err, _req| {
-            let msg = format!("request body: {err}");
-            actix_web::error::InternalError::from_response(
-                err,
-                error(actix_web::http::StatusCode::BAD_REQUEST, msg),
-            )
-            .into()
-        });
     let query_errors = web::QueryConfig::default().error_handler(|err, _req| {
         let msg = format!("query: {err}");
         actix_web::error::InternalError::from_response(
@@ -386,7 +398,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .into()
     });
-    cfg.app_data(json_errors)
+    cfg.app_data(web::PayloadConfig::new(16 << 20))
         .app_data(query_errors)
         .route("/v1/ledger/status", web::get().to(status))
         .route("/v1/ledger/hash", web::get().to(hash))

@@ -1,0 +1,114 @@
+//! The admin API's ledger endpoints over real HTTP: proposals, reads, and bad requests
+//! answered 4xx with the field named.
+
+use std::time::Duration;
+
+use hft_cluster::admin::{AdminState, serve};
+use hft_cluster::booking::SessionLedger;
+use serde_json::{Value, json};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let a = agent();
+    let r = match (method, body) {
+        ("GET", _) => a.get(url).call(),
+        (_, Some(b)) => a
+            .post(url)
+            .header("content-type", "application/json")
+            .send(b),
+        _ => a.post(url).send_empty(),
+    };
+    let mut r = r.expect("the server answers");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn fill(exec_id: u64, side: &str, qty: i64) -> Value {
+    json!({
+        "venue": "sim", "exec_id": exec_id, "account": "main", "strategy": "mm",
+        "instrument": "BTC-USD", "price_scale": 2, "qty_scale": 3, "side": side,
+        "price": 6_500_000, "qty": qty, "fee": 2, "liquidity": "taker",
+        "cl_ord_id": exec_id, "ts": 1_000 + exec_id
+    })
+}
+
+#[test]
+fn ledger_endpoints_book_read_and_refuse_bad_requests() {
+    let dir = std::env::temp_dir().join(format!("hft-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let l = SessionLedger::start(Some(&dir)).unwrap();
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminState {
+            ledger: Some(l.ledger.clone()),
+        },
+    )
+    .unwrap();
+    let url = |p: &str| format!("http://{}{p}", srv.addr);
+
+    let body = json!([fill(1, "buy", 500), fill(2, "sell", 200)]).to_string();
+    let (st, v) = call("POST", &url("/v1/ledger/fills"), Some(&body));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["applied"], 2);
+    let (st, v) = call("POST", &url("/v1/ledger/fills"), Some(&body));
+    assert_eq!((st, &v["duplicates"]), (200, &json!(2)), "{v}");
+
+    let (st, v) = call("GET", &url("/v1/ledger/positions"), None);
+    assert_eq!(st, 200);
+    assert_eq!(v["positions"][0]["qty"], 300);
+    assert_eq!(v["positions"][0]["fills"], 2);
+    let (_, v) = call("GET", &url("/v1/ledger/fills?since=1002&limit=10"), None);
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["exec_id"], 2);
+    let (_, v) = call("GET", &url("/v1/ledger/status"), None);
+    assert_eq!(v["role"], "Leader");
+    assert_eq!(v["fills"], 2);
+    let (_, v) = call("GET", &url("/v1/ledger/hash"), None);
+    assert_eq!(v["hash"].as_str().unwrap().len(), 64);
+
+    // Bad requests: 400 naming what is wrong; nothing is booked.
+    let (st, v) = call("POST", &url("/v1/ledger/fills"), Some("[{\"venue\": 5}]"));
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("venue"), "{v}");
+    let mut f = fill(3, "buy", 1);
+    f["side"] = json!("long");
+    let (st, v) = call(
+        "POST",
+        &url("/v1/ledger/fills"),
+        Some(&json!([f]).to_string()),
+    );
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("long"), "{v}");
+    let (st, v) = call(
+        "POST",
+        &url("/v1/ledger/fills"),
+        Some(&json!([fill(4, "buy", 0)]).to_string()),
+    );
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("quantity"), "{v}");
+    let (st, _) = call("POST", &url("/v1/ledger/fills"), Some("[]"));
+    assert_eq!(st, 400);
+    let (st, v) = call(
+        "POST",
+        &url("/v1/ledger/members"),
+        Some("{\"action\": \"add-learner\", \"id\": 7}"),
+    );
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("addr"), "{v}");
+    let (st, _) = call("GET", &url("/v1/ledger/fills?since=yesterday"), None);
+    assert_eq!(st, 400);
+    let (st, _) = call("GET", &url("/v1/nothing"), None);
+    assert_eq!(st, 404);
+    let (_, v) = call("GET", &url("/v1/ledger/status"), None);
+    assert_eq!(v["fills"], 2, "no bad request booked anything");
+    drop(srv);
+    drop(l);
+    let _ = std::fs::remove_dir_all(&dir);
+}
