@@ -47,6 +47,9 @@ pub struct NodeArgs {
     /// The cluster CA certificate (PEM) that signs every member's certificate.
     #[arg(long)]
     ledger_tls_ca: Option<PathBuf>,
+    /// Configuration overlay: its `[[instruments]]` are the ones fills may name.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Raft tick in ms (election after 10-20 ticks, heartbeat every 2).
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
@@ -103,7 +106,10 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     } else {
         peers.keys().copied().collect()
     };
+    let config = crate::load_config(args.config.as_deref())?;
+    let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
+    cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -562,8 +562,11 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
         let parts = hft_cluster::node::build(&config, seed, 0);
         let ledger = if config.ledger.enabled {
             Some(
-                hft_cluster::booking::SessionLedger::start(config.ledger.dir.as_deref())
-                    .map_err(|e| Exit(1, anyhow::anyhow!(e)))?,
+                hft_cluster::booking::SessionLedger::start(
+                    config.ledger.dir.as_deref(),
+                    &parts.specs,
+                )
+                .map_err(|e| Exit(1, anyhow::anyhow!(e)))?,
             )
         } else {
             None

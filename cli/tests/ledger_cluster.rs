@@ -86,19 +86,27 @@ fn get(admin: &str, path: &str) -> Option<Value> {
 fn fill(exec_id: u64) -> Value {
     json!([{
         "venue": "sim", "exec_id": exec_id, "account": "main", "strategy": "mm",
-        "instrument": "BTC-USD", "price_scale": 2, "qty_scale": 3,
+        "instrument": "BTC-USD", "price_scale": 2, "qty_scale": 4,
         "side": if exec_id % 3 == 0 { "sell" } else { "buy" },
         "price": 6_500_000 + exec_id as i64, "qty": 10, "fee": 1,
         "liquidity": "maker", "cl_ord_id": exec_id, "ts": 1_000 + exec_id
     }])
 }
 
-/// Proposes one fill through `admin`; true when the ledger acknowledged it.
+/// Proposes one fill through `admin`; true when the ledger acknowledged it. A refusal
+/// (4xx) fails the test at once: retrying cannot help it.
 fn propose(admin: &str, exec_id: u64) -> bool {
     let r = agent()
         .post(format!("http://{admin}/v1/ledger/fills"))
         .send_json(fill(exec_id));
-    matches!(r, Ok(resp) if resp.status().is_success())
+    match r {
+        Ok(mut resp) if resp.status().is_client_error() => panic!(
+            "fill refused: {}",
+            resp.body_mut().read_to_string().unwrap_or_default()
+        ),
+        Ok(resp) => resp.status().is_success(),
+        Err(_) => false,
+    }
 }
 
 fn leader(c: &Cluster) -> Option<u64> {

@@ -247,6 +247,14 @@ impl Booking {
     }
 }
 
+/// The ledger's instrument table from the node's specs: name -> (price, qty) scales.
+pub fn known_instruments(specs: &[InstrumentSpec]) -> std::collections::BTreeMap<String, (u8, u8)> {
+    specs
+        .iter()
+        .map(|s| (s.symbol.clone(), (s.price_scale, s.qty_scale)))
+        .collect()
+}
+
 /// The single in-process ledger member of `hft run`.
 pub struct SessionLedger {
     /// Handle.
@@ -260,8 +268,9 @@ pub struct SessionLedger {
 
 impl SessionLedger {
     /// Recovers (or creates) the member in `dir` (a fresh temporary directory when
-    /// `None`) and waits until it leads.
-    pub fn start(dir: Option<&std::path::Path>) -> Result<Self, String> {
+    /// `None`) and waits until it leads. Fills of instruments outside `specs` are refused
+    /// before they are proposed.
+    pub fn start(dir: Option<&std::path::Path>, specs: &[InstrumentSpec]) -> Result<Self, String> {
         let (dir, temporary) = match dir {
             Some(d) => (d.to_owned(), false),
             None => (
@@ -272,7 +281,8 @@ impl SessionLedger {
         if temporary {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let cfg = hft_ledger::MemberConfig::new(1, vec![1], &dir);
+        let mut cfg = hft_ledger::MemberConfig::new(1, vec![1], &dir);
+        cfg.instruments = Some(known_instruments(specs));
         let (ledger, thread, rec) = Ledger::start(cfg, |_| hft_ledger::Lone)
             .map_err(|e| format!("ledger in {}: {e}", dir.display()))?;
         // A lone voter would elect itself after an election timeout; ask at once.

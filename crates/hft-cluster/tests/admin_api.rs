@@ -43,7 +43,15 @@ fn fill(exec_id: u64, side: &str, qty: i64) -> Value {
 fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     let dir = std::env::temp_dir().join(format!("hft-admin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let l = SessionLedger::start(Some(&dir)).unwrap();
+    let specs = [hft_core::InstrumentSpec::new(
+        hft_core::InstrumentId(0),
+        "BTC-USD",
+        2,
+        3,
+        hft_core::Price(1),
+        hft_core::Qty(1),
+    )];
+    let l = SessionLedger::start(Some(&dir), &specs).unwrap();
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {
@@ -93,6 +101,18 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     );
     assert_eq!(st, 400);
     assert!(v["error"].as_str().unwrap().contains("quantity"), "{v}");
+    let mut f = fill(5, "buy", 1);
+    f["instrument"] = json!("DOGE-USD");
+    let (st, v) = call(
+        "POST",
+        &url("/v1/ledger/fills"),
+        Some(&json!([f]).to_string()),
+    );
+    assert_eq!(st, 400);
+    assert!(
+        v["error"].as_str().unwrap().contains("unknown instrument"),
+        "{v}"
+    );
     let (st, _) = call("POST", &url("/v1/ledger/fills"), Some("[]"));
     assert_eq!(st, 400);
     let (st, v) = call(
