@@ -114,6 +114,62 @@ fn micros(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64
 }
 
+/// Times `samples` sequential writes (`write(i)` writes record `i`) after 50 warm-up
+/// writes; returns (p50, p99) in µs.
+async fn latency<F, Fut>(samples: usize, mut write: F) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for i in 0..50 {
+        write(10_000_000 + i).await?;
+    }
+    let mut h = Histogram::<u64>::new(3)?;
+    for i in 0..samples as u64 {
+        let t = Instant::now();
+        write(i).await?;
+        h.record(t.elapsed().as_micros() as u64)?;
+    }
+    Ok((micros(&h, 0.5), micros(&h, 0.99)))
+}
+
+/// Runs `writers` concurrent writers for `phase`; each call `write(first)` writes the
+/// `per` records numbered from `first`. Returns records written per second.
+fn throughput<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    writers: usize,
+    phase: Duration,
+    per: u64,
+    write: F,
+) -> anyhow::Result<f64>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(1_000_000_000));
+    let done = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let end = t + phase;
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..writers {
+            let (next, done, write) = (next.clone(), done.clone(), write.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    write(next.fetch_add(per, Ordering::Relaxed)).await?;
+                    done.fetch_add(per, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64())
+}
+
 /// Runs the whole comparison.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
     if !etcd_available(&opts.etcd_bin) {
@@ -176,42 +232,13 @@ fn bench_ledger(
     }
     let leader = rt.block_on(wait_leader(&members))?;
     let l = members[leader].ledger.clone();
-    // Warm-up: connections, first entries.
-    for i in 0..50 {
-        rt.block_on(propose(&l, vec![fill_cmd(10_000_000 + i)]))?;
-    }
-    let mut h = Histogram::<u64>::new(3)?;
-    for i in 0..opts.samples as u64 {
-        let t = Instant::now();
-        rt.block_on(propose(&l, vec![fill_cmd(i)]))?;
-        h.record(t.elapsed().as_micros() as u64)?;
-    }
-    rep.commit_p50_us = micros(&h, 0.5);
-    rep.commit_p99_us = micros(&h, 0.99);
-    let next = Arc::new(AtomicU64::new(1_000_000_000));
-    let done = Arc::new(AtomicU64::new(0));
-    let t = Instant::now();
-    let end = t + opts.phase;
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..opts.concurrency {
-            let (l, next, done, batch) = (l.clone(), next.clone(), done.clone(), opts.batch);
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < end {
-                    let first = next.fetch_add(batch as u64, Ordering::Relaxed);
-                    let cmds = (first..first + batch as u64).map(fill_cmd).collect();
-                    propose(&l, cmds).await?;
-                    done.fetch_add(batch as u64, Ordering::Relaxed);
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
-        anyhow::Ok(())
+    (rep.commit_p50_us, rep.commit_p99_us) =
+        rt.block_on(latency(opts.samples, |i| propose(&l, vec![fill_cmd(i)])))?;
+    let batch = opts.batch as u64;
+    rep.throughput_per_s = throughput(rt, opts.concurrency, opts.phase, batch, move |first| {
+        let l = l.clone();
+        async move { propose(&l, (first..first + batch).map(fill_cmd).collect()).await }
     })?;
-    rep.throughput_per_s = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     drop(members);
     Ok(())
 }
@@ -333,65 +360,34 @@ fn bench_etcd(
         }
     })?;
     let key = |i: u64| format!("/hft/bench/fills/binance/{i}");
-    rt.block_on(async {
-        let mut c = client.clone();
-        for i in 0..50 {
-            c.put(key(10_000_000 + i), record(i), None).await?;
-        }
-        let mut h = Histogram::<u64>::new(3)?;
-        for i in 0..opts.samples as u64 {
-            let t = Instant::now();
+    let c = client.clone();
+    (rep.etcd_commit_p50_us, rep.etcd_commit_p99_us) = rt.block_on(latency(opts.samples, |i| {
+        let mut c = c.clone();
+        async move {
             c.put(key(i), record(i), None).await?;
-            h.record(t.elapsed().as_micros() as u64)?;
+            Ok(())
         }
-        rep.etcd_commit_p50_us = micros(&h, 0.5);
-        rep.etcd_commit_p99_us = micros(&h, 0.99);
-        anyhow::Ok(())
+    }))?;
+    let c = client.clone();
+    rep.etcd_throughput_per_s = throughput(rt, opts.concurrency, opts.phase, 1, move |i| {
+        let mut c = c.clone();
+        async move {
+            c.put(key(i), record(i), None).await?;
+            Ok(())
+        }
     })?;
-    for txn in [false, true] {
-        let next = Arc::new(AtomicU64::new(1_000_000_000));
-        let done = Arc::new(AtomicU64::new(0));
-        let t = Instant::now();
-        let end = t + opts.phase;
-        rt.block_on(async {
-            let mut tasks = Vec::new();
-            for _ in 0..opts.concurrency {
-                let (mut c, next, done, batch) = (
-                    client.clone(),
-                    next.clone(),
-                    done.clone(),
-                    opts.batch as u64,
-                );
-                tasks.push(tokio::spawn(async move {
-                    while Instant::now() < end {
-                        if txn {
-                            let first = next.fetch_add(batch, Ordering::Relaxed);
-                            let ops: Vec<TxnOp> = (first..first + batch)
-                                .map(|i| TxnOp::put(key(i), record(i), None))
-                                .collect();
-                            c.txn(Txn::new().and_then(ops)).await?;
-                            done.fetch_add(batch, Ordering::Relaxed);
-                        } else {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            c.put(key(i), record(i), None).await?;
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    anyhow::Ok(())
-                }));
+    let batch = opts.batch as u64;
+    rep.etcd_txn_throughput_per_s =
+        throughput(rt, opts.concurrency, opts.phase, batch, move |first| {
+            let mut c = client.clone();
+            async move {
+                let ops: Vec<TxnOp> = (first..first + batch)
+                    .map(|i| TxnOp::put(key(i), record(i), None))
+                    .collect();
+                c.txn(Txn::new().and_then(ops)).await?;
+                Ok(())
             }
-            for t in tasks {
-                t.await??;
-            }
-            anyhow::Ok(())
         })?;
-        let rate = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
-        if txn {
-            rep.etcd_txn_throughput_per_s = rate;
-        } else {
-            rep.etcd_throughput_per_s = rate;
-        }
-    }
     drop(etcd);
     Ok(())
 }
