@@ -444,6 +444,17 @@ struct PendingProposal {
     outcome: Outcome,
 }
 
+/// A linearizable read waiting for its read index.
+struct WaitingRead {
+    f: ReadFn,
+    since: Instant,
+    /// When the read index was last asked for (None: not yet).
+    asked: Option<Instant>,
+}
+
+/// How long a linearizable read may wait for the leader before it fails with `Retry`.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+
 struct PendingConf {
     reply: oneshot::Sender<Result<ConfState, LedgerError>>,
 }
@@ -461,7 +472,7 @@ struct Driver {
     batch_len: u32,
     proposals: HashMap<u64, PendingProposal>,
     confs: HashMap<u64, PendingConf>,
-    reads_waiting: HashMap<u64, ReadFn>,
+    reads_waiting: HashMap<u64, WaitingRead>,
     reads_ready: Vec<(u64, ReadFn)>,
     leader: u64,
     term: u64,
@@ -596,6 +607,7 @@ impl Driver {
                 break;
             }
             self.watch_leadership();
+            self.ask_reads(Instant::now());
             if stop {
                 break;
             }
@@ -621,9 +633,16 @@ impl Driver {
                     f(Err(LedgerError::NoLeader));
                 } else {
                     self.seq += 1;
-                    let seq = self.seq;
-                    self.reads_waiting.insert(seq, f);
-                    self.node.read_index(seq.to_le_bytes().to_vec());
+                    let now = Instant::now();
+                    self.reads_waiting.insert(
+                        self.seq,
+                        WaitingRead {
+                            f,
+                            since: now,
+                            asked: None,
+                        },
+                    );
+                    self.ask_reads(now);
                 }
             }
             Input::Status(reply) => {
@@ -750,8 +769,8 @@ impl Driver {
                     .and_then(|b| b.try_into().ok())
                     .unwrap_or_default(),
             );
-            if let Some(f) = self.reads_waiting.remove(&seq) {
-                self.reads_ready.push((rs.index, f));
+            if let Some(w) = self.reads_waiting.remove(&seq) {
+                self.reads_ready.push((rs.index, w.f));
             }
         }
         let mut light = self.node.advance(rd);
@@ -955,8 +974,8 @@ impl Driver {
                         let _ = p.reply.send(Err(LedgerError::Retry));
                     }
                 }
-                for (_, f) in self.reads_waiting.drain() {
-                    f(Err(LedgerError::Retry));
+                for (_, w) in self.reads_waiting.drain() {
+                    (w.f)(Err(LedgerError::Retry));
                 }
                 for (_, p) in self.confs.drain() {
                     let _ = p.reply.send(Err(LedgerError::Retry));
@@ -967,6 +986,43 @@ impl Driver {
         }
     }
 
+    /// Asks for the read index of waiting reads. raft-rs drops a read request that
+    /// reaches a leader before it has committed an entry of its term (and a request
+    /// forwarded by a follower can be lost), so a read is asked for only when the
+    /// leader can answer, asked again after an election timeout without an answer, and
+    /// failed with `Retry` after [`READ_DEADLINE`].
+    fn ask_reads(&mut self, now: Instant) {
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let raft = &self.node.raft;
+        let can_ask = raft.leader_id != 0
+            && (raft.state != StateRole::Leader || raft.commit_to_current_term());
+        let again = self.cfg.tick * self.cfg.election_ticks as u32;
+        let mut ask = Vec::new();
+        let mut expired = Vec::new();
+        for (&seq, w) in &mut self.reads_waiting {
+            if now.duration_since(w.since) > READ_DEADLINE {
+                expired.push(seq);
+            } else if can_ask && w.asked.is_none_or(|t| now.duration_since(t) >= again) {
+                w.asked = Some(now);
+                ask.push(seq);
+            }
+        }
+        for seq in ask {
+            self.node.read_index(seq.to_le_bytes().to_vec());
+        }
+        for seq in expired {
+            if let Some(w) = self.reads_waiting.remove(&seq) {
+                (w.f)(Err(if self.node.raft.leader_id == 0 {
+                    LedgerError::NoLeader
+                } else {
+                    LedgerError::Retry
+                }));
+            }
+        }
+    }
+
     fn fail_all(&mut self, err: impl Fn() -> LedgerError) {
         for (_, p) in self.proposals.drain() {
             let _ = p.reply.send(Err(err()));
@@ -974,8 +1030,8 @@ impl Driver {
         for (_, p) in self.confs.drain() {
             let _ = p.reply.send(Err(err()));
         }
-        for (_, f) in self.reads_waiting.drain() {
-            f(Err(err()));
+        for (_, w) in self.reads_waiting.drain() {
+            (w.f)(Err(err()));
         }
         for (_, f) in self.reads_ready.drain(..) {
             f(Err(err()));

@@ -258,3 +258,24 @@ fn verify_rebuilds_the_state_from_the_log_and_catches_an_altered_snapshot() {
     let err = hft_ledger::verify::verify(&dir).unwrap_err().to_string();
     assert!(err.contains("does not match"), "{err}");
 }
+
+#[test]
+fn a_read_asked_right_after_an_election_is_answered() {
+    // raft-rs drops a read index request that reaches a leader before it committed an
+    // entry of its term; the member must ask again rather than wait forever.
+    for round in 0..20 {
+        let dir = std::env::temp_dir().join(format!(
+            "hft-ledger-early-read-{}-{round}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = hft_ledger::MemberConfig::new(1, vec![1], &dir);
+        fast(&mut cfg);
+        let (l, t, _) = hft_ledger::Ledger::start(cfg, |_| hft_ledger::Lone).unwrap();
+        l.campaign();
+        let got = wait(l.read(|st| st.fill_count()), LONG);
+        assert!(matches!(got, Some(Ok(0))), "round {round}: {got:?}");
+        t.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
