@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bench;
 pub mod booking;
+pub mod coord;
 pub mod live;
 pub mod node;
 pub mod paper;

@@ -1,0 +1,406 @@
+//! The cluster's state in etcd: the configuration (typed, validated, versioned) and the
+//! node registry (a lease per node, kept alive; a node that loses it fences itself).
+//!
+//! Key layout under `/hft/<cluster>/` (see `docs/cluster.md`):
+//! - `config` — the cluster's configuration overlay (TOML, the same schema as the files);
+//! - `config-history/<revision>` — every version written, with who and when;
+//! - `nodes/<id>` — a live node's registration (JSON), bound to the node's lease.
+//!
+//! The etcd client lives here rather than in hft-config so that the crates that only
+//! read files (backtester, fuzz targets) do not build gRPC.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a coordination call failed.
+#[derive(Debug, Error)]
+pub enum CoordError {
+    /// No etcd endpoint answered.
+    #[error(
+        "cannot reach etcd at {endpoints} after {waited:?}: {last}. Start etcd (Debian: \
+         etcd-server) or pass the right --etcd URLS"
+    )]
+    Unreachable {
+        /// The endpoints tried.
+        endpoints: String,
+        /// How long it tried.
+        waited: Duration,
+        /// The last error.
+        last: String,
+    },
+    /// etcd refused or failed a request.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// A configuration was invalid; nothing was written.
+    #[error("configuration refused, nothing written: {0}")]
+    Invalid(String),
+    /// The configuration changed since the revision the caller expected.
+    #[error(
+        "configuration changed since revision {expected} (now {current}); get it again, \
+         re-apply your change and retry"
+    )]
+    Conflict {
+        /// The revision the caller based its change on.
+        expected: i64,
+        /// The revision in etcd.
+        current: i64,
+    },
+    /// A value in etcd is not what hft wrote (edited by hand?).
+    #[error("etcd key {key}: {why}")]
+    Malformed {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Asked for a configuration version that is not in the history.
+    #[error("no configuration revision {0} in the history; see `hft config history`")]
+    NoSuchRevision(i64),
+}
+
+/// A version of the cluster configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigVersion {
+    /// etcd revision that wrote it (use it as `--expect-revision`).
+    pub revision: i64,
+    /// The overlay text.
+    pub text: String,
+}
+
+/// One entry of the configuration history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// etcd revision of the change.
+    pub revision: i64,
+    /// Who made it.
+    pub who: String,
+    /// When, ns since the epoch.
+    pub ts: u64,
+    /// What was written.
+    pub text: String,
+}
+
+/// A node's registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: u64,
+    /// Admin API address.
+    pub admin: String,
+    /// Ledger address, if it runs a member.
+    pub ledger: Option<String>,
+    /// When it registered, ns since the epoch.
+    pub since: u64,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
+}
+
+/// A connection to the cluster's etcd.
+#[derive(Clone)]
+pub struct Coord {
+    client: Client,
+    cluster: String,
+}
+
+impl Coord {
+    /// Connects, retrying with backoff (100 ms doubling to 2 s) until `within` has
+    /// passed.
+    pub async fn connect(
+        endpoints: &[String],
+        cluster: &str,
+        within: Duration,
+    ) -> Result<Self, CoordError> {
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5));
+        loop {
+            let attempt = async {
+                let mut c = Client::connect(endpoints, Some(opts.clone())).await?;
+                c.status().await?;
+                Ok::<_, etcd_client::Error>(c)
+            };
+            let last = match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                Ok(Ok(client)) => {
+                    return Ok(Self {
+                        client,
+                        cluster: cluster.to_owned(),
+                    });
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 3 s".to_owned(),
+            };
+            if start.elapsed() + backoff > within {
+                return Err(CoordError::Unreachable {
+                    endpoints: endpoints.join(","),
+                    waited: start.elapsed(),
+                    last,
+                });
+            }
+            tracing::warn!(endpoints = %endpoints.join(","), error = %last, retry_in = ?backoff, "etcd unreachable; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The full key of `rest` in this cluster's namespace.
+    pub fn key(&self, rest: &str) -> String {
+        format!("/hft/{}/{rest}", self.cluster)
+    }
+
+    /// The current configuration overlay and its revision (None before the first set).
+    pub async fn config_get(&mut self) -> Result<Option<ConfigVersion>, CoordError> {
+        let key = self.key("config");
+        let r = self.client.get(key.clone(), None).await?;
+        let Some(kv) = r.kvs().first() else {
+            return Ok(None);
+        };
+        let text = kv.value_str().map_err(|e| CoordError::Malformed {
+            key: key.clone(),
+            why: format!("not UTF-8: {e}"),
+        })?;
+        Ok(Some(ConfigVersion {
+            revision: kv.mod_revision(),
+            text: text.to_owned(),
+        }))
+    }
+
+    /// Validates `text` as a configuration overlay (the schema of the files) and
+    /// writes it if the stored configuration is still at `expect` (0: none yet;
+    /// `None`: whatever it is). Records the change in the history. Returns the new
+    /// revision.
+    pub async fn config_set(
+        &mut self,
+        text: &str,
+        expect: Option<i64>,
+        who: &str,
+    ) -> Result<i64, CoordError> {
+        hft_config::load_str("the new configuration", text, std::iter::empty())
+            .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        let key = self.key("config");
+        let current = self.config_get().await?.map_or(0, |v| v.revision);
+        let base = expect.unwrap_or(current);
+        let ts = now_ns();
+        // Both puts of the transaction get its revision: the history record's create
+        // revision is the configuration's mod revision, which `rollback` names.
+        let history_key = self.key(&format!("config-history/{ts:020}"));
+        let record = serde_json::json!({ "who": who, "ts": ts, "text": text }).to_string();
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, base)])
+            .and_then([
+                TxnOp::put(key.clone(), text, None),
+                TxnOp::put(history_key, record, None),
+            ]);
+        let r = self.client.txn(txn).await?;
+        if !r.succeeded() {
+            let now = self.config_get().await?.map_or(0, |v| v.revision);
+            return Err(CoordError::Conflict {
+                expected: base,
+                current: now,
+            });
+        }
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// The configuration history, oldest first.
+    pub async fn config_history(&mut self) -> Result<Vec<HistoryEntry>, CoordError> {
+        let prefix = self.key("config-history/");
+        let r = self
+            .client
+            .get(
+                prefix.clone(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Ascend),
+                ),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct Record {
+            who: String,
+            ts: u64,
+            text: String,
+        }
+        r.kvs()
+            .iter()
+            .map(|kv| {
+                let rec = serde_json::from_slice::<Record>(kv.value()).map_err(|e| {
+                    CoordError::Malformed {
+                        key: kv.key_str().unwrap_or("?").to_owned(),
+                        why: format!("not a configuration history record: {e}"),
+                    }
+                })?;
+                Ok(HistoryEntry {
+                    revision: kv.create_revision(),
+                    who: rec.who,
+                    ts: rec.ts,
+                    text: rec.text,
+                })
+            })
+            .collect()
+    }
+
+    /// The configuration as written at `revision`.
+    pub async fn config_at(&mut self, revision: i64) -> Result<HistoryEntry, CoordError> {
+        self.config_history()
+            .await?
+            .into_iter()
+            .find(|h| h.revision == revision)
+            .ok_or(CoordError::NoSuchRevision(revision))
+    }
+
+    /// Registers node `info.id` under a lease of `ttl` and keeps it alive from a
+    /// background task. The returned registration's `fenced` flag turns true when the
+    /// lease cannot be renewed before it would expire: from then on the node must not
+    /// trade, because another node may already own its work.
+    pub async fn register(
+        &mut self,
+        info: &NodeInfo,
+        ttl: Duration,
+    ) -> Result<Registration, CoordError> {
+        let ttl_s = ttl.as_secs().max(1) as i64;
+        let lease = self.client.lease_grant(ttl_s, None).await?.id();
+        let key = self.key(&format!("nodes/{}", info.id));
+        let value = serde_json::to_string(info).map_err(|e| CoordError::Malformed {
+            key: key.clone(),
+            why: e.to_string(),
+        })?;
+        self.client
+            .put(
+                key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await?;
+        let fenced = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(keep_alive(
+            self.client.clone(),
+            lease,
+            Duration::from_secs(ttl_s as u64),
+            fenced.clone(),
+            info.id,
+        ));
+        Ok(Registration {
+            key,
+            lease,
+            fenced,
+            task,
+        })
+    }
+
+    /// Registered nodes.
+    pub async fn nodes(&mut self) -> Result<Vec<NodeInfo>, CoordError> {
+        let prefix = self.key("nodes/");
+        let r = self
+            .client
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await?;
+        r.kvs()
+            .iter()
+            .map(|kv| {
+                serde_json::from_slice::<NodeInfo>(kv.value()).map_err(|e| CoordError::Malformed {
+                    key: kv.key_str().unwrap_or("?").to_owned(),
+                    why: format!("not a node registration: {e}"),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A node's live registration.
+pub struct Registration {
+    /// Its key.
+    pub key: String,
+    /// Its lease.
+    pub lease: i64,
+    /// True once the lease may have expired: the node must stop trading.
+    pub fenced: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Renews the lease every third of its TTL, and fences the node as soon as the time
+/// since the last confirmed renewal reaches two thirds of the TTL: etcd may expire the
+/// lease at the TTL, and the node must have stopped before anyone else can take its
+/// work over. The fence is a timer of its own, so a renewal stuck in a timeout cannot
+/// delay it.
+async fn keep_alive(
+    mut client: Client,
+    lease: i64,
+    ttl: Duration,
+    fenced: Arc<AtomicBool>,
+    node: u64,
+) {
+    let every = ttl / 3;
+    let deadline = ttl - ttl / 3;
+    let origin = Instant::now();
+    let confirmed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watchdog = {
+        let (confirmed, fenced) = (confirmed.clone(), fenced.clone());
+        tokio::spawn(async move {
+            loop {
+                let last = origin + Duration::from_nanos(confirmed.load(Ordering::SeqCst));
+                let due = last + deadline;
+                if Instant::now() >= due {
+                    fenced.store(true, Ordering::SeqCst);
+                    tracing::error!(node, lease, since = ?last.elapsed(), "etcd lease not renewed in time: node fenced (stops trading)");
+                    return;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
+        })
+    };
+    let mut session = None;
+    while !fenced.load(Ordering::SeqCst) {
+        if session.is_none() {
+            session = tokio::time::timeout(every, client.lease_keep_alive(lease))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if let Some((keeper, stream)) = session.as_mut() {
+            // The lease runs from when etcd renewed it, which is after the request left:
+            // counting from the send is the safe side.
+            let sent = origin.elapsed().as_nanos() as u64;
+            let round = async {
+                keeper.keep_alive().await?;
+                stream.message().await
+            };
+            match tokio::time::timeout(every, round).await {
+                Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                    confirmed.store(sent, Ordering::SeqCst);
+                }
+                Ok(Ok(Some(_))) => {
+                    // TTL 0: etcd says the lease is gone; nothing brings it back.
+                    fenced.store(true, Ordering::SeqCst);
+                    tracing::error!(node, lease, "etcd lease expired: node fenced");
+                }
+                _ => session = None,
+            }
+        }
+        tokio::time::sleep(every.saturating_sub(Duration::from_millis(10))).await;
+    }
+    // Fenced for good: a node rejoins with a new registration (and a new epoch), never
+    // by renewing the lease it may already have lost.
+    watchdog.abort();
+}

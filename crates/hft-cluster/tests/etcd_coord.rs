@@ -1,0 +1,212 @@
+//! The cluster's etcd state against a real etcd (Debian's etcd-server, started here on
+//! loopback): validated, versioned configuration with optimistic concurrency, and node
+//! registration that fences the node when its lease cannot be renewed.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hft_cluster::coord::{Coord, CoordError, NodeInfo};
+
+/// A single-member etcd on free loopback ports; killed and removed on drop.
+struct Etcd {
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl Etcd {
+    fn start(name: &str) -> Self {
+        let ports: Vec<u16> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let dir = std::env::temp_dir().join(format!("hft-etcd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = format!("http://127.0.0.1:{}", ports[0]);
+        let peer = format!("http://127.0.0.1:{}", ports[1]);
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "e0",
+                "--data-dir",
+                &dir.to_string_lossy(),
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("e0={peer}"),
+                "--log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd runs (scripts/test.sh installs Debian's etcd-server)");
+        Self {
+            child: Some(child),
+            dir,
+            url,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const GOOD: &str = "[simulator]\nseed = 7\n";
+const BETTER: &str = "[simulator]\nseed = 8\n";
+
+#[test]
+fn configuration_is_validated_versioned_and_written_only_against_the_revision_read() {
+    let etcd = Etcd::start("config");
+    let rt = rt();
+    rt.block_on(async {
+        let mut c = Coord::connect(
+            std::slice::from_ref(&etcd.url),
+            "t1",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        assert!(c.config_get().await.unwrap().is_none());
+        // Invalid: refused with the field named, nothing written.
+        let e = c
+            .config_set("[simulator]\nseed = \"x\"\n", None, "alice")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CoordError::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("seed"), "{e}");
+        assert!(c.config_get().await.unwrap().is_none());
+        // First write expects "no config yet" (revision 0).
+        let r1 = c.config_set(GOOD, Some(0), "alice").await.unwrap();
+        let v = c.config_get().await.unwrap().unwrap();
+        assert_eq!((v.revision, v.text.as_str()), (r1, GOOD));
+        // A writer that read before r1 loses; one that read r1 wins.
+        let e = c.config_set(BETTER, Some(0), "bob").await.unwrap_err();
+        assert!(
+            matches!(e, CoordError::Conflict { expected: 0, current } if current == r1),
+            "{e}"
+        );
+        let r2 = c.config_set(BETTER, Some(r1), "bob").await.unwrap();
+        assert!(r2 > r1);
+        // History names every version by the revision that wrote it.
+        let h = c.config_history().await.unwrap();
+        assert_eq!(
+            h.iter()
+                .map(|e| (e.revision, e.who.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(r1, "alice"), (r2, "bob")]
+        );
+        assert_eq!(c.config_at(r1).await.unwrap().text, GOOD);
+        assert!(matches!(
+            c.config_at(r1 + 1000).await,
+            Err(CoordError::NoSuchRevision(_))
+        ));
+        // Another cluster's namespace is separate.
+        let mut other = Coord::connect(
+            std::slice::from_ref(&etcd.url),
+            "t2",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(other.config_get().await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn unreachable_etcd_is_a_clear_error_after_retrying() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rt = rt();
+    let started = Instant::now();
+    let e = rt
+        .block_on(Coord::connect(
+            &[format!("http://127.0.0.1:{port}")],
+            "t",
+            Duration::from_secs(1),
+        ))
+        .err()
+        .expect("nothing listens there");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it retried"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("cannot reach etcd"), "{msg}");
+    assert!(msg.contains("--etcd"), "{msg}");
+}
+
+#[test]
+fn a_registered_node_is_listed_and_fences_itself_when_etcd_is_gone() {
+    let mut etcd = Etcd::start("nodes");
+    let rt = rt();
+    let info = NodeInfo {
+        id: 3,
+        admin: "127.0.0.1:7083".into(),
+        ledger: Some("127.0.0.1:7003".into()),
+        since: 1,
+    };
+    let reg = rt.block_on(async {
+        let mut c = Coord::connect(
+            std::slice::from_ref(&etcd.url),
+            "t3",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        let reg = c.register(&info, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(c.nodes().await.unwrap(), vec![info.clone()]);
+        reg
+    });
+    // Renewals keep it registered and unfenced well past its TTL.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!reg.fenced.load(Ordering::SeqCst));
+    // etcd disappears: the node fences itself before the lease could expire.
+    etcd.kill();
+    let gone = Instant::now();
+    while !reg.fenced.load(Ordering::SeqCst) {
+        assert!(gone.elapsed() < Duration::from_secs(10), "never fenced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "fenced {:?} after etcd went away (lease TTL 2 s)",
+        gone.elapsed()
+    );
+    assert!(
+        gone.elapsed() <= Duration::from_secs(2),
+        "fenced only after the TTL"
+    );
+    drop(reg);
+}
