@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Proc, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -172,7 +171,7 @@ where
 
 /// Runs the whole comparison.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
-    if !etcd_available(&opts.etcd_bin) {
+    if !hft_cluster::local_etcd::available(&opts.etcd_bin) {
         bail!(
             "etcd not found at {:?}: the benchmark compares against a real etcd. Install \
              Debian's etcd-server (`apt-get install etcd-server`) or pass --etcd-bin",
@@ -195,15 +194,6 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     bench_recovery(opts, &mut rep)?;
     let _ = std::fs::remove_dir_all(&opts.dir);
     Ok(rep)
-}
-
-fn etcd_available(bin: &Path) -> bool {
-    Proc::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn bench_ledger(
@@ -271,71 +261,14 @@ async fn propose(l: &Ledger, cmds: Vec<Command>) -> anyhow::Result<()> {
     bail!("ledger proposal not acknowledged after 50 tries")
 }
 
-/// A 3-member etcd on loopback; killed on drop.
-struct Etcd {
-    children: Vec<Child>,
-    clients: Vec<String>,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn start_etcd(opts: &Options) -> anyhow::Result<Etcd> {
-    let ports = free_addrs(6)?;
-    let peer_urls: Vec<String> = ports[3..].iter().map(|a| format!("http://{a}")).collect();
-    let clients: Vec<String> = ports[..3].iter().map(|a| format!("http://{a}")).collect();
-    let initial: Vec<String> = (0..3).map(|i| format!("e{i}={}", peer_urls[i])).collect();
-    let mut etcd = Etcd {
-        children: Vec::new(),
-        clients: clients.clone(),
-    };
-    for i in 0..3 {
-        let log = std::fs::File::create(opts.dir.join(format!("etcd-{i}.log")))?;
-        let child = Proc::new(&opts.etcd_bin)
-            .args([
-                "--name",
-                &format!("e{i}"),
-                "--data-dir",
-                &opts.dir.join(format!("etcd-{i}")).to_string_lossy(),
-                "--listen-client-urls",
-                &clients[i],
-                "--advertise-client-urls",
-                &clients[i],
-                "--listen-peer-urls",
-                &peer_urls[i],
-                "--initial-advertise-peer-urls",
-                &peer_urls[i],
-                "--initial-cluster",
-                &initial.join(","),
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "hft-bench",
-                "--log-level",
-                "error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {:?}", opts.etcd_bin))?;
-        etcd.children.push(child);
-    }
-    Ok(etcd)
-}
-
 fn bench_etcd(
     opts: &Options,
     rt: &tokio::runtime::Runtime,
     rep: &mut Report,
 ) -> anyhow::Result<()> {
     use etcd_client::{Client, Txn, TxnOp};
-    let etcd = start_etcd(opts)?;
+    let etcd =
+        hft_cluster::local_etcd::LocalEtcd::start(&opts.etcd_bin, &opts.dir.join("etcd"), 3)?;
     let client = rt.block_on(async {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
@@ -353,7 +286,7 @@ fn bench_etcd(
             if Instant::now() > end {
                 bail!(
                     "etcd elected no leader within 30 s (see {}/etcd-*.log)",
-                    opts.dir.display()
+                    etcd.dir().display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -50,6 +50,13 @@ pub struct NodeArgs {
     /// Configuration overlay: its `[[instruments]]` are the ones fills may name.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Register this node in the cluster's etcd (URLs, comma-separated) under a lease:
+    /// a node that cannot renew it fences itself.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Lease TTL in seconds.
+    #[arg(long, default_value_t = 2)]
+    lease_ttl_s: u64,
     /// Raft tick in ms (election after 10-20 ticks, heartbeat every 2).
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
@@ -147,10 +154,39 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         torn_bytes = member.recovery.torn_bytes,
         "ledger member started"
     );
+    let registration = if args.etcd.is_empty() {
+        None
+    } else {
+        let info = hft_cluster::coord::NodeInfo {
+            id: args.id,
+            admin: args.admin.to_string(),
+            ledger: Some(member.addr.to_string()),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64,
+        };
+        let reg = rt
+            .block_on(async {
+                let mut c = hft_cluster::coord::Coord::connect(
+                    &args.etcd,
+                    &args.cluster,
+                    Duration::from_secs(30),
+                )
+                .await?;
+                c.register(&info, Duration::from_secs(args.lease_ttl_s.max(1)))
+                    .await
+            })
+            .map_err(|e| Exit(1, anyhow!("{e}")))?;
+        tracing::info!(key = %reg.key, lease = reg.lease, "registered in etcd");
+        Some(reg)
+    };
     let server = admin::serve(
         args.admin,
         AdminState {
+            node: args.id,
             ledger: Some(member.ledger.clone()),
+            fenced: registration.as_ref().map(|r| r.fenced.clone()),
         },
     )
     .map_err(|e| {
@@ -170,6 +206,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     });
     tracing::info!("stopping");
     drop(server);
+    drop(registration);
     member.stop();
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 risk halt (kill switch).
 
+mod cluster_cmd;
 mod ledger_bench;
 mod ledger_cmd;
 mod market;
@@ -285,6 +286,54 @@ enum ConfigCmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the cluster's configuration overlay stored in etcd, with its revision.
+    Get {
+        #[command(flatten)]
+        etcd: cluster_cmd::EtcdArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate an overlay file and store it in etcd as the cluster's configuration;
+    /// with --expect-revision it is stored only if nobody changed it since.
+    Set {
+        /// The overlay file (the same schema as --config files).
+        file: PathBuf,
+        /// Store only if the stored configuration is at this revision (0: none yet).
+        #[arg(long)]
+        expect_revision: Option<i64>,
+        #[command(flatten)]
+        etcd: cluster_cmd::EtcdArgs,
+    },
+    /// Diff the stored configuration against a file or an earlier revision.
+    Diff {
+        /// An overlay file.
+        file: Option<PathBuf>,
+        /// An earlier revision (see `hft config history`).
+        #[arg(long, conflicts_with = "file")]
+        revision: Option<i64>,
+        #[command(flatten)]
+        etcd: cluster_cmd::EtcdArgs,
+    },
+    /// Every stored version: revision, who, when.
+    History {
+        #[command(flatten)]
+        etcd: cluster_cmd::EtcdArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store an earlier revision again (validated like any change).
+    Rollback {
+        /// The revision to restore.
+        #[arg(long)]
+        to: i64,
+        /// Store only if the stored configuration is at this revision.
+        #[arg(long)]
+        expect_revision: Option<i64>,
+        #[command(flatten)]
+        etcd: cluster_cmd::EtcdArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -499,6 +548,39 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
             print!("{}", c.to_toml_string());
             Ok(0)
         }
+        Command::Config(ConfigCmd::Get { etcd, json }) => {
+            cluster_cmd::config(&etcd, cluster_cmd::ConfigAction::Get { json })
+        }
+        Command::Config(ConfigCmd::Set {
+            file,
+            expect_revision,
+            etcd,
+        }) => cluster_cmd::config(
+            &etcd,
+            cluster_cmd::ConfigAction::Set {
+                file,
+                expect_revision,
+            },
+        ),
+        Command::Config(ConfigCmd::Diff {
+            file,
+            revision,
+            etcd,
+        }) => cluster_cmd::config(&etcd, cluster_cmd::ConfigAction::Diff { file, revision }),
+        Command::Config(ConfigCmd::History { etcd, json }) => {
+            cluster_cmd::config(&etcd, cluster_cmd::ConfigAction::History { json })
+        }
+        Command::Config(ConfigCmd::Rollback {
+            to,
+            expect_revision,
+            etcd,
+        }) => cluster_cmd::config(
+            &etcd,
+            cluster_cmd::ConfigAction::Rollback {
+                to,
+                expect_revision,
+            },
+        ),
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
         Command::Train(t) => train(&t),

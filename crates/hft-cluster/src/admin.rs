@@ -1,5 +1,7 @@
 //! The node's admin API (actix-web): what the `hft` CLI and operators call.
 //!
+//! - `GET  /v1/status` — this node: id, whether it is registered in etcd and fenced.
+//!
 //! Ledger endpoints:
 //! - `GET  /v1/ledger/status` — this member's Raft view (term, leader, indexes, lag).
 //! - `GET  /v1/ledger/positions` — positions, cash and order-id marks (linearizable).
@@ -134,10 +136,26 @@ impl From<&LedgerFill> for FillJson {
 }
 
 /// What the API serves.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct AdminState {
+    /// This node's id.
+    pub node: u64,
     /// This node's ledger member (None on a node without one).
     pub ledger: Option<Ledger>,
+    /// Set when the node lost its etcd lease (None: not registered in etcd).
+    pub fenced: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+async fn node_status(st: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "node": st.node,
+        "registered": st.fenced.is_some(),
+        "fenced": st
+            .fenced
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst)),
+        "ledger": st.ledger.is_some(),
+    }))
 }
 
 fn error(status: actix_web::http::StatusCode, msg: impl std::fmt::Display) -> HttpResponse {
@@ -400,6 +418,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     cfg.app_data(web::PayloadConfig::new(16 << 20))
         .app_data(query_errors)
+        .route("/v1/status", web::get().to(node_status))
         .route("/v1/ledger/status", web::get().to(status))
         .route("/v1/ledger/hash", web::get().to(hash))
         .route("/v1/ledger/positions", web::get().to(positions))

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod booking;
 pub mod coord;
 pub mod live;
+pub mod local_etcd;
 pub mod node;
 pub mod paper;
 pub mod recorder;

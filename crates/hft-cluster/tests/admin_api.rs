@@ -55,7 +55,9 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {
+            node: 1,
             ledger: Some(l.ledger.clone()),
+            fenced: None,
         },
     )
     .unwrap();
@@ -78,6 +80,11 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     let (_, v) = call("GET", &url("/v1/ledger/status"), None);
     assert_eq!(v["role"], "Leader");
     assert_eq!(v["fills"], 2);
+    let (_, v) = call("GET", &url("/v1/status"), None);
+    assert_eq!(
+        (v["node"].as_u64(), v["fenced"].as_bool()),
+        (Some(1), Some(false))
+    );
     let (_, v) = call("GET", &url("/v1/ledger/hash"), None);
     assert_eq!(v["hash"].as_str().unwrap().len(), 64);
 

@@ -3,74 +3,18 @@
 //! registration that fences the node when its lease cannot be renewed.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hft_cluster::coord::{Coord, CoordError, NodeInfo};
+use hft_cluster::local_etcd::LocalEtcd;
 
-/// A single-member etcd on free loopback ports; killed and removed on drop.
-struct Etcd {
-    child: Option<Child>,
-    dir: std::path::PathBuf,
-    url: String,
-}
-
-impl Etcd {
-    fn start(name: &str) -> Self {
-        let ports: Vec<u16> = (0..2)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
-        let dir = std::env::temp_dir().join(format!("hft-etcd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let url = format!("http://127.0.0.1:{}", ports[0]);
-        let peer = format!("http://127.0.0.1:{}", ports[1]);
-        let child = Command::new("etcd")
-            .args([
-                "--name",
-                "e0",
-                "--data-dir",
-                &dir.to_string_lossy(),
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &format!("e0={peer}"),
-                "--log-level",
-                "error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd runs (scripts/test.sh installs Debian's etcd-server)");
-        Self {
-            child: Some(child),
-            dir,
-            url,
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A single-member etcd on loopback for one test.
+fn etcd(name: &str) -> LocalEtcd {
+    let dir = std::env::temp_dir().join(format!("hft-etcd-{name}-{}", std::process::id()));
+    LocalEtcd::start(Path::new("etcd"), &dir, 1)
+        .expect("etcd runs (scripts/test.sh installs Debian's etcd-server)")
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -86,16 +30,12 @@ const BETTER: &str = "[simulator]\nseed = 8\n";
 
 #[test]
 fn configuration_is_validated_versioned_and_written_only_against_the_revision_read() {
-    let etcd = Etcd::start("config");
+    let etcd = etcd("config");
     let rt = rt();
     rt.block_on(async {
-        let mut c = Coord::connect(
-            std::slice::from_ref(&etcd.url),
-            "t1",
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
+        let mut c = Coord::connect(&etcd.clients, "t1", Duration::from_secs(20))
+            .await
+            .unwrap();
         assert!(c.config_get().await.unwrap().is_none());
         // Invalid: refused with the field named, nothing written.
         let e = c
@@ -131,13 +71,9 @@ fn configuration_is_validated_versioned_and_written_only_against_the_revision_re
             Err(CoordError::NoSuchRevision(_))
         ));
         // Another cluster's namespace is separate.
-        let mut other = Coord::connect(
-            std::slice::from_ref(&etcd.url),
-            "t2",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let mut other = Coord::connect(&etcd.clients, "t2", Duration::from_secs(5))
+            .await
+            .unwrap();
         assert!(other.config_get().await.unwrap().is_none());
     });
 }
@@ -170,7 +106,7 @@ fn unreachable_etcd_is_a_clear_error_after_retrying() {
 
 #[test]
 fn a_registered_node_is_listed_and_fences_itself_when_etcd_is_gone() {
-    let mut etcd = Etcd::start("nodes");
+    let mut etcd = etcd("nodes");
     let rt = rt();
     let info = NodeInfo {
         id: 3,
@@ -179,13 +115,9 @@ fn a_registered_node_is_listed_and_fences_itself_when_etcd_is_gone() {
         since: 1,
     };
     let reg = rt.block_on(async {
-        let mut c = Coord::connect(
-            std::slice::from_ref(&etcd.url),
-            "t3",
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
+        let mut c = Coord::connect(&etcd.clients, "t3", Duration::from_secs(20))
+            .await
+            .unwrap();
         let reg = c.register(&info, Duration::from_secs(2)).await.unwrap();
         assert_eq!(c.nodes().await.unwrap(), vec![info.clone()]);
         reg
@@ -194,7 +126,7 @@ fn a_registered_node_is_listed_and_fences_itself_when_etcd_is_gone() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!reg.fenced.load(Ordering::SeqCst));
     // etcd disappears: the node fences itself before the lease could expire.
-    etcd.kill();
+    etcd.kill(0);
     let gone = Instant::now();
     while !reg.fenced.load(Ordering::SeqCst) {
         assert!(gone.elapsed() < Duration::from_secs(10), "never fenced");

@@ -1,0 +1,173 @@
+//! `hft config get|set|diff|history|rollback`: the cluster configuration in etcd, the
+//! same typed and validated schema as the files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+use hft_cluster::coord::{Coord, CoordError};
+use serde_json::json;
+
+use crate::Exit;
+
+/// Where the cluster's etcd is.
+#[derive(Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd: Vec<String>,
+    /// Cluster name (the key prefix /hft/<cluster>/).
+    #[arg(long, default_value = "hft")]
+    pub cluster: String,
+}
+
+/// What a `hft config` etcd subcommand does.
+#[derive(Debug)]
+pub enum ConfigAction {
+    /// Print the stored overlay and its revision.
+    Get { json: bool },
+    /// Validate and store an overlay file.
+    Set {
+        file: PathBuf,
+        expect_revision: Option<i64>,
+    },
+    /// Show what would change (file) or what changed (revision) against the stored one.
+    Diff {
+        file: Option<PathBuf>,
+        revision: Option<i64>,
+    },
+    /// List every stored version.
+    History { json: bool },
+    /// Store an earlier version again.
+    Rollback {
+        to: i64,
+        expect_revision: Option<i64>,
+    },
+}
+
+fn who() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "hft-cli".into())
+}
+
+fn coord_exit(e: CoordError) -> Exit {
+    let code = match e {
+        CoordError::Invalid(_) | CoordError::Conflict { .. } | CoordError::NoSuchRevision(_) => 2,
+        _ => 1,
+    };
+    Exit(code, anyhow!(e))
+}
+
+/// Runs one `hft config` etcd subcommand.
+pub fn config(etcd: &EtcdArgs, action: ConfigAction) -> Result<u8, Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    rt.block_on(async {
+        let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
+            .await
+            .map_err(coord_exit)?;
+        match action {
+            ConfigAction::Get { json } => {
+                let v = c.config_get().await.map_err(coord_exit)?;
+                match (v, json) {
+                    (None, true) => println!("{}", json!({"revision": 0, "text": null})),
+                    (None, false) => println!(
+                        "# cluster {}: no configuration stored yet (`hft config set FILE`)",
+                        etcd.cluster
+                    ),
+                    (Some(v), true) => {
+                        println!("{}", json!({"revision": v.revision, "text": v.text}))
+                    }
+                    (Some(v), false) => {
+                        println!("# cluster {} revision {}", etcd.cluster, v.revision);
+                        print!("{}", v.text);
+                    }
+                }
+            }
+            ConfigAction::Set {
+                file,
+                expect_revision,
+            } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| Exit(2, anyhow!("cannot read {}: {e}", file.display())))?;
+                let rev = c
+                    .config_set(&text, expect_revision, &who())
+                    .await
+                    .map_err(coord_exit)?;
+                println!("stored as revision {rev}");
+            }
+            ConfigAction::Diff { file, revision } => {
+                let current = c.config_get().await.map_err(coord_exit)?;
+                let cur_text = current.as_ref().map_or("", |v| v.text.as_str()).to_owned();
+                let (name, other) = match (file, revision) {
+                    (Some(f), None) => (
+                        f.display().to_string(),
+                        std::fs::read_to_string(&f)
+                            .map_err(|e| Exit(2, anyhow!("cannot read {}: {e}", f.display())))?,
+                    ),
+                    (None, Some(r)) => (
+                        format!("revision {r}"),
+                        c.config_at(r).await.map_err(coord_exit)?.text,
+                    ),
+                    _ => return Err(Exit(2, anyhow!("give a FILE or --revision N"))),
+                };
+                let rev = current.map_or(0, |v| v.revision);
+                print!(
+                    "{}",
+                    unified_diff(
+                        &format!("stored (revision {rev})"),
+                        &cur_text,
+                        &name,
+                        &other
+                    )
+                );
+            }
+            ConfigAction::History { json } => {
+                let h = c.config_history().await.map_err(coord_exit)?;
+                if json {
+                    println!("{}", serde_json::to_string(&h).unwrap_or_default());
+                } else {
+                    println!("{:>10}  {:<16} {:>20}  lines", "revision", "who", "ts_ns");
+                    for e in h {
+                        println!(
+                            "{:>10}  {:<16} {:>20}  {}",
+                            e.revision,
+                            e.who,
+                            e.ts,
+                            e.text.lines().count()
+                        );
+                    }
+                }
+            }
+            ConfigAction::Rollback {
+                to,
+                expect_revision,
+            } => {
+                let old = c.config_at(to).await.map_err(coord_exit)?;
+                let rev = c
+                    .config_set(
+                        &old.text,
+                        expect_revision,
+                        &format!("{} (rollback to {to})", who()),
+                    )
+                    .await
+                    .map_err(coord_exit)?;
+                println!("revision {to} stored again as revision {rev}");
+            }
+        }
+        Ok(0)
+    })
+}
+
+/// A unified diff of two texts by lines.
+fn unified_diff(a_name: &str, a: &str, b_name: &str, b: &str) -> String {
+    let diff = similar::TextDiff::from_lines(a, b);
+    diff.unified_diff()
+        .context_radius(3)
+        .header(a_name, b_name)
+        .to_string()
+}
