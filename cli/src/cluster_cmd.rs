@@ -163,6 +163,34 @@ pub fn config(etcd: &EtcdArgs, action: ConfigAction) -> Result<u8, Exit> {
     })
 }
 
+/// Lists the registered nodes.
+pub fn nodes(etcd: &EtcdArgs, json: bool) -> Result<u8, Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    let nodes = rt
+        .block_on(async {
+            let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10)).await?;
+            c.nodes().await
+        })
+        .map_err(coord_exit)?;
+    if json {
+        println!("{}", serde_json::to_string(&nodes).unwrap_or_default());
+    } else {
+        println!("{:>6}  {:<22} {:<22}", "node", "admin", "ledger");
+        for n in nodes {
+            println!(
+                "{:>6}  {:<22} {:<22}",
+                n.id,
+                n.admin,
+                n.ledger.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(0)
+}
+
 /// A unified diff of two texts by lines.
 fn unified_diff(a_name: &str, a: &str, b_name: &str, b: &str) -> String {
     let diff = similar::TextDiff::from_lines(a, b);

@@ -55,6 +55,14 @@ enum Command {
     /// Run a cluster node: its ledger member (Raft over TCP with the other members) and
     /// its admin API.
     Node(ledger_cmd::NodeArgs),
+    /// Nodes registered in the cluster's etcd (each under its lease).
+    Nodes {
+        #[command(flatten)]
+        etcd: cluster_cmd::EtcdArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The replicated fill ledger: status, positions, fills, verify, repair, members.
     #[command(subcommand)]
     Ledger(ledger_cmd::LedgerCmd),
@@ -585,6 +593,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Data(d) => data(d),
         Command::Train(t) => train(&t),
         Command::Node(n) => ledger_cmd::node(n),
+        Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Ledger(l) => ledger_cmd::ledger(l),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),

@@ -292,3 +292,124 @@ fn node_arguments_are_checked_with_a_clear_message() {
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot reach the admin API"), "{err}");
 }
+
+fn hft_out(args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args(args)
+        .env_remove("HFT_ENDPOINT")
+        .output()
+        .expect("hft runs");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
+    let dir = std::env::temp_dir().join(format!("hft-etcd-cli-{}", std::process::id()));
+    let mut etcd =
+        hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &dir.join("etcd"), 1)
+            .expect("etcd runs (scripts/test.sh installs etcd-server)");
+    let url = etcd.clients[0].clone();
+    let with = |args: &[&str]| {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["--etcd", &url, "--cluster", "cli"]);
+        hft_out(&v)
+    };
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[engine]\ntimer_interval_ms = 0\n").unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[engine]\ntimer_interval_ms = 50\n").unwrap();
+    let (code, _, err) = with(&["config", "set", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("timer_interval_ms"), "{err}");
+    let (code, out, err) = with(&[
+        "config",
+        "set",
+        good.to_str().unwrap(),
+        "--expect-revision",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let rev: i64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let (code, _, err) = with(&[
+        "config",
+        "set",
+        good.to_str().unwrap(),
+        "--expect-revision",
+        "0",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&format!("now {rev}")), "{err}");
+    let (_, out, _) = with(&["config", "get", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["revision"], rev);
+    std::fs::write(&good, "[engine]\ntimer_interval_ms = 75\n").unwrap();
+    let (_, out, _) = with(&["config", "diff", good.to_str().unwrap()]);
+    assert!(
+        out.contains("-timer_interval_ms = 50") && out.contains("+timer_interval_ms = 75"),
+        "{out}"
+    );
+    with(&["config", "set", good.to_str().unwrap()]);
+    let (code, out, err) = with(&["config", "rollback", "--to", &rev.to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("revision {rev} stored again")),
+        "{out}"
+    );
+    let (_, out, _) = with(&["config", "history", "--json"]);
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 3);
+    assert!(h[2]["text"].as_str().unwrap().contains("= 50"));
+
+    // A node registers under a lease, is listed, and fences itself once etcd is gone.
+    let ports = free_ports(2);
+    let admin = format!("127.0.0.1:{}", ports[1]);
+    let mut node = Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args([
+            "node",
+            "--id",
+            "1",
+            "--cluster",
+            "cli",
+            "--etcd",
+            &url,
+            "--ledger-peers",
+            &format!("1=127.0.0.1:{}", ports[0]),
+            "--ledger-dir",
+            &dir.join("l1").to_string_lossy(),
+            "--admin",
+            &admin,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = get(&admin, "/v1/status") {
+            break s;
+        }
+        assert!(Instant::now() < end, "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["registered"], true);
+    assert_eq!(status["fenced"], false);
+    let (_, out, _) = with(&["nodes", "--json"]);
+    let nodes: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(nodes[0]["admin"], admin);
+    etcd.kill(0);
+    let gone = Instant::now();
+    while get(&admin, "/v1/status").is_some_and(|s| s["fenced"] == false) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "node never fenced"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
