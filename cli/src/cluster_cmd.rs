@@ -163,6 +163,101 @@ pub fn config(etcd: &EtcdArgs, action: ConfigAction) -> Result<u8, Exit> {
     })
 }
 
+/// `hft token` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once and only its argon2 hash is stored.
+    Create {
+        /// Whose it is (shown in the audit trail).
+        #[arg(long)]
+        name: String,
+        /// viewer, trader or admin.
+        #[arg(long)]
+        role: hft_cluster::auth::Role,
+        /// Valid for (e.g. 30d, 12h); default: until revoked.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Tokens (ids, names, roles, expiry; never secrets).
+    List {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Revoke a token by id (nodes stop accepting it within 5 s).
+    Revoke {
+        /// Token id (the part after `hft_`).
+        id: String,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    match s.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| Duration::from_secs(d * 86_400))
+            .map_err(|e| format!("{s:?}: {e}")),
+        None => crate::parse_duration(s),
+    }
+}
+
+/// Runs a `hft token` subcommand.
+pub fn token(cmd: TokenCmd) -> Result<u8, Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    rt.block_on(async {
+        let etcd = match &cmd {
+            TokenCmd::Create { etcd, .. }
+            | TokenCmd::List { etcd }
+            | TokenCmd::Revoke { etcd, .. } => etcd,
+        };
+        let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
+            .await
+            .map_err(coord_exit)?;
+        match cmd {
+            TokenCmd::Create {
+                name, role, ttl, ..
+            } => {
+                let (token, rec) = hft_cluster::auth::create_token(&mut c, &name, role, ttl)
+                    .await
+                    .map_err(coord_exit)?;
+                eprintln!(
+                    "token {} for {} ({}): shown once, keep it safe",
+                    rec.id, rec.name, rec.role
+                );
+                println!("{token}");
+            }
+            TokenCmd::List { .. } => {
+                let recs: Vec<hft_cluster::auth::TokenRecord> =
+                    c.list_json("tokens/").await.map_err(coord_exit)?;
+                println!("{:<10} {:<16} {:<7} expires_ns", "id", "name", "role");
+                for r in recs {
+                    println!("{:<10} {:<16} {:<7} {}", r.id, r.name, r.role, r.expires);
+                }
+            }
+            TokenCmd::Revoke { id, .. } => {
+                if !c
+                    .delete(&format!("tokens/{id}"))
+                    .await
+                    .map_err(coord_exit)?
+                {
+                    return Err(Exit(
+                        2,
+                        anyhow!("no token with id {id:?}; see `hft token list`"),
+                    ));
+                }
+                println!("token {id} revoked");
+            }
+        }
+        Ok(0)
+    })
+}
+
 /// Lists the registered nodes.
 pub fn nodes(etcd: &EtcdArgs, json: bool) -> Result<u8, Exit> {
     let rt = tokio::runtime::Builder::new_current_thread()

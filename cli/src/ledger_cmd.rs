@@ -166,7 +166,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                 .unwrap_or_default()
                 .as_nanos() as u64,
         };
-        let reg = rt
+        let (reg, coord) = rt
             .block_on(async {
                 let mut c = hft_cluster::coord::Coord::connect(
                     &args.etcd,
@@ -174,19 +174,29 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                     Duration::from_secs(30),
                 )
                 .await?;
-                c.register(&info, Duration::from_secs(args.lease_ttl_s.max(1)))
-                    .await
+                let reg = c
+                    .register(&info, Duration::from_secs(args.lease_ttl_s.max(1)))
+                    .await?;
+                Ok::<_, hft_cluster::coord::CoordError>((reg, c))
             })
             .map_err(|e| Exit(1, anyhow!("{e}")))?;
         tracing::info!(key = %reg.key, lease = reg.lease, "registered in etcd");
-        Some(reg)
+        Some((reg, coord))
     };
     let server = admin::serve(
         args.admin,
         AdminState {
             node: args.id,
             ledger: Some(member.ledger.clone()),
-            fenced: registration.as_ref().map(|r| r.fenced.clone()),
+            fenced: registration.as_ref().map(|(r, _)| r.fenced.clone()),
+            // A node in a cluster checks bearer tokens against etcd; verified tokens
+            // are remembered for 5 s (revocation takes effect within that).
+            auth: registration.as_ref().map(|(_, c)| {
+                std::sync::Arc::new(hft_cluster::auth::Authenticator::new(
+                    c.clone(),
+                    Duration::from_secs(5),
+                ))
+            }),
         },
     )
     .map_err(|e| {
@@ -295,6 +305,9 @@ pub struct Endpoint {
     /// Admin API of any node.
     #[arg(long, env = "HFT_ENDPOINT", default_value = "http://127.0.0.1:7080")]
     endpoint: String,
+    /// File holding the bearer token (default: the HFT_TOKEN variable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -326,14 +339,32 @@ fn answer(
     Ok(body)
 }
 
+/// The bearer token: `--token-file`, else `HFT_TOKEN`.
+fn token(ep: &Endpoint) -> anyhow::Result<Option<String>> {
+    if let Some(f) = &ep.token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the token file {}", f.display()))?;
+        return Ok(Some(t.trim().to_owned()));
+    }
+    Ok(std::env::var("HFT_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
 fn get(ep: &Endpoint, path: &str) -> anyhow::Result<Value> {
     let url = format!("{}{path}", ep.endpoint.trim_end_matches('/'));
-    answer(ep, agent().get(&url).call())
+    let mut req = agent().get(&url);
+    if let Some(t) = token(ep)? {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    answer(ep, req.call())
 }
 
 fn post(ep: &Endpoint, path: &str, body: &Value) -> anyhow::Result<Value> {
     let url = format!("{}{path}", ep.endpoint.trim_end_matches('/'));
-    answer(ep, agent().post(&url).send_json(body))
+    let mut req = agent().post(&url);
+    if let Some(t) = token(ep)? {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    answer(ep, req.send_json(body))
 }
 
 fn parse_since(s: &str) -> anyhow::Result<u64> {

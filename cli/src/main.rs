@@ -55,6 +55,9 @@ enum Command {
     /// Run a cluster node: its ledger member (Raft over TCP with the other members) and
     /// its admin API.
     Node(ledger_cmd::NodeArgs),
+    /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
+    #[command(subcommand)]
+    Token(cluster_cmd::TokenCmd),
     /// Nodes registered in the cluster's etcd (each under its lease).
     Nodes {
         #[command(flatten)]
@@ -594,6 +597,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Train(t) => train(&t),
         Command::Node(n) => ledger_cmd::node(n),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
+        Command::Token(t) => cluster_cmd::token(t),
         Command::Ledger(l) => ledger_cmd::ledger(l),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),

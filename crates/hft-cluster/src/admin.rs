@@ -11,13 +11,22 @@
 //! - `POST /v1/ledger/members` — `{"action": "add-learner"|"promote"|"remove", "id", "addr"}`.
 //! - `POST /v1/ledger/transfer-leader` — `{"to": ID}`.
 //!
+//! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool}`.
+//!
+//! With tokens (a node registered in etcd), every call needs `Authorization: Bearer`:
+//! reads need viewer, engaging a kill switch trader, everything else that changes state
+//! admin; 401 without a valid token, 403 when its role is too low.
+//!
 //! Errors are JSON `{"error": ...}` with 400 for bad requests (naming the field), 404
 //! for unknown paths, 503 when the ledger has no leader or lost it mid-call (retry).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+
+use crate::auth::{Authenticator, Denied, Principal, Role};
 use hft_core::{Liquidity, Money, Price, Qty, Side};
 use hft_ledger::member::hex;
 use hft_ledger::{Command, Ledger, LedgerError, LedgerFill};
@@ -144,9 +153,42 @@ pub struct AdminState {
     pub ledger: Option<Ledger>,
     /// Set when the node lost its etcd lease (None: not registered in etcd).
     pub fenced: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Bearer-token checks (None: an open API, for a node without etcd on loopback).
+    pub auth: Option<std::sync::Arc<Authenticator>>,
 }
 
-async fn node_status(st: web::Data<AdminState>) -> HttpResponse {
+/// Lets the request through if its token grants `need` (or the API is open).
+async fn authorize(
+    st: &AdminState,
+    req: &HttpRequest,
+    need: Role,
+) -> Result<Option<Principal>, HttpResponse> {
+    let Some(auth) = &st.auth else {
+        return Ok(None);
+    };
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.check(header, need).await {
+        Ok(p) => Ok(Some(p)),
+        Err(Denied::Unauthenticated(why)) => Err(error(StatusCode::UNAUTHORIZED, why)),
+        Err(Denied::Forbidden(why)) => Err(error(StatusCode::FORBIDDEN, why)),
+    }
+}
+
+/// Runs `authorize` and returns its refusal from the handler.
+macro_rules! require {
+    ($st:expr, $req:expr, $role:expr) => {
+        match authorize(&$st, &$req, $role).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        }
+    };
+}
+
+async fn node_status(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
     HttpResponse::Ok().json(json!({
         "node": st.node,
         "registered": st.fenced.is_some(),
@@ -175,10 +217,7 @@ fn ledger_error(e: &LedgerError) -> HttpResponse {
 }
 
 fn no_ledger() -> HttpResponse {
-    error(
-        actix_web::http::StatusCode::NOT_FOUND,
-        "this node runs no ledger member",
-    )
+    error(StatusCode::NOT_FOUND, "this node runs no ledger member")
 }
 
 /// Parses a JSON body, naming the field at fault (`[0].side: unknown variant ...`).
@@ -191,7 +230,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse>
         } else {
             format!("request body at {path}: {}", e.inner())
         };
-        error(actix_web::http::StatusCode::BAD_REQUEST, msg)
+        error(StatusCode::BAD_REQUEST, msg)
     })
 }
 
@@ -204,13 +243,14 @@ async fn ledger_call<T>(
         Ok(Ok(Err(e))) => Err(ledger_error(&e)),
         Ok(Err(_)) => Err(ledger_error(&LedgerError::Stopped)),
         Err(_) => Err(error(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "ledger did not answer within 5 s (no quorum?); retry",
         )),
     }
 }
 
-async fn status(st: web::Data<AdminState>) -> HttpResponse {
+async fn status(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -236,7 +276,8 @@ async fn status(st: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-async fn hash(st: web::Data<AdminState>) -> HttpResponse {
+async fn hash(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -247,7 +288,8 @@ async fn hash(st: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-async fn positions(st: web::Data<AdminState>) -> HttpResponse {
+async fn positions(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -300,7 +342,12 @@ fn default_limit() -> usize {
     10_000
 }
 
-async fn fills(st: web::Data<AdminState>, q: web::Query<FillsQuery>) -> HttpResponse {
+async fn fills(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    q: web::Query<FillsQuery>,
+) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -317,7 +364,12 @@ async fn fills(st: web::Data<AdminState>, q: web::Query<FillsQuery>) -> HttpResp
     }
 }
 
-async fn propose_fills(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
+async fn propose_fills(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let _who = require!(st, req, Role::Admin);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -327,7 +379,7 @@ async fn propose_fills(st: web::Data<AdminState>, body: web::Bytes) -> HttpRespo
     };
     if body.is_empty() {
         return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             "body: expected a non-empty array of fills",
         );
     }
@@ -357,7 +409,8 @@ enum MemberAction {
     Remove,
 }
 
-async fn members(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
+async fn members(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let _who = require!(st, req, Role::Admin);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -366,16 +419,13 @@ async fn members(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
         Err(r) => return r,
     };
     if body.id == 0 {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "id: member ids start at 1",
-        );
+        return error(StatusCode::BAD_REQUEST, "id: member ids start at 1");
     }
     let rx = match (&body.action, &body.addr) {
         (MemberAction::AddLearner, Some(a)) => l.add_learner(body.id, a),
         (MemberAction::AddLearner, None) => {
             return error(
-                actix_web::http::StatusCode::BAD_REQUEST,
+                StatusCode::BAD_REQUEST,
                 "addr: a new member needs its ledger address (host:port)",
             );
         }
@@ -394,7 +444,8 @@ struct TransferReq {
     to: u64,
 }
 
-async fn transfer(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
+async fn transfer(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let _who = require!(st, req, Role::Admin);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -406,15 +457,66 @@ async fn transfer(st: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
     HttpResponse::Accepted().json(json!({ "transfer_to": body.to }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillReq {
+    scope: String,
+    engaged: bool,
+}
+
+/// Engages (trader) or releases (admin) a kill switch in the ledger, where every node
+/// sees it.
+async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let body: KillReq = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let need = if body.engaged {
+        Role::Trader
+    } else {
+        Role::Admin
+    };
+    let _who = require!(st, req, need);
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    let scope = match body.scope.split_once(':') {
+        None if body.scope == "global" => hft_ledger::KillScope::Global,
+        Some(("strategy", s)) if !s.is_empty() => hft_ledger::KillScope::Strategy(s.to_owned()),
+        Some(("venue", v)) if !v.is_empty() => hft_ledger::KillScope::Venue(v.to_owned()),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "scope: {:?} is not \"global\", \"strategy:NAME\" or \"venue:NAME\"",
+                    body.scope
+                ),
+            );
+        }
+    };
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let cmd = Command::Kill {
+        scope: scope.clone(),
+        engaged: body.engaged,
+        ts,
+    };
+    match ledger_call(l.propose(vec![cmd])).await {
+        Ok(o) => HttpResponse::Ok().json(json!({
+            "scope": scope.to_string(), "engaged": body.engaged, "index": o.index
+        })),
+        Err(r) => r,
+    }
+}
+
 /// The routes, for the server and for tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let query_errors = web::QueryConfig::default().error_handler(|err, _req| {
         let msg = format!("query: {err}");
-        actix_web::error::InternalError::from_response(
-            err,
-            error(actix_web::http::StatusCode::BAD_REQUEST, msg),
-        )
-        .into()
+        actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, msg))
+            .into()
     });
     cfg.app_data(web::PayloadConfig::new(16 << 20))
         .app_data(query_errors)
@@ -425,7 +527,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/ledger/fills", web::get().to(fills))
         .route("/v1/ledger/fills", web::post().to(propose_fills))
         .route("/v1/ledger/members", web::post().to(members))
-        .route("/v1/ledger/transfer-leader", web::post().to(transfer));
+        .route("/v1/ledger/transfer-leader", web::post().to(transfer))
+        .route("/v1/kill", web::post().to(kill));
 }
 
 /// A running admin server; dropping it stops the server.
@@ -465,7 +568,7 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer
                     .app_data(data.clone())
                     .configure(configure)
                     .default_service(web::to(|| async {
-                        error(actix_web::http::StatusCode::NOT_FOUND, "no such endpoint")
+                        error(StatusCode::NOT_FOUND, "no such endpoint")
                     }))
             })
             .workers(1)

@@ -162,6 +162,72 @@ impl Coord {
         format!("/hft/{}/{rest}", self.cluster)
     }
 
+    /// Stores `value` as JSON at `rest` (under the cluster's prefix).
+    pub async fn put_json<T: Serialize>(
+        &mut self,
+        rest: &str,
+        value: &T,
+    ) -> Result<(), CoordError> {
+        let key = self.key(rest);
+        let v = serde_json::to_vec(value).map_err(|e| CoordError::Malformed {
+            key: key.clone(),
+            why: e.to_string(),
+        })?;
+        self.client.put(key, v, None).await?;
+        Ok(())
+    }
+
+    /// The JSON value at `rest`, if any; a value that is not what hft writes there is an
+    /// error naming the key.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        rest: &str,
+    ) -> Result<Option<T>, CoordError> {
+        let key = self.key(rest);
+        let r = self.client.get(key.clone(), None).await?;
+        r.kvs()
+            .first()
+            .map(|kv| {
+                serde_json::from_slice(kv.value()).map_err(|e| CoordError::Malformed {
+                    key: key.clone(),
+                    why: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Every JSON value under `prefix` (in key order).
+    pub async fn list_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<T>, CoordError> {
+        let r = self
+            .client
+            .get(
+                self.key(prefix),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Ascend),
+                ),
+            )
+            .await?;
+        r.kvs()
+            .iter()
+            .map(|kv| {
+                serde_json::from_slice(kv.value()).map_err(|e| CoordError::Malformed {
+                    key: kv.key_str().unwrap_or("?").to_owned(),
+                    why: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the key at `rest`; whether it existed.
+    pub async fn delete(&mut self, rest: &str) -> Result<bool, CoordError> {
+        Ok(self.client.delete(self.key(rest), None).await?.deleted() > 0)
+    }
+
     /// The current configuration overlay and its revision (None before the first set).
     pub async fn config_get(&mut self) -> Result<Option<ConfigVersion>, CoordError> {
         let key = self.key("config");
@@ -305,20 +371,7 @@ impl Coord {
 
     /// Registered nodes.
     pub async fn nodes(&mut self) -> Result<Vec<NodeInfo>, CoordError> {
-        let prefix = self.key("nodes/");
-        let r = self
-            .client
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await?;
-        r.kvs()
-            .iter()
-            .map(|kv| {
-                serde_json::from_slice::<NodeInfo>(kv.value()).map_err(|e| CoordError::Malformed {
-                    key: kv.key_str().unwrap_or("?").to_owned(),
-                    why: format!("not a node registration: {e}"),
-                })
-            })
-            .collect()
+        self.list_json("nodes/").await
     }
 }
 

@@ -3,6 +3,7 @@
 //! engines and venue on a simulated clock in one thread).
 
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod booking;
 pub mod coord;

@@ -58,6 +58,7 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
             node: 1,
             ledger: Some(l.ledger.clone()),
             fenced: None,
+            auth: None,
         },
     )
     .unwrap();

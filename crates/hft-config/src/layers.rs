@@ -25,9 +25,9 @@ const DEFAULT_NAME: &str = "config/default.toml (embedded default)";
 const ENV_PREFIX: &str = "HFT_";
 /// Separator of path segments in an environment variable name.
 const ENV_SEPARATOR: &str = "__";
-/// `HFT_*` variables that belong to the CLI talking to a node (where its admin API is),
-/// not to a node's configuration.
-const CLIENT_VARS: [&str; 1] = ["HFT_ENDPOINT"];
+/// `HFT_*` variables that belong to the CLI talking to a node (where its admin API is,
+/// its bearer token), not to a node's configuration.
+const CLIENT_VARS: [&str; 2] = ["HFT_ENDPOINT", "HFT_TOKEN"];
 
 /// Loads default <- overlay (`(name, text)`) <- env and validates the result.
 pub(crate) fn load(

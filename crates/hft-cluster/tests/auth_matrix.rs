@@ -1,0 +1,154 @@
+//! The admin API's authorization matrix against tokens kept in a real etcd: every role
+//! on every endpoint, plus no token, a wrong secret, an unknown id, garbage and an
+//! expired token.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hft_cluster::admin::{AdminState, serve};
+use hft_cluster::auth::{Authenticator, Role, create_token};
+use hft_cluster::booking::SessionLedger;
+use hft_cluster::coord::Coord;
+use hft_cluster::local_etcd::LocalEtcd;
+
+fn call(url: &str, method: &str, body: &str, token: Option<&str>) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let r = if method == "GET" {
+        let mut rq = agent.get(url);
+        if let Some(a) = &auth {
+            rq = rq.header("Authorization", a);
+        }
+        rq.call()
+    } else {
+        let mut rq = agent.post(url).header("content-type", "application/json");
+        if let Some(a) = &auth {
+            rq = rq.header("Authorization", a);
+        }
+        rq.send(body)
+    };
+    r.expect("the server answers").status().as_u16()
+}
+
+#[test]
+fn every_role_on_every_endpoint() {
+    let dir = std::env::temp_dir().join(format!("hft-auth-{}", std::process::id()));
+    let etcd = LocalEtcd::start(Path::new("etcd"), &dir.join("etcd"), 1)
+        .expect("etcd runs (scripts/test.sh installs etcd-server)");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (coord, tokens, expired) = rt.block_on(async {
+        let mut c = Coord::connect(&etcd.clients, "auth", Duration::from_secs(20))
+            .await
+            .unwrap();
+        let mut tokens = Vec::new();
+        for role in [Role::Viewer, Role::Trader, Role::Admin] {
+            let (t, _) = create_token(&mut c, &format!("{role}-user"), role, None)
+                .await
+                .unwrap();
+            tokens.push((role, t));
+        }
+        let (expired, _) = create_token(&mut c, "old", Role::Admin, Some(Duration::from_nanos(1)))
+            .await
+            .unwrap();
+        (c, tokens, expired)
+    });
+    let specs = [hft_core::InstrumentSpec::new(
+        hft_core::InstrumentId(0),
+        "BTC-USD",
+        2,
+        3,
+        hft_core::Price(1),
+        hft_core::Qty(1),
+    )];
+    let l = SessionLedger::start(Some(&dir.join("ledger")), &specs).unwrap();
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminState {
+            node: 1,
+            ledger: Some(l.ledger.clone()),
+            fenced: None,
+            auth: Some(Arc::new(Authenticator::new(coord, Duration::from_secs(5)))),
+        },
+    )
+    .unwrap();
+    let url = |p: &str| format!("http://{}{p}", srv.addr);
+    let fill = r#"[{"venue":"sim","exec_id":1,"account":"main","strategy":"mm","instrument":"BTC-USD","price_scale":2,"qty_scale":3,"side":"buy","price":100,"qty":1,"fee":0,"liquidity":"maker","cl_ord_id":1,"ts":1}]"#;
+    let endpoints: [(&str, &str, &str, Role); 10] = [
+        ("GET", "/v1/status", "", Role::Viewer),
+        ("GET", "/v1/ledger/status", "", Role::Viewer),
+        ("GET", "/v1/ledger/positions", "", Role::Viewer),
+        ("GET", "/v1/ledger/fills", "", Role::Viewer),
+        ("GET", "/v1/ledger/hash", "", Role::Viewer),
+        (
+            "POST",
+            "/v1/kill",
+            r#"{"scope":"global","engaged":true}"#,
+            Role::Trader,
+        ),
+        (
+            "POST",
+            "/v1/kill",
+            r#"{"scope":"global","engaged":false}"#,
+            Role::Admin,
+        ),
+        ("POST", "/v1/ledger/fills", fill, Role::Admin),
+        (
+            "POST",
+            "/v1/ledger/transfer-leader",
+            r#"{"to":1}"#,
+            Role::Admin,
+        ),
+        (
+            "POST",
+            "/v1/ledger/members",
+            r#"{"action":"add-learner","id":9,"addr":"127.0.0.1:9"}"#,
+            Role::Admin,
+        ),
+    ];
+    let (_, admin_token) = &tokens[2];
+    let (id, _) = admin_token
+        .strip_prefix("hft_")
+        .unwrap()
+        .split_once('_')
+        .unwrap();
+    let wrong_secret = format!("hft_{id}_{}", "0".repeat(48));
+    for (method, path, body, need) in endpoints {
+        for (role, token) in &tokens {
+            let got = call(&url(path), method, body, Some(token));
+            if *role >= need {
+                assert!(
+                    (200..300).contains(&got),
+                    "{role} on {method} {path} {body}: {got}"
+                );
+            } else {
+                assert_eq!(got, 403, "{role} on {method} {path} {body}");
+            }
+        }
+        for (what, token) in [
+            ("no token", None),
+            ("wrong secret", Some(wrong_secret.as_str())),
+            ("unknown id", Some("hft_deadbeef_00")),
+            ("garbage", Some("let me in")),
+            ("expired", Some(expired.as_str())),
+        ] {
+            assert_eq!(
+                call(&url(path), method, body, token),
+                401,
+                "{what} on {method} {path}"
+            );
+        }
+    }
+    drop(srv);
+    drop(l);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
