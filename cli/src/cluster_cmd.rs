@@ -258,6 +258,67 @@ pub fn token(cmd: TokenCmd) -> Result<u8, Exit> {
     })
 }
 
+/// `hft audit` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCmd {
+    /// The audit trail: every state-changing API call and configuration change.
+    List {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain; exit 1 naming the first record that was edited, removed
+    /// or reordered.
+    Verify {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+}
+
+/// Runs a `hft audit` subcommand.
+pub fn audit(cmd: AuditCmd) -> Result<u8, Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    rt.block_on(async {
+        let etcd = match &cmd {
+            AuditCmd::List { etcd, .. } | AuditCmd::Verify { etcd } => etcd,
+        };
+        let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
+            .await
+            .map_err(coord_exit)?;
+        match cmd {
+            AuditCmd::List { json, .. } => {
+                let trail = c.audit_trail().await.map_err(coord_exit)?;
+                if json {
+                    println!("{}", serde_json::to_string(&trail).unwrap_or_default());
+                } else {
+                    for r in trail {
+                        println!(
+                            "{:>6} {:>20} {:<16} {:<24} {}",
+                            r.seq, r.ts, r.who, r.action, r.after
+                        );
+                    }
+                }
+                Ok(0)
+            }
+            AuditCmd::Verify { .. } => match c.audit_verify().await.map_err(coord_exit)? {
+                Ok(n) => {
+                    println!("ok: {n} audit records, hash chain intact");
+                    Ok(0)
+                }
+                Err(t) => Err(Exit(
+                    1,
+                    anyhow!("audit trail TAMPERED at record {}: {}", t.seq, t.why),
+                )),
+            },
+        }
+    })
+}
+
 /// Lists the registered nodes.
 pub fn nodes(etcd: &EtcdArgs, json: bool) -> Result<u8, Exit> {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -191,6 +191,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             fenced: registration.as_ref().map(|(r, _)| r.fenced.clone()),
             // A node in a cluster checks bearer tokens against etcd; verified tokens
             // are remembered for 5 s (revocation takes effect within that).
+            audit: registration.as_ref().map(|(_, c)| c.clone()),
             auth: registration.as_ref().map(|(_, c)| {
                 std::sync::Arc::new(hft_cluster::auth::Authenticator::new(
                     c.clone(),

@@ -58,6 +58,9 @@ enum Command {
     /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
     #[command(subcommand)]
     Token(cluster_cmd::TokenCmd),
+    /// The tamper-evident audit trail (hash-chained, in etcd).
+    #[command(subcommand)]
+    Audit(cluster_cmd::AuditCmd),
     /// Nodes registered in the cluster's etcd (each under its lease).
     Nodes {
         #[command(flatten)]
@@ -598,6 +601,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Node(n) => ledger_cmd::node(n),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),
+        Command::Audit(a) => cluster_cmd::audit(a),
         Command::Ledger(l) => ledger_cmd::ledger(l),
         Command::Backtest(b) => match b.cmd {
             Some(BacktestCmd::Ab { a, b, data, json }) => backtest_ab(&a, &b, &data, json),

@@ -76,7 +76,16 @@ fn agent() -> ureq::Agent {
 }
 
 fn get(admin: &str, path: &str) -> Option<Value> {
-    let mut r = agent().get(format!("http://{admin}{path}")).call().ok()?;
+    get_as(admin, path, None)
+}
+
+/// GET with an optional bearer token; None unless 2xx.
+fn get_as(admin: &str, path: &str, token: Option<&str>) -> Option<Value> {
+    let mut req = agent().get(format!("http://{admin}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().ok()?;
     if !r.status().is_success() {
         return None;
     }
@@ -364,6 +373,15 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
     assert_eq!(h.as_array().unwrap().len(), 3);
     assert!(h[2]["text"].as_str().unwrap().contains("= 50"));
 
+    // Every configuration change is in the audit trail, chained.
+    let (code, out, err) = with(&["audit", "verify"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ok: 3 audit records"), "{out}");
+
+    let (code, token, err) = with(&["token", "create", "--name", "ops", "--role", "viewer"]);
+    assert_eq!(code, Some(0), "{err}");
+    let token = token.trim().to_owned();
+
     // A node registers under a lease, is listed, and fences itself once etcd is gone.
     let ports = free_ports(2);
     let admin = format!("127.0.0.1:{}", ports[1]);
@@ -389,7 +407,7 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
         .unwrap();
     let end = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = get(&admin, "/v1/status") {
+        if let Some(s) = get_as(&admin, "/v1/status", Some(&token)) {
             break s;
         }
         assert!(Instant::now() < end, "node did not start");
@@ -397,12 +415,16 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
     };
     assert_eq!(status["registered"], true);
     assert_eq!(status["fenced"], false);
+    assert!(
+        get(&admin, "/v1/status").is_none(),
+        "a node in a cluster needs a token"
+    );
     let (_, out, _) = with(&["nodes", "--json"]);
     let nodes: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(nodes[0]["admin"], admin);
     etcd.kill(0);
     let gone = Instant::now();
-    while get(&admin, "/v1/status").is_some_and(|s| s["fenced"] == false) {
+    while !get_as(&admin, "/v1/status", Some(&token)).is_some_and(|s| s["fenced"] == true) {
         assert!(
             gone.elapsed() < Duration::from_secs(10),
             "node never fenced"

@@ -155,6 +155,24 @@ pub struct AdminState {
     pub fenced: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Bearer-token checks (None: an open API, for a node without etcd on loopback).
     pub auth: Option<std::sync::Arc<Authenticator>>,
+    /// Where every state-changing call is recorded (the cluster's etcd).
+    pub audit: Option<crate::coord::Coord>,
+}
+
+/// Records a state-changing call in the audit trail. A call whose record cannot be
+/// written still took effect, so the failure is logged loudly rather than hidden.
+async fn audited(
+    st: &AdminState,
+    who: &Option<Principal>,
+    action: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) {
+    let Some(coord) = &st.audit else { return };
+    let name = who.as_ref().map_or("anonymous", |p| p.name.as_str());
+    if let Err(e) = coord.clone().audit(name, action, before, after).await {
+        tracing::error!(%action, who = name, error = %e, "audit record not written");
+    }
 }
 
 /// Lets the request through if its token grants `need` (or the API is open).
@@ -369,7 +387,7 @@ async fn propose_fills(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let _who = require!(st, req, Role::Admin);
+    let who = require!(st, req, Role::Admin);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -383,11 +401,23 @@ async fn propose_fills(
             "body: expected a non-empty array of fills",
         );
     }
-    let cmds = body.into_iter().map(|f| Command::Fill(f.into())).collect();
+    let cmds: Vec<Command> = body.into_iter().map(|f| Command::Fill(f.into())).collect();
+    let n = cmds.len();
     match ledger_call(l.propose(cmds)).await {
-        Ok(o) => HttpResponse::Ok().json(json!({
-            "index": o.index, "applied": o.applied, "duplicates": o.duplicates, "rejected": o.rejected
-        })),
+        Ok(o) => {
+            let v = json!({
+                "index": o.index, "applied": o.applied, "duplicates": o.duplicates, "rejected": o.rejected
+            });
+            audited(
+                &st,
+                &who,
+                "ledger.fills",
+                json!(null),
+                json!({"fills": n, "outcome": v}),
+            )
+            .await;
+            HttpResponse::Ok().json(v)
+        }
         Err(r) => r,
     }
 }
@@ -410,7 +440,7 @@ enum MemberAction {
 }
 
 async fn members(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let _who = require!(st, req, Role::Admin);
+    let who = require!(st, req, Role::Admin);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -433,7 +463,12 @@ async fn members(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) 
         (MemberAction::Remove, _) => l.remove(body.id),
     };
     match ledger_call(rx).await {
-        Ok(cs) => HttpResponse::Ok().json(json!({ "voters": cs.voters, "learners": cs.learners })),
+        Ok(cs) => {
+            let v = json!({ "voters": cs.voters, "learners": cs.learners });
+            let req = json!({ "id": body.id, "addr": body.addr });
+            audited(&st, &who, "ledger.members", req, v.clone()).await;
+            HttpResponse::Ok().json(v)
+        }
         Err(r) => r,
     }
 }
@@ -445,7 +480,7 @@ struct TransferReq {
 }
 
 async fn transfer(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let _who = require!(st, req, Role::Admin);
+    let who = require!(st, req, Role::Admin);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -454,6 +489,14 @@ async fn transfer(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes)
         Err(r) => return r,
     };
     l.transfer_leader(body.to);
+    audited(
+        &st,
+        &who,
+        "ledger.transfer-leader",
+        json!(null),
+        json!({ "to": body.to }),
+    )
+    .await;
     HttpResponse::Accepted().json(json!({ "transfer_to": body.to }))
 }
 
@@ -476,7 +519,7 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
     } else {
         Role::Admin
     };
-    let _who = require!(st, req, need);
+    let who = require!(st, req, need);
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
@@ -504,9 +547,17 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
         ts,
     };
     match ledger_call(l.propose(vec![cmd])).await {
-        Ok(o) => HttpResponse::Ok().json(json!({
-            "scope": scope.to_string(), "engaged": body.engaged, "index": o.index
-        })),
+        Ok(o) => {
+            let v =
+                json!({ "scope": scope.to_string(), "engaged": body.engaged, "index": o.index });
+            let action = if body.engaged {
+                "kill.engage"
+            } else {
+                "kill.release"
+            };
+            audited(&st, &who, action, json!(null), v.clone()).await;
+            HttpResponse::Ok().json(v)
+        }
         Err(r) => r,
     }
 }

@@ -279,7 +279,15 @@ impl Coord {
                 current: now,
             });
         }
-        Ok(r.header().map_or(0, |h| h.revision()))
+        let rev = r.header().map_or(0, |h| h.revision());
+        self.audit(
+            who,
+            "config.set",
+            serde_json::json!({ "revision": base }),
+            serde_json::json!({ "revision": rev, "text": text }),
+        )
+        .await?;
+        Ok(rev)
     }
 
     /// The configuration history, oldest first.
@@ -372,6 +380,160 @@ impl Coord {
     /// Registered nodes.
     pub async fn nodes(&mut self) -> Result<Vec<NodeInfo>, CoordError> {
         self.list_json("nodes/").await
+    }
+}
+
+/// One entry of the tamper-evident audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the trail, from 1.
+    pub seq: u64,
+    /// When, ns since the epoch.
+    pub ts: u64,
+    /// Who (token name, or the CLI user for configuration changes).
+    pub who: String,
+    /// What was done (`config.set`, `kill.engage`, `ledger.members`, ...).
+    pub action: String,
+    /// State before, where known (JSON).
+    pub before: serde_json::Value,
+    /// The change requested / state after (JSON).
+    pub after: serde_json::Value,
+    /// Hash of the previous record (hex; zeros for the first).
+    pub prev: String,
+    /// SHA-256 over `prev` and this record's other fields (hex).
+    pub hash: String,
+}
+
+impl AuditRecord {
+    fn digest(&self) -> String {
+        let mut h = sha2::Sha256::new();
+        use sha2::Digest as _;
+        let body = serde_json::json!([
+            self.seq,
+            self.ts,
+            self.who,
+            self.action,
+            self.before,
+            self.after,
+            self.prev
+        ]);
+        h.update(body.to_string().as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Where the audit trail does not hold together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tampered {
+    /// The first bad record (or the missing one).
+    pub seq: u64,
+    /// What is wrong.
+    pub why: String,
+}
+
+const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+impl Coord {
+    /// Appends to the audit trail: the record is chained to the previous one by hash,
+    /// and the head moves in the same transaction, so concurrent writers (nodes, CLIs)
+    /// never fork the chain.
+    pub async fn audit(
+        &mut self,
+        who: &str,
+        action: &str,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> Result<AuditRecord, CoordError> {
+        let head_key = self.key("audit-head");
+        for _ in 0..20 {
+            let r = self.client.get(head_key.clone(), None).await?;
+            let (head, head_rev): (Option<AuditRecord>, i64) = match r.kvs().first() {
+                Some(kv) => (
+                    Some(serde_json::from_slice(kv.value()).map_err(|e| {
+                        CoordError::Malformed {
+                            key: head_key.clone(),
+                            why: e.to_string(),
+                        }
+                    })?),
+                    kv.mod_revision(),
+                ),
+                None => (None, 0),
+            };
+            let mut rec = AuditRecord {
+                seq: head.as_ref().map_or(1, |h| h.seq + 1),
+                ts: now_ns(),
+                who: who.to_owned(),
+                action: action.to_owned(),
+                before: before.clone(),
+                after: after.clone(),
+                prev: head.map_or_else(|| ZERO_HASH.to_owned(), |h| h.hash),
+                hash: String::new(),
+            };
+            rec.hash = rec.digest();
+            let json = serde_json::to_string(&rec).map_err(|e| CoordError::Malformed {
+                key: head_key.clone(),
+                why: e.to_string(),
+            })?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    head_key.clone(),
+                    CompareOp::Equal,
+                    head_rev,
+                )])
+                .and_then([
+                    TxnOp::put(head_key.clone(), json.clone(), None),
+                    TxnOp::put(self.key(&format!("audit/{:020}", rec.seq)), json, None),
+                ]);
+            if self.client.txn(txn).await?.succeeded() {
+                return Ok(rec);
+            }
+        }
+        Err(CoordError::Malformed {
+            key: head_key,
+            why: "the audit head kept moving; too many concurrent writers".into(),
+        })
+    }
+
+    /// The audit trail, oldest first.
+    pub async fn audit_trail(&mut self) -> Result<Vec<AuditRecord>, CoordError> {
+        self.list_json("audit/").await
+    }
+
+    /// Checks the trail: records numbered 1..n without gaps, each hash matching its
+    /// content and naming its predecessor, the head naming the last.
+    pub async fn audit_verify(&mut self) -> Result<Result<usize, Tampered>, CoordError> {
+        let trail = self.audit_trail().await?;
+        let head: Option<AuditRecord> = self.get_json("audit-head").await?;
+        let mut prev = ZERO_HASH.to_owned();
+        for (k, r) in trail.iter().enumerate() {
+            let want = k as u64 + 1;
+            let bad = |why: String| Ok(Err(Tampered { seq: want, why }));
+            if r.seq != want {
+                return bad(format!("record {want} is missing (found {} next)", r.seq));
+            }
+            if r.prev != prev {
+                return bad("does not chain to the record before it".into());
+            }
+            if r.digest() != r.hash {
+                return bad("its content does not match its hash (edited)".into());
+            }
+            prev = r.hash.clone();
+        }
+        match head {
+            Some(h) if h.seq != trail.len() as u64 || h.hash != prev => Ok(Err(Tampered {
+                seq: h.seq,
+                why: format!(
+                    "the head names record {} but the trail ends at {}",
+                    h.seq,
+                    trail.len()
+                ),
+            })),
+            None if !trail.is_empty() => Ok(Err(Tampered {
+                seq: trail.len() as u64,
+                why: "the head is missing".into(),
+            })),
+            _ => Ok(Ok(trail.len())),
+        }
     }
 }
 

@@ -59,6 +59,7 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
             ledger: Some(l.ledger.clone()),
             fenced: None,
             auth: None,
+            audit: None,
         },
     )
     .unwrap();

@@ -76,7 +76,11 @@ fn every_role_on_every_endpoint() {
             node: 1,
             ledger: Some(l.ledger.clone()),
             fenced: None,
-            auth: Some(Arc::new(Authenticator::new(coord, Duration::from_secs(5)))),
+            auth: Some(Arc::new(Authenticator::new(
+                coord.clone(),
+                Duration::from_secs(5),
+            ))),
+            audit: Some(coord.clone()),
         },
     )
     .unwrap();
@@ -147,6 +151,36 @@ fn every_role_on_every_endpoint() {
             );
         }
     }
+    // Every state change that went through is in the audit trail, by whom, chained.
+    let mut coord = coord;
+    let trail = rt.block_on(coord.audit_trail()).unwrap();
+    // Trader and admin engaged (2), admin released, booked, transferred, added (1 each).
+    assert_eq!(trail.len(), 6, "{trail:#?}");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.action == "kill.engage" && r.who == "trader-user")
+    );
+    assert!(trail.iter().all(|r| r.who != "viewer-user"));
+    assert_eq!(rt.block_on(coord.audit_verify()).unwrap(), Ok(6));
+    // Editing a record by hand is detected, and named.
+    let mut forged = trail[1].clone();
+    forged.who = "someone-else".into();
+    rt.block_on(coord.put_json(&format!("audit/{:020}", forged.seq), &forged))
+        .unwrap();
+    let t = rt.block_on(coord.audit_verify()).unwrap().unwrap_err();
+    assert_eq!(t.seq, 2, "{t:?}");
+    assert!(t.why.contains("edited"), "{t:?}");
+    // Re-hashing the forged record breaks the link to the next one instead.
+    rt.block_on(async {
+        let mut c = coord.clone();
+        let mut f = forged.clone();
+        f.hash = "f".repeat(64);
+        c.put_json(&format!("audit/{:020}", f.seq), &f)
+            .await
+            .unwrap();
+    });
+    assert!(rt.block_on(coord.audit_verify()).unwrap().is_err());
     drop(srv);
     drop(l);
     drop(etcd);
