@@ -355,3 +355,199 @@ fn unified_diff(a_name: &str, a: &str, b_name: &str, b: &str) -> String {
         .header(a_name, b_name)
         .to_string()
 }
+
+/// A session's configuration taken from etcd, and the reloads that follow it.
+pub struct Followed {
+    /// The configuration at start.
+    pub config: hft_config::Config,
+    /// Its etcd revision (0: none stored, the embedded default).
+    pub revision: i64,
+    rx: std::sync::Mutex<Option<std::sync::mpsc::Receiver<hft_cluster::reload::Reload>>>,
+    status: std::sync::Arc<std::sync::Mutex<hft_cluster::reload::ReloadStatus>>,
+}
+
+impl Followed {
+    /// The reload channel for the live runtime (once).
+    pub fn take_receiver(&self) -> std::sync::mpsc::Receiver<hft_cluster::reload::Reload> {
+        let taken = self.rx.lock().ok().and_then(|mut r| r.take());
+        taken.unwrap_or_else(|| std::sync::mpsc::channel().1)
+    }
+
+    /// The status line's configuration part: the revision every engine runs, and the
+    /// last refused change.
+    pub fn describe(&self, view: &hft_cluster::live::LiveView) -> String {
+        let live = view
+            .engines
+            .iter()
+            .map(|e| {
+                e.live
+                    .config_revision
+                    .load(std::sync::atomic::Ordering::Acquire)
+            })
+            .min()
+            .unwrap_or(0);
+        let live = if live == 0 {
+            self.revision.max(0) as u64
+        } else {
+            live
+        };
+        let mut s = format!("  config r{live}");
+        if let Some((rev, why)) = self.status.lock().ok().and_then(|s| s.rejected.clone()) {
+            s.push_str(&format!(" (refused r{rev}: {why})"));
+        }
+        s
+    }
+}
+
+/// Reads the cluster configuration from etcd (the embedded default when none is
+/// stored) and follows it from a background thread.
+pub fn follow_config(
+    endpoints: &[String],
+    cluster: &str,
+    env: Vec<(String, String)>,
+) -> Result<Followed, Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    let (coord, stored) = rt
+        .block_on(async {
+            let mut c = Coord::connect(endpoints, cluster, Duration::from_secs(30)).await?;
+            let v = c.config_get().await?;
+            Ok::<_, CoordError>((c, v))
+        })
+        .map_err(coord_exit)?;
+    let key = coord.key("config");
+    let (config, revision) = match &stored {
+        Some(v) => (
+            hft_config::load_str(&key, &v.text, env.clone()).map_err(|e| Exit(2, anyhow!(e)))?,
+            v.revision,
+        ),
+        None => (
+            hft_config::load(None, env.clone()).map_err(|e| Exit(2, anyhow!(e)))?,
+            0,
+        ),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let status = std::sync::Arc::new(std::sync::Mutex::new(
+        hft_cluster::reload::ReloadStatus::default(),
+    ));
+    let (st, cfg) = (status.clone(), config.clone());
+    std::thread::Builder::new()
+        .name("config-follow".into())
+        .spawn(move || {
+            let res = rt.block_on(hft_cluster::reload::follow(
+                coord, revision, cfg, env, tx, st,
+            ));
+            if let Err(e) = res {
+                tracing::error!(error = %e, "stopped following the configuration in etcd");
+            }
+        })
+        .map_err(|e| Exit(1, e.into()))?;
+    Ok(Followed {
+        config,
+        revision,
+        rx: std::sync::Mutex::new(Some(rx)),
+        status,
+    })
+}
+
+/// `hft bench config`: a live session following its configuration in a local etcd;
+/// each trial stores a new risk limit and times until every engine runs it.
+pub fn bench_config(trials: usize, etcd_bin: &std::path::Path) -> Result<serde_json::Value, Exit> {
+    use std::sync::atomic::Ordering;
+    let dir = std::env::temp_dir().join(format!("hft-bench-config-{}", std::process::id()));
+    let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir, 1)
+        .map_err(|e| Exit(1, anyhow!("{e}")))?;
+    let cluster = "bench";
+    let base = hft_config::load(None, std::iter::empty()).map_err(|e| Exit(1, anyhow!(e)))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    let mut coord = rt
+        .block_on(Coord::connect(
+            &etcd.clients,
+            cluster,
+            Duration::from_secs(30),
+        ))
+        .map_err(coord_exit)?;
+    rt.block_on(coord.config_set(&base.to_toml_string(), Some(0), "bench"))
+        .map_err(coord_exit)?;
+    let followed = std::sync::Arc::new(follow_config(&etcd.clients, cluster, Vec::new())?);
+    let config = followed.config.clone();
+    let parts = hft_cluster::node::build(&config, config.simulator.seed, 0);
+    let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let view: std::sync::Arc<std::sync::Mutex<Option<hft_cluster::live::LiveView>>> =
+        std::sync::Arc::default();
+    let opts = hft_cluster::live::LiveOptions {
+        duration: None,
+        shutdown: shutdown.clone(),
+        ring_capacity: config.engine.ring_capacity,
+        timer_interval: Duration::from_millis(config.engine.timer_interval_ms),
+        status_interval: Duration::from_millis(10),
+        idle: hft_cluster::ring::IdleMode::Park,
+        seed: config.simulator.seed,
+        booking: None,
+        reload: Some(followed.take_receiver()),
+    };
+    let v2 = view.clone();
+    let session = std::thread::spawn(move || {
+        hft_cluster::live::run(parts, opts, move |v, _| {
+            if let Ok(mut slot) = v2.lock()
+                && slot.is_none()
+            {
+                *slot = Some(v.clone());
+            }
+        })
+    });
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let view = loop {
+        if let Some(v) = view.lock().ok().and_then(|v| v.clone()) {
+            break v;
+        }
+        if std::time::Instant::now() > end {
+            shutdown.store(true, Ordering::SeqCst);
+            return Err(Exit(1, anyhow!("the session did not start")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| Exit(1, e.into()))?;
+    let mut next = config.clone();
+    for t in 0..trials {
+        // Alternate one strategy's order-size limit: a change every engine must apply.
+        next.strategies[0].risk.max_order_qty = hft_core::Qty(1_000 + (t % 2) as i64);
+        let text = next.to_toml_string();
+        let t0 = std::time::Instant::now();
+        let rev = rt
+            .block_on(coord.config_set(&text, None, "bench"))
+            .map_err(coord_exit)? as u64;
+        loop {
+            let applied = view
+                .engines
+                .iter()
+                .all(|e| e.live.config_revision.load(Ordering::Acquire) >= rev);
+            if applied {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                shutdown.store(true, Ordering::SeqCst);
+                return Err(Exit(1, anyhow!("revision {rev} not live after 10 s")));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = hist.record(t0.elapsed().as_micros() as u64);
+    }
+    shutdown.store(true, Ordering::SeqCst);
+    let _ = session.join();
+    drop(etcd);
+    let ms = |q: f64| (hist.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
+    Ok(serde_json::json!({
+        "bench": "config",
+        "trials": trials,
+        "engines": view.engines.len(),
+        "propagation_p50_ms": ms(0.5),
+        "propagation_p99_ms": ms(0.99),
+        "propagation_max_ms": ms(1.0),
+    }))
+}

@@ -273,6 +273,13 @@ struct RunArgs {
     /// Serve Prometheus metrics on this address (overrides telemetry.metrics_addr).
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Take the configuration overlay from the cluster's etcd (instead of --config) and
+    /// follow it: strategy parameters and risk limits reload into the running engines.
+    #[arg(long, value_delimiter = ',', conflicts_with = "config")]
+    etcd: Vec<String>,
+    /// Cluster name in etcd.
+    #[arg(long, default_value = "hft")]
+    cluster: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -352,6 +359,19 @@ enum ConfigCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// Configuration propagation: a live session follows its configuration in a local
+    /// etcd; each trial stores a new risk limit and times until every engine runs it.
+    Config {
+        /// Changes timed.
+        #[arg(long, default_value_t = 50)]
+        trials: usize,
+        /// The etcd binary (Debian: etcd-server).
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The replicated ledger (3 members on loopback, fsync on) against a 3-member etcd
     /// started in the same run: single-fill commit latency, throughput under
     /// concurrent writers, and recovery of a large ledger from WAL + snapshot.
@@ -633,7 +653,19 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
 }
 
 fn run(args: RunArgs) -> Result<u8, Exit> {
-    let config = load_config(args.config.as_deref())?;
+    let followed = if args.etcd.is_empty() {
+        None
+    } else {
+        Some(cluster_cmd::follow_config(
+            &args.etcd,
+            &args.cluster,
+            env_vars().collect(),
+        )?)
+    };
+    let config = match &followed {
+        Some(f) => f.config.clone(),
+        None => load_config(args.config.as_deref())?,
+    };
     let json_logs = match args.log_format {
         Some(LogFormatArg::Json) => true,
         Some(LogFormatArg::Text) => false,
@@ -699,12 +731,16 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
             idle: IdleMode::Park,
             seed,
             booking,
+            reload: followed.as_ref().map(|f| f.take_receiver()),
         };
         let tty = std::io::stderr().is_terminal() && !json_logs;
         let mut last_events = 0u64;
         let mut last_t = Duration::ZERO;
         let report = hft_cluster::live::run(parts, opts, |view, elapsed| {
-            let line = status_line(view, elapsed, &mut last_events, &mut last_t);
+            let mut line = status_line(view, elapsed, &mut last_events, &mut last_t);
+            if let Some(f) = &followed {
+                line.push_str(&f.describe(view));
+            }
             if tty {
                 eprint!("\r\x1b[2K{line}");
             } else {
@@ -1417,6 +1453,14 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "recovery_fills": r.recovery_fills,
                 "recovery_ms": round(r.recovery_ms),
             });
+            print_bench(&v, json);
+        }
+        BenchCmd::Config {
+            trials,
+            etcd_bin,
+            json,
+        } => {
+            let v = cluster_cmd::bench_config(trials.max(1), &etcd_bin)?;
             print_bench(&v, json);
         }
         BenchCmd::CoreLoop { events, json } => {

@@ -383,6 +383,61 @@ impl Coord {
     }
 }
 
+/// Changes of the cluster configuration, in revision order.
+pub struct ConfigChanges {
+    stream: etcd_client::WatchStream,
+    key: String,
+    pending: std::collections::VecDeque<(i64, String)>,
+}
+
+impl ConfigChanges {
+    /// The next stored version (revision, text); None when the watch ends.
+    pub async fn next(&mut self) -> Result<Option<(i64, String)>, CoordError> {
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return Ok(Some(v));
+            }
+            let Some(resp) = self.stream.message().await? else {
+                return Ok(None);
+            };
+            for ev in resp.events() {
+                if ev.event_type() != etcd_client::EventType::Put {
+                    continue;
+                }
+                let Some(kv) = ev.kv() else { continue };
+                match kv.value_str() {
+                    Ok(t) => self.pending.push_back((kv.mod_revision(), t.to_owned())),
+                    Err(e) => self.pending.push_back((
+                        kv.mod_revision(),
+                        // Not text at all: the loader refuses it, naming the key.
+                        format!("# etcd key {} is not UTF-8: {e}\n!", self.key),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+impl Coord {
+    /// Watches the configuration key from revision `from`.
+    pub async fn watch_config(&self, from: i64) -> Result<ConfigChanges, CoordError> {
+        let key = self.key("config");
+        let stream = self
+            .client
+            .clone()
+            .watch(
+                key.clone(),
+                Some(etcd_client::WatchOptions::new().with_start_revision(from.max(1))),
+            )
+            .await?;
+        Ok(ConfigChanges {
+            stream,
+            key,
+            pending: std::collections::VecDeque::new(),
+        })
+    }
+}
+
 /// One entry of the tamper-evident audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {

@@ -12,6 +12,7 @@ pub mod local_etcd;
 pub mod node;
 pub mod paper;
 pub mod recorder;
+pub mod reload;
 pub mod report;
 pub mod ring;
 

@@ -76,32 +76,7 @@ pub fn build_slots(
                 setup,
                 PreTradeRisk::new(s.risk.clone(), kill.clone(), exposure.clone()),
             );
-            let factory: StrategyFactory = match &s.kind {
-                StrategyKind::MarketMaking(p) => {
-                    let p = p.clone();
-                    std::sync::Arc::new(move || Box::new(MarketMaking::new(instrument, p.clone())))
-                }
-                StrategyKind::Touch(p) => {
-                    let p = p.clone();
-                    std::sync::Arc::new(move || Box::new(TouchMaker::new(instrument, p.clone())))
-                }
-                StrategyKind::CrossArb(p) => {
-                    let p = p.clone();
-                    std::sync::Arc::new(move || Box::new(CrossVenueArb::new(instrument, p.clone())))
-                }
-                StrategyKind::Triangular(p) => {
-                    let p = p.clone();
-                    std::sync::Arc::new(move || Box::new(TriangularArb::new(instrument, p.clone())))
-                }
-                StrategyKind::Pairs(p) => {
-                    let p = p.clone();
-                    std::sync::Arc::new(move || Box::new(PairsTrader::new(instrument, p.clone())))
-                }
-                StrategyKind::Ml { params, .. } => {
-                    let p = params.clone();
-                    std::sync::Arc::new(move || Box::new(MlTrader::new(instrument, p.clone())))
-                }
-            };
+            let factory = strategy_factory(&s.kind, instrument);
             let e = &config.engine;
             let policy =
                 RestartPolicy::new(e.max_restarts, e.restart_window_s, e.restart_backoff_ms);
@@ -109,4 +84,35 @@ pub fn build_slots(
         })
         .collect();
     (slots, kill)
+}
+
+/// Builds instances of a configured strategy on `instrument`: what an engine installs
+/// at start, after a crash, and when a configuration reload changes its parameters.
+pub fn strategy_factory(kind: &StrategyKind, instrument: InstrumentId) -> StrategyFactory {
+    match kind {
+        StrategyKind::MarketMaking(p) => {
+            let p = p.clone();
+            std::sync::Arc::new(move || Box::new(MarketMaking::new(instrument, p.clone())))
+        }
+        StrategyKind::Touch(p) => {
+            let p = p.clone();
+            std::sync::Arc::new(move || Box::new(TouchMaker::new(instrument, p.clone())))
+        }
+        StrategyKind::CrossArb(p) => {
+            let p = p.clone();
+            std::sync::Arc::new(move || Box::new(CrossVenueArb::new(instrument, p.clone())))
+        }
+        StrategyKind::Triangular(p) => {
+            let p = p.clone();
+            std::sync::Arc::new(move || Box::new(TriangularArb::new(instrument, p.clone())))
+        }
+        StrategyKind::Pairs(p) => {
+            let p = p.clone();
+            std::sync::Arc::new(move || Box::new(PairsTrader::new(instrument, p.clone())))
+        }
+        StrategyKind::Ml { params, .. } => {
+            let p = params.clone();
+            std::sync::Arc::new(move || Box::new(MlTrader::new(instrument, p.clone())))
+        }
+    }
 }

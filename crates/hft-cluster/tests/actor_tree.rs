@@ -39,6 +39,7 @@ fn panicking_strategy_is_restarted_then_halted_and_the_node_keeps_trading() {
         idle: IdleMode::Park,
         seed: 1,
         booking: None,
+        reload: None,
     };
     let report = run(parts, opts, |_, _| {}).unwrap();
     let healthy = &report.strategies[0];
@@ -82,6 +83,7 @@ fn a_slow_engine_loses_data_then_is_resynchronised_by_snapshot() {
         idle: IdleMode::Park,
         seed: 2,
         booking: None,
+        reload: None,
     };
     let report = run(parts, opts, |_, _| {}).unwrap();
     assert!(

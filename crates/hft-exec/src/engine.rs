@@ -194,6 +194,12 @@ impl Engine {
         &self.risk
     }
 
+    /// Replaces the pre-trade risk limits (a configuration reload); the next order is
+    /// checked against them.
+    pub fn set_risk_limits(&mut self, limits: hft_risk::RiskLimits) {
+        self.risk.set_limits(limits);
+    }
+
     /// Changes the trading state (supervisor halts, operator actions).
     pub fn set_trading_state(&mut self, state: TradingState) {
         self.risk.set_state(state);

@@ -22,6 +22,7 @@ pub use threads::{
 
 use crate::booking::{Booking, BookingStats};
 use crate::node::NodeParts;
+use crate::reload::Reload;
 use crate::report::LedgerSummary;
 use crate::report::SessionReport;
 use crate::ring::{IdleMode, Parker, ring};
@@ -72,6 +73,8 @@ pub struct LiveOptions {
     pub seed: u64,
     /// Books every fill in the ledger, when set.
     pub booking: Option<Booking>,
+    /// Configuration reloads to apply to the running engines.
+    pub reload: Option<mpsc::Receiver<Reload>>,
 }
 
 /// Runs a live session to completion and returns its summary.
@@ -119,6 +122,7 @@ pub fn run(
         gateway: gateway_live.clone(),
     };
     let mut controls = Vec::new();
+    let mut factories = Vec::new();
     for slot in slots {
         let parker = Parker::new();
         let (md_tx, md_rx) = ring(opts.ring_capacity, &parker);
@@ -127,10 +131,21 @@ pub fn run(
         let (ctl_tx, ctl_rx) = mpsc::channel();
         let live = Arc::new(EngineLive::default());
         let crash: CrashTarget = Arc::new(Mutex::new(None));
+        // The supervisor restarts a crashed strategy from the current factory, which a
+        // reload replaces.
+        let cell = Arc::new(std::sync::RwLock::new(slot.factory.clone()));
+        factories.push(cell.clone());
+        let factory: hft_exec::StrategyFactory = Arc::new(move || {
+            let f = cell.read().map(|f| f.clone());
+            match f {
+                Ok(f) => f(),
+                Err(poisoned) => (poisoned.into_inner())(),
+            }
+        });
         supervised.push(Supervised {
             name: slot.name.clone(),
             control: ctl_tx.clone(),
-            factory: slot.factory.clone(),
+            factory,
             crash: crash.clone(),
             policy: slot.policy.clone(),
             actor: None,
@@ -219,7 +234,14 @@ pub fn run(
     let started = Instant::now();
     let mut next_status = started + opts.status_interval;
     loop {
-        std::thread::sleep(Duration::from_millis(20));
+        // Waiting on the reload channel wakes the loop the moment a reload arrives.
+        let mut arrived = match &opts.reload {
+            Some(rx) => rx.recv_timeout(Duration::from_millis(20)).ok(),
+            None => {
+                std::thread::sleep(Duration::from_millis(20));
+                None
+            }
+        };
         let elapsed = started.elapsed();
         if opts.shutdown.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| elapsed >= d) {
             break;
@@ -227,6 +249,25 @@ pub fn run(
         if Instant::now() >= next_status {
             next_status += opts.status_interval;
             on_status(&view, elapsed);
+        }
+        while let Some(r) = arrived
+            .take()
+            .or_else(|| opts.reload.as_ref().and_then(|rx| rx.try_recv().ok()))
+        {
+            for ((e, ctl), cell) in r.engines.into_iter().zip(&controls).zip(&factories) {
+                let strategy = e.factory.map(|f| {
+                    let s = f();
+                    if let Ok(mut c) = cell.write() {
+                        *c = f;
+                    }
+                    s
+                });
+                let _ = ctl.send(Control::Reconfigure {
+                    risk: e.risk,
+                    strategy,
+                    revision: r.revision,
+                });
+            }
         }
     }
     let elapsed = started.elapsed();

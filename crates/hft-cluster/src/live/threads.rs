@@ -51,6 +51,8 @@ pub struct EngineLive {
     pub rejects: [AtomicU64; RiskReject::COUNT],
     /// Strategy restarts after crashes.
     pub restarts: AtomicU64,
+    /// Revision of the configuration the engine runs (0: the one it started with).
+    pub config_revision: AtomicU64,
 }
 
 /// Counters of the gateway thread.
@@ -79,6 +81,16 @@ pub enum Control {
     },
     /// Halt the strategy for good.
     Halt(String),
+    /// A configuration reload: new risk limits and, when its parameters changed, a new
+    /// strategy instance (the old one's orders are cancelled first).
+    Reconfigure {
+        /// New pre-trade limits.
+        risk: hft_risk::RiskLimits,
+        /// The strategy with new parameters.
+        strategy: Option<Box<dyn Strategy>>,
+        /// The configuration's revision, published once applied.
+        revision: u64,
+    },
     /// Stop: cancel everything and return.
     Stop,
 }
@@ -197,6 +209,28 @@ impl EngineThread {
                     .engine
                     .install(strategy, now, &mut RingSink(&mut self.orders));
                 self.check(res);
+            }
+            Control::Reconfigure {
+                risk,
+                strategy,
+                revision,
+            } => {
+                self.slot.engine.set_risk_limits(risk);
+                if let Some(strategy) = strategy
+                    && self.slot.halted.is_none()
+                    && stopping.is_none()
+                {
+                    self.slot
+                        .engine
+                        .cancel_all(now, &mut RingSink(&mut self.orders));
+                    let res =
+                        self.slot
+                            .engine
+                            .install(strategy, now, &mut RingSink(&mut self.orders));
+                    self.check(res);
+                }
+                self.live.config_revision.store(revision, Ordering::Release);
+                tracing::info!(strategy = %self.slot.name, revision, "configuration reloaded");
             }
             Control::Halt(reason) => {
                 self.slot.engine.set_trading_state(TradingState::Halted);
