@@ -562,3 +562,78 @@ fn cell(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// `hft kill` arguments.
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    #[command(flatten)]
+    ep: Endpoint,
+    /// Only this strategy (default: everything).
+    #[arg(long, conflicts_with = "venue")]
+    strategy: Option<String>,
+    /// Only this venue.
+    #[arg(long)]
+    venue: Option<String>,
+    /// Release the switch instead of engaging it (admin role).
+    #[arg(long)]
+    release: bool,
+}
+
+/// `hft status`: the node and its ledger member.
+pub fn status(ep: Endpoint) -> Result<u8, Exit> {
+    let node = get(&ep, "/v1/status")?;
+    let ledger = get(&ep, "/v1/ledger/status").ok();
+    if ep.json {
+        println!("{}", json!({ "node": node, "ledger": ledger }));
+    } else {
+        println!(
+            "node {}  registered {}  fenced {}",
+            cell(&node["node"]),
+            cell(&node["registered"]),
+            cell(&node["fenced"])
+        );
+        if let Some(l) = ledger {
+            println!("{}", status_table(&l));
+        }
+    }
+    Ok(0)
+}
+
+/// `hft positions`: the ledger's positions (a linearizable read).
+pub fn positions(ep: Endpoint) -> Result<u8, Exit> {
+    let v = get(&ep, "/v1/ledger/positions")?;
+    println!(
+        "{}",
+        if ep.json {
+            v.to_string()
+        } else {
+            positions_table(&v)
+        }
+    );
+    Ok(0)
+}
+
+/// `hft kill`: engage (trader) or release (admin) a kill switch, global or scoped.
+pub fn kill(a: KillArgs) -> Result<u8, Exit> {
+    let scope = match (&a.strategy, &a.venue) {
+        (Some(s), _) => format!("strategy:{s}"),
+        (None, Some(v)) => format!("venue:{v}"),
+        (None, None) => "global".to_owned(),
+    };
+    let v = post(
+        &a.ep,
+        "/v1/kill",
+        &json!({ "scope": scope, "engaged": !a.release }),
+    )?;
+    if a.ep.json {
+        println!("{v}");
+    } else {
+        println!(
+            "kill switch {} {} (ledger index {})",
+            scope,
+            if a.release { "released" } else { "engaged" },
+            cell(&v["index"])
+        );
+    }
+    Ok(0)
+}

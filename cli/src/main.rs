@@ -58,6 +58,12 @@ enum Command {
     /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
     #[command(subcommand)]
     Token(cluster_cmd::TokenCmd),
+    /// A node's status (and its ledger member's) from its admin API.
+    Status(ledger_cmd::Endpoint),
+    /// Positions booked in the ledger.
+    Positions(ledger_cmd::Endpoint),
+    /// Engage (trader) or release (admin) a kill switch: global, --strategy S or --venue V.
+    Kill(ledger_cmd::KillArgs),
     /// The tamper-evident audit trail (hash-chained, in etcd).
     #[command(subcommand)]
     Audit(cluster_cmd::AuditCmd),
@@ -621,6 +627,9 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Node(n) => ledger_cmd::node(n),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),
+        Command::Status(ep) => ledger_cmd::status(ep),
+        Command::Positions(ep) => ledger_cmd::positions(ep),
+        Command::Kill(k) => ledger_cmd::kill(k),
         Command::Audit(a) => cluster_cmd::audit(a),
         Command::Ledger(l) => ledger_cmd::ledger(l),
         Command::Backtest(b) => match b.cmd {

@@ -419,6 +419,43 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
         get(&admin, "/v1/status").is_none(),
         "a node in a cluster needs a token"
     );
+    // The CLI sends HFT_TOKEN; a viewer may look but not kill.
+    let as_user = |token: &str, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_hft"))
+            .args(args)
+            .args(["--endpoint", &format!("http://{admin}")])
+            .env("HFT_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = as_user(&token, &["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("fenced false"), "{out}");
+    let (code, _, err) = as_user(&token, &["kill", "--strategy", "mm"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("403") && err.contains("needs trader"), "{err}");
+    let (_, trader, _) = with(&["token", "create", "--name", "desk", "--role", "trader"]);
+    let end = Instant::now() + Duration::from_secs(20);
+    while !get_as(&admin, "/v1/ledger/status", Some(&token)).is_some_and(|s| s["role"] == "Leader")
+    {
+        assert!(
+            Instant::now() < end,
+            "the node's ledger member did not lead"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, out, err) = as_user(trader.trim(), &["kill", "--strategy", "mm"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("strategy:mm engaged"), "{out}");
+    let (code, _, err) = as_user(trader.trim(), &["kill", "--strategy", "mm", "--release"]);
+    assert_eq!(code, Some(1), "releasing needs admin: {err}");
+    let (_, out, _) = as_user(&token, &["positions", "--json"]);
+    assert!(out.contains("\"strategy:mm\""), "{out}");
     let (_, out, _) = with(&["nodes", "--json"]);
     let nodes: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(nodes[0]["admin"], admin);
