@@ -12,6 +12,7 @@
 //! - `POST /v1/ledger/transfer-leader` — `{"to": ID}`.
 //!
 //! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool}`.
+//! - `GET  /v1/audit` — the audit trail; `GET /openapi.json` — the OpenAPI document.
 //!
 //! With tokens (a node registered in etcd), every call needs `Authorization: Bearer`:
 //! reads need viewer, engaging a kill switch trader, everything else that changes state
@@ -562,6 +563,123 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
     }
 }
 
+/// Every endpoint: method, path, the role it needs (a kill release needs admin), and
+/// what it does. The OpenAPI document is built from this table.
+pub const ROUTES: [(&str, &str, Role, &str); 11] = [
+    (
+        "get",
+        "/v1/status",
+        Role::Viewer,
+        "This node: id, etcd registration, fenced.",
+    ),
+    (
+        "get",
+        "/v1/ledger/status",
+        Role::Viewer,
+        "The ledger member's Raft view: term, leader, indexes, per-peer lag.",
+    ),
+    (
+        "get",
+        "/v1/ledger/hash",
+        Role::Viewer,
+        "Fills booked and the state hash as applied on this member.",
+    ),
+    (
+        "get",
+        "/v1/ledger/positions",
+        Role::Viewer,
+        "Positions, cash and kill switches (linearizable read).",
+    ),
+    (
+        "get",
+        "/v1/ledger/fills",
+        Role::Viewer,
+        "Booked fills at or after `since` (ns), at most `limit` (linearizable read).",
+    ),
+    (
+        "post",
+        "/v1/ledger/fills",
+        Role::Admin,
+        "Book fills by hand; answers once committed.",
+    ),
+    (
+        "post",
+        "/v1/ledger/members",
+        Role::Admin,
+        "Add a learner, promote it, or remove a member.",
+    ),
+    (
+        "post",
+        "/v1/ledger/transfer-leader",
+        Role::Admin,
+        "Hand ledger leadership to another voter.",
+    ),
+    (
+        "post",
+        "/v1/kill",
+        Role::Trader,
+        "Engage (trader) or release (admin) a kill switch: global, strategy:NAME or venue:NAME.",
+    ),
+    ("get", "/openapi.json", Role::Viewer, "This document."),
+    (
+        "get",
+        "/v1/audit",
+        Role::Viewer,
+        "The audit trail (when the node is in an etcd cluster).",
+    ),
+];
+
+/// The OpenAPI 3 document of the API.
+pub fn openapi() -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, role, summary) in ROUTES {
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
+        let mut op = json!({
+            "summary": summary,
+            "x-hft-role": role.to_string(),
+            "security": [{ "bearer": [] }],
+            "responses": {
+                "200": { "description": "OK (JSON)" },
+                "400": { "description": "Bad request: the error names the field" },
+                "401": { "description": "No valid bearer token" },
+                "403": { "description": "The token's role is too low" },
+                "503": { "description": "The ledger has no leader; retry" }
+            }
+        });
+        if method == "post" {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": {} } });
+        }
+        entry[method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "hft node admin API", "version": env!("CARGO_PKG_VERSION") },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
+        },
+        "paths": paths,
+    })
+}
+
+async fn openapi_doc(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
+    HttpResponse::Ok().json(openapi())
+}
+
+async fn audit_trail(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
+    let Some(coord) = &st.audit else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this node keeps no audit trail (not in an etcd cluster)",
+        );
+    };
+    match coord.clone().audit_trail().await {
+        Ok(t) => HttpResponse::Ok().json(t),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
 /// The routes, for the server and for tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let query_errors = web::QueryConfig::default().error_handler(|err, _req| {
@@ -579,7 +697,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/ledger/fills", web::post().to(propose_fills))
         .route("/v1/ledger/members", web::post().to(members))
         .route("/v1/ledger/transfer-leader", web::post().to(transfer))
-        .route("/v1/kill", web::post().to(kill));
+        .route("/v1/kill", web::post().to(kill))
+        .route("/openapi.json", web::get().to(openapi_doc))
+        .route("/v1/audit", web::get().to(audit_trail));
 }
 
 /// A running admin server; dropping it stops the server.

@@ -87,6 +87,20 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
         (v["node"].as_u64(), v["fenced"].as_bool()),
         (Some(1), Some(false))
     );
+    // The OpenAPI document lists every route, and every route it lists is served.
+    let (st, doc) = call("GET", &url("/openapi.json"), None);
+    assert_eq!(st, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    for (method, path, role, _) in hft_cluster::admin::ROUTES {
+        assert_eq!(doc["paths"][path][method]["x-hft-role"], role.to_string());
+        if method == "get" {
+            let (_, body) = call("GET", &url(path), None);
+            assert_ne!(
+                body["error"], "no such endpoint",
+                "{path} listed but not served"
+            );
+        }
+    }
     let (_, v) = call("GET", &url("/v1/ledger/hash"), None);
     assert_eq!(v["hash"].as_str().unwrap().len(), 64);
 

@@ -86,8 +86,10 @@ fn every_role_on_every_endpoint() {
     .unwrap();
     let url = |p: &str| format!("http://{}{p}", srv.addr);
     let fill = r#"[{"venue":"sim","exec_id":1,"account":"main","strategy":"mm","instrument":"BTC-USD","price_scale":2,"qty_scale":3,"side":"buy","price":100,"qty":1,"fee":0,"liquidity":"maker","cl_ord_id":1,"ts":1}]"#;
-    let endpoints: [(&str, &str, &str, Role); 10] = [
+    let endpoints: [(&str, &str, &str, Role); 12] = [
         ("GET", "/v1/status", "", Role::Viewer),
+        ("GET", "/openapi.json", "", Role::Viewer),
+        ("GET", "/v1/audit", "", Role::Viewer),
         ("GET", "/v1/ledger/status", "", Role::Viewer),
         ("GET", "/v1/ledger/positions", "", Role::Viewer),
         ("GET", "/v1/ledger/fills", "", Role::Viewer),
@@ -150,6 +152,15 @@ fn every_role_on_every_endpoint() {
                 "{what} on {method} {path}"
             );
         }
+    }
+    // The matrix covers every route the API serves.
+    for (method, path, _, _) in hft_cluster::admin::ROUTES {
+        assert!(
+            endpoints
+                .iter()
+                .any(|(m, p, _, _)| m.eq_ignore_ascii_case(method) && *p == path),
+            "{method} {path} is not in the matrix"
+        );
     }
     // Every state change that went through is in the audit trail, by whom, chained.
     let mut coord = coord;
