@@ -50,6 +50,12 @@ pub struct NodeArgs {
     /// Configuration overlay: its `[[instruments]]` are the ones fills may name.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve the admin API over TLS with this certificate chain (PEM).
+    #[arg(long, requires = "admin_tls_key")]
+    admin_tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(long, requires = "admin_tls_cert")]
+    admin_tls_key: Option<PathBuf>,
     /// Register this node in the cluster's etcd (URLs, comma-separated) under a lease:
     /// a node that cannot renew it fences itself.
     #[arg(long, value_delimiter = ',')]
@@ -183,6 +189,18 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         tracing::info!(key = %reg.key, lease = reg.lease, "registered in etcd");
         Some((reg, coord))
     };
+    let admin_tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
+        (Some(c), Some(k)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| Exit(2, anyhow!("cannot read {}: {e}", p.display())))
+            };
+            Some(
+                admin::tls_config(&read(c)?, &read(k)?)
+                    .map_err(|e| Exit(2, anyhow!("admin TLS: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     let server = admin::serve(
         args.admin,
         AdminState {
@@ -199,6 +217,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                 ))
             }),
         },
+        admin_tls,
     )
     .map_err(|e| {
         Exit(
@@ -309,17 +328,30 @@ pub struct Endpoint {
     /// File holding the bearer token (default: the HFT_TOKEN variable).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the node's admin certificate, for https://
+    /// endpoints not signed by a public CA.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+fn agent(ep: &Endpoint) -> anyhow::Result<ureq::Agent> {
+    let mut cfg = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into()
+        .http_status_as_error(false);
+    if let Some(f) = &ep.ca_file {
+        let pem = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let ca = ureq::tls::Certificate::from_pem(&pem)
+            .with_context(|| format!("{}: not a PEM certificate", f.display()))?;
+        cfg = cfg.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+                .build(),
+        );
+    }
+    Ok(cfg.build().into())
 }
 
 fn answer(
@@ -352,7 +384,7 @@ fn token(ep: &Endpoint) -> anyhow::Result<Option<String>> {
 
 fn get(ep: &Endpoint, path: &str) -> anyhow::Result<Value> {
     let url = format!("{}{path}", ep.endpoint.trim_end_matches('/'));
-    let mut req = agent().get(&url);
+    let mut req = agent(ep)?.get(&url);
     if let Some(t) = token(ep)? {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
@@ -361,7 +393,7 @@ fn get(ep: &Endpoint, path: &str) -> anyhow::Result<Value> {
 
 fn post(ep: &Endpoint, path: &str, body: &Value) -> anyhow::Result<Value> {
     let url = format!("{}{path}", ep.endpoint.trim_end_matches('/'));
-    let mut req = agent().post(&url);
+    let mut req = agent(ep)?.post(&url);
     if let Some(t) = token(ep)? {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }

@@ -726,9 +726,36 @@ impl Drop for AdminServer {
     }
 }
 
-/// Serves the admin API on `addr` from its own thread (one worker: admin traffic is
-/// light and must not compete with the hot path for cores).
-pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer> {
+/// The admin API's TLS configuration from PEM: the server certificate chain and its
+/// private key. Clients authenticate with bearer tokens, not certificates.
+pub fn tls_config(cert_chain: &[u8], key: &[u8]) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("admin certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("admin certificate: no PEM certificate found".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("admin key: {e}"))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("admin certificate and key: {e}"))
+}
+
+/// Serves the admin API on `addr` (over TLS when `tls` is set) from its own thread
+/// (one worker: admin traffic is light and must not compete with the hot path for
+/// cores).
+pub fn serve(
+    addr: SocketAddr,
+    state: AdminState,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<AdminServer> {
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("admin-api".into())
@@ -743,8 +770,11 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer
                     }))
             })
             .workers(1)
-            .disable_signals()
-            .bind(addr);
+            .disable_signals();
+            let server = match tls {
+                Some(cfg) => server.bind_rustls_0_23(addr, cfg),
+                None => server.bind(addr),
+            };
             let server = match server {
                 Ok(s) => s,
                 Err(e) => {

@@ -61,6 +61,7 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
             auth: None,
             audit: None,
         },
+        None,
     )
     .unwrap();
     let url = |p: &str| format!("http://{}{p}", srv.addr);

@@ -1,4 +1,4 @@
-//! The admin API's authorization matrix against tokens kept in a real etcd: every role
+//! The admin API's authorization matrix, over TLS, against tokens kept in a real etcd: every role
 //! on every endpoint, plus no token, a wrong secret, an unknown id, garbage and an
 //! expired token.
 
@@ -12,10 +12,30 @@ use hft_cluster::booking::SessionLedger;
 use hft_cluster::coord::Coord;
 use hft_cluster::local_etcd::LocalEtcd;
 
-fn call(url: &str, method: &str, body: &str, token: Option<&str>) -> u16 {
+/// A CA and a server certificate for 127.0.0.1 signed by it (PEM: ca, cert, key).
+fn pki() -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn call(ca: &str, url: &str, method: &str, body: &str, token: Option<&str>) -> u16 {
+    let ca = ureq::tls::Certificate::from_pem(ca.as_bytes()).unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+                .build(),
+        )
         .build()
         .into();
     let auth = token.map(|t| format!("Bearer {t}"));
@@ -38,6 +58,7 @@ fn call(url: &str, method: &str, body: &str, token: Option<&str>) -> u16 {
 #[test]
 fn every_role_on_every_endpoint() {
     let dir = std::env::temp_dir().join(format!("hft-auth-{}", std::process::id()));
+    let (ca, cert, key) = pki();
     let etcd = LocalEtcd::start(Path::new("etcd"), &dir.join("etcd"), 1)
         .expect("etcd runs (scripts/test.sh installs etcd-server)");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,9 +103,21 @@ fn every_role_on_every_endpoint() {
             ))),
             audit: Some(coord.clone()),
         },
+        Some(hft_cluster::admin::tls_config(cert.as_bytes(), key.as_bytes()).unwrap()),
     )
     .unwrap();
-    let url = |p: &str| format!("http://{}{p}", srv.addr);
+    let url = |p: &str| format!("https://{}{p}", srv.addr);
+    // Plain HTTP to a TLS API gets nowhere.
+    let plain: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    assert!(
+        plain
+            .get(format!("http://{}/v1/status", srv.addr))
+            .call()
+            .is_err()
+    );
     let fill = r#"[{"venue":"sim","exec_id":1,"account":"main","strategy":"mm","instrument":"BTC-USD","price_scale":2,"qty_scale":3,"side":"buy","price":100,"qty":1,"fee":0,"liquidity":"maker","cl_ord_id":1,"ts":1}]"#;
     let endpoints: [(&str, &str, &str, Role); 12] = [
         ("GET", "/v1/status", "", Role::Viewer),
@@ -129,7 +162,7 @@ fn every_role_on_every_endpoint() {
     let wrong_secret = format!("hft_{id}_{}", "0".repeat(48));
     for (method, path, body, need) in endpoints {
         for (role, token) in &tokens {
-            let got = call(&url(path), method, body, Some(token));
+            let got = call(&ca, &url(path), method, body, Some(token));
             if *role >= need {
                 assert!(
                     (200..300).contains(&got),
@@ -147,7 +180,7 @@ fn every_role_on_every_endpoint() {
             ("expired", Some(expired.as_str())),
         ] {
             assert_eq!(
-                call(&url(path), method, body, token),
+                call(&ca, &url(path), method, body, token),
                 401,
                 "{what} on {method} {path}"
             );
