@@ -58,6 +58,11 @@ enum Command {
     /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
     #[command(subcommand)]
     Token(cluster_cmd::TokenCmd),
+    /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// A node's status (and its ledger member's) from its admin API.
     Status(ledger_cmd::Endpoint),
     /// Positions booked in the ledger.
@@ -627,6 +632,11 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Node(n) => ledger_cmd::node(n),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "hft", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Status(ep) => ledger_cmd::status(ep),
         Command::Positions(ep) => ledger_cmd::positions(ep),
         Command::Kill(k) => ledger_cmd::kill(k),

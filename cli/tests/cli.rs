@@ -731,3 +731,17 @@ fn a_corrupt_ledger_refuses_to_start_with_the_repair_command() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("cut"));
 }
+
+#[test]
+fn shell_completions_cover_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = hft().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = String::from_utf8_lossy(&o.stdout);
+        for word in ["ledger", "transfer-leader", "rollback", "token"] {
+            assert!(s.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let o = hft().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
