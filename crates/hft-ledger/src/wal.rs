@@ -7,13 +7,18 @@
 //! so segments whose entries all precede the latest snapshot can be deleted without
 //! losing any of them.
 //!
+//! Segments are preallocated (fallocate) to their full size when created, so that a
+//! sync after an append does not also have to commit a new file size: a zero where a
+//! record header belongs is the end of the log.
+//!
 //! Reading tells two failures apart: a record cut short at the very end of the newest
 //! segment is the write a crash interrupted — it was never acknowledged, so it is
 //! dropped (and logged); a bad record anywhere else is corruption, and the member
 //! refuses to start, naming the file, the offset and the repair command.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
@@ -89,6 +94,8 @@ struct Segment {
     path: PathBuf,
     /// Highest entry index written to the segment (0 if none).
     max_index: u64,
+    /// Offset just past its last record (zeros, or nothing, follow).
+    end: u64,
 }
 
 /// The open log, positioned for appends.
@@ -133,16 +140,16 @@ impl Wal {
         let (hard_state, snapshot) =
             replay_segments(dir, &mut segments, &mut report, true, &mut replay)?;
         if segments.is_empty() {
-            let seg = new_segment(dir, 1)?;
+            let seg = new_segment(dir, 1, segment_bytes)?;
             segments.push(seg);
             sync_dir(dir)?;
         }
         let active = segments.last().map(|s| s.path.clone()).unwrap_or_default();
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&active)
             .map_err(io_err(&active))?;
-        let size = file.metadata().map_err(io_err(&active))?.len();
+        let size = segments.last().map_or(0, |s| s.end);
         Ok((
             Self {
                 dir: dir.to_owned(),
@@ -196,7 +203,9 @@ impl Wal {
             self.roll()?;
         }
         let path = self.active_path();
-        self.file.write_all(&self.buf).map_err(io_err(&path))?;
+        self.file
+            .write_all_at(&self.buf, self.size)
+            .map_err(io_err(&path))?;
         self.size += self.buf.len() as u64;
         self.buf.clear();
         if self.fsync {
@@ -216,7 +225,7 @@ impl Wal {
     /// which the buffered records then follow.
     fn roll(&mut self) -> Result<(), WalError> {
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
-        let seg = new_segment(&self.dir, seq)?;
+        let seg = new_segment(&self.dir, seq, self.segment_bytes)?;
         let mut head = Vec::new();
         push_record(&mut head, KIND_HARD_STATE, |out| {
             self.hard_state.write_to_vec(out).expect("encodes")
@@ -226,11 +235,11 @@ impl Wal {
             out.extend_from_slice(&index.to_le_bytes());
             out.extend_from_slice(&term.to_le_bytes());
         });
-        let mut file = OpenOptions::new()
-            .append(true)
+        let file = OpenOptions::new()
+            .write(true)
             .open(&seg.path)
             .map_err(io_err(&seg.path))?;
-        file.write_all(&head).map_err(io_err(&seg.path))?;
+        file.write_all_at(&head, 0).map_err(io_err(&seg.path))?;
         if self.fsync {
             self.file.sync_data().map_err(io_err(&self.active_path()))?;
             file.sync_data().map_err(io_err(&seg.path))?;
@@ -290,7 +299,7 @@ fn replay_segments(
     for (k, seg) in segments.iter_mut().enumerate() {
         let bytes = fs::read(&seg.path).map_err(io_err(&seg.path))?;
         let mut max_index = 0;
-        let scan = scan(&bytes, |kind, payload| {
+        let scanned = scan(&bytes, |kind, payload| {
             let rec = decode_record(kind, payload)?;
             match &rec {
                 Record::Entry(e) => max_index = max_index.max(e.index),
@@ -302,7 +311,11 @@ fn replay_segments(
             Ok(())
         });
         seg.max_index = max_index;
-        if let Err((offset, reason)) = scan {
+        seg.end = match scanned {
+            Ok(end) => end as u64,
+            Err((offset, _)) => offset,
+        };
+        if let Err((offset, reason)) = scanned {
             if k + 1 != n || !is_torn_tail(&bytes, offset as usize) {
                 return Err(WalError::Corrupt {
                     path: seg.path.clone(),
@@ -311,7 +324,8 @@ fn replay_segments(
                     dir: dir.to_owned(),
                 });
             }
-            let cut = bytes.len() as u64 - offset;
+            let last = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            let cut = (last as u64).saturating_sub(offset);
             report.torn_bytes = cut;
             if cut_torn_tail {
                 tracing::warn!(
@@ -321,7 +335,9 @@ fn replay_segments(
                     reason = %reason,
                     "ledger log ends in an interrupted write; dropping it"
                 );
-                truncate(&seg.path, offset)?;
+                // Zeroed, not truncated: the segment keeps its preallocated size, and
+                // zeros after the last record are the end of the log.
+                zero(&seg.path, offset, cut)?;
             }
         }
     }
@@ -377,6 +393,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
                 seq,
                 path: ent.path(),
                 max_index: 0,
+                end: 0,
             });
         }
     }
@@ -384,14 +401,46 @@ fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
     Ok(segments)
 }
 
-fn new_segment(dir: &Path, seq: u64) -> Result<Segment, WalError> {
+fn new_segment(dir: &Path, seq: u64, bytes: u64) -> Result<Segment, WalError> {
     let path = dir.join(format!("{seq:016x}.wal"));
-    File::create(&path).map_err(io_err(&path))?;
+    let f = File::create(&path).map_err(io_err(&path))?;
+    preallocate(&f, bytes);
     Ok(Segment {
         seq,
         path,
         max_index: 0,
+        end: 0,
     })
+}
+
+/// Reserves the segment's blocks up front (Linux `fallocate`); where that is not
+/// supported the file simply grows as it is written.
+fn preallocate(f: &File, bytes: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; mode 0 allocates and extends the file size.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+        if r != 0 {
+            tracing::debug!(
+                error = %io::Error::last_os_error(),
+                "cannot preallocate a ledger log segment; it grows as written"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, bytes);
+}
+
+/// Overwrites `len` bytes at `at` with zeros and syncs.
+fn zero(path: &Path, at: u64, len: u64) -> Result<(), WalError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all_at(&vec![0u8; len as usize], at)
+        .map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
@@ -425,10 +474,14 @@ fn push_record(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
 fn scan(
     bytes: &[u8],
     mut each: impl FnMut(u8, &[u8]) -> Result<(), String>,
-) -> Result<(), (u64, String)> {
+) -> Result<usize, (u64, String)> {
     let mut at = 0usize;
     while at < bytes.len() {
         let fail = |why: String| Err((at as u64, why));
+        // Preallocated space: only zeros from here on is the end of the log.
+        if bytes[at] == 0 && bytes[at..].iter().all(|&b| b == 0) {
+            return Ok(at);
+        }
         if bytes.len() - at < HEADER {
             return fail("record header cut short".into());
         }
@@ -451,7 +504,7 @@ fn scan(
         }
         at = end;
     }
-    Ok(())
+    Ok(at)
 }
 
 /// Whether a bad record at `offset` is an interrupted final write: only zeros follow
@@ -511,6 +564,11 @@ mod tests {
 
     type Replayed = (Vec<(u64, u64)>, Option<HardState>);
 
+    /// Offset just past a segment's last record (the file is preallocated beyond it).
+    fn end_of(seg: &Path) -> u64 {
+        scan(&fs::read(seg).unwrap(), |_, _| Ok(())).unwrap() as u64
+    }
+
     fn replay_all(dir: &Path) -> Result<Replayed, WalError> {
         let mut ents = Vec::new();
         let mut hs = None;
@@ -558,8 +616,9 @@ mod tests {
         w.sync().unwrap();
         drop(w);
         let seg = d.join(format!("{:016x}.wal", 1));
-        let len = fs::metadata(&seg).unwrap().len();
-        truncate(&seg, len - 3).unwrap();
+        // A crash mid-write: the last record's final bytes never reached the disk.
+        let len = end_of(&seg);
+        zero(&seg, len - 3, 3).unwrap();
         let mut seen = Vec::new();
         let (mut w, rep) = Wal::open(&d, SEGMENT_BYTES, false, |r| {
             if let Record::Entry(e) = r {
@@ -587,7 +646,7 @@ mod tests {
         drop(w);
         let seg = d.join(format!("{:016x}.wal", 1));
         let mut bytes = fs::read(&seg).unwrap();
-        let rec = bytes.len() / 3;
+        let rec = end_of(&seg) as usize / 3;
         bytes[rec + 12] ^= 0xFF; // inside the second record's body
         fs::write(&seg, &bytes).unwrap();
         let err = replay_all(&d).unwrap_err();
@@ -637,7 +696,7 @@ mod tests {
         drop(w);
         let seg = d.join(format!("{:016x}.wal", 1));
         let mut bytes = fs::read(&seg).unwrap();
-        let rec = bytes.len() / 4;
+        let rec = end_of(&seg) as usize / 4;
         bytes[rec + 2] = 0x7F; // the second record now claims ~8 MB
         fs::write(&seg, &bytes).unwrap();
         assert!(matches!(replay_all(&d), Err(WalError::Corrupt { .. })));
@@ -660,8 +719,8 @@ mod tests {
         }
         drop(w);
         let first = d.join(format!("{:016x}.wal", 1));
-        let len = fs::metadata(&first).unwrap().len();
-        truncate(&first, len - 2).unwrap();
+        let len = end_of(&first);
+        zero(&first, len - 2, 2).unwrap();
         assert!(matches!(replay_all(&d), Err(WalError::Corrupt { .. })));
         fs::remove_dir_all(&d).unwrap();
     }
