@@ -60,16 +60,26 @@ fn coord_exit(e: CoordError) -> Exit {
     Exit(code, anyhow!(e))
 }
 
-/// Runs one `hft config` etcd subcommand.
-pub fn config(etcd: &EtcdArgs, action: ConfigAction) -> Result<u8, Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The runtime of a one-shot CLI command.
+fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Exit(1, e.into()))?;
+        .map_err(|e| Exit(1, e.into()))
+}
+
+/// Connects to the cluster's etcd, retrying for 10 s.
+async fn connect(etcd: &EtcdArgs) -> Result<Coord, Exit> {
+    Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
+        .await
+        .map_err(coord_exit)
+}
+
+/// Runs one `hft config` etcd subcommand.
+pub fn config(etcd: &EtcdArgs, action: ConfigAction) -> Result<u8, Exit> {
+    let rt = runtime()?;
     rt.block_on(async {
-        let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
-            .await
-            .map_err(coord_exit)?;
+        let mut c = connect(etcd).await?;
         match action {
             ConfigAction::Get { json } => {
                 let v = c.config_get().await.map_err(coord_exit)?;
@@ -206,19 +216,14 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 
 /// Runs a `hft token` subcommand.
 pub fn token(cmd: TokenCmd) -> Result<u8, Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Exit(1, e.into()))?;
+    let rt = runtime()?;
     rt.block_on(async {
         let etcd = match &cmd {
             TokenCmd::Create { etcd, .. }
             | TokenCmd::List { etcd }
             | TokenCmd::Revoke { etcd, .. } => etcd,
         };
-        let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
-            .await
-            .map_err(coord_exit)?;
+        let mut c = connect(etcd).await?;
         match cmd {
             TokenCmd::Create {
                 name, role, ttl, ..
@@ -279,17 +284,12 @@ pub enum AuditCmd {
 
 /// Runs a `hft audit` subcommand.
 pub fn audit(cmd: AuditCmd) -> Result<u8, Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Exit(1, e.into()))?;
+    let rt = runtime()?;
     rt.block_on(async {
         let etcd = match &cmd {
             AuditCmd::List { etcd, .. } | AuditCmd::Verify { etcd } => etcd,
         };
-        let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10))
-            .await
-            .map_err(coord_exit)?;
+        let mut c = connect(etcd).await?;
         match cmd {
             AuditCmd::List { json, .. } => {
                 let trail = c.audit_trail().await.map_err(coord_exit)?;
@@ -321,16 +321,8 @@ pub fn audit(cmd: AuditCmd) -> Result<u8, Exit> {
 
 /// Lists the registered nodes.
 pub fn nodes(etcd: &EtcdArgs, json: bool) -> Result<u8, Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Exit(1, e.into()))?;
-    let nodes = rt
-        .block_on(async {
-            let mut c = Coord::connect(&etcd.etcd, &etcd.cluster, Duration::from_secs(10)).await?;
-            c.nodes().await
-        })
-        .map_err(coord_exit)?;
+    let rt = runtime()?;
+    let nodes = rt.block_on(async { connect(etcd).await?.nodes().await.map_err(coord_exit) })?;
     if json {
         println!("{}", serde_json::to_string(&nodes).unwrap_or_default());
     } else {
@@ -406,10 +398,7 @@ pub fn follow_config(
     cluster: &str,
     env: Vec<(String, String)>,
 ) -> Result<Followed, Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Exit(1, e.into()))?;
+    let rt = runtime()?;
     let (coord, stored) = rt
         .block_on(async {
             let mut c = Coord::connect(endpoints, cluster, Duration::from_secs(30)).await?;
@@ -461,10 +450,7 @@ pub fn bench_config(trials: usize, etcd_bin: &std::path::Path) -> Result<serde_j
         .map_err(|e| Exit(1, anyhow!("{e}")))?;
     let cluster = "bench";
     let base = hft_config::load(None, std::iter::empty()).map_err(|e| Exit(1, anyhow!(e)))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Exit(1, e.into()))?;
+    let rt = runtime()?;
     let mut coord = rt
         .block_on(Coord::connect(
             &etcd.clients,
