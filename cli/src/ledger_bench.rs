@@ -86,6 +86,7 @@ fn bench_fill(exec_id: u64) -> LedgerFill {
         liquidity: Liquidity::Maker,
         cl_ord_id: exec_id,
         ts: 1_764_000_000_000_000_000 + exec_id,
+        epoch: 0,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `POST /v1/ledger/fills` — propose fills; answers once committed.
 //! - `POST /v1/ledger/members` — `{"action": "add-learner"|"promote"|"remove", "id", "addr"}`.
 //! - `POST /v1/ledger/transfer-leader` — `{"to": ID}`.
+//! - `POST /v1/ledger/fence` — `{"strategy", "epoch"}`: refuse fills from older owners.
 //!
 //! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool}`.
 //! - `GET  /v1/audit` — the audit trail; `GET /openapi.json` — the OpenAPI document.
@@ -69,6 +70,9 @@ pub struct FillJson {
     pub cl_ord_id: u64,
     /// Venue time, ns.
     pub ts: u64,
+    /// The proposer's assignment epoch (omit or 0 when unassigned).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// Order side in JSON.
@@ -114,6 +118,7 @@ impl From<FillJson> for LedgerFill {
             },
             cl_ord_id: f.cl_ord_id,
             ts: f.ts,
+            epoch: f.epoch,
         }
     }
 }
@@ -141,6 +146,7 @@ impl From<&LedgerFill> for FillJson {
             },
             cl_ord_id: f.cl_ord_id,
             ts: f.ts,
+            epoch: f.epoch,
         }
     }
 }
@@ -565,7 +571,13 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
 
 /// Every endpoint: method, path, the role it needs (a kill release needs admin), and
 /// what it does. The OpenAPI document is built from this table.
-pub const ROUTES: [(&str, &str, Role, &str); 11] = [
+pub const ROUTES: [(&str, &str, Role, &str); 12] = [
+    (
+        "post",
+        "/v1/ledger/fence",
+        Role::Admin,
+        "Raise a strategy's fencing epoch: fills proposed by owners with a lower epoch are refused from then on.",
+    ),
     (
         "get",
         "/v1/status",
@@ -680,6 +692,39 @@ async fn audit_trail(st: web::Data<AdminState>, req: HttpRequest) -> HttpRespons
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FenceReq {
+    strategy: String,
+    epoch: u64,
+}
+
+async fn fence(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let who = require!(st, req, Role::Admin);
+    let Some(l) = &st.ledger else {
+        return no_ledger();
+    };
+    let body: FenceReq = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if body.strategy.is_empty() || body.strategy.len() > 255 {
+        return error(StatusCode::BAD_REQUEST, "strategy: 1 to 255 bytes");
+    }
+    let cmd = Command::Fence {
+        strategy: body.strategy.clone(),
+        epoch: body.epoch,
+    };
+    match ledger_call(l.propose(vec![cmd])).await {
+        Ok(o) => {
+            let v = json!({ "strategy": body.strategy, "epoch": body.epoch, "index": o.index });
+            audited(&st, &who, "ledger.fence", json!(null), v.clone()).await;
+            HttpResponse::Ok().json(v)
+        }
+        Err(r) => r,
+    }
+}
+
 /// The routes, for the server and for tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let query_errors = web::QueryConfig::default().error_handler(|err, _req| {
@@ -697,6 +742,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/ledger/fills", web::post().to(propose_fills))
         .route("/v1/ledger/members", web::post().to(members))
         .route("/v1/ledger/transfer-leader", web::post().to(transfer))
+        .route("/v1/ledger/fence", web::post().to(fence))
         .route("/v1/kill", web::post().to(kill))
         .route("/openapi.json", web::get().to(openapi_doc))
         .route("/v1/audit", web::get().to(audit_trail));

@@ -149,6 +149,8 @@ impl Booking {
             liquidity: f.liquidity,
             cl_ord_id: r.cl_ord_id.0 & 0xFFFF_FFFF_FFFF,
             ts: r.ts,
+            // A single node owns its engines without an assignment epoch.
+            epoch: 0,
         })
     }
 

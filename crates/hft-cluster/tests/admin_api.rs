@@ -137,6 +137,29 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
         v["error"].as_str().unwrap().contains("unknown instrument"),
         "{v}"
     );
+    // A fence refuses fills proposed by an earlier owner; the new owner's are booked.
+    let (st, _) = call(
+        "POST",
+        &url("/v1/ledger/fence"),
+        Some(r#"{"strategy": "mm", "epoch": 2}"#),
+    );
+    assert_eq!(st, 200);
+    let mut stale = fill(6, "buy", 1);
+    stale["epoch"] = json!(1);
+    let (_, v) = call(
+        "POST",
+        &url("/v1/ledger/fills"),
+        Some(&json!([stale]).to_string()),
+    );
+    assert_eq!(v["rejected"], 1, "{v}");
+    let mut current = fill(7, "sell", 200);
+    current["epoch"] = json!(2);
+    let (_, v) = call(
+        "POST",
+        &url("/v1/ledger/fills"),
+        Some(&json!([current]).to_string()),
+    );
+    assert_eq!(v["applied"], 1, "{v}");
     let (st, _) = call("POST", &url("/v1/ledger/fills"), Some("[]"));
     assert_eq!(st, 400);
     let (st, v) = call(
@@ -151,7 +174,7 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     let (st, _) = call("GET", &url("/v1/nothing"), None);
     assert_eq!(st, 404);
     let (_, v) = call("GET", &url("/v1/ledger/status"), None);
-    assert_eq!(v["fills"], 2, "no bad request booked anything");
+    assert_eq!(v["fills"], 3, "no bad request booked anything");
     drop(srv);
     drop(l);
     let _ = std::fs::remove_dir_all(&dir);

@@ -119,7 +119,13 @@ fn every_role_on_every_endpoint() {
             .is_err()
     );
     let fill = r#"[{"venue":"sim","exec_id":1,"account":"main","strategy":"mm","instrument":"BTC-USD","price_scale":2,"qty_scale":3,"side":"buy","price":100,"qty":1,"fee":0,"liquidity":"maker","cl_ord_id":1,"ts":1}]"#;
-    let endpoints: [(&str, &str, &str, Role); 12] = [
+    let endpoints: [(&str, &str, &str, Role); 13] = [
+        (
+            "POST",
+            "/v1/ledger/fence",
+            r#"{"strategy":"other","epoch":3}"#,
+            Role::Admin,
+        ),
         ("GET", "/v1/status", "", Role::Viewer),
         ("GET", "/openapi.json", "", Role::Viewer),
         ("GET", "/v1/audit", "", Role::Viewer),
@@ -198,15 +204,16 @@ fn every_role_on_every_endpoint() {
     // Every state change that went through is in the audit trail, by whom, chained.
     let mut coord = coord;
     let trail = rt.block_on(coord.audit_trail()).unwrap();
-    // Trader and admin engaged (2), admin released, booked, transferred, added (1 each).
-    assert_eq!(trail.len(), 6, "{trail:#?}");
+    // Trader and admin engaged (2); admin released, fenced, booked, transferred and
+    // added (1 each).
+    assert_eq!(trail.len(), 7, "{trail:#?}");
     assert!(
         trail
             .iter()
             .any(|r| r.action == "kill.engage" && r.who == "trader-user")
     );
     assert!(trail.iter().all(|r| r.who != "viewer-user"));
-    assert_eq!(rt.block_on(coord.audit_verify()).unwrap(), Ok(6));
+    assert_eq!(rt.block_on(coord.audit_verify()).unwrap(), Ok(7));
     // Editing a record by hand is detected, and named.
     let mut forged = trail[1].clone();
     forged.who = "someone-else".into();

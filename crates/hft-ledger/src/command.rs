@@ -43,6 +43,9 @@ pub struct LedgerFill {
     pub cl_ord_id: u64,
     /// Venue time of the execution.
     pub ts: Nanos,
+    /// Fencing epoch of the proposer's assignment (0: unassigned, a single-node run);
+    /// refused once the strategy is fenced at a higher epoch.
+    pub epoch: u64,
 }
 
 /// What a kill switch covers.
@@ -79,6 +82,14 @@ pub enum Command {
         /// Highest sequence number now reserved.
         upto: u64,
     },
+    /// Raise a strategy's fencing epoch: from now on proposals of its fills from an
+    /// owner with a lower epoch (a node that lost the assignment) are refused.
+    Fence {
+        /// Strategy instance.
+        strategy: String,
+        /// The new owner's epoch.
+        epoch: u64,
+    },
     /// Engage or release a kill switch.
     Kill {
         /// What it covers.
@@ -103,6 +114,10 @@ pub struct DecodeError {
 const TAG_FILL: u8 = 1;
 const TAG_RESERVE: u8 = 2;
 const TAG_KILL: u8 = 3;
+const TAG_FENCE: u8 = 4;
+/// A fill with a non-zero epoch (an epoch-0 fill keeps tag 1, so every batch has
+/// exactly one encoding).
+const TAG_FILL_EPOCH: u8 = 5;
 
 /// Appends the encoding of `cmds` (one batch) to `out`.
 pub fn encode_batch(cmds: &[Command], out: &mut Vec<u8>) {
@@ -117,7 +132,11 @@ pub fn encode_batch(cmds: &[Command], out: &mut Vec<u8>) {
 pub fn encode_command(c: &Command, out: &mut Vec<u8>) {
     match c {
         Command::Fill(f) => {
-            out.push(TAG_FILL);
+            out.push(if f.epoch == 0 {
+                TAG_FILL
+            } else {
+                TAG_FILL_EPOCH
+            });
             put_str(out, &f.venue);
             out.extend_from_slice(&f.exec_id.to_le_bytes());
             put_str(out, &f.account);
@@ -138,6 +157,14 @@ pub fn encode_command(c: &Command, out: &mut Vec<u8>) {
             });
             out.extend_from_slice(&f.cl_ord_id.to_le_bytes());
             out.extend_from_slice(&f.ts.to_le_bytes());
+            if f.epoch != 0 {
+                out.extend_from_slice(&f.epoch.to_le_bytes());
+            }
+        }
+        Command::Fence { strategy, epoch } => {
+            out.push(TAG_FENCE);
+            put_str(out, strategy);
+            out.extend_from_slice(&epoch.to_le_bytes());
         }
         Command::ReserveOrderIds { strategy, upto } => {
             out.push(TAG_RESERVE);
@@ -269,7 +296,7 @@ impl Reader<'_> {
     fn command(&mut self) -> Result<Command, DecodeError> {
         let at = self.at;
         match self.u8("command tag")? {
-            TAG_FILL => {
+            tag @ (TAG_FILL | TAG_FILL_EPOCH) => {
                 let venue = self.string("fill venue")?;
                 let exec_id = self.u64("fill exec id")?;
                 let account = self.string("fill account")?;
@@ -304,6 +331,20 @@ impl Reader<'_> {
                 };
                 let cl_ord_id = self.u64("fill client order id")?;
                 let ts = self.u64("fill timestamp")?;
+                let epoch = if tag == TAG_FILL_EPOCH {
+                    let at = self.at;
+                    match self.u64("fill epoch")? {
+                        0 => {
+                            return Err(DecodeError {
+                                what: "fill epoch 0 belongs in the plain fill record",
+                                at,
+                            });
+                        }
+                        e => e,
+                    }
+                } else {
+                    0
+                };
                 Ok(Command::Fill(LedgerFill {
                     venue,
                     exec_id,
@@ -319,7 +360,13 @@ impl Reader<'_> {
                     liquidity,
                     cl_ord_id,
                     ts,
+                    epoch,
                 }))
+            }
+            TAG_FENCE => {
+                let strategy = self.string("fence strategy")?;
+                let epoch = self.u64("fence epoch")?;
+                Ok(Command::Fence { strategy, epoch })
             }
             TAG_RESERVE => {
                 let strategy = self.string("reserve strategy")?;
@@ -382,6 +429,7 @@ pub(crate) mod tests {
             liquidity: Liquidity::Maker,
             cl_ord_id: exec_id.wrapping_add(7),
             ts: 1_700_000_000_000_000_000u64.wrapping_add(exec_id),
+            epoch: 0,
         }
     }
 
@@ -400,6 +448,13 @@ pub(crate) mod tests {
                 }),
             ("[a-z]{0,8}", any::<u64>())
                 .prop_map(|(strategy, upto)| Command::ReserveOrderIds { strategy, upto }),
+            ("[a-z]{0,8}", any::<u64>())
+                .prop_map(|(strategy, epoch)| Command::Fence { strategy, epoch }),
+            (any::<u64>(), any::<u64>()).prop_map(|(id, epoch)| {
+                let mut f = fill("v", id, Side::Buy, 1, 1);
+                f.epoch = epoch;
+                Command::Fill(f)
+            }),
             (0u8..3, "[a-z]{0,8}", any::<bool>(), any::<u64>()).prop_map(|(k, s, engaged, ts)| {
                 let scope = match k {
                     0 => KillScope::Global,

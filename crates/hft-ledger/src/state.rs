@@ -33,6 +33,8 @@ pub enum Rejection {
     ScaleMismatch,
     /// Quantity not positive or price negative.
     BadAmount,
+    /// Proposed by an owner whose epoch the strategy's fence has passed.
+    StaleEpoch,
 }
 
 /// A booked position with the instrument rules its notional needs.
@@ -98,6 +100,7 @@ struct StoredFill {
     taker: bool,
     cl_ord_id: u64,
     ts: Nanos,
+    epoch: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +120,7 @@ pub struct LedgerState {
     cash: BTreeMap<u32, Money>,
     hwm: BTreeMap<u32, u64>,
     kills: BTreeMap<KillScope, (bool, Nanos)>,
+    fences: BTreeMap<u32, u64>,
     duplicates: u64,
     rejected: u64,
 }
@@ -141,6 +145,12 @@ impl LedgerState {
                 self.kills.insert(scope.clone(), (*engaged, *ts));
                 Applied::Done
             }
+            Command::Fence { strategy, epoch } => {
+                let s = self.names.id(strategy);
+                let e = self.fences.entry(s).or_insert(0);
+                *e = (*e).max(*epoch);
+                Applied::Done
+            }
         }
     }
 
@@ -153,6 +163,16 @@ impl LedgerState {
         if f.qty.raw() <= 0 || f.price.raw() < 0 {
             self.rejected += 1;
             return Applied::Rejected(Rejection::BadAmount);
+        }
+        let fenced = self
+            .names
+            .ids
+            .get(&f.strategy)
+            .and_then(|s| self.fences.get(s))
+            .is_some_and(|&min| f.epoch < min);
+        if fenced {
+            self.rejected += 1;
+            return Applied::Rejected(Rejection::StaleEpoch);
         }
         let instrument = self.names.id(&f.instrument);
         let spec = self.specs.entry(instrument).or_insert_with(|| {
@@ -214,6 +234,7 @@ impl LedgerState {
             taker: f.liquidity == hft_core::Liquidity::Taker,
             cl_ord_id: f.cl_ord_id,
             ts: f.ts,
+            epoch: f.epoch,
         });
         Applied::Done
     }
@@ -340,7 +361,18 @@ impl LedgerState {
             },
             cl_ord_id: f.cl_ord_id,
             ts: f.ts,
+            epoch: f.epoch,
         }
+    }
+
+    /// The epoch below which a strategy's fill proposals are refused (0: not fenced).
+    pub fn fence(&self, strategy: &str) -> u64 {
+        self.names
+            .ids
+            .get(strategy)
+            .and_then(|s| self.fences.get(s))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// SHA-256 of the whole state in its canonical encoding: equal on two members exactly
@@ -393,6 +425,7 @@ impl LedgerState {
             put_i64(buf, f.fee.raw());
             put_u64(buf, f.cl_ord_id);
             put_u64(buf, f.ts);
+            put_u64(buf, f.epoch);
             flush(buf, &mut sink, false);
         }
         put_u64(buf, self.books.len() as u64);
@@ -440,6 +473,11 @@ impl LedgerState {
             buf.push(u8::from(on));
             put_u64(buf, ts);
         }
+        put_u64(buf, self.fences.len() as u64);
+        for (&s, &e) in &self.fences {
+            put_u32(buf, s);
+            put_u64(buf, e);
+        }
         put_u64(buf, self.duplicates);
         put_u64(buf, self.rejected);
         flush(buf, &mut sink, true);
@@ -448,12 +486,15 @@ impl LedgerState {
     /// Rebuilds a state from [`LedgerState::encode`] bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Cursor { buf: bytes, at: 0 };
-        if r.u8()? != SNAPSHOT_VERSION {
+        // Version 1 (before fencing) had no fill epochs and no fences.
+        let version = r.u8()?;
+        if version != 1 && version != SNAPSHOT_VERSION {
             return Err(DecodeError {
                 what: "unsupported snapshot version",
                 at: 0,
             });
         }
+        let v2 = version >= 2;
         let mut st = LedgerState::new();
         let n = r.len(2)?;
         for _ in 0..n {
@@ -470,7 +511,7 @@ impl LedgerState {
                 InstrumentSpec::new(InstrumentId(i), sym, ps, qs, Price(1), Qty(1)),
             );
         }
-        let n = r.len(61)?;
+        let n = r.len(if v2 { 69 } else { 61 })?;
         st.fills.reserve(n);
         st.seen.reserve(n);
         for _ in 0..n {
@@ -503,6 +544,7 @@ impl LedgerState {
                 fee: Money(r.i64()?),
                 cl_ord_id: r.u64()?,
                 ts: r.u64()?,
+                epoch: if v2 { r.u64()? } else { 0 },
             };
             st.seen.insert((venue, exec_id));
             st.fills.push(f);
@@ -543,6 +585,12 @@ impl LedgerState {
             let on = r.u8()? != 0;
             st.kills.insert(scope, (on, r.u64()?));
         }
+        if v2 {
+            for _ in 0..r.len(12)? {
+                let s = r.name(names)?;
+                st.fences.insert(s, r.u64()?);
+            }
+        }
         st.duplicates = r.u64()?;
         st.rejected = r.u64()?;
         if r.at != bytes.len() {
@@ -555,7 +603,7 @@ impl LedgerState {
     }
 }
 
-const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
 
 fn put_u32(b: &mut Vec<u8>, v: u32) {
     b.extend_from_slice(&v.to_le_bytes());
@@ -705,6 +753,40 @@ mod tests {
         st.apply(&kill(KillScope::Global, false));
         st.apply(&kill(KillScope::Venue("x".into()), false));
         assert!(!st.is_killed("mm", "x"));
+    }
+
+    #[test]
+    fn a_fence_refuses_proposals_of_earlier_owners() {
+        let mut st = LedgerState::new();
+        let at = |id: u64, epoch: u64| {
+            let mut f = fill("x", id, Side::Buy, 10_000, 1_000);
+            f.epoch = epoch;
+            Command::Fill(f)
+        };
+        assert_eq!(st.apply(&at(1, 0)), Applied::Done, "unfenced: any epoch");
+        st.apply(&Command::Fence {
+            strategy: "mm".into(),
+            epoch: 5,
+        });
+        st.apply(&Command::Fence {
+            strategy: "mm".into(),
+            epoch: 3,
+        });
+        assert_eq!(st.fence("mm"), 5, "fences only rise");
+        assert_eq!(
+            st.apply(&at(2, 4)),
+            Applied::Rejected(Rejection::StaleEpoch)
+        );
+        assert_eq!(
+            st.apply(&at(3, 0)),
+            Applied::Rejected(Rejection::StaleEpoch)
+        );
+        assert_eq!(st.apply(&at(4, 5)), Applied::Done);
+        assert_eq!(st.net_qty("main", "mm", "BTC-USD"), Qty(2_000));
+        // The fence survives a snapshot.
+        let back = LedgerState::decode(&st.encode()).unwrap();
+        assert_eq!(back.fence("mm"), 5);
+        assert_eq!(back.hash(), st.hash());
     }
 
     #[test]

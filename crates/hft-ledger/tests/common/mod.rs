@@ -345,5 +345,6 @@ pub fn fill(venue: &str, exec_id: u64, side: Side, qty: i64) -> LedgerFill {
         liquidity: Liquidity::Maker,
         cl_ord_id: exec_id,
         ts: 1_000 + exec_id,
+        epoch: 0,
     }
 }
