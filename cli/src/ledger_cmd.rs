@@ -189,6 +189,17 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         tracing::info!(key = %reg.key, lease = reg.lease, "registered in etcd");
         Some((reg, coord))
     };
+    if registration.is_none() && !args.admin.ip().is_loopback() {
+        return Err(Exit(
+            2,
+            anyhow!(
+                "--admin {} is not a loopback address, and without --etcd the node has no \
+                 token store: the API would be open to anyone who can reach it. Bind it to \
+                 127.0.0.1, or join an etcd cluster (--etcd) so that tokens are checked",
+                args.admin
+            ),
+        ));
+    }
     let admin_tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
         (Some(c), Some(k)) => {
             let read = |p: &PathBuf| {
@@ -236,7 +247,12 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     });
     tracing::info!("stopping");
     drop(server);
-    drop(registration);
+    // Dropping the registration revokes the lease (the node's work is free at once);
+    // give the revoke a moment on the runtime.
+    rt.block_on(async move {
+        drop(registration);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
     member.stop();
     Ok(0)
 }

@@ -262,8 +262,10 @@ impl Coord {
         let base = expect.unwrap_or(current);
         let ts = now_ns();
         // Both puts of the transaction get its revision: the history record's create
-        // revision is the configuration's mod revision, which `rollback` names.
-        let history_key = self.key(&format!("config-history/{ts:020}"));
+        // revision is the configuration's mod revision, which `rollback` names. Keyed
+        // by the revision it replaces, which the compare-and-swap makes unique and
+        // ordered (a wall clock could step back or repeat).
+        let history_key = self.key(&format!("config-history/{base:020}"));
         let record = serde_json::json!({ "who": who, "ts": ts, "text": text }).to_string();
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, base)])
@@ -348,7 +350,12 @@ impl Coord {
         ttl: Duration,
     ) -> Result<Registration, CoordError> {
         let ttl_s = ttl.as_secs().max(1) as i64;
-        let lease = self.client.lease_grant(ttl_s, None).await?.id();
+        // The lease may start counting when it is granted: fencing counts from before
+        // the request, and from the TTL etcd actually granted.
+        let asked = Instant::now();
+        let granted = self.client.lease_grant(ttl_s, None).await?;
+        let lease = granted.id();
+        let ttl_s = granted.ttl().clamp(1, ttl_s);
         let key = self.key(&format!("nodes/{}", info.id));
         let value = serde_json::to_string(info).map_err(|e| CoordError::Malformed {
             key: key.clone(),
@@ -368,12 +375,14 @@ impl Coord {
             Duration::from_secs(ttl_s as u64),
             fenced.clone(),
             info.id,
+            asked,
         ));
         Ok(Registration {
             key,
             lease,
             fenced,
             task,
+            client: self.client.clone(),
         })
     }
 
@@ -601,11 +610,19 @@ pub struct Registration {
     /// True once the lease may have expired: the node must stop trading.
     pub fenced: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    client: Client,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.task.abort();
+        // A clean stop gives the node's work up at once instead of after the TTL.
+        let (mut client, lease) = (self.client.clone(), self.lease);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = client.lease_revoke(lease).await;
+            });
+        }
     }
 }
 
@@ -620,14 +637,14 @@ async fn keep_alive(
     ttl: Duration,
     fenced: Arc<AtomicBool>,
     node: u64,
+    origin: Instant,
 ) {
     let every = ttl / 3;
     let deadline = ttl - ttl / 3;
-    let origin = Instant::now();
     let confirmed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let watchdog = {
         let (confirmed, fenced) = (confirmed.clone(), fenced.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 let last = origin + Duration::from_nanos(confirmed.load(Ordering::SeqCst));
                 let due = last + deadline;
@@ -638,7 +655,7 @@ async fn keep_alive(
                 }
                 tokio::time::sleep_until(due.into()).await;
             }
-        })
+        }))
     };
     let mut session = None;
     while !fenced.load(Ordering::SeqCst) {
@@ -672,5 +689,15 @@ async fn keep_alive(
     }
     // Fenced for good: a node rejoins with a new registration (and a new epoch), never
     // by renewing the lease it may already have lost.
-    watchdog.abort();
+    drop(watchdog);
+}
+
+/// Aborts the fence timer when the keep-alive task is aborted (a clean stop), so a
+/// stopped node does not report itself fenced.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -322,10 +322,14 @@ impl Ledger {
                         ));
                     }
                 }
-                if f.qty.raw() <= 0 || f.price.raw() < 0 {
+                if !crate::state::amounts_in_range(f) {
                     return Err(format!(
-                        "fill {}/{}: quantity must be positive and price not negative",
-                        f.venue, f.exec_id
+                        "fill {}/{}: quantity must be positive, price not negative, \
+                         amounts at most {} raw units and scales within the instrument \
+                         rules (each <= 12, together <= 16)",
+                        f.venue,
+                        f.exec_id,
+                        crate::state::MAX_AMOUNT
                     ));
                 }
                 if let Some(known) = &self.instruments {
@@ -442,6 +446,7 @@ impl Ledger {
 struct PendingProposal {
     reply: oneshot::Sender<Result<Outcome, LedgerError>>,
     outcome: Outcome,
+    since: Instant,
 }
 
 /// A linearizable read waiting for its read index.
@@ -454,6 +459,32 @@ struct WaitingRead {
 
 /// How long a linearizable read may wait for the leader before it fails with `Retry`.
 const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a proposal may wait for its commit before it is answered `Retry`.
+const PROPOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Refuses a membership change raft-rs would refuse only when applying it.
+fn check_conf_change(cs: &ConfState, cc: &ConfChange) -> Result<(), String> {
+    let (id, voter, learner) = (
+        cc.node_id,
+        cs.voters.contains(&cc.node_id),
+        cs.learners.contains(&cc.node_id),
+    );
+    if id == 0 {
+        return Err("member ids start at 1".into());
+    }
+    match cc.get_change_type() {
+        ConfChangeType::AddLearnerNode if voter => Err(format!(
+            "member {id} is a voter; remove it first to demote it"
+        )),
+        ConfChangeType::RemoveNode if !voter && !learner => {
+            Err(format!("member {id} is not in the configuration"))
+        }
+        ConfChangeType::RemoveNode if voter && cs.voters.len() == 1 => {
+            Err(format!("member {id} is the last voter"))
+        }
+        _ => Ok(()),
+    }
+}
 
 struct PendingConf {
     reply: oneshot::Sender<Result<ConfState, LedgerError>>,
@@ -558,7 +589,12 @@ impl Driver {
                 state,
                 applied,
                 transport,
-                seq: 0,
+                // Sequence numbers of this run start above any earlier run's, so an
+                // old entry re-applied after a restart never answers a new caller.
+                seq: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as u64,
                 batch: Vec::new(),
                 batch_ctx: Vec::new(),
                 batch_len: 0,
@@ -608,6 +644,7 @@ impl Driver {
             }
             self.watch_leadership();
             self.ask_reads(Instant::now());
+            self.expire_proposals();
             if stop {
                 break;
             }
@@ -649,6 +686,10 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
             Input::ConfChange(cc, addr, reply) => {
+                if let Err(why) = check_conf_change(self.node.store().conf_state(), &cc) {
+                    let _ = reply.send(Err(LedgerError::Invalid(why)));
+                    return;
+                }
                 self.seq += 1;
                 let mut ctx = vec![CTX_CONF];
                 ctx.extend_from_slice(&self.cfg.id.to_le_bytes());
@@ -712,6 +753,7 @@ impl Driver {
             PendingProposal {
                 reply,
                 outcome: Outcome::default(),
+                since: Instant::now(),
             },
         );
     }
@@ -816,7 +858,7 @@ impl Driver {
             }
             self.applied = e.index;
             match e.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(&e),
+                EntryType::EntryNormal => self.apply_normal(&e)?,
                 EntryType::EntryConfChange => self.apply_conf(&e)?,
                 EntryType::EntryConfChangeV2 => {
                     tracing::error!(
@@ -830,9 +872,9 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_normal(&mut self, e: &Entry) {
+    fn apply_normal(&mut self, e: &Entry) -> Result<(), LedgerError> {
         if e.data.is_empty() {
-            return;
+            return Ok(());
         }
         let ctx = &e.context[..];
         let mine =
@@ -844,6 +886,15 @@ impl Driver {
         };
         let cmds = match decode_batch(&e.data) {
             Ok(c) => c,
+            Err(err)
+                if e.data
+                    .first()
+                    .is_some_and(|&v| v > crate::command::FORMAT_VERSION) =>
+            {
+                // Written by a newer release: skipping it would let this member's state
+                // part from the upgraded members'. Stop instead; upgrade, then restart.
+                return Err(LedgerError::Decode(err));
+            }
             Err(err) => {
                 // Committed everywhere alike, so every member skips it alike.
                 tracing::error!(member = self.cfg.id, index = e.index, error = %err, "undecodable ledger entry skipped");
@@ -852,7 +903,7 @@ impl Driver {
                         let _ = p.reply.send(Err(LedgerError::Decode(err)));
                     }
                 }
-                return;
+                return Ok(());
             }
         };
         let mut r = ranges.into_iter();
@@ -880,6 +931,7 @@ impl Driver {
         for (seq, _) in r {
             self.finish_proposal(Some(seq), e.index);
         }
+        Ok(())
     }
 
     fn finish_proposal(&mut self, seq: Option<u64>, index: u64) {
@@ -909,16 +961,24 @@ impl Driver {
                 }
             }
         }
-        let cs = self
-            .node
-            .apply_conf_change(&cc)
-            .map_err(|err| LedgerError::Raft(err.to_string()))?;
-        self.node.mut_store().set_conf_state(cs.clone());
         let mine = ctx.len() >= 17 && ctx[0] == CTX_CONF && ctx[1..9] == self.cfg.id.to_le_bytes();
-        if mine {
-            let seq = u64::from_le_bytes(ctx[9..17].try_into().expect("8 bytes"));
-            if let Some(p) = self.confs.remove(&seq) {
-                let _ = p.reply.send(Ok(cs));
+        let pending = mine
+            .then(|| u64::from_le_bytes(ctx[9..17].try_into().expect("8 bytes")))
+            .and_then(|seq| self.confs.remove(&seq));
+        match self.node.apply_conf_change(&cc) {
+            Ok(cs) => {
+                self.node.mut_store().set_conf_state(cs.clone());
+                if let Some(p) = pending {
+                    let _ = p.reply.send(Ok(cs));
+                }
+            }
+            Err(err) => {
+                // Committed alike everywhere, refused alike everywhere: skipped, the
+                // configuration unchanged (stopping would stop every member for good).
+                tracing::error!(member = self.cfg.id, index = e.index, error = %err, "configuration change refused by raft; skipped");
+                if let Some(p) = pending {
+                    let _ = p.reply.send(Err(LedgerError::Invalid(err.to_string())));
+                }
             }
         }
         Ok(())
@@ -1019,6 +1079,24 @@ impl Driver {
                 } else {
                     LedgerError::Retry
                 }));
+            }
+        }
+    }
+
+    /// Answers `Retry` to proposals older than [`PROPOSE_DEADLINE`]: raft-rs drops a
+    /// proposal forwarded to a leader that is handing over, and a transport drops
+    /// messages to an unreachable peer, without telling anyone. The caller retries; a
+    /// proposal that did commit after all is booked once.
+    fn expire_proposals(&mut self) {
+        let late: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.since.elapsed() > PROPOSE_DEADLINE)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in late {
+            if let Some(p) = self.proposals.remove(&seq) {
+                let _ = p.reply.send(Err(LedgerError::Retry));
             }
         }
     }

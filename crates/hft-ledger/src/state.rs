@@ -160,7 +160,7 @@ impl LedgerState {
             self.duplicates += 1;
             return Applied::Duplicate;
         }
-        if f.qty.raw() <= 0 || f.price.raw() < 0 {
+        if !amounts_in_range(f) {
             self.rejected += 1;
             return Applied::Rejected(Rejection::BadAmount);
         }
@@ -605,6 +605,25 @@ impl LedgerState {
 
 const SNAPSHOT_VERSION: u8 = 2;
 
+/// Largest magnitude of a fill's price, quantity or fee the ledger books (1e15 raw
+/// units): products and sums of such amounts stay far inside i64/i128, so applying a
+/// fill can never overflow on any member.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
+/// Whether a fill's amounts and scales are ones the ledger can book: quantity positive,
+/// price not negative, magnitudes within [`MAX_AMOUNT`], scales within the instrument
+/// rules (each at most [`hft_core::MAX_SCALE`], together at most 16).
+pub fn amounts_in_range(f: &LedgerFill) -> bool {
+    let scale = u32::from(hft_core::MAX_SCALE);
+    f.qty.raw() > 0
+        && f.qty.raw() <= MAX_AMOUNT
+        && (0..=MAX_AMOUNT).contains(&f.price.raw())
+        && f.fee.raw().unsigned_abs() <= MAX_AMOUNT as u64
+        && u32::from(f.price_scale) <= scale
+        && u32::from(f.qty_scale) <= scale
+        && u32::from(f.price_scale) + u32::from(f.qty_scale) <= 16
+}
+
 fn put_u32(b: &mut Vec<u8>, v: u32) {
     b.extend_from_slice(&v.to_le_bytes());
 }
@@ -735,6 +754,29 @@ mod tests {
         );
         assert_eq!(st.rejected(), 2);
         assert!(!st.contains("x", 2));
+    }
+
+    #[test]
+    fn out_of_range_amounts_and_scales_are_refused_not_applied() {
+        let mut st = LedgerState::new();
+        let mut cases = Vec::new();
+        let mut f = fill("x", 1, Side::Buy, 100, 1);
+        f.price_scale = 120;
+        f.qty_scale = 120;
+        cases.push(f);
+        let mut f = fill("x", 2, Side::Buy, 100, 1);
+        f.qty = Qty(i64::MAX);
+        cases.push(f);
+        let mut f = fill("x", 3, Side::Buy, 100, 1);
+        f.fee = Money(i64::MIN);
+        cases.push(f);
+        for f in cases {
+            assert_eq!(
+                st.apply(&Command::Fill(f)),
+                Applied::Rejected(Rejection::BadAmount)
+            );
+        }
+        assert_eq!(st.fill_count(), 0);
     }
 
     #[test]

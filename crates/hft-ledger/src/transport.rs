@@ -366,7 +366,10 @@ pub async fn serve(
     }
 }
 
-async fn read_frame(s: &mut Reader, buf: &mut Vec<u8>) -> Result<bool, String> {
+/// Largest hello: a stranger must not make a member allocate before it is checked.
+const MAX_HELLO: usize = 1024;
+
+async fn read_frame(s: &mut Reader, buf: &mut Vec<u8>, max: usize) -> Result<bool, String> {
     let mut len = [0u8; 4];
     match s.read_exact(&mut len).await {
         Ok(_) => {}
@@ -374,10 +377,8 @@ async fn read_frame(s: &mut Reader, buf: &mut Vec<u8>) -> Result<bool, String> {
         Err(e) => return Err(e.to_string()),
     }
     let n = u32::from_le_bytes(len) as usize;
-    if n > MAX_FRAME {
-        return Err(format!(
-            "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit"
-        ));
+    if n > max {
+        return Err(format!("frame of {n} bytes exceeds the {max}-byte limit"));
     }
     buf.resize(n, 0);
     s.read_exact(buf).await.map_err(|e| e.to_string())?;
@@ -430,14 +431,17 @@ async fn read_loop(
     stats: &TransportStats,
 ) -> Result<(), String> {
     let mut buf = Vec::new();
-    let got = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream, &mut buf))
-        .await
-        .map_err(|_| "no hello within 5 s".to_owned())??;
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_frame(&mut stream, &mut buf, MAX_HELLO),
+    )
+    .await
+    .map_err(|_| "no hello within 5 s".to_owned())??;
     if !got {
         return Ok(());
     }
     let from = check_hello(&buf, cluster, id, book)?;
-    while read_frame(&mut stream, &mut buf).await? {
+    while read_frame(&mut stream, &mut buf, MAX_FRAME).await? {
         let m = Message::parse_from_bytes(&buf).map_err(|e| format!("bad frame: {e}"))?;
         // A follower forwards a leadership transfer with the transferee as sender;
         // every other message comes from the member that opened the connection.

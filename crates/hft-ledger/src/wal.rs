@@ -109,6 +109,8 @@ pub struct Wal {
     fsync: bool,
     hard_state: HardState,
     snapshot: (u64, u64),
+    /// Highest entry index in `buf`.
+    buf_max_index: u64,
 }
 
 /// What [`Wal::open`] found besides the records.
@@ -161,6 +163,7 @@ impl Wal {
                 fsync,
                 hard_state,
                 snapshot,
+                buf_max_index: 0,
             },
             report,
         ))
@@ -171,9 +174,8 @@ impl Wal {
         push_record(&mut self.buf, KIND_ENTRY, |out| {
             e.write_to_vec(out).expect("entry encodes")
         });
-        if let Some(seg) = self.segments.last_mut() {
-            seg.max_index = seg.max_index.max(e.index);
-        }
+        // Credited to a segment when written: a roll may put it in the next one.
+        self.buf_max_index = self.buf_max_index.max(e.index);
     }
 
     /// Buffers a hard state.
@@ -208,6 +210,10 @@ impl Wal {
             .map_err(io_err(&path))?;
         self.size += self.buf.len() as u64;
         self.buf.clear();
+        if let Some(seg) = self.segments.last_mut() {
+            seg.max_index = seg.max_index.max(self.buf_max_index);
+        }
+        self.buf_max_index = 0;
         if self.fsync {
             self.file.sync_data().map_err(io_err(&path))?;
         }
@@ -706,6 +712,29 @@ mod tests {
         bytes[3 * rec + 2] = 0x7F;
         fs::write(&seg, &bytes).unwrap();
         assert_eq!(replay_all(&d).unwrap().0.len(), 3);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn entries_are_credited_to_the_segment_a_roll_puts_them_in() {
+        let d = tmp("credit");
+        let (mut w, _) = Wal::open(&d, 512, false, |_| {}).unwrap();
+        w.append_entry(&entry(1, 1, &[1u8; 100]));
+        w.sync().unwrap();
+        // One batch that does not fit: it goes to a new segment.
+        for i in 2..=5 {
+            w.append_entry(&entry(i, 1, &[2u8; 100]));
+        }
+        w.sync().unwrap();
+        assert_eq!(w.segment_count(), 2);
+        // A snapshot at 1 may delete the first segment, never the one holding 2..=5.
+        w.compact(1).unwrap();
+        drop(w);
+        let ents = replay_all(&d).unwrap().0;
+        assert_eq!(
+            ents.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5]
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 

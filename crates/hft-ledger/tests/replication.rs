@@ -137,6 +137,16 @@ fn members_join_as_learners_get_promoted_and_leave_and_leadership_transfers() {
     c.propose_until_acked(lead, buys(0, 4), LONG);
     // Member 4 starts empty and joins as a learner, then becomes a voter.
     c.start(4, vec![]);
+    // Changes raft-rs would only refuse when applying are refused up front.
+    for bad in [
+        c.ledger(lead).remove(9),
+        c.ledger(lead).add_learner(lead, "sim:x"),
+    ] {
+        match wait(bad, LONG).expect("answered") {
+            Err(hft_ledger::LedgerError::Invalid(_)) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
     let cs = wait(c.ledger(lead).add_learner(4, "sim:4"), LONG)
         .expect("answered")
         .expect("learner added");
