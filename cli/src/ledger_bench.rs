@@ -9,7 +9,7 @@
 //! transaction of the same batch is measured too and reported beside it).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,16 +98,6 @@ fn record(exec_id: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(96);
     encode_command(&fill_cmd(exec_id), &mut v);
     v
-}
-
-fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let ls = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ls
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<Result<Vec<_>, _>>()?)
 }
 
 fn micros(h: &Histogram<u64>, q: f64) -> f64 {
@@ -202,7 +192,10 @@ fn bench_ledger(
     rt: &tokio::runtime::Runtime,
     rep: &mut Report,
 ) -> anyhow::Result<()> {
-    let addrs = free_addrs(3)?;
+    let addrs: Vec<SocketAddr> = hft_cluster::local_etcd::free_ports(3)?
+        .into_iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        .collect();
     let peers: BTreeMap<u64, String> = (1..=3u64)
         .zip(addrs.iter().map(|a| a.to_string()))
         .collect();

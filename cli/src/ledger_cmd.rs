@@ -167,10 +167,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             id: args.id,
             admin: args.admin.to_string(),
             ledger: Some(member.addr.to_string()),
-            since: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos() as u64,
+            since: hft_cluster::coord::now_ns(),
         };
         let (reg, coord) = rt
             .block_on(async {

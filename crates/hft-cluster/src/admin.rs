@@ -544,10 +544,7 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
             );
         }
     };
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
+    let ts = crate::coord::now_ns();
     let cmd = Command::Kill {
         scope: scope.clone(),
         engaged: body.engaged,

@@ -15,7 +15,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::coord::{Coord, CoordError};
+use crate::coord::{Coord, CoordError, now_ns};
 
 /// What a token may do; each role includes the ones below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,13 +82,6 @@ pub enum Denied {
     Unauthenticated(String),
     /// A valid token whose role is too low: 403.
     Forbidden(String),
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64
 }
 
 fn random_hex(n: usize) -> Result<String, CoordError> {

@@ -101,7 +101,9 @@ pub struct NodeInfo {
     pub since: u64,
 }
 
-fn now_ns() -> u64 {
+/// Wall-clock time, ns since the epoch: the timestamps of etcd records and ledger
+/// commands made by operators.
+pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -24,7 +24,9 @@ pub fn available(bin: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+/// `n` loopback ports free right now (the OS picks them; they are released before
+/// use, so start what binds them promptly).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let ls = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
