@@ -425,12 +425,9 @@ pub fn follow_config(
     std::thread::Builder::new()
         .name("config-follow".into())
         .spawn(move || {
-            let res = rt.block_on(hft_cluster::reload::follow(
+            rt.block_on(hft_cluster::reload::follow(
                 coord, revision, cfg, env, tx, st,
             ));
-            if let Err(e) = res {
-                tracing::error!(error = %e, "stopped following the configuration in etcd");
-            }
         })
         .map_err(|e| Exit(1, e.into()))?;
     Ok(Followed {

@@ -367,6 +367,9 @@ fn default_limit() -> usize {
     10_000
 }
 
+/// Most fills one `GET /v1/ledger/fills` returns; page with `since`.
+const MAX_FILLS_PER_READ: usize = 100_000;
+
 async fn fills(
     st: web::Data<AdminState>,
     req: HttpRequest,
@@ -376,7 +379,8 @@ async fn fills(
     let Some(l) = &st.ledger else {
         return no_ledger();
     };
-    let (since, limit) = (q.since, q.limit);
+    // Bounded: the read runs on the ledger's driver thread.
+    let (since, limit) = (q.since, q.limit.min(MAX_FILLS_PER_READ));
     let rx = l.read(move |s| {
         s.fills_since(since, limit)
             .iter()

@@ -13,7 +13,7 @@ use hft_config::Config;
 use hft_exec::StrategyFactory;
 use hft_risk::RiskLimits;
 
-use crate::coord::{Coord, CoordError};
+use crate::coord::Coord;
 use crate::node::strategy_factory;
 
 /// What one engine takes from a new configuration.
@@ -90,8 +90,9 @@ pub fn plan(current: &Config, next: &Config) -> Result<Vec<EngineReload>, String
 }
 
 /// Follows the configuration key from `after` (the revision the node started with) and
-/// sends each applicable change to `tx` until the receiver is gone. `env` is the node's
-/// `HFT_*` environment, layered on top as at start.
+/// sends each applicable change to `tx` until the receiver is gone, watching again
+/// whenever etcd ends or fails a watch. `env` is the node's `HFT_*` environment,
+/// layered on top as at start.
 pub async fn follow(
     coord: Coord,
     after: i64,
@@ -99,36 +100,62 @@ pub async fn follow(
     env: Vec<(String, String)>,
     tx: std::sync::mpsc::Sender<Reload>,
     status: Arc<Mutex<ReloadStatus>>,
-) -> Result<(), CoordError> {
+) {
     let key = coord.key("config");
-    let mut changes = coord.watch_config(after + 1).await?;
-    while let Some((revision, text)) = changes.next().await? {
-        let outcome = hft_config::load_str(&key, &text, env.clone())
-            .map_err(|e| format!("etcd key {key}: {e}"))
-            .and_then(|next| plan(&current, &next).map(|p| (next, p)));
-        match outcome {
-            Ok((next, engines)) => {
-                current = next;
-                let rev = revision.max(0) as u64;
-                if tx
-                    .send(Reload {
-                        revision: rev,
-                        engines,
-                    })
-                    .is_err()
-                {
-                    return Ok(());
-                }
+    let mut seen = after;
+    loop {
+        // A watch can end (etcd restarted, history compacted): watch again from the
+        // next revision not seen, so no change is missed.
+        let mut changes = match coord.watch_config(seen + 1).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the configuration; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
             }
-            Err(why) => {
-                tracing::warn!(revision, %why, "configuration change refused; the old one stays live");
-                if let Ok(mut s) = status.lock() {
-                    s.rejected = Some((revision.max(0) as u64, why));
+        };
+        loop {
+            let (revision, text) = match changes.next().await {
+                Ok(Some(change)) => change,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "configuration watch failed");
+                    break;
+                }
+            };
+            seen = seen.max(revision);
+            let outcome = hft_config::load_str(&key, &text, env.clone())
+                .map_err(|e| format!("etcd key {key}: {e}"))
+                .and_then(|next| plan(&current, &next).map(|p| (next, p)));
+            let rev = revision.max(0) as u64;
+            match outcome {
+                Ok((next, engines)) => {
+                    current = next;
+                    if let Ok(mut s) = status.lock() {
+                        s.live_revision = rev;
+                        s.rejected = None;
+                    }
+                    if tx
+                        .send(Reload {
+                            revision: rev,
+                            engines,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(revision, %why, "configuration change refused; the old one stays live");
+                    if let Ok(mut s) = status.lock() {
+                        s.rejected = Some((rev, why));
+                    }
                 }
             }
         }
+        tracing::warn!(after = seen, "configuration watch ended; watching again");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    Ok(())
 }
 
 #[cfg(test)]

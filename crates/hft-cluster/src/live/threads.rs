@@ -285,12 +285,28 @@ struct Fanout {
     reports: Vec<RingTx<OrderReport>>,
     /// Fill reports to the ledger's booking thread.
     booked: Option<RingTx<OrderReport>>,
+    /// Fills waiting for room in that ring (the ledger is slow, e.g. electing): the
+    /// gateway keeps serving market data and reports meanwhile.
+    booked_backlog: std::collections::VecDeque<OrderReport>,
     /// Engines that lost market data and are owed a snapshot.
     resync: Vec<bool>,
     live: Arc<GatewayLive>,
 }
 
 impl Fanout {
+    /// Moves backlogged fills into the booking ring while it has room.
+    fn flush_booked(&mut self) {
+        let Some(tx) = self.booked.as_mut() else {
+            return;
+        };
+        while let Some(r) = self.booked_backlog.pop_front() {
+            if let Err(back) = tx.push(r) {
+                self.booked_backlog.push_front(back);
+                return;
+            }
+        }
+    }
+
     /// Venue output stamped with receipt time `now`, to every engine or to one.
     fn at(&mut self, now: Nanos, only: Option<usize>) -> Gateway<'_> {
         Gateway {
@@ -329,13 +345,13 @@ impl VenueOutput for Gateway<'_> {
     }
 
     fn report(&mut self, r: &OrderReport) {
-        if let (OrderReportKind::Fill(_), Some(tx)) = (&r.kind, self.fanout.booked.as_mut()) {
-            // Never dropped either: a fill the ledger misses is a position nobody can
-            // reconcile.
-            let mut item = *r;
-            while let Err(back) = tx.push(item) {
-                item = back;
-                std::thread::yield_now();
+        let f = &mut *self.fanout;
+        if let (OrderReportKind::Fill(_), Some(tx)) = (&r.kind, f.booked.as_mut()) {
+            // Never dropped: a fill the ledger misses is a position nobody can
+            // reconcile. In order behind any backlog; the backlog allocates only
+            // while the ledger lags.
+            if !f.booked_backlog.is_empty() || tx.push(*r).is_err() {
+                f.booked_backlog.push_back(*r);
             }
         }
         let Some(tx) = self.fanout.reports.get_mut(r.cl_ord_id.strategy().index()) else {
@@ -392,6 +408,7 @@ impl GatewayThread {
             md: std::mem::take(&mut self.md),
             reports: std::mem::take(&mut self.reports),
             booked: self.booked.take(),
+            booked_backlog: std::collections::VecDeque::new(),
             resync: vec![false; n_engines],
             live: self.live.clone(),
         };
@@ -451,7 +468,13 @@ impl GatewayThread {
                 }
                 window.reset();
             }
+            fanout.flush_booked();
             if self.stop.load(Ordering::Relaxed) {
+                // The booking thread runs until the gateway is done: hand it the rest.
+                while !fanout.booked_backlog.is_empty() {
+                    fanout.flush_booked();
+                    std::thread::yield_now();
+                }
                 break;
             }
             if worked {
