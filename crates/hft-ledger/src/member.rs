@@ -24,7 +24,7 @@ use crate::command::{
 };
 use crate::state::{Applied, LedgerState};
 use crate::storage::{LogStore, load_snapshot, save_snapshot, snapshot_of};
-use crate::wal::{self, Record, Wal, WalError};
+use crate::wal::{self, Wal, WalError};
 
 /// How a member is set up.
 #[derive(Clone, Debug)]
@@ -529,16 +529,10 @@ impl Driver {
             recovery.snapshot_index = snap.get_metadata().index;
             store.apply_snapshot(snap);
         }
-        let (mut wal, rep) = Wal::open(
-            &cfg.dir.join("wal"),
-            cfg.segment_bytes,
-            cfg.fsync,
-            |rec| match rec {
-                Record::Entry(e) => store.append(std::slice::from_ref(&e)),
-                Record::HardState(hs) => store.set_hard_state(hs),
-                Record::Snapshot { .. } => {}
-            },
-        )?;
+        let (mut wal, rep) =
+            Wal::open(&cfg.dir.join("wal"), cfg.segment_bytes, cfg.fsync, |rec| {
+                store.replay(rec)
+            })?;
         recovery.records = rep.records;
         recovery.torn_bytes = rep.torn_bytes;
         if recovery.snapshot_index == 0 && rep.records == 0 && !cfg.bootstrap.is_empty() {
@@ -837,7 +831,7 @@ impl Driver {
         let (index, term) = (meta.index, meta.term);
         let state = LedgerState::decode(&snap.data)?;
         save_snapshot(&self.cfg.dir.join("snap"), &snap, 2)?;
-        self.wal.append_snapshot(index, term);
+        self.wal.append_install(index, term);
         self.wal.sync()?;
         self.node.mut_store().apply_snapshot(snap);
         self.state = state;

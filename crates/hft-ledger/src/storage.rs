@@ -63,6 +63,20 @@ impl LogStore {
         self.entries.extend_from_slice(ents);
     }
 
+    /// Replays one WAL record into the log.
+    pub fn replay(&mut self, rec: crate::wal::Record) {
+        use crate::wal::Record;
+        match rec {
+            Record::Entry(e) => self.append(std::slice::from_ref(&e)),
+            Record::HardState(hs) => self.set_hard_state(hs),
+            // A local snapshot leaves the log as it is.
+            Record::Snapshot { .. } => {}
+            // An installed snapshot superseded everything written before it (raft-rs
+            // installs one only when the log does not already hold its entry).
+            Record::Install { .. } => self.entries.clear(),
+        }
+    }
+
     /// Current hard state.
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
@@ -346,6 +360,27 @@ mod tests {
         st.compact_to(s8, 3);
         assert_eq!(st.snapshot(0, 2).unwrap().get_metadata().index, 8);
         assert!(!st.take_snapshot_request());
+    }
+
+    #[test]
+    fn replay_drops_entries_an_installed_snapshot_superseded() {
+        use crate::wal::Record;
+        let mut st = LogStore::default();
+        for i in 1..=5 {
+            st.replay(Record::Entry(ent(i, 1)));
+        }
+        // Installed from the leader: the follower's old entries 1..=5 are stale.
+        st.replay(Record::Install { index: 3, term: 2 });
+        st.apply_snapshot(snap(3, 2));
+        for i in 4..=6 {
+            st.replay(Record::Entry(ent(i, 2)));
+        }
+        assert_eq!(st.first_index().unwrap(), 4);
+        assert_eq!(st.last(), 6);
+        assert!((4..=6).all(|i| st.term(i).unwrap() == 2));
+        // A local snapshot mark changes nothing.
+        st.replay(Record::Snapshot { index: 5, term: 2 });
+        assert_eq!(st.last(), 6);
     }
 
     #[test]

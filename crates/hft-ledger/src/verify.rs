@@ -47,6 +47,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         Record::Entry(e) => entries.push(e),
         Record::HardState(hs) => hard_state = Some(hs),
         Record::Snapshot { .. } => {}
+        // Entries before an installed snapshot were superseded by it.
+        Record::Install { .. } => entries.clear(),
     })?;
     // Start from the oldest snapshot the log still reaches back to, so that every newer
     // snapshot can be checked against a rebuild.

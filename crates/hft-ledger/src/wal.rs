@@ -32,6 +32,7 @@ const HEADER: usize = 9;
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 4;
+const KIND_INSTALL: u8 = 5;
 
 /// One replayed record.
 #[derive(Debug)]
@@ -42,6 +43,14 @@ pub enum Record {
     HardState(HardState),
     /// Entries up to `index` are covered by the snapshot of that index.
     Snapshot {
+        /// Snapshot index.
+        index: u64,
+        /// Term of the entry at `index`.
+        term: u64,
+    },
+    /// A snapshot from the leader was installed: every entry written before this
+    /// record is superseded, and the log continues after `index`.
+    Install {
         /// Snapshot index.
         index: u64,
         /// Term of the entry at `index`.
@@ -195,6 +204,16 @@ impl Wal {
         });
     }
 
+    /// Buffers the mark of a snapshot installed from the leader: on replay, entries
+    /// written before it are dropped.
+    pub fn append_install(&mut self, index: u64, term: u64) {
+        self.snapshot = (index, term);
+        push_record(&mut self.buf, KIND_INSTALL, |out| {
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&term.to_le_bytes());
+        });
+    }
+
     /// Writes what is buffered and, with fsync on, makes it durable. Nothing buffered is
     /// acknowledged to anyone before this returns.
     pub fn sync(&mut self) -> Result<(), WalError> {
@@ -310,7 +329,9 @@ fn replay_segments(
             match &rec {
                 Record::Entry(e) => max_index = max_index.max(e.index),
                 Record::HardState(h) => hard_state = h.clone(),
-                Record::Snapshot { index, term } => snapshot = (*index, *term),
+                Record::Snapshot { index, term } | Record::Install { index, term } => {
+                    snapshot = (*index, *term)
+                }
             }
             report.records += 1;
             replay(rec);
@@ -530,7 +551,12 @@ fn valid_record_at(bytes: &[u8], p: usize) -> bool {
         return false;
     };
     let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
-    if len == 0 || !matches!(h[8], KIND_ENTRY | KIND_HARD_STATE | KIND_SNAPSHOT) {
+    if len == 0
+        || !matches!(
+            h[8],
+            KIND_ENTRY | KIND_HARD_STATE | KIND_SNAPSHOT | KIND_INSTALL
+        )
+    {
         return false;
     }
     let Some(body) = (p + 8)
@@ -547,10 +573,15 @@ fn decode_record(kind: u8, payload: &[u8]) -> Result<Record, String> {
     Ok(match kind {
         KIND_ENTRY => Record::Entry(Entry::parse_from_bytes(payload).map_err(pb)?),
         KIND_HARD_STATE => Record::HardState(HardState::parse_from_bytes(payload).map_err(pb)?),
-        KIND_SNAPSHOT if payload.len() == 16 => Record::Snapshot {
-            index: u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")),
-            term: u64::from_le_bytes(payload[8..].try_into().expect("8 bytes")),
-        },
+        KIND_SNAPSHOT | KIND_INSTALL if payload.len() == 16 => {
+            let index = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+            let term = u64::from_le_bytes(payload[8..].try_into().expect("8 bytes"));
+            if kind == KIND_SNAPSHOT {
+                Record::Snapshot { index, term }
+            } else {
+                Record::Install { index, term }
+            }
+        }
         _ => return Err(format!("unknown record kind {kind}")),
     })
 }
