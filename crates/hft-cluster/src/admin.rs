@@ -202,13 +202,20 @@ async fn authorize(
     }
 }
 
+/// The value of a `Result<T, HttpResponse>`, or that response returned from the handler.
+macro_rules! or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 /// Runs `authorize` and returns its refusal from the handler.
 macro_rules! require {
     ($st:expr, $req:expr, $role:expr) => {
-        match authorize(&$st, &$req, $role).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        }
+        or_answer!(authorize(&$st, &$req, $role).await)
     };
 }
 
@@ -276,9 +283,7 @@ async fn ledger_call<T>(
 
 async fn status(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     let _who = require!(st, req, Role::Viewer);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
     match tokio::time::timeout(LEDGER_TIMEOUT, l.status()).await {
         Ok(Ok(s)) => HttpResponse::Ok().json(json!({
             "id": s.id,
@@ -303,9 +308,7 @@ async fn status(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
 
 async fn hash(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     let _who = require!(st, req, Role::Viewer);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
     let rx = l.read_local(|s| (s.fill_count(), hex(&s.hash())));
     match ledger_call(rx).await {
         Ok((fills, hash)) => HttpResponse::Ok().json(json!({ "fills": fills, "hash": hash })),
@@ -315,9 +318,7 @@ async fn hash(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
 
 async fn positions(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     let _who = require!(st, req, Role::Viewer);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
     let rx = l.read(|s| {
         let positions: Vec<_> = s
             .positions()
@@ -348,10 +349,8 @@ async fn positions(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse 
             .collect();
         json!({ "positions": positions, "cash": cash, "kills": kills, "fills": s.fill_count() })
     });
-    match ledger_call(rx).await {
-        Ok(v) => HttpResponse::Ok().json(v),
-        Err(r) => r,
-    }
+    let v = or_answer!(ledger_call(rx).await);
+    HttpResponse::Ok().json(v)
 }
 
 #[derive(Deserialize)]
@@ -376,9 +375,7 @@ async fn fills(
     q: web::Query<FillsQuery>,
 ) -> HttpResponse {
     let _who = require!(st, req, Role::Viewer);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
     // Bounded: the read runs on the ledger's driver thread.
     let (since, limit) = (q.since, q.limit.min(MAX_FILLS_PER_READ));
     let rx = l.read(move |s| {
@@ -387,10 +384,8 @@ async fn fills(
             .map(FillJson::from)
             .collect::<Vec<_>>()
     });
-    match ledger_call(rx).await {
-        Ok(v) => HttpResponse::Ok().json(v),
-        Err(r) => r,
-    }
+    let v = or_answer!(ledger_call(rx).await);
+    HttpResponse::Ok().json(v)
 }
 
 async fn propose_fills(
@@ -399,13 +394,8 @@ async fn propose_fills(
     body: web::Bytes,
 ) -> HttpResponse {
     let who = require!(st, req, Role::Admin);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
-    let body: Vec<FillJson> = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
+    let body: Vec<FillJson> = or_answer!(parse(&body));
     if body.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -452,13 +442,8 @@ enum MemberAction {
 
 async fn members(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let who = require!(st, req, Role::Admin);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
-    let body: MemberReq = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
+    let body: MemberReq = or_answer!(parse(&body));
     if body.id == 0 {
         return error(StatusCode::BAD_REQUEST, "id: member ids start at 1");
     }
@@ -492,13 +477,8 @@ struct TransferReq {
 
 async fn transfer(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let who = require!(st, req, Role::Admin);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
-    let body: TransferReq = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
+    let body: TransferReq = or_answer!(parse(&body));
     l.transfer_leader(body.to);
     audited(
         &st,
@@ -521,19 +501,14 @@ struct KillReq {
 /// Engages (trader) or releases (admin) a kill switch in the ledger, where every node
 /// sees it.
 async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let body: KillReq = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body: KillReq = or_answer!(parse(&body));
     let need = if body.engaged {
         Role::Trader
     } else {
         Role::Admin
     };
     let who = require!(st, req, need);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
     let scope = match body.scope.split_once(':') {
         None if body.scope == "global" => hft_ledger::KillScope::Global,
         Some(("strategy", s)) if !s.is_empty() => hft_ledger::KillScope::Strategy(s.to_owned()),
@@ -702,13 +677,8 @@ struct FenceReq {
 
 async fn fence(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let who = require!(st, req, Role::Admin);
-    let Some(l) = &st.ledger else {
-        return no_ledger();
-    };
-    let body: FenceReq = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
+    let body: FenceReq = or_answer!(parse(&body));
     if body.strategy.is_empty() || body.strategy.len() > 255 {
         return error(StatusCode::BAD_REQUEST, "strategy: 1 to 255 bytes");
     }

@@ -1,10 +1,11 @@
 //! The admin API's ledger endpoints over real HTTP: proposals, reads, and bad requests
 //! answered 4xx with the field named.
 
+mod common;
+
 use std::time::Duration;
 
 use hft_cluster::admin::{AdminState, serve};
-use hft_cluster::booking::SessionLedger;
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
@@ -43,15 +44,7 @@ fn fill(exec_id: u64, side: &str, qty: i64) -> Value {
 fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     let dir = std::env::temp_dir().join(format!("hft-admin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let specs = [hft_core::InstrumentSpec::new(
-        hft_core::InstrumentId(0),
-        "BTC-USD",
-        2,
-        3,
-        hft_core::Price(1),
-        hft_core::Qty(1),
-    )];
-    let l = SessionLedger::start(Some(&dir), &specs).unwrap();
+    let l = common::btc_ledger(&dir);
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {

@@ -2,13 +2,14 @@
 //! on every endpoint, plus no token, a wrong secret, an unknown id, garbage and an
 //! expired token.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hft_cluster::admin::{AdminState, serve};
 use hft_cluster::auth::{Authenticator, Role, create_token};
-use hft_cluster::booking::SessionLedger;
 use hft_cluster::coord::Coord;
 use hft_cluster::local_etcd::LocalEtcd;
 
@@ -82,15 +83,7 @@ fn every_role_on_every_endpoint() {
             .unwrap();
         (c, tokens, expired)
     });
-    let specs = [hft_core::InstrumentSpec::new(
-        hft_core::InstrumentId(0),
-        "BTC-USD",
-        2,
-        3,
-        hft_core::Price(1),
-        hft_core::Qty(1),
-    )];
-    let l = SessionLedger::start(Some(&dir.join("ledger")), &specs).unwrap();
+    let l = common::btc_ledger(&dir.join("ledger"));
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {
