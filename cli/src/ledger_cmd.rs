@@ -66,6 +66,33 @@ pub struct NodeArgs {
     /// Raft tick in ms (election after 10-20 ticks, heartbeat every 2).
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
+    /// Trade: run the engines placed on this node against the venue process at this
+    /// address (`hft venue`). Needs --etcd (placement) and a cluster secret.
+    #[arg(long, requires = "etcd")]
+    venue: Option<SocketAddr>,
+    /// Control channel address (the placement leader's failure detector connects here).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: SocketAddr,
+    /// File holding the cluster secret (at least 16 bytes) that nodes authenticate each
+    /// other's control channels with; or set HFT_CLUSTER_SECRET.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+fn cluster_secret(file: Option<&std::path::Path>) -> anyhow::Result<hft_cluster::control::ClusterSecret> {
+    let bytes = match file {
+        Some(f) => std::fs::read(f).with_context(|| format!("cannot read --cluster-secret-file {}", f.display()))?,
+        None => std::env::var("HFT_CLUSTER_SECRET")
+            .map_err(|_| {
+                anyhow!(
+                    "a trading node needs the cluster secret: --cluster-secret-file FILE or \
+                     HFT_CLUSTER_SECRET (at least 16 random bytes, the same on every node)"
+                )
+            })?
+            .into_bytes(),
+    };
+    let trimmed = bytes.trim_ascii().to_vec();
+    hft_cluster::control::ClusterSecret::new(trimmed).map_err(|e| anyhow!(e))
 }
 
 fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -160,6 +187,17 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         torn_bytes = member.recovery.torn_bytes,
         "ledger member started"
     );
+    // A trading node binds its control channel before it registers, to advertise it.
+    let trading = match args.venue {
+        Some(venue) => {
+            let secret = cluster_secret(args.cluster_secret_file.as_deref()).map_err(|e| Exit(2, e))?;
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind(args.control))
+                .map_err(|e| Exit(1, anyhow!("cannot listen on --control {}: {e}", args.control)))?;
+            Some((venue, secret, listener))
+        }
+        None => None,
+    };
     let registration = if args.etcd.is_empty() {
         None
     } else {
@@ -167,6 +205,10 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             id: args.id,
             admin: args.admin.to_string(),
             ledger: Some(member.addr.to_string()),
+            control: trading
+                .as_ref()
+                .and_then(|(_, _, l)| l.local_addr().ok())
+                .map(|a| a.to_string()),
             since: hft_cluster::coord::now_ns(),
         };
         let (reg, coord) = rt
@@ -234,6 +276,25 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         )
     })?;
     tracing::info!(admin = %server.addr, "admin API listening");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let agent = match (trading, &registration) {
+        (Some((venue, secret, listener)), Some((reg, coord))) => {
+            let setup = hft_cluster::cluster::NodeSetup {
+                id: args.id,
+                config: std::sync::Arc::new(config),
+                venue,
+                ledger: member.ledger.clone(),
+                fenced: reg.fenced.clone(),
+                stop: stop.clone(),
+            };
+            let _guard = rt.enter();
+            hft_cluster::control::serve(listener, secret.clone(), args.id, reg.fenced.clone());
+            rt.spawn(keep_leading(coord.clone(), setup.clone(), reg.lease, secret));
+            let status = std::sync::Arc::new(hft_cluster::cluster::AgentStatus::default());
+            Some(rt.spawn(keep_following(coord.clone(), setup, status)))
+        }
+        _ => None,
+    };
     rt.block_on(async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -243,6 +304,12 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         }
     });
     tracing::info!("stopping");
+    // Engines stop first: they cancel their orders and book their last fills while the
+    // ledger and the registration still stand.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(a) = agent {
+        let _ = rt.block_on(a);
+    }
     drop(server);
     // Dropping the registration revokes the lease (the node's work is free at once);
     // give the revoke a moment on the runtime.
@@ -252,6 +319,42 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     });
     member.stop();
     Ok(0)
+}
+
+/// Campaigns and places engines while leading, again after any etcd error.
+async fn keep_leading(
+    coord: hft_cluster::coord::Coord,
+    setup: hft_cluster::cluster::NodeSetup,
+    lease: i64,
+    secret: hft_cluster::control::ClusterSecret,
+) {
+    use std::sync::atomic::Ordering;
+    while !setup.stop.load(Ordering::SeqCst) && !setup.fenced.load(Ordering::SeqCst) {
+        match hft_cluster::cluster::lead(coord.clone(), setup.clone(), lease, secret.clone()).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "placement: etcd error; campaigning again"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Follows this node's assignments, again after any etcd error, until stopped or fenced.
+async fn keep_following(
+    coord: hft_cluster::coord::Coord,
+    setup: hft_cluster::cluster::NodeSetup,
+    status: std::sync::Arc<hft_cluster::cluster::AgentStatus>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        match hft_cluster::cluster::follow(coord.clone(), setup.clone(), status.clone()).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "assignments: etcd error; following again"),
+        }
+        if setup.stop.load(Ordering::SeqCst) || setup.fenced.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `hft ledger` subcommands.

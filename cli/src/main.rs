@@ -6,6 +6,7 @@ mod cluster_cmd;
 mod ledger_bench;
 mod ledger_cmd;
 mod market;
+mod venue_cmd;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,9 +53,12 @@ enum Command {
     /// touch maker on every instrument, 100 µs order and response latency, risk-averse
     /// queue positions; writes metrics.json, fills.csv, orders.csv and report.html.
     Backtest(BacktestArgs),
-    /// Run a cluster node: its ledger member (Raft over TCP with the other members) and
-    /// its admin API.
+    /// Run a cluster node: its ledger member (Raft over TCP with the other members), its
+    /// admin API and, with --venue, the engines placement assigns to it.
     Node(ledger_cmd::NodeArgs),
+    /// Run the simulated venue as a process the nodes of a cluster trade with (market
+    /// data and order entry over TCP; refuses sessions and orders of a stale epoch).
+    Venue(venue_cmd::VenueArgs),
     /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
     #[command(subcommand)]
     Token(cluster_cmd::TokenCmd),
@@ -370,6 +374,20 @@ enum ConfigCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// Failover with real processes: a venue, a local etcd and three nodes; each trial
+    /// kills -9 the node running an engine and times until the venue accepts an order
+    /// from the engine's new owner; then checks the ledger against the venue's fills.
+    Failover {
+        /// Kills timed.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// The etcd binary (Debian: etcd-server).
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration propagation: a live session follows its configuration in a local
     /// etcd; each trial stores a new risk limit and times until every engine runs it.
     Config {
@@ -630,6 +648,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Data(d) => data(d),
         Command::Train(t) => train(&t),
         Command::Node(n) => ledger_cmd::node(n),
+        Command::Venue(v) => venue_cmd::venue(v),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),
         Command::Completions { shell } => {
@@ -1472,6 +1491,14 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "recovery_fills": r.recovery_fills,
                 "recovery_ms": round(r.recovery_ms),
             });
+            print_bench(&v, json);
+        }
+        BenchCmd::Failover {
+            trials,
+            etcd_bin,
+            json,
+        } => {
+            let v = venue_cmd::bench_failover(trials.max(1), &etcd_bin)?;
             print_bench(&v, json);
         }
         BenchCmd::Config {

@@ -54,6 +54,8 @@ pub struct Booking {
     strategies: Vec<String>,
     /// Specs by instrument id.
     specs: Vec<InstrumentSpec>,
+    /// Assignment epoch the fills are proposed under (0: a single node).
+    epoch: u64,
 }
 
 /// An engine whose position differs from the ledger's.
@@ -88,7 +90,42 @@ impl Booking {
             venue: venue.to_owned(),
             strategies,
             specs,
+            epoch: 0,
         }
+    }
+
+    /// Proposes fills under assignment `epoch` (a cluster node's engine).
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Takes `strategy` over at this booking's epoch: raises its ledger fence (proposals
+    /// of an older owner are refused from then on) and books the fills the venue
+    /// executed for it before this session that the ledger lacks (a previous owner may
+    /// have died between receiving a fill and booking it). Returns (booked, already
+    /// booked).
+    pub fn take_over(&self, strategy: &str, replay: &[OrderReport]) -> Result<(u64, u64), LedgerError> {
+        let mut cmds = vec![Command::Fence {
+            strategy: strategy.to_owned(),
+            epoch: self.epoch,
+        }];
+        for r in replay {
+            if let OrderReportKind::Fill(f) = &r.kind
+                && let Some(fill) = self.to_fill(r, f)
+            {
+                cmds.push(Command::Fill(fill));
+            }
+        }
+        let (mut booked, mut dups) = (0, 0);
+        // Batches well under the largest entry.
+        for chunk in cmds.chunks(2_000) {
+            let out = wait(self.ledger.propose(chunk.to_vec()))?;
+            booked += u64::from(out.applied);
+            dups += u64::from(out.duplicates);
+        }
+        // The fence itself counts as applied.
+        Ok((booked.saturating_sub(1), dups))
     }
 
     /// Starts every engine from the positions the ledger holds for it (flat when it
@@ -149,8 +186,7 @@ impl Booking {
             liquidity: f.liquidity,
             cl_ord_id: r.cl_ord_id.0 & 0xFFFF_FFFF_FFFF,
             ts: r.ts,
-            // A single node owns its engines without an assignment epoch.
-            epoch: 0,
+            epoch: self.epoch,
         })
     }
 

@@ -97,6 +97,10 @@ pub struct NodeInfo {
     pub admin: String,
     /// Ledger address, if it runs a member.
     pub ledger: Option<String>,
+    /// Control channel address (the placement leader's failure detector), if it takes
+    /// assignments.
+    #[serde(default)]
+    pub control: Option<String>,
     /// When it registered, ns since the epoch.
     pub since: u64,
 }
@@ -113,7 +117,7 @@ pub fn now_ns() -> u64 {
 /// A connection to the cluster's etcd.
 #[derive(Clone)]
 pub struct Coord {
-    client: Client,
+    pub(crate) client: Client,
     cluster: String,
 }
 

@@ -27,7 +27,7 @@ const ENV_PREFIX: &str = "HFT_";
 const ENV_SEPARATOR: &str = "__";
 /// `HFT_*` variables that belong to the CLI talking to a node (where its admin API is,
 /// its bearer token), not to a node's configuration.
-const CLIENT_VARS: [&str; 2] = ["HFT_ENDPOINT", "HFT_TOKEN"];
+const CLIENT_VARS: [&str; 3] = ["HFT_ENDPOINT", "HFT_TOKEN", "HFT_CLUSTER_SECRET"];
 
 /// Loads default <- overlay (`(name, text)`) <- env and validates the result.
 pub(crate) fn load(

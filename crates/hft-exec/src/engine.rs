@@ -152,6 +152,12 @@ impl Engine {
         self.strategy.is_some()
     }
 
+    /// Stamps every later command with `epoch`: the assignment a cluster node trades
+    /// under, which venues and the ledger check so that a fenced owner cannot trade.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.setup.epoch = epoch;
+    }
+
     /// Makes the next client order id's sequence number at least `floor` + 1: ids up to
     /// `floor` were used or reserved by an earlier run (the ledger's high-water mark), and
     /// a venue must never see an id twice.

@@ -3,17 +3,21 @@
 //! deterministic single-threaded session that wires them on a simulated clock.
 
 mod engine;
+pub mod link;
 pub mod matching;
 mod oms;
 mod paper;
+pub mod port;
 mod sim_session;
 mod sim_venue;
 mod slot;
 mod supervision;
+pub mod venue_server;
 pub mod wire;
 
 pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
 pub use oms::{Oms, OmsError, OmsStats};
+pub use port::{RemoteVenue, SessionError, VenuePort};
 pub use paper::{Execution, PaperMarket, PaperStats, PaperVenue, TAKE_LEVELS, takeable};
 pub use sim_session::{SessionVenue, SimSession, SimTiming};
 pub use sim_venue::{SIM_VENUE, SimVenue, VenueOutput};

@@ -40,6 +40,12 @@ pub struct VerifyReport {
 
 /// Verifies the member directory `dir` (the one holding `wal/` and `snap/`).
 pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
+    rebuild(dir).map(|(r, _)| r)
+}
+
+/// [`verify`], also returning the rebuilt state (what a stopped member holds), for
+/// offline audits that compare the ledger with a venue's record.
+pub fn rebuild(dir: &Path) -> Result<(VerifyReport, LedgerState), LedgerError> {
     let snaps = load_snapshots(&dir.join("snap"))?;
     let mut entries = Vec::new();
     let mut hard_state = None;
@@ -115,7 +121,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
             later.next();
         }
     }
-    Ok(VerifyReport {
+    let report = VerifyReport {
         snapshots: snaps.len(),
         snapshots_checked: checked,
         records: rep.records,
@@ -124,5 +130,6 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         hash: state.hash(),
         torn_bytes: rep.torn_bytes,
         undecodable,
-    })
+    };
+    Ok((report, state))
 }

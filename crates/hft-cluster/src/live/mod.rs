@@ -27,7 +27,7 @@ use crate::report::LedgerSummary;
 use crate::report::SessionReport;
 use crate::ring::{IdleMode, Parker, ring};
 use hft_core::Nanos;
-use hft_exec::StrategySlot;
+use hft_exec::{StrategySlot, VenuePort};
 use ractor::Actor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -77,19 +77,29 @@ pub struct LiveOptions {
     pub reload: Option<mpsc::Receiver<Reload>>,
 }
 
-/// Runs a live session to completion and returns its summary.
+/// Runs a live session against the node's in-process simulated venue to completion
+/// and returns its summary.
 pub fn run(
     parts: NodeParts,
+    opts: LiveOptions,
+    on_status: impl FnMut(&LiveView, Duration),
+) -> Result<SessionReport, String> {
+    let NodeParts {
+        venue, slots, kill, ..
+    } = parts;
+    run_with(venue, slots, kill, opts, on_status)
+}
+
+/// Runs a live session of `slots` trading through `venue` until it is stopped, its
+/// duration passes, or the venue ends the session (a newer owner took over).
+pub fn run_with<V: VenuePort>(
+    venue: V,
+    mut slots: Vec<StrategySlot>,
+    kill: hft_risk::KillSwitch,
     opts: LiveOptions,
     mut on_status: impl FnMut(&LiveView, Duration),
 ) -> Result<SessionReport, String> {
     let clock = Clock::start();
-    let NodeParts {
-        venue,
-        mut slots,
-        kill,
-        ..
-    } = parts;
     if let Some(b) = &opts.booking {
         b.restore_positions(&mut slots)
             .map_err(|e| format!("cannot read positions from the ledger: {e}"))?;
@@ -123,6 +133,7 @@ pub fn run(
     };
     let mut controls = Vec::new();
     let mut factories = Vec::new();
+    let strategies: Vec<_> = slots.iter().map(|s| s.engine.id()).collect();
     for slot in slots {
         let parker = Parker::new();
         let (md_tx, md_rx) = ring(opts.ring_capacity, &parker);
@@ -185,6 +196,7 @@ pub fn run(
         orders: order_rxs,
         md: md_txs,
         reports: rep_txs,
+        strategies,
         booked: booked_tx,
         parker: gw_parker,
         clock,
@@ -203,15 +215,33 @@ pub fn run(
         .thread_name("control")
         .build()
         .map_err(|e| format!("cannot start the control-plane runtime: {e}"))?;
+    let supervised_names: Vec<String> = supervised.iter().map(|s| s.name.clone()).collect();
     let args = NodeArgs {
         engines: supervised,
         gateway: gateway_live.clone(),
         kill: kill.clone(),
         clock,
     };
-    let (supervisor, sup_handle) = rt
-        .block_on(Actor::spawn(Some("node".into()), NodeSupervisor, args))
-        .map_err(|e| format!("cannot start the actor tree: {e}"))?;
+    // Named after its engines: a cluster node runs one tree per engine session.
+    let tree = format!(
+        "node:{}",
+        supervised_names.join(",")
+    );
+    let (supervisor, sup_handle) = match rt.block_on(Actor::spawn(Some(tree), NodeSupervisor, args)) {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing may keep trading without its supervisor: stop what started.
+            for c in &controls {
+                let _ = c.send(Control::Stop);
+            }
+            for t in engine_threads {
+                let _ = t.join();
+            }
+            stop.store(true, Ordering::SeqCst);
+            let _ = gateway.join();
+            return Err(format!("cannot start the actor tree: {e}"));
+        }
+    };
     let shutdown = opts.shutdown.clone();
     rt.spawn(async move {
         let term = async {
@@ -243,7 +273,10 @@ pub fn run(
             }
         };
         let elapsed = started.elapsed();
-        if opts.shutdown.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| elapsed >= d) {
+        if opts.shutdown.load(Ordering::SeqCst)
+            || opts.duration.is_some_and(|d| elapsed >= d)
+            || gateway_live.venue_ended.load(Ordering::SeqCst)
+        {
             break;
         }
         if Instant::now() >= next_status {

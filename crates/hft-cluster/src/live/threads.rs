@@ -5,10 +5,10 @@ use super::actors::EngineMsg;
 use crate::ring::{IdleMode, Idler, Parker, RingRx, RingTx};
 use hdrhistogram::Histogram;
 use hft_core::{
-    MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, RejectReason, TradingState,
+    MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, TradingState,
 };
-use hft_exec::wire::{ORDER_WIRE_LEN, decode_order, encode_order};
-use hft_exec::{OrderSink, SimVenue, StrategySlot, VenueOutput};
+use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
+use hft_exec::{OrderSink, StrategySlot, VenueOutput, VenuePort};
 use hft_risk::RiskReject;
 use hft_strategy::Strategy;
 use ractor::ActorRef;
@@ -68,6 +68,9 @@ pub struct GatewayLive {
     pub md_resyncs: AtomicU64,
     /// Tick-to-order of the last second, ns: p50, p99, p99.9.
     pub latency_ns: [AtomicU64; 3],
+    /// Set once the venue ended the session (fenced by a newer owner, or the link
+    /// broke): the engines behind it must stop.
+    pub venue_ended: AtomicBool,
 }
 
 /// Control messages to an engine thread (never on the per-event path).
@@ -283,6 +286,8 @@ impl EngineThread {
 struct Fanout {
     md: Vec<RingTx<MarketEvent>>,
     reports: Vec<RingTx<OrderReport>>,
+    /// Position in `reports` of each strategy id's engine.
+    route: Vec<Option<usize>>,
     /// Fill reports to the ledger's booking thread.
     booked: Option<RingTx<OrderReport>>,
     /// Fills waiting for room in that ring (the ledger is slow, e.g. electing): the
@@ -354,7 +359,13 @@ impl VenueOutput for Gateway<'_> {
                 f.booked_backlog.push_back(*r);
             }
         }
-        let Some(tx) = self.fanout.reports.get_mut(r.cl_ord_id.strategy().index()) else {
+        let engine = self
+            .fanout
+            .route
+            .get(r.cl_ord_id.strategy().index())
+            .copied()
+            .flatten();
+        let Some(tx) = engine.and_then(|i| self.fanout.reports.get_mut(i)) else {
             return;
         };
         // Reports are never dropped: wait for the engine to make room.
@@ -367,15 +378,17 @@ impl VenueOutput for Gateway<'_> {
 }
 
 /// Everything the gateway thread runs with.
-pub struct GatewayThread {
-    /// The simulated venue.
-    pub venue: SimVenue,
+pub struct GatewayThread<V: VenuePort> {
+    /// The venue: simulated in process, or a session with a venue process.
+    pub venue: V,
     /// Orders from each engine.
     pub orders: Vec<RingRx<OrderCommand>>,
     /// Market data to each engine.
     pub md: Vec<RingTx<MarketEvent>>,
     /// Reports to each engine.
     pub reports: Vec<RingTx<OrderReport>>,
+    /// Strategy id of each engine (the index of its `reports` ring).
+    pub strategies: Vec<hft_core::StrategyId>,
     /// Fill reports to the ledger's booking thread, when fills are booked.
     pub booked: Option<RingTx<OrderReport>>,
     /// This thread's parker.
@@ -390,9 +403,9 @@ pub struct GatewayThread {
     pub idle: IdleMode,
 }
 
-impl GatewayThread {
+impl<V: VenuePort> GatewayThread<V> {
     /// Runs until stopped; returns the venue and one tick-to-order histogram per engine.
-    pub fn run(mut self) -> (SimVenue, Vec<Histogram<u64>>) {
+    pub fn run(mut self) -> (V, Vec<Histogram<u64>>) {
         self.parker.bind_current();
         let mut lat: Vec<Histogram<u64>> = self
             .orders
@@ -407,6 +420,16 @@ impl GatewayThread {
         let mut fanout = Fanout {
             md: std::mem::take(&mut self.md),
             reports: std::mem::take(&mut self.reports),
+            route: {
+                let mut route = Vec::new();
+                for (i, s) in self.strategies.iter().enumerate() {
+                    if route.len() <= s.index() {
+                        route.resize(s.index() + 1, None);
+                    }
+                    route[s.index()] = Some(i);
+                }
+                route
+            },
             booked: self.booked.take(),
             booked_backlog: std::collections::VecDeque::new(),
             resync: vec![false; n_engines],
@@ -429,28 +452,13 @@ impl GatewayThread {
                         let _ = window.record(d);
                     }
                     self.live.orders_in.fetch_add(1, Ordering::Relaxed);
-                    let mut out = fanout.at(t, None);
-                    // The venue reads what went over the wire, not our struct.
-                    match decode_order(&wire[..n]) {
-                        Ok(decoded) => self.venue.submit(&decoded, t, &mut out),
-                        Err(e) => {
-                            tracing::error!(error = %e, order = %cmd.cl_ord_id, "venue refused an undecodable order");
-                            let kind = OrderReportKind::Rejected(RejectReason::Malformed);
-                            out.report(&OrderReport {
-                                ts: t,
-                                instrument: cmd.instrument,
-                                cl_ord_id: cmd.cl_ord_id,
-                                kind,
-                            });
-                        }
-                    }
+                    self.venue
+                        .submit(&cmd, &wire[..n], t, &mut fanout.at(t, None));
                 }
             }
-            let mut steps = 0;
-            while steps < 256 && self.venue.next_flow_ts() <= now {
-                self.venue.step_flow(&mut fanout.at(now, None));
-                steps += 1;
-                worked = true;
+            worked |= self.venue.poll(now, &mut fanout.at(now, None));
+            if self.venue.ended() && !self.live.venue_ended.swap(true, Ordering::SeqCst) {
+                tracing::warn!("the venue ended this session; the engines stop trading");
             }
             for i in 0..n_engines {
                 // Resynchronise an engine that lost data once its ring has room for a book.
@@ -470,6 +478,9 @@ impl GatewayThread {
             }
             fanout.flush_booked();
             if self.stop.load(Ordering::Relaxed) {
+                // Whatever rests at the venue is cancelled and its last reports taken.
+                let now = self.clock.now();
+                self.venue.finish(now, &mut fanout.at(now, None));
                 // The booking thread runs until the gateway is done: hand it the rest.
                 while !fanout.booked_backlog.is_empty() {
                     fanout.flush_booked();
@@ -480,13 +491,9 @@ impl GatewayThread {
             if worked {
                 idler.reset();
             } else {
-                let wait = self
-                    .venue
-                    .next_flow_ts()
-                    .saturating_sub(self.clock.now())
-                    .clamp(1_000, 1_000_000);
+                let wait = self.venue.idle_for(self.clock.now());
                 let orders = &self.orders;
-                idler.idle(&self.parker, Duration::from_nanos(wait), || {
+                idler.idle(&self.parker, wait, || {
                     orders.iter().any(|r| !r.is_empty())
                 });
             }

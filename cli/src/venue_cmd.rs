@@ -1,0 +1,494 @@
+//! `hft venue` (the simulated venue as a process the nodes of a cluster trade with) and
+//! `hft bench failover` (kill -9 of an engine's node until its engine trades elsewhere).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Seek};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Exit;
+
+/// `hft venue` arguments.
+#[derive(Args, Debug)]
+pub struct VenueArgs {
+    /// Address the venue link listens on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Configuration overlay (instruments and their simulated markets).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Simulator seed (default: the config's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Append one JSON line per logon, accepted order, fill and refused logon here:
+    /// the venue's record of what happened, against which the ledger is checked.
+    #[arg(long)]
+    history: Option<PathBuf>,
+}
+
+/// Runs the venue until SIGINT/SIGTERM.
+pub fn venue(args: VenueArgs) -> Result<u8, Exit> {
+    hft_telemetry::init_tracing(false, "info");
+    let config = crate::load_config(args.config.as_deref())?;
+    let seed = args.seed.unwrap_or(config.simulator.seed);
+    let parts = hft_cluster::node::build(&config, seed, 0);
+    let listener = std::net::TcpListener::bind(args.listen)
+        .map_err(|e| Exit(1, anyhow!("cannot listen on --listen {}: {e}", args.listen)))?;
+    let history: Option<Box<dyn std::io::Write + Send>> = match &args.history {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Exit(1, anyhow!("cannot open --history {}: {e}", p.display())))?;
+            Some(Box::new(std::io::BufWriter::with_capacity(1 << 16, f)))
+        }
+        None => None,
+    };
+    let server = hft_exec::venue_server::VenueServer::start(parts.venue, listener, history)
+        .map_err(|e| Exit(1, anyhow!("cannot start the venue: {e}")))?;
+    tracing::info!(addr = %server.addr, seed, instruments = parts.specs.len(), "venue listening");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    });
+    let c = server.counters.clone();
+    server.stop();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        accepted = n(&c.accepted),
+        fills = n(&c.fills),
+        fenced = n(&c.fenced),
+        logons = n(&c.logons),
+        logon_rejects = n(&c.logon_rejects),
+        dropped = n(&c.dropped),
+        "venue stopped"
+    );
+    Ok(0)
+}
+
+/// One line of the venue's history.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Event {
+    Logon {},
+    LogonReject {},
+    Accept {
+        ts: u64,
+        strategy: u16,
+        epoch: u64,
+    },
+    Fill {
+        strategy: u16,
+        exec: u64,
+        side: u8,
+        qty: i64,
+    },
+}
+
+/// Reads a venue history file as it grows.
+struct History {
+    file: std::io::BufReader<std::fs::File>,
+    partial: String,
+    /// First accepted order per (strategy, epoch): wall-clock ns.
+    first_accept: BTreeMap<(u16, u64), u64>,
+    /// Venue fills: exec id -> (strategy, signed qty).
+    fills: BTreeMap<u64, (u16, i64)>,
+    logons: u64,
+}
+
+impl History {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .open(path)
+            .with_context(|| format!("cannot read the venue history {}", path.display()))?;
+        Ok(Self {
+            file: std::io::BufReader::new(f),
+            partial: String::new(),
+            first_accept: BTreeMap::new(),
+            fills: BTreeMap::new(),
+            logons: 0,
+        })
+    }
+
+    fn poll(&mut self) -> anyhow::Result<()> {
+        loop {
+            let n = self.file.read_line(&mut self.partial)?;
+            if n == 0 || !self.partial.ends_with('\n') {
+                // Keep an incomplete last line for the next poll.
+                let _ = self.file.stream_position();
+                return Ok(());
+            }
+            let line = std::mem::take(&mut self.partial);
+            let ev: Event = serde_json::from_str(line.trim())
+                .with_context(|| format!("venue history line {line:?}"))?;
+            match ev {
+                Event::Accept {
+                    ts,
+                    strategy,
+                    epoch,
+                } => {
+                    self.first_accept.entry((strategy, epoch)).or_insert(ts);
+                }
+                Event::Fill {
+                    strategy,
+                    exec,
+                    side,
+                    qty,
+                } => {
+                    let signed = if side == 0 { qty } else { -qty };
+                    if self.fills.insert(exec, (strategy, signed)).is_some() {
+                        bail!("the venue reported exec id {exec} twice");
+                    }
+                }
+                Event::Logon { .. } => self.logons += 1,
+                Event::LogonReject { .. } => {}
+            }
+        }
+    }
+
+    /// First accepted order of `strategy` under an epoch above `above`, at or after `t0`.
+    fn accepted_after(&self, strategy: u16, above: u64) -> Option<(u64, u64)> {
+        self.first_accept
+            .range((strategy, above + 1)..=(strategy, u64::MAX))
+            .map(|(&(_, e), &ts)| (e, ts))
+            .next()
+    }
+}
+
+struct Cluster {
+    exe: PathBuf,
+    dir: PathBuf,
+    etcd: Vec<String>,
+    venue: SocketAddr,
+    peers: String,
+    admin_ports: Vec<u16>,
+    secret: String,
+    nodes: BTreeMap<u64, Child>,
+}
+
+impl Cluster {
+    fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{id}.log")))?;
+        let child = Command::new(&self.exe)
+            .arg("node")
+            .args(["--id", &id.to_string(), "--cluster", "bench"])
+            .args(["--etcd", &self.etcd.join(",")])
+            .args(["--ledger-peers", &self.peers])
+            .arg("--ledger-dir")
+            .arg(self.dir.join(format!("ledger-{id}")))
+            .args([
+                "--admin",
+                &format!("127.0.0.1:{}", self.admin_ports[id as usize - 1]),
+            ])
+            .args(["--venue", &self.venue.to_string()])
+            .env("HFT_CLUSTER_SECRET", &self.secret)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start a node")?;
+        self.nodes.insert(id, child);
+        Ok(())
+    }
+
+    /// Fails with the last line of its log when a node exited by itself.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for (id, c) in self.nodes.iter_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join(format!("node-{id}.log")))
+                    .unwrap_or_default();
+                let last = log.lines().last().unwrap_or("").to_owned();
+                bail!("node {id} exited ({status}): {last}");
+            }
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM to every node; each stops its engines (cancel, book the last fills).
+    fn stop_all(&mut self) {
+        for c in self.nodes.values() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(30);
+        for (_, mut c) in std::mem::take(&mut self.nodes) {
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.nodes) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        if Instant::now() > end {
+            bail!("{what}: not within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `hft bench failover`: a venue, a local etcd and three nodes; each trial kills -9 the
+/// node running one engine and times until an order of that engine's new owner is
+/// accepted by the venue; at the end the ledger is checked against the venue's fills.
+pub fn bench_failover(trials: usize, etcd_bin: &Path) -> Result<Value, Exit> {
+    bench(trials, etcd_bin).map_err(|e| Exit(1, e))
+}
+
+fn bench(trials: usize, etcd_bin: &Path) -> anyhow::Result<Value> {
+    let dir = std::env::temp_dir().join(format!("hft-bench-failover-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let result = run_bench(trials, etcd_bin, &dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs kept in {}", dir.display());
+    }
+    result
+}
+
+fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value> {
+    let exe = std::env::current_exe()?;
+    let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
+        .map_err(|e| anyhow!("{e}"))?;
+    let ports = hft_cluster::local_etcd::free_ports(7)?;
+    let venue_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
+    let history_path = dir.join("venue-history.jsonl");
+    let venue_log = std::fs::File::create(dir.join("venue.log"))?;
+    let _venue = Reaper(Some(
+        Command::new(&exe)
+            .args(["venue", "--listen", &venue_addr.to_string()])
+            .arg("--history")
+            .arg(&history_path)
+            .stdin(Stdio::null())
+            .stdout(venue_log.try_clone()?)
+            .stderr(venue_log)
+            .spawn()
+            .context("cannot start the venue")?,
+    ));
+    wait_for("the venue listening", Duration::from_secs(20), || {
+        Ok(std::net::TcpStream::connect(venue_addr).ok().map(|_| ()))
+    })?;
+    let mut secret = [0u8; 24];
+    getrandom::fill(&mut secret).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+    let mut cluster = Cluster {
+        exe,
+        dir: dir.to_owned(),
+        etcd: etcd.clients.clone(),
+        venue: venue_addr,
+        peers: (1..=3)
+            .map(|i| format!("{i}=127.0.0.1:{}", ports[i]))
+            .collect::<Vec<_>>()
+            .join(","),
+        admin_ports: ports[4..7].to_vec(),
+        secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+        nodes: BTreeMap::new(),
+    };
+    for id in 1..=3 {
+        cluster.start_node(id)?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut coord = rt.block_on(hft_cluster::coord::Coord::connect(
+        &etcd.clients,
+        "bench",
+        Duration::from_secs(30),
+    ))?;
+    let config = hft_config::Config::default_embedded();
+    let names = hft_cluster::cluster::strategy_names(&config);
+    let mut history = wait_for("the venue history", Duration::from_secs(10), || {
+        Ok(History::open(&history_path).ok())
+    })
+    .or_else(|_| {
+        std::fs::File::create(&history_path)?;
+        History::open(&history_path)
+    })?;
+    // Every engine placed and trading.
+    let assignments = |coord: &mut hft_cluster::coord::Coord| -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+        let (a, _) = rt.block_on(coord.assignments())?;
+        Ok(a.into_iter().map(|a| (a.strategy, (a.node, a.epoch))).collect())
+    };
+    wait_for("every engine trading", Duration::from_secs(60), || {
+        cluster.check_alive()?;
+        history.poll()?;
+        let a = assignments(&mut coord)?;
+        let all = names.iter().enumerate().all(|(i, n)| {
+            a.get(n)
+                .is_some_and(|&(_, e)| history.first_accept.contains_key(&(i as u16, e)))
+        });
+        Ok(all.then_some(()))
+    })?;
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut samples = Vec::new();
+    for t in 0..trials {
+        let index = t % names.len();
+        let name = &names[index];
+        let a = assignments(&mut coord)?;
+        let &(victim, epoch) = a
+            .get(name)
+            .ok_or_else(|| anyhow!("{name} is not assigned"))?;
+        let t0 = hft_cluster::coord::now_ns();
+        cluster.kill(victim);
+        let (new_epoch, accepted) = wait_for(
+            &format!("trial {t}: {name} trading again after node {victim} was killed"),
+            Duration::from_secs(30),
+            || {
+                history.poll()?;
+                Ok(history.accepted_after(index as u16, epoch))
+            },
+        )?;
+        let ms = accepted.saturating_sub(t0) as f64 / 1e6;
+        let _ = hist.record((ms * 1000.0) as u64);
+        samples.push(json!({"trial": t, "strategy": name, "killed": victim, "epoch": new_epoch, "ms": (ms * 10.0).round() / 10.0}));
+        // Bring the node back, and let placement settle before the next kill.
+        cluster.start_node(victim)?;
+        wait_for(
+            &format!("trial {t}: node {victim} back and every engine trading"),
+            Duration::from_secs(60),
+            || {
+                cluster.check_alive()?;
+                history.poll()?;
+                let a = assignments(&mut coord)?;
+                let nodes = rt.block_on(coord.nodes())?;
+                let back = nodes.iter().any(|n| n.id == victim);
+                let trading = names.iter().enumerate().all(|(i, n)| {
+                    a.get(n).is_some_and(|&(_, e)| {
+                        history.first_accept.contains_key(&(i as u16, e))
+                    })
+                });
+                let spread = a.values().map(|&(n, _)| n).collect::<BTreeSet<_>>().len()
+                    == names.len().min(2);
+                Ok((back && trading && spread).then_some(()))
+            },
+        )?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cluster.stop_all();
+    drop(_venue);
+    history.poll()?;
+    // The ledger each member holds, against the venue's fills.
+    let mut lost = 0u64;
+    let mut duplicated = 0u64;
+    let mut mismatched = 0u64;
+    let mut hashes = BTreeSet::new();
+    let mut booked = 0;
+    for id in 1..=3u64 {
+        let (report, state) = hft_ledger::verify::rebuild(&dir.join(format!("ledger-{id}")))
+            .map_err(|e| anyhow!("ledger member {id}: {e}"))?;
+        hashes.insert(report.hash);
+        let fills = state.fills_since(0, usize::MAX);
+        booked = booked.max(fills.len());
+        let mut seen = BTreeSet::new();
+        let mut by_strategy: BTreeMap<String, i64> = BTreeMap::new();
+        for f in &fills {
+            if !seen.insert((f.venue.clone(), f.exec_id)) {
+                duplicated += 1;
+            }
+            let q = if f.side == hft_core::Side::Buy {
+                f.qty.raw()
+            } else {
+                -f.qty.raw()
+            };
+            *by_strategy.entry(f.strategy.clone()).or_default() += q;
+            if !history.fills.contains_key(&f.exec_id) {
+                // Booked but never executed: a phantom counts as a duplicate.
+                duplicated += 1;
+            }
+        }
+        for exec in history.fills.keys() {
+            if !seen.contains(&(hft_exec::SIM_VENUE.to_owned(), *exec)) {
+                lost += 1;
+            }
+        }
+        let mut venue_pos: BTreeMap<String, i64> = BTreeMap::new();
+        for (s, q) in history.fills.values() {
+            *venue_pos.entry(names[*s as usize].clone()).or_default() += q;
+        }
+        for (s, q) in &venue_pos {
+            if by_strategy.get(s).copied().unwrap_or(0) != *q {
+                mismatched += 1;
+            }
+        }
+    }
+    drop(etcd);
+    let ms = |q: f64| (hist.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
+    Ok(json!({
+        "bench": "failover",
+        "trials": trials,
+        "failover_p50_ms": ms(0.5),
+        "failover_p99_ms": ms(0.99),
+        "failover_max_ms": ms(1.0),
+        "venue_fills": history.fills.len(),
+        "ledger_fills": booked,
+        "fills_lost": lost,
+        "fills_duplicated": duplicated,
+        "position_mismatches": mismatched,
+        "members_converged": hashes.len() == 1,
+        "logons": history.logons,
+        "samples": samples,
+    }))
+}

@@ -1,0 +1,387 @@
+//! A cluster node's trading side: it campaigns for placement leadership (and places
+//! engines while it leads), follows its own assignments, and runs one engine session per
+//! strategy assigned to it, each with its own venue session and feed on this node.
+//!
+//! An engine session takes its strategy over before it trades: it logs on to the venue
+//! with its epoch (which fences every older session there), raises the strategy's
+//! fence in the ledger and books the fills the venue executed before that the ledger
+//! lacks, then continues from the ledger's position and order ids.
+
+use crate::booking::Booking;
+use crate::control::{self, ClusterSecret, Liveness};
+use crate::coord::{Coord, CoordError};
+use crate::live::{self, LiveOptions};
+use crate::placement::{self, Assignment};
+use crate::ring::IdleMode;
+use hft_config::Config;
+use hft_core::InstrumentSpec;
+use hft_exec::link::Logon;
+use hft_exec::{RemoteVenue, SIM_VENUE};
+use hft_ledger::Ledger;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What a cluster node trades with.
+#[derive(Clone)]
+pub struct NodeSetup {
+    /// This node's id.
+    pub id: u64,
+    /// The configuration (strategies, instruments, risk, engine settings).
+    pub config: Arc<Config>,
+    /// The venue process.
+    pub venue: SocketAddr,
+    /// The node's ledger member.
+    pub ledger: Ledger,
+    /// Set when the node's lease may have expired: nothing may trade from then on.
+    pub fenced: Arc<AtomicBool>,
+    /// Set to stop the node.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Enabled strategies of `config` by strategy id (their index among the enabled ones,
+/// the high bits of their client order ids).
+pub fn strategy_names(config: &Config) -> Vec<String> {
+    config
+        .strategies
+        .iter()
+        .filter(|s| s.enabled)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Campaigns for placement leadership under `lease` and places engines while leading,
+/// until `stop` is set or the node is fenced.
+pub async fn lead(
+    mut coord: Coord,
+    setup: NodeSetup,
+    lease: i64,
+    secret: ClusterSecret,
+) -> Result<(), CoordError> {
+    let strategies = strategy_names(&setup.config);
+    let election = coord.key("leader");
+    while !setup.stop.load(Ordering::SeqCst) && !setup.fenced.load(Ordering::SeqCst) {
+        let campaign = coord
+            .client
+            .campaign(election.clone(), setup.id.to_string(), lease);
+        let won = tokio::select! {
+            r = campaign => match r {
+                Ok(r) => r,
+                // The client's request deadline ends a campaign that is still waiting
+                // behind the current leader: simply wait again.
+                Err(e) if e.to_string().contains("Timeout expired") => continue,
+                Err(e) => return Err(e.into()),
+            },
+            _ = wait_flag(&setup.stop, &setup.fenced) => return Ok(()),
+        };
+        let Some(key) = won.leader() else { continue };
+        let leader = (key.key().to_vec(), key.rev());
+        tracing::info!(node = setup.id, "placement leader");
+        let r = place(&mut coord, &setup, &strategies, &leader, &secret).await;
+        tracing::warn!(node = setup.id, result = ?r, "placement leadership ended");
+        r?;
+    }
+    Ok(())
+}
+
+async fn wait_flag(a: &AtomicBool, b: &AtomicBool) {
+    while !a.load(Ordering::SeqCst) && !b.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Watcher {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The leader's loop: follow liveness, place, repeat; returns when leadership is lost.
+async fn place(
+    coord: &mut Coord,
+    setup: &NodeSetup,
+    strategies: &[String],
+    leader: &(Vec<u8>, i64),
+    secret: &ClusterSecret,
+) -> Result<(), CoordError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watchers: HashMap<u64, Watcher> = HashMap::new();
+    let mut alive: BTreeSet<u64> = BTreeSet::new();
+    // Nodes whose liveness is known: a new leader places nothing until it has heard of
+    // every registered node (or a second has passed), so that it does not pile every
+    // engine on the nodes it happened to hear from first.
+    let mut heard: BTreeSet<u64> = BTreeSet::new();
+    let since = Instant::now();
+    let (assigned, _) = coord.assignments().await?;
+    let mut current: BTreeMap<String, u64> = assigned
+        .into_iter()
+        .map(|a| (a.strategy, a.node))
+        .collect();
+    while !setup.stop.load(Ordering::SeqCst) && !setup.fenced.load(Ordering::SeqCst) {
+        let nodes = coord.nodes().await?;
+        let registered: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
+        for n in &nodes {
+            if n.id == setup.id {
+                continue;
+            }
+            let Some(addr) = n.control.as_deref().and_then(|a| a.parse().ok()) else {
+                continue;
+            };
+            if watchers.get(&n.id).is_some_and(|w| w.addr == addr) {
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            tokio::spawn(control::watch(
+                n.id,
+                addr,
+                secret.clone(),
+                setup.id,
+                tx.clone(),
+                stop.clone(),
+            ));
+            watchers.insert(n.id, Watcher { addr, stop });
+            alive.remove(&n.id);
+        }
+        watchers.retain(|id, _| registered.contains(id));
+        alive.retain(|id| registered.contains(id));
+        alive.insert(setup.id);
+        let draining = coord.draining().await?;
+        let eligible = placement::eligible(&alive, &draining, setup.id);
+        let settled = since.elapsed() > Duration::from_secs(1)
+            || watchers.keys().all(|n| heard.contains(n));
+        let moves = if settled {
+            placement::plan(strategies, &current, &eligible)
+        } else {
+            Vec::new()
+        };
+        for (strategy, node) in moves {
+            let a = Assignment {
+                strategy: strategy.clone(),
+                node,
+            };
+            let Some(epoch) = coord.assign(leader, &a).await? else {
+                return Ok(());
+            };
+            tracing::info!(%strategy, node, epoch, from = ?current.get(&strategy), "engine assigned");
+            current.insert(strategy, node);
+        }
+        // Wait for a change of liveness, or look again (joins, drains) shortly.
+        let first = tokio::time::timeout(Duration::from_millis(250), rx.recv()).await;
+        let mut apply = |l: Liveness| match l {
+            Liveness::Up(n) => {
+                heard.insert(n);
+                alive.insert(n);
+            }
+            Liveness::Down(n) => {
+                if heard.insert(n) || alive.contains(&n) {
+                    tracing::warn!(node = n, "node down");
+                }
+                alive.remove(&n);
+            }
+        };
+        if let Ok(Some(l)) = first {
+            apply(l);
+            while let Ok(l) = rx.try_recv() {
+                apply(l);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A running engine session.
+struct Session {
+    epoch: u64,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<(), String>>,
+}
+
+/// What the node's engine sessions are doing (for status and tests).
+#[derive(Debug, Default)]
+pub struct AgentStatus {
+    /// Sessions started.
+    pub started: AtomicU64,
+    /// Sessions ended.
+    pub ended: AtomicU64,
+}
+
+/// Follows this node's assignments and runs their engine sessions until `stop` is set
+/// or the node is fenced; then stops every session (they cancel their orders and book
+/// their last fills) before returning.
+pub async fn follow(
+    mut coord: Coord,
+    setup: NodeSetup,
+    status: Arc<AgentStatus>,
+) -> Result<(), CoordError> {
+    let names = strategy_names(&setup.config);
+    let mut sessions: HashMap<String, Session> = HashMap::new();
+    let mut retry_at: HashMap<String, Instant> = HashMap::new();
+    let mut watch: Option<etcd_client::WatchStream> = None;
+    let result = loop {
+        if setup.stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        if setup.fenced.load(Ordering::SeqCst) {
+            tracing::error!(node = setup.id, "fenced: every engine stops");
+            break Ok(());
+        }
+        let (assigned, rev) = match coord.assignments().await {
+            Ok(a) => a,
+            Err(e) => break Err(e),
+        };
+        let mine: BTreeMap<String, u64> = assigned
+            .iter()
+            .filter(|a| a.node == setup.id && names.contains(&a.strategy))
+            .map(|a| (a.strategy.clone(), a.epoch))
+            .collect();
+        // Stop what is no longer ours (or ours under an older epoch), and reap ended
+        // sessions.
+        let ids: Vec<String> = sessions.keys().cloned().collect();
+        for s in ids {
+            let keep = mine.get(&s) == sessions.get(&s).map(|x| &x.epoch)
+                && !sessions[&s].thread.is_finished();
+            if !keep && let Some(sess) = sessions.remove(&s) {
+                sess.stop.store(true, Ordering::SeqCst);
+                let r = tokio::task::spawn_blocking(move || sess.thread.join()).await;
+                status.ended.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Ok(Ok(Err(e))) => {
+                        tracing::warn!(strategy = %s, error = %e, "engine session ended");
+                        retry_at.insert(s, Instant::now() + Duration::from_millis(200));
+                    }
+                    Ok(Ok(Ok(()))) => tracing::info!(strategy = %s, "engine session ended"),
+                    _ => tracing::error!(strategy = %s, "engine session panicked"),
+                }
+            }
+        }
+        for (s, &epoch) in &mine {
+            if sessions.contains_key(s) || retry_at.get(s).is_some_and(|t| *t > Instant::now()) {
+                continue;
+            }
+            let Some(index) = names.iter().position(|n| n == s) else {
+                continue;
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (setup, stop, name) = (setup.clone(), stop.clone(), s.clone());
+                std::thread::Builder::new()
+                    .name(format!("session-{s}"))
+                    .spawn(move || run_session(&setup, index, &name, epoch, &stop))
+                    .map_err(|e| CoordError::Malformed {
+                        key: s.clone(),
+                        why: format!("cannot start the engine session thread: {e}"),
+                    })?
+            };
+            status.started.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(strategy = %s, epoch, "engine session starting");
+            sessions.insert(s.clone(), Session { epoch, stop, thread });
+        }
+        // Sleep until the assignments change (or a session may need reaping).
+        if watch.is_none() {
+            let opts = etcd_client::WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(rev + 1);
+            watch = match coord
+                .client
+                .watch(coord.key("assign/engine/"), Some(opts))
+                .await
+            {
+                Ok(w) => Some(w),
+                Err(e) => break Err(e.into()),
+            };
+        }
+        if let Some(w) = watch.as_mut() {
+            match tokio::time::timeout(Duration::from_millis(100), w.message()).await {
+                Ok(Ok(Some(_))) | Err(_) => {}
+                Ok(Ok(None) | Err(_)) => watch = None,
+            }
+        }
+    };
+    for (_, s) in sessions.drain() {
+        s.stop.store(true, Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || s.thread.join()).await;
+        status.ended.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// One engine session: take the strategy over, then trade until stopped, fenced by the
+/// node, or ended by the venue.
+fn run_session(
+    setup: &NodeSetup,
+    index: usize,
+    name: &str,
+    epoch: u64,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), String> {
+    let config = &setup.config;
+    let logon = Logon {
+        strategy: index as u16,
+        epoch,
+        node: setup.id,
+    };
+    let (venue, replay) = RemoteVenue::logon(setup.venue, logon, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let specs: Vec<InstrumentSpec> = config.instruments.iter().map(|i| i.spec.clone()).collect();
+    let (slots, kill) = crate::node::build_slots(config, &specs, Some);
+    let Some(mut slot) = slots.into_iter().nth(index) else {
+        return Err(format!("strategy {name} is not in this node's configuration"));
+    };
+    slot.engine.set_epoch(epoch);
+    let booking = Booking::new(
+        setup.ledger.clone(),
+        &config.ledger.account,
+        SIM_VENUE,
+        strategy_names(config),
+        specs,
+    )
+    .with_epoch(epoch);
+    let (booked, known) = booking
+        .take_over(name, &replay)
+        .map_err(|e| format!("cannot take {name} over in the ledger: {e}"))?;
+    tracing::info!(strategy = name, epoch, replayed = replay.len(), booked, already_booked = known, "took the strategy over");
+    // The node's fence stops the session too.
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (shutdown, stop, fenced) = (shutdown.clone(), stop.clone(), setup.fenced.clone());
+        std::thread::spawn(move || {
+            while !shutdown.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || fenced.load(Ordering::SeqCst) {
+                    shutdown.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let opts = LiveOptions {
+        duration: None,
+        shutdown: shutdown.clone(),
+        ring_capacity: config.engine.ring_capacity,
+        timer_interval: Duration::from_millis(config.engine.timer_interval_ms),
+        status_interval: Duration::from_secs(3600),
+        idle: IdleMode::Park,
+        seed: config.simulator.seed,
+        booking: Some(booking),
+        reload: None,
+    };
+    let r = live::run_with(venue, vec![slot], kill, opts, |_, _| {});
+    shutdown.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    let report = r?;
+    if let Some(l) = &report.ledger
+        && !l.mismatches.is_empty()
+    {
+        tracing::error!(strategy = name, mismatches = ?l.mismatches, "engine and ledger positions differ");
+    }
+    tracing::info!(strategy = name, epoch, orders = report.strategies.iter().map(|s| s.orders).sum::<u64>(), "engine session done");
+    Ok(())
+}
