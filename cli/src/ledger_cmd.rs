@@ -79,9 +79,12 @@ pub struct NodeArgs {
     cluster_secret_file: Option<PathBuf>,
 }
 
-fn cluster_secret(file: Option<&std::path::Path>) -> anyhow::Result<hft_cluster::control::ClusterSecret> {
+fn cluster_secret(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<hft_cluster::control::ClusterSecret> {
     let bytes = match file {
-        Some(f) => std::fs::read(f).with_context(|| format!("cannot read --cluster-secret-file {}", f.display()))?,
+        Some(f) => std::fs::read(f)
+            .with_context(|| format!("cannot read --cluster-secret-file {}", f.display()))?,
         None => std::env::var("HFT_CLUSTER_SECRET")
             .map_err(|_| {
                 anyhow!(
@@ -190,10 +193,16 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     // A trading node binds its control channel before it registers, to advertise it.
     let trading = match args.venue {
         Some(venue) => {
-            let secret = cluster_secret(args.cluster_secret_file.as_deref()).map_err(|e| Exit(2, e))?;
+            let secret =
+                cluster_secret(args.cluster_secret_file.as_deref()).map_err(|e| Exit(2, e))?;
             let listener = rt
                 .block_on(tokio::net::TcpListener::bind(args.control))
-                .map_err(|e| Exit(1, anyhow!("cannot listen on --control {}: {e}", args.control)))?;
+                .map_err(|e| {
+                    Exit(
+                        1,
+                        anyhow!("cannot listen on --control {}: {e}", args.control),
+                    )
+                })?;
             Some((venue, secret, listener))
         }
         None => None,
@@ -289,7 +298,12 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             };
             let _guard = rt.enter();
             hft_cluster::control::serve(listener, secret.clone(), args.id, reg.fenced.clone());
-            rt.spawn(keep_leading(coord.clone(), setup.clone(), reg.lease, secret));
+            rt.spawn(keep_leading(
+                coord.clone(),
+                setup.clone(),
+                reg.lease,
+                secret,
+            ));
             let status = std::sync::Arc::new(hft_cluster::cluster::AgentStatus::default());
             Some(rt.spawn(keep_following(coord.clone(), setup, status)))
         }
@@ -330,7 +344,8 @@ async fn keep_leading(
 ) {
     use std::sync::atomic::Ordering;
     while !setup.stop.load(Ordering::SeqCst) && !setup.fenced.load(Ordering::SeqCst) {
-        match hft_cluster::cluster::lead(coord.clone(), setup.clone(), lease, secret.clone()).await {
+        match hft_cluster::cluster::lead(coord.clone(), setup.clone(), lease, secret.clone()).await
+        {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "placement: etcd error; campaigning again"),
         }

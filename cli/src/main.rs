@@ -381,6 +381,9 @@ enum BenchCmd {
         /// Kills timed.
         #[arg(long, default_value_t = 20)]
         trials: usize,
+        /// Keep the processes' logs and data (printed at the end) even on success.
+        #[arg(long)]
+        keep: bool,
         /// The etcd binary (Debian: etcd-server).
         #[arg(long, default_value = "etcd")]
         etcd_bin: PathBuf,
@@ -1495,10 +1498,11 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
         }
         BenchCmd::Failover {
             trials,
+            keep,
             etcd_bin,
             json,
         } => {
-            let v = venue_cmd::bench_failover(trials.max(1), &etcd_bin)?;
+            let v = venue_cmd::bench_failover(trials.max(1), &etcd_bin, keep)?;
             print_bench(&v, json);
         }
         BenchCmd::Config {

@@ -293,16 +293,16 @@ fn wait_for<T>(
 /// `hft bench failover`: a venue, a local etcd and three nodes; each trial kills -9 the
 /// node running one engine and times until an order of that engine's new owner is
 /// accepted by the venue; at the end the ledger is checked against the venue's fills.
-pub fn bench_failover(trials: usize, etcd_bin: &Path) -> Result<Value, Exit> {
-    bench(trials, etcd_bin).map_err(|e| Exit(1, e))
+pub fn bench_failover(trials: usize, etcd_bin: &Path, keep: bool) -> Result<Value, Exit> {
+    bench(trials, etcd_bin, keep).map_err(|e| Exit(1, e))
 }
 
-fn bench(trials: usize, etcd_bin: &Path) -> anyhow::Result<Value> {
+fn bench(trials: usize, etcd_bin: &Path, keep: bool) -> anyhow::Result<Value> {
     let dir = std::env::temp_dir().join(format!("hft-bench-failover-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let result = run_bench(trials, etcd_bin, &dir);
-    if result.is_ok() {
+    if result.is_ok() && !keep {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         eprintln!("logs kept in {}", dir.display());
@@ -368,10 +368,13 @@ fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value
         History::open(&history_path)
     })?;
     // Every engine placed and trading.
-    let assignments = |coord: &mut hft_cluster::coord::Coord| -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
-        let (a, _) = rt.block_on(coord.assignments())?;
-        Ok(a.into_iter().map(|a| (a.strategy, (a.node, a.epoch))).collect())
-    };
+    let assignments =
+        |coord: &mut hft_cluster::coord::Coord| -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+            let (a, _) = rt.block_on(coord.assignments())?;
+            Ok(a.into_iter()
+                .map(|a| (a.strategy, (a.node, a.epoch)))
+                .collect())
+        };
     wait_for("every engine trading", Duration::from_secs(60), || {
         cluster.check_alive()?;
         history.poll()?;
@@ -416,9 +419,8 @@ fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value
                 let nodes = rt.block_on(coord.nodes())?;
                 let back = nodes.iter().any(|n| n.id == victim);
                 let trading = names.iter().enumerate().all(|(i, n)| {
-                    a.get(n).is_some_and(|&(_, e)| {
-                        history.first_accept.contains_key(&(i as u16, e))
-                    })
+                    a.get(n)
+                        .is_some_and(|&(_, e)| history.first_accept.contains_key(&(i as u16, e)))
                 });
                 let spread = a.values().map(|&(n, _)| n).collect::<BTreeSet<_>>().len()
                     == names.len().min(2);

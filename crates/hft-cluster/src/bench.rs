@@ -343,6 +343,7 @@ pub fn tick_to_order(
         live: Arc::new(EngineLive::default()),
         idle,
         crash: Arc::new(Mutex::new(None)),
+        warming: false,
     };
     let baseline_n = samples.max(1_000);
     let engine_thread = std::thread::Builder::new()

@@ -105,7 +105,11 @@ impl Booking {
     /// executed for it before this session that the ledger lacks (a previous owner may
     /// have died between receiving a fill and booking it). Returns (booked, already
     /// booked).
-    pub fn take_over(&self, strategy: &str, replay: &[OrderReport]) -> Result<(u64, u64), LedgerError> {
+    pub fn take_over(
+        &self,
+        strategy: &str,
+        replay: &[OrderReport],
+    ) -> Result<(u64, u64), LedgerError> {
         let mut cmds = vec![Command::Fence {
             strategy: strategy.to_owned(),
             epoch: self.epoch,

@@ -121,11 +121,10 @@ async fn place(
     // engine on the nodes it happened to hear from first.
     let mut heard: BTreeSet<u64> = BTreeSet::new();
     let since = Instant::now();
+    let mut ledger_checked = Instant::now() - Duration::from_secs(10);
     let (assigned, _) = coord.assignments().await?;
-    let mut current: BTreeMap<String, u64> = assigned
-        .into_iter()
-        .map(|a| (a.strategy, a.node))
-        .collect();
+    let mut current: BTreeMap<String, u64> =
+        assigned.into_iter().map(|a| (a.strategy, a.node)).collect();
     while !setup.stop.load(Ordering::SeqCst) && !setup.fenced.load(Ordering::SeqCst) {
         let nodes = coord.nodes().await?;
         let registered: BTreeSet<u64> = nodes.iter().map(|n| n.id).collect();
@@ -156,8 +155,8 @@ async fn place(
         alive.insert(setup.id);
         let draining = coord.draining().await?;
         let eligible = placement::eligible(&alive, &draining, setup.id);
-        let settled = since.elapsed() > Duration::from_secs(1)
-            || watchers.keys().all(|n| heard.contains(n));
+        let settled =
+            since.elapsed() > Duration::from_secs(1) || watchers.keys().all(|n| heard.contains(n));
         let moves = if settled {
             placement::plan(strategies, &current, &eligible)
         } else {
@@ -173,6 +172,18 @@ async fn place(
             };
             tracing::info!(%strategy, node, epoch, from = ?current.get(&strategy), "engine assigned");
             current.insert(strategy, node);
+        }
+        // The placement leader also leads the ledger: it runs no engines, so a node
+        // failure that moves engines does not also cost a ledger election.
+        if ledger_checked.elapsed() >= Duration::from_secs(1) {
+            ledger_checked = Instant::now();
+            if let Ok(st) = setup.ledger.status().await
+                && st.leader != 0
+                && st.leader != setup.id
+                && st.voters.contains(&setup.id)
+            {
+                setup.ledger.transfer_leader(setup.id);
+            }
         }
         // Wait for a change of liveness, or look again (joins, drains) shortly.
         let first = tokio::time::timeout(Duration::from_millis(250), rx.recv()).await;
@@ -283,7 +294,14 @@ pub async fn follow(
             };
             status.started.fetch_add(1, Ordering::Relaxed);
             tracing::info!(strategy = %s, epoch, "engine session starting");
-            sessions.insert(s.clone(), Session { epoch, stop, thread });
+            sessions.insert(
+                s.clone(),
+                Session {
+                    epoch,
+                    stop,
+                    thread,
+                },
+            );
         }
         // Sleep until the assignments change (or a session may need reaping).
         if watch.is_none() {
@@ -334,7 +352,9 @@ fn run_session(
     let specs: Vec<InstrumentSpec> = config.instruments.iter().map(|i| i.spec.clone()).collect();
     let (slots, kill) = crate::node::build_slots(config, &specs, Some);
     let Some(mut slot) = slots.into_iter().nth(index) else {
-        return Err(format!("strategy {name} is not in this node's configuration"));
+        return Err(format!(
+            "strategy {name} is not in this node's configuration"
+        ));
     };
     slot.engine.set_epoch(epoch);
     let booking = Booking::new(
@@ -348,7 +368,14 @@ fn run_session(
     let (booked, known) = booking
         .take_over(name, &replay)
         .map_err(|e| format!("cannot take {name} over in the ledger: {e}"))?;
-    tracing::info!(strategy = name, epoch, replayed = replay.len(), booked, already_booked = known, "took the strategy over");
+    tracing::info!(
+        strategy = name,
+        epoch,
+        replayed = replay.len(),
+        booked,
+        already_booked = known,
+        "took the strategy over"
+    );
     // The node's fence stops the session too.
     let shutdown = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -382,6 +409,11 @@ fn run_session(
     {
         tracing::error!(strategy = name, mismatches = ?l.mismatches, "engine and ledger positions differ");
     }
-    tracing::info!(strategy = name, epoch, orders = report.strategies.iter().map(|s| s.orders).sum::<u64>(), "engine session done");
+    tracing::info!(
+        strategy = name,
+        epoch,
+        orders = report.strategies.iter().map(|s| s.orders).sum::<u64>(),
+        "engine session done"
+    );
     Ok(())
 }

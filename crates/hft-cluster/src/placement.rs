@@ -139,7 +139,11 @@ impl Coord {
             .client
             .get(
                 prefix.clone(),
-                Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()),
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only(),
+                ),
             )
             .await?;
         Ok(r.kvs()
@@ -152,7 +156,9 @@ impl Coord {
     pub async fn set_draining(&mut self, id: u64, on: bool) -> Result<(), CoordError> {
         let key = self.key(&format!("drain/{id}"));
         if on {
-            self.client.put(key, crate::coord::now_ns().to_string(), None).await?;
+            self.client
+                .put(key, crate::coord::now_ns().to_string(), None)
+                .await?;
         } else {
             self.client.delete(key, None).await?;
         }

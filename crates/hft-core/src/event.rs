@@ -10,6 +10,9 @@ use crate::instrument::SpecViolation;
 pub const FLAG_LAST: u8 = 1;
 /// Flag: part of a snapshot (after a `Clear`), not an incremental update.
 pub const FLAG_SNAPSHOT: u8 = 2;
+/// Flag: recent history replayed to an engine that takes a strategy over, so that its
+/// books and estimators are warm when it starts trading; an engine never trades on it.
+pub const FLAG_WARMUP: u8 = 4;
 
 /// One normalised market data event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,8 +17,8 @@ pub mod wire;
 
 pub use engine::{Engine, EngineSetup, EngineStats, OrderSink, StrategyPanic};
 pub use oms::{Oms, OmsError, OmsStats};
-pub use port::{RemoteVenue, SessionError, VenuePort};
 pub use paper::{Execution, PaperMarket, PaperStats, PaperVenue, TAKE_LEVELS, takeable};
+pub use port::{RemoteVenue, SessionError, VenuePort};
 pub use sim_session::{SessionVenue, SimSession, SimTiming};
 pub use sim_venue::{SIM_VENUE, SimVenue, VenueOutput};
 pub use slot::{StrategyFactory, StrategySlot};

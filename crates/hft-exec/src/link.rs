@@ -132,7 +132,10 @@ pub fn decode_logon(b: &[u8]) -> Result<Logon, WireError> {
     }
     let epoch = get(b, 4);
     if epoch == 0 {
-        return Err(field(4, "epoch must be positive (an assignment's etcd revision)"));
+        return Err(field(
+            4,
+            "epoch must be positive (an assignment's etcd revision)",
+        ));
     }
     Ok(Logon {
         strategy: u16::from_le_bytes([b[0], b[1]]),

@@ -68,7 +68,11 @@ impl VenuePort for SimVenue {
     }
 
     fn idle_for(&self, now: Nanos) -> Duration {
-        Duration::from_nanos(self.next_flow_ts().saturating_sub(now).clamp(1_000, 1_000_000))
+        Duration::from_nanos(
+            self.next_flow_ts()
+                .saturating_sub(now)
+                .clamp(1_000, 1_000_000),
+        )
     }
 
     fn flow_events(&self) -> u64 {
@@ -268,7 +272,22 @@ impl RemoteVenue {
 
 impl VenuePort for RemoteVenue {
     #[inline]
-    fn submit(&mut self, _: &OrderCommand, wire: &[u8], _: Nanos, _: &mut impl VenueOutput) {
+    fn submit(&mut self, cmd: &OrderCommand, wire: &[u8], now: Nanos, out: &mut impl VenueOutput) {
+        if self.ended() {
+            // The venue cancels a session's orders when it fences or loses it, so the
+            // engine learns at once that nothing of it rests there any more.
+            let kind = match cmd.kind {
+                hft_core::OrderKind::Cancel => OrderReportKind::Canceled,
+                hft_core::OrderKind::New { .. } => OrderReportKind::Rejected(RejectReason::Fenced),
+            };
+            out.report(&OrderReport {
+                ts: now,
+                instrument: cmd.instrument,
+                cl_ord_id: cmd.cl_ord_id,
+                kind,
+            });
+            return;
+        }
         let mut frame = [0u8; link::ORDER_FRAME_LEN];
         link::header(&mut frame, kind::ORDER, ORDER_WIRE_LEN);
         frame[3..].copy_from_slice(&wire[..ORDER_WIRE_LEN]);
@@ -356,7 +375,9 @@ impl VenuePort for RemoteVenue {
             }
         }
         if !self.logged_out {
-            tracing::warn!("the venue did not confirm the logout; its fills are replayed at the next logon");
+            tracing::warn!(
+                "the venue did not confirm the logout; its fills are replayed at the next logon"
+            );
         }
     }
 

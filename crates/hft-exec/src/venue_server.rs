@@ -242,8 +242,57 @@ struct Route {
     epoch: u64,
 }
 
+/// Recent public market data, replayed (flagged as warm-up) to a session that takes a
+/// strategy over, so that its books and estimators are warm when it starts trading:
+/// a book snapshot and every incremental event since, in two generations so that the
+/// history reaches back between one and two periods.
+#[derive(Default)]
+struct Recovery {
+    /// (snapshot, events since), oldest first.
+    gens: std::collections::VecDeque<(Vec<MarketEvent>, Vec<MarketEvent>)>,
+    taken: Option<Instant>,
+}
+
+/// A generation is closed after this long.
+const RECOVERY_PERIOD: Duration = Duration::from_secs(2);
+/// Events kept per generation at most (beyond, the generation is dropped).
+const RECOVERY_MAX: usize = 1 << 19;
+
+impl Recovery {
+    fn record(&mut self, e: &MarketEvent) {
+        if let Some((_, tape)) = self.gens.back_mut() {
+            if tape.len() < RECOVERY_MAX {
+                tape.push(*e);
+            } else {
+                self.gens.clear();
+            }
+        }
+    }
+
+    /// The replay: the oldest snapshot, then every event since (later snapshots are
+    /// skipped: the events cover them).
+    fn replay(&self) -> impl Iterator<Item = &MarketEvent> {
+        let first = self.gens.front().map(|(snap, _)| snap.iter());
+        first
+            .into_iter()
+            .flatten()
+            .chain(self.gens.iter().flat_map(|(_, tape)| tape.iter()))
+    }
+}
+
+/// Collects a snapshot's events.
+struct Capture(Vec<MarketEvent>);
+
+impl VenueOutput for Capture {
+    fn market(&mut self, e: &MarketEvent) {
+        self.0.push(*e);
+    }
+    fn report(&mut self, _: &OrderReport) {}
+}
+
 struct Core {
     venue: SimVenue,
+    recovery: Recovery,
     clock: Instant,
     conns: HashMap<u64, Conn>,
     routes: HashMap<u16, Route>,
@@ -275,6 +324,8 @@ struct Out<'a> {
     history_dirty: &'a mut bool,
     counters: &'a VenueCounters,
     only: Option<u64>,
+    /// Public events recorded for the recovery replay.
+    recovery: &'a mut Recovery,
     /// Epoch of the order being handled (for the history of accepts).
     epoch: u64,
     /// Deliver reports to the route (false while cancelling a fenced owner's orders).
@@ -289,6 +340,9 @@ impl VenueOutput for Out<'_> {
             .try_into()
             .expect("slice has the payload length");
         link::encode_market(e, body);
+        if self.only.is_none() {
+            self.recovery.record(e);
+        }
         for (id, c) in self.conns.iter_mut() {
             if c.logon.is_some() && self.only.is_none_or(|o| o == *id) {
                 c.out.extend_from_slice(&frame);
@@ -304,12 +358,16 @@ impl VenueOutput for Out<'_> {
             OrderReportKind::Accepted => {
                 open.insert(key);
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                line(self.history, self.history_dirty, format_args!(
-                    r#"{{"t":"accept","ts":{},"strategy":{s},"epoch":{},"order":{}}}"#,
-                    wall_ns(),
-                    self.epoch,
-                    r.cl_ord_id.0
-                ));
+                line(
+                    self.history,
+                    self.history_dirty,
+                    format_args!(
+                        r#"{{"t":"accept","ts":{},"strategy":{s},"epoch":{},"order":{}}}"#,
+                        wall_ns(),
+                        self.epoch,
+                        r.cl_ord_id.0
+                    ),
+                );
             }
             OrderReportKind::Canceled | OrderReportKind::Rejected(_) => {
                 open.remove(&key);
@@ -320,15 +378,19 @@ impl VenueOutput for Out<'_> {
                 }
                 self.counters.fills.fetch_add(1, Ordering::Relaxed);
                 self.fills.entry(s).or_default().push(*r);
-                line(self.history, self.history_dirty, format_args!(
-                    r#"{{"t":"fill","ts":{},"strategy":{s},"exec":{},"order":{},"side":{},"price":{},"qty":{}}}"#,
-                    wall_ns(),
-                    f.exec_id.0,
-                    r.cl_ord_id.0,
-                    f.side as u8,
-                    f.price.raw(),
-                    f.qty.raw()
-                ));
+                line(
+                    self.history,
+                    self.history_dirty,
+                    format_args!(
+                        r#"{{"t":"fill","ts":{},"strategy":{s},"exec":{},"order":{},"side":{},"price":{},"qty":{}}}"#,
+                        wall_ns(),
+                        f.exec_id.0,
+                        r.cl_ord_id.0,
+                        f.side as u8,
+                        f.price.raw(),
+                        f.qty.raw()
+                    ),
+                );
             }
             OrderReportKind::CancelRejected(_) => {}
         }
@@ -370,6 +432,7 @@ impl Core {
     ) -> Self {
         Self {
             venue,
+            recovery: Recovery::default(),
             clock: Instant::now(),
             conns: HashMap::new(),
             routes: HashMap::new(),
@@ -386,7 +449,12 @@ impl Core {
         self.clock.elapsed().as_nanos() as Nanos
     }
 
-    fn out(&mut self, only: Option<u64>, epoch: u64, route_reports: bool) -> (Out<'_>, &mut SimVenue) {
+    fn out(
+        &mut self,
+        only: Option<u64>,
+        epoch: u64,
+        route_reports: bool,
+    ) -> (Out<'_>, &mut SimVenue) {
         (
             Out {
                 conns: &mut self.conns,
@@ -396,6 +464,7 @@ impl Core {
                 history: &mut self.history,
                 history_dirty: &mut self.history_dirty,
                 counters: &self.counters,
+                recovery: &mut self.recovery,
                 only,
                 epoch,
                 route_reports,
@@ -429,6 +498,19 @@ impl Core {
                 let (mut out, venue) = self.out(None, 0, true);
                 venue.step_flow(&mut out);
                 steps += 1;
+            }
+            if self
+                .recovery
+                .taken
+                .is_none_or(|t| t.elapsed() >= RECOVERY_PERIOD)
+            {
+                let mut snap = Capture(Vec::new());
+                self.venue.snapshot(now, &mut snap);
+                self.recovery.gens.push_back((snap.0, Vec::new()));
+                while self.recovery.gens.len() > 2 {
+                    self.recovery.gens.pop_front();
+                }
+                self.recovery.taken = Some(Instant::now());
             }
             self.flush_conns();
             if self.history_dirty && last_history_flush.elapsed() >= Duration::from_millis(5) {
@@ -516,7 +598,12 @@ impl Core {
             && self.routes.get(&l.strategy).is_some_and(|r| r.conn == id)
         {
             self.routes.remove(&l.strategy);
-            tracing::info!(strategy = l.strategy, epoch = l.epoch, why, "session ended: its orders are cancelled");
+            tracing::info!(
+                strategy = l.strategy,
+                epoch = l.epoch,
+                why,
+                "session ended: its orders are cancelled"
+            );
             self.cancel_all(l.strategy, l.epoch, false);
         }
     }
@@ -590,13 +677,17 @@ impl Core {
         if l.epoch < newest || (l.epoch == newest && !same_owner) {
             self.counters.logon_rejects.fetch_add(1, Ordering::Relaxed);
             let (out, _) = self.out(None, l.epoch, false);
-            line(out.history, out.history_dirty, format_args!(
-                r#"{{"t":"logon_reject","ts":{},"strategy":{},"epoch":{},"node":{},"newest":{newest}}}"#,
-                wall_ns(),
-                l.strategy,
-                l.epoch,
-                l.node
-            ));
+            line(
+                out.history,
+                out.history_dirty,
+                format_args!(
+                    r#"{{"t":"logon_reject","ts":{},"strategy":{},"epoch":{},"node":{},"newest":{newest}}}"#,
+                    wall_ns(),
+                    l.strategy,
+                    l.epoch,
+                    l.node
+                ),
+            );
             return Err(format!(
                 "strategy {} epoch {} is fenced: the venue has seen epoch {newest}",
                 l.strategy, l.epoch
@@ -626,19 +717,34 @@ impl Core {
             push_report(&mut out, kind::REPLAY, r);
         }
         link::push_frame(&mut out, kind::REPLAY_END, &[]);
+        let mut frame = [0u8; 3 + link::MARKET_LEN];
+        link::header(&mut frame, kind::MARKET, link::MARKET_LEN);
+        for e in self.recovery.replay() {
+            let mut w = *e;
+            w.flags |= hft_core::FLAG_WARMUP;
+            let body: &mut [u8; link::MARKET_LEN] = (&mut frame[3..])
+                .try_into()
+                .expect("slice has the payload length");
+            link::encode_market(&w, body);
+            out.extend_from_slice(&frame);
+        }
         if let Some(c) = self.conns.get_mut(&id) {
             c.logon = Some(l);
             c.out.extend_from_slice(&out);
         }
         let now = self.now();
         let (mut o, venue) = self.out(Some(id), l.epoch, false);
-        line(o.history, o.history_dirty, format_args!(
-            r#"{{"t":"logon","ts":{},"strategy":{},"epoch":{},"node":{}}}"#,
-            wall_ns(),
-            l.strategy,
-            l.epoch,
-            l.node
-        ));
+        line(
+            o.history,
+            o.history_dirty,
+            format_args!(
+                r#"{{"t":"logon","ts":{},"strategy":{},"epoch":{},"node":{}}}"#,
+                wall_ns(),
+                l.strategy,
+                l.epoch,
+                l.node
+            ),
+        );
         venue.snapshot(now, &mut o);
         Ok(())
     }

@@ -5,7 +5,7 @@ use super::actors::EngineMsg;
 use crate::ring::{IdleMode, Idler, Parker, RingRx, RingTx};
 use hdrhistogram::Histogram;
 use hft_core::{
-    MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, TradingState,
+    FLAG_WARMUP, MarketEvent, Nanos, OrderCommand, OrderReport, OrderReportKind, TradingState,
 };
 use hft_exec::wire::{ORDER_WIRE_LEN, encode_order};
 use hft_exec::{OrderSink, StrategySlot, VenueOutput, VenuePort};
@@ -135,6 +135,8 @@ pub struct EngineThread {
     pub idle: IdleMode,
     /// Crash notifications.
     pub crash: CrashTarget,
+    /// True while replayed history is applied (trading halted for it).
+    pub warming: bool,
 }
 
 impl EngineThread {
@@ -163,6 +165,7 @@ impl EngineThread {
             for _ in 0..256 {
                 let Some(ev) = self.md.pop() else { break };
                 worked = true;
+                self.warm_up(&ev);
                 let res = self.slot.engine.on_market(
                     &ev,
                     self.clock.now(),
@@ -195,6 +198,26 @@ impl EngineThread {
         }
         self.publish();
         self.slot
+    }
+
+    /// Replayed history (a takeover's warm-up) is applied with trading halted; the first
+    /// live event resumes it, unless something else halted the engine meanwhile.
+    #[inline]
+    fn warm_up(&mut self, ev: &MarketEvent) {
+        let replayed = ev.flags & FLAG_WARMUP != 0;
+        if replayed == self.warming {
+            return;
+        }
+        let state = self.slot.engine.risk().state();
+        if replayed && state == TradingState::Active {
+            self.slot.engine.set_trading_state(TradingState::Halted);
+            self.warming = true;
+        } else if !replayed {
+            if state == TradingState::Halted {
+                self.slot.engine.set_trading_state(TradingState::Active);
+            }
+            self.warming = false;
+        }
     }
 
     fn on_control(&mut self, c: Control, now: Nanos, stopping: &mut Option<Nanos>) {
@@ -493,9 +516,7 @@ impl<V: VenuePort> GatewayThread<V> {
             } else {
                 let wait = self.venue.idle_for(self.clock.now());
                 let orders = &self.orders;
-                idler.idle(&self.parker, wait, || {
-                    orders.iter().any(|r| !r.is_empty())
-                });
+                idler.idle(&self.parker, wait, || orders.iter().any(|r| !r.is_empty()));
             }
         }
         (self.venue, lat)
