@@ -365,6 +365,13 @@ impl Followed {
         taken.unwrap_or_else(|| std::sync::mpsc::channel().1)
     }
 
+    /// The reload state (`hft status` shows it).
+    pub fn status(
+        &self,
+    ) -> std::sync::Arc<std::sync::Mutex<hft_cluster::reload::ReloadStatus>> {
+        self.status.clone()
+    }
+
     /// The status line's configuration part: the revision every engine runs, and the
     /// last refused change.
     pub fn describe(&self, view: &hft_cluster::live::LiveView) -> String {

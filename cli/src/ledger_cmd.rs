@@ -149,7 +149,31 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     } else {
         peers.keys().copied().collect()
     };
-    let config = crate::load_config(args.config.as_deref())?;
+    // A trading node runs the cluster's configuration (etcd; the embedded default when
+    // none is stored) and follows it; the others only need the instruments.
+    let followed = match (&args.venue, args.etcd.is_empty()) {
+        (Some(_), false) => {
+            if args.config.is_some() {
+                return Err(Exit(
+                    2,
+                    anyhow!(
+                        "--config: a trading node (--venue) runs the cluster's configuration \
+                         from etcd; store it with `hft config set FILE --etcd ...` instead"
+                    ),
+                ));
+            }
+            Some(crate::cluster_cmd::follow_config(
+                &args.etcd,
+                &args.cluster,
+                crate::env_vars().collect(),
+            )?)
+        }
+        _ => None,
+    };
+    let config = match &followed {
+        Some(f) => f.config.clone(),
+        None => crate::load_config(args.config.as_deref())?,
+    };
     let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
     cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
@@ -260,9 +284,19 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         }
         _ => None,
     };
+    let engines = std::sync::Arc::new(hft_cluster::cluster::EngineRegistry::default());
+    let trading_view = match (&trading, &followed) {
+        (Some(_), Some(f)) => Some(admin::TradingView {
+            engines: engines.clone(),
+            reload: f.status(),
+            strategies: hft_cluster::cluster::strategy_names(&config),
+        }),
+        _ => None,
+    };
     let server = admin::serve(
         args.admin,
         AdminState {
+            trading: trading_view,
             node: args.id,
             ledger: Some(member.ledger.clone()),
             fenced: registration.as_ref().map(|(r, _)| r.fenced.clone()),
@@ -288,6 +322,14 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let agent = match (trading, &registration) {
         (Some((venue, secret, listener)), Some((reg, coord))) => {
+            let hub = hft_cluster::reload::ReloadHub::default();
+            if let Some(f) = &followed {
+                let (h, rx) = (hub.clone(), f.take_receiver());
+                std::thread::Builder::new()
+                    .name("config-hub".into())
+                    .spawn(move || h.forward(rx))
+                    .map_err(|e| Exit(1, e.into()))?;
+            }
             let setup = hft_cluster::cluster::NodeSetup {
                 id: args.id,
                 config: std::sync::Arc::new(config),
@@ -295,6 +337,8 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                 ledger: member.ledger.clone(),
                 fenced: reg.fenced.clone(),
                 stop: stop.clone(),
+                reloads: Some(hub),
+                engines: engines.clone(),
             };
             let _guard = rt.enter();
             hft_cluster::control::serve(listener, secret.clone(), args.id, reg.fenced.clone());
@@ -798,5 +842,132 @@ pub fn kill(a: KillArgs) -> Result<u8, Exit> {
             cell(&v["index"])
         );
     }
+    Ok(0)
+}
+
+/// `hft orders`: open orders of the engines on the node behind --endpoint.
+pub fn orders(ep: Endpoint) -> Result<u8, Exit> {
+    let v = get(&ep, "/v1/orders")?;
+    if ep.json {
+        println!("{v}");
+        return Ok(0);
+    }
+    let rows = v["orders"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<12} {:>6} {:>20} {:<4} {:>14} {:>12} {:>12} {:<10}",
+        "strategy", "epoch", "cl_ord_id", "side", "price_raw", "qty_raw", "filled_raw", "status"
+    );
+    for o in &rows {
+        println!(
+            "{:<12} {:>6} {:>20} {:<4} {:>14} {:>12} {:>12} {:<10}",
+            o["strategy"].as_str().unwrap_or(""),
+            o["epoch"],
+            o["cl_ord_id"],
+            o["side"].as_str().unwrap_or(""),
+            o["price_raw"],
+            o["qty_raw"],
+            o["filled_raw"],
+            o["status"].as_str().unwrap_or(""),
+        );
+    }
+    println!("{} open order(s) on node {}", rows.len(), v["node"]);
+    Ok(0)
+}
+
+/// `hft assignments`: which node runs which engine.
+pub fn assignments(ep: Endpoint) -> Result<u8, Exit> {
+    let v = get(&ep, "/v1/assignments")?;
+    if ep.json {
+        println!("{v}");
+        return Ok(0);
+    }
+    println!("{:<16} {:>6} {:>10}", "strategy", "node", "epoch");
+    for a in v["assignments"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<16} {:>6} {:>10}",
+            a["strategy"].as_str().unwrap_or(""),
+            a["node"],
+            a["epoch"]
+        );
+    }
+    println!(
+        "nodes {}  draining {}  disabled {}",
+        v["nodes"], v["draining"], v["disabled"]
+    );
+    Ok(0)
+}
+
+/// `hft strategy` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum StrategyCmd {
+    /// Let a strategy trade again (placement starts its engine on some node).
+    Enable {
+        /// Strategy name.
+        name: String,
+        #[command(flatten)]
+        ep: Endpoint,
+    },
+    /// Stop a strategy cluster-wide: its engine cancels its orders and stops (the
+    /// position stays; flatten it first if needed).
+    Disable {
+        /// Strategy name.
+        name: String,
+        #[command(flatten)]
+        ep: Endpoint,
+    },
+    /// Change parameters: `hft strategy set mm-btc requote_ticks=3 order_qty=0.02`;
+    /// validated, stored in etcd and hot-reloaded by the engine wherever it runs.
+    Set {
+        /// Strategy name.
+        name: String,
+        /// KEY=VALUE pairs (numbers and true/false as such, anything else as text).
+        #[arg(required = true)]
+        params: Vec<String>,
+        #[command(flatten)]
+        ep: Endpoint,
+    },
+}
+
+/// `hft strategy ...`.
+pub fn strategy(cmd: StrategyCmd) -> Result<u8, Exit> {
+    let (ep, path, body) = match cmd {
+        StrategyCmd::Enable { name, ep } => (ep, "/v1/strategies", json!({"name": name, "enabled": true})),
+        StrategyCmd::Disable { name, ep } => (ep, "/v1/strategies", json!({"name": name, "enabled": false})),
+        StrategyCmd::Set { name, params, ep } => {
+            let mut m = serde_json::Map::new();
+            for p in &params {
+                let (k, v) = p.split_once('=').ok_or_else(|| {
+                    Exit(2, anyhow!("{p:?} is not KEY=VALUE (e.g. requote_ticks=3)"))
+                })?;
+                let value = serde_json::from_str::<Value>(v.trim())
+                    .ok()
+                    .filter(|v| v.is_number() || v.is_boolean())
+                    .unwrap_or_else(|| Value::String(v.trim().to_owned()));
+                m.insert(k.trim().to_owned(), value);
+            }
+            (ep, "/v1/strategies/params", json!({"name": name, "params": m}))
+        }
+    };
+    let v = post(&ep, path, &body)?;
+    println!("{v}");
+    Ok(0)
+}
+
+/// `hft drain N [--undo]`: move a node's engines elsewhere (or take it back).
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    /// Node id.
+    node: u64,
+    /// Take the node back into placement.
+    #[arg(long)]
+    undo: bool,
+    #[command(flatten)]
+    ep: Endpoint,
+}
+
+/// `hft drain`.
+pub fn drain(a: DrainArgs) -> Result<u8, Exit> {
+    let v = post(&a.ep, "/v1/nodes/drain", &json!({"node": a.node, "drain": !a.undo}))?;
+    println!("{v}");
     Ok(0)
 }

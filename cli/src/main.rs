@@ -71,6 +71,15 @@ enum Command {
     Status(ledger_cmd::Endpoint),
     /// Positions booked in the ledger.
     Positions(ledger_cmd::Endpoint),
+    /// Open orders of the engines on a node.
+    Orders(ledger_cmd::Endpoint),
+    /// Which node runs which engine, under which epoch.
+    Assignments(ledger_cmd::Endpoint),
+    /// Enable, disable or re-parameterize a strategy cluster-wide.
+    #[command(subcommand)]
+    Strategy(ledger_cmd::StrategyCmd),
+    /// Drain a node: placement moves its engines to other nodes (--undo takes it back).
+    Drain(ledger_cmd::DrainArgs),
     /// Engage (trader) or release (admin) a kill switch: global, --strategy S or --venue V.
     Kill(ledger_cmd::KillArgs),
     /// The tamper-evident audit trail (hash-chained, in etcd).
@@ -384,6 +393,9 @@ enum BenchCmd {
         /// Keep the processes' logs and data (printed at the end) even on success.
         #[arg(long)]
         keep: bool,
+        /// kill (SIGKILL) or pause (SIGSTOP past the lease, then SIGCONT).
+        #[arg(long, value_enum, default_value = "kill")]
+        fault: venue_cmd::Fault,
         /// The etcd binary (Debian: etcd-server).
         #[arg(long, default_value = "etcd")]
         etcd_bin: PathBuf,
@@ -563,7 +575,7 @@ fn bad_config(e: ConfigError) -> Exit {
     Exit(2, anyhow::anyhow!("{e}"))
 }
 
-fn env_vars() -> impl Iterator<Item = (String, String)> {
+pub(crate) fn env_vars() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().map(|(k, v)| {
         (
             k.to_string_lossy().into_owned(),
@@ -662,6 +674,10 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Status(ep) => ledger_cmd::status(ep),
         Command::Positions(ep) => ledger_cmd::positions(ep),
         Command::Kill(k) => ledger_cmd::kill(k),
+        Command::Orders(ep) => ledger_cmd::orders(ep),
+        Command::Assignments(ep) => ledger_cmd::assignments(ep),
+        Command::Strategy(c) => ledger_cmd::strategy(c),
+        Command::Drain(d) => ledger_cmd::drain(d),
         Command::Audit(a) => cluster_cmd::audit(a),
         Command::Ledger(l) => ledger_cmd::ledger(l),
         Command::Backtest(b) => match b.cmd {
@@ -1499,10 +1515,11 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
         BenchCmd::Failover {
             trials,
             keep,
+            fault,
             etcd_bin,
             json,
         } => {
-            let v = venue_cmd::bench_failover(trials.max(1), &etcd_bin, keep)?;
+            let v = venue_cmd::bench_failover(trials.max(1), &etcd_bin, fault, keep)?;
             print_bench(&v, json);
         }
         BenchCmd::Config {

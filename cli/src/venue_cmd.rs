@@ -86,7 +86,10 @@ pub fn venue(args: VenueArgs) -> Result<u8, Exit> {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Event {
-    Logon {},
+    Logon {
+        strategy: u16,
+        epoch: u64,
+    },
     LogonReject {},
     Accept {
         ts: u64,
@@ -110,6 +113,11 @@ struct History {
     /// Venue fills: exec id -> (strategy, signed qty).
     fills: BTreeMap<u64, (u16, i64)>,
     logons: u64,
+    /// Newest epoch logged on per strategy, as the venue processed them.
+    newest: BTreeMap<u16, u64>,
+    /// Orders accepted under an epoch older than the strategy's newest logon: a fenced
+    /// owner trading (must stay 0).
+    stale_accepts: u64,
 }
 
 impl History {
@@ -124,6 +132,8 @@ impl History {
             first_accept: BTreeMap::new(),
             fills: BTreeMap::new(),
             logons: 0,
+            newest: BTreeMap::new(),
+            stale_accepts: 0,
         })
     }
 
@@ -145,6 +155,9 @@ impl History {
                     epoch,
                 } => {
                     self.first_accept.entry((strategy, epoch)).or_insert(ts);
+                    if self.newest.get(&strategy).is_some_and(|&n| epoch < n) {
+                        self.stale_accepts += 1;
+                    }
                 }
                 Event::Fill {
                     strategy,
@@ -157,7 +170,11 @@ impl History {
                         bail!("the venue reported exec id {exec} twice");
                     }
                 }
-                Event::Logon { .. } => self.logons += 1,
+                Event::Logon { strategy, epoch } => {
+                    self.logons += 1;
+                    let n = self.newest.entry(strategy).or_default();
+                    *n = (*n).max(epoch);
+                }
                 Event::LogonReject { .. } => {}
             }
         }
@@ -222,6 +239,28 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    fn signal(&self, id: u64, sig: i32) {
+        if let Some(c) = self.nodes.get(&id) {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    fn log_len(&self, id: u64) -> usize {
+        std::fs::metadata(self.dir.join(format!("node-{id}.log")))
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    }
+
+    /// Whether node `id` logged that it fenced itself after byte `from` of its log.
+    fn fenced_since(&self, id: u64, from: usize) -> bool {
+        std::fs::read(self.dir.join(format!("node-{id}.log")))
+            .map(|b| String::from_utf8_lossy(&b[from.min(b.len())..]).contains("node fenced"))
+            .unwrap_or(false)
     }
 
     fn kill(&mut self, id: u64) {
@@ -293,15 +332,25 @@ fn wait_for<T>(
 /// `hft bench failover`: a venue, a local etcd and three nodes; each trial kills -9 the
 /// node running one engine and times until an order of that engine's new owner is
 /// accepted by the venue; at the end the ledger is checked against the venue's fills.
-pub fn bench_failover(trials: usize, etcd_bin: &Path, keep: bool) -> Result<Value, Exit> {
-    bench(trials, etcd_bin, keep).map_err(|e| Exit(1, e))
+pub fn bench_failover(trials: usize, etcd_bin: &Path, fault: Fault, keep: bool) -> Result<Value, Exit> {
+    bench(trials, etcd_bin, fault, keep).map_err(|e| Exit(1, e))
 }
 
-fn bench(trials: usize, etcd_bin: &Path, keep: bool) -> anyhow::Result<Value> {
+/// How the bench takes an engine's node out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// SIGKILL: the process and its sockets are gone at once.
+    Kill,
+    /// SIGSTOP past its lease, then SIGCONT: the node comes back believing it owns its
+    /// engines and must find itself fenced, with nothing it sends accepted.
+    Pause,
+}
+
+fn bench(trials: usize, etcd_bin: &Path, fault: Fault, keep: bool) -> anyhow::Result<Value> {
     let dir = std::env::temp_dir().join(format!("hft-bench-failover-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = run_bench(trials, etcd_bin, &dir);
+    let result = run_bench(trials, etcd_bin, fault, &dir);
     if result.is_ok() && !keep {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -310,7 +359,7 @@ fn bench(trials: usize, etcd_bin: &Path, keep: bool) -> anyhow::Result<Value> {
     result
 }
 
-fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value> {
+fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow::Result<Value> {
     let exe = std::env::current_exe()?;
     let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
         .map_err(|e| anyhow!("{e}"))?;
@@ -387,6 +436,7 @@ fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value
     })?;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     let mut samples = Vec::new();
+    let mut fenced_on_resume = 0;
     for t in 0..trials {
         let index = t % names.len();
         let name = &names[index];
@@ -394,8 +444,12 @@ fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value
         let &(victim, epoch) = a
             .get(name)
             .ok_or_else(|| anyhow!("{name} is not assigned"))?;
+        let log_at = cluster.log_len(victim);
         let t0 = hft_cluster::coord::now_ns();
-        cluster.kill(victim);
+        match fault {
+            Fault::Kill => cluster.kill(victim),
+            Fault::Pause => cluster.signal(victim, libc::SIGSTOP),
+        }
         let (new_epoch, accepted) = wait_for(
             &format!("trial {t}: {name} trading again after node {victim} was killed"),
             Duration::from_secs(30),
@@ -406,7 +460,25 @@ fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value
         )?;
         let ms = accepted.saturating_sub(t0) as f64 / 1e6;
         let _ = hist.record((ms * 1000.0) as u64);
-        samples.push(json!({"trial": t, "strategy": name, "killed": victim, "epoch": new_epoch, "ms": (ms * 10.0).round() / 10.0}));
+        samples.push(json!({"trial": t, "strategy": name, "node": victim, "epoch": new_epoch, "ms": (ms * 10.0).round() / 10.0}));
+        if fault == Fault::Pause {
+            // Past its 2 s lease, then let it run: it must fence itself, and nothing it
+            // sends may be accepted (the history counts stale accepts).
+            std::thread::sleep(Duration::from_millis(3_000));
+            cluster.signal(victim, libc::SIGCONT);
+            let fenced = wait_for(
+                &format!("trial {t}: node {victim} fencing itself after SIGCONT"),
+                Duration::from_secs(10),
+                || Ok(cluster.fenced_since(victim, log_at).then_some(())),
+            );
+            if fenced.is_ok() {
+                fenced_on_resume += 1;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            history.poll()?;
+            // A fenced node rejoins as a new process (new lease, new epochs).
+            cluster.kill(victim);
+        }
         // Bring the node back, and let placement settle before the next kill.
         cluster.start_node(victim)?;
         wait_for(
@@ -480,7 +552,10 @@ fn run_bench(trials: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<Value
     let ms = |q: f64| (hist.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
     Ok(json!({
         "bench": "failover",
+        "fault": format!("{fault:?}").to_lowercase(),
         "trials": trials,
+        "stale_accepts": history.stale_accepts,
+        "fenced_on_resume": fenced_on_resume,
         "failover_p50_ms": ms(0.5),
         "failover_p99_ms": ms(0.99),
         "failover_max_ms": ms(1.0),

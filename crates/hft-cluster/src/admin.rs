@@ -164,6 +164,20 @@ pub struct AdminState {
     pub auth: Option<std::sync::Arc<Authenticator>>,
     /// Where every state-changing call is recorded (the cluster's etcd).
     pub audit: Option<crate::coord::Coord>,
+    /// The engines this node runs and its configuration reloads (None: a node that does
+    /// not trade).
+    pub trading: Option<TradingView>,
+}
+
+/// What a trading node shows of its engines.
+#[derive(Clone)]
+pub struct TradingView {
+    /// Its engine sessions.
+    pub engines: std::sync::Arc<crate::cluster::EngineRegistry>,
+    /// The configuration revision it started from and its reload state.
+    pub reload: std::sync::Arc<std::sync::Mutex<crate::reload::ReloadStatus>>,
+    /// Its strategy names (the ones the cluster configuration defines).
+    pub strategies: Vec<String>,
 }
 
 /// Records a state-changing call in the audit trail. A call whose record cannot be
@@ -229,7 +243,207 @@ async fn node_status(st: web::Data<AdminState>, req: HttpRequest) -> HttpRespons
             .as_ref()
             .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst)),
         "ledger": st.ledger.is_some(),
+        "engines": st.trading.as_ref().map(|t| engines_json(t)),
+        "config": st.trading.as_ref().map(|t| {
+            let r = t.reload.lock().map(|r| r.clone()).unwrap_or_default();
+            json!({
+                "live_revision": r.live_revision,
+                "rejected": r.rejected.map(|(rev, why)| json!({ "revision": rev, "why": why })),
+            })
+        }),
     }))
+}
+
+fn engines_json(t: &TradingView) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    t.engines
+        .snapshot()
+        .into_iter()
+        .map(|(name, e)| {
+            let live = e.view.as_ref().map(|v| {
+                json!({
+                    "orders": v.live.orders.load(Relaxed),
+                    "fills": v.live.fills.load(Relaxed),
+                    "position_raw": v.live.position.load(Relaxed),
+                    "qty_scale": v.qty_scale,
+                    "pnl_raw": v.live.pnl.load(Relaxed),
+                    "config_revision": v.live.config_revision.load(Relaxed),
+                })
+            });
+            json!({ "strategy": name, "epoch": e.epoch, "live": live })
+        })
+        .collect()
+}
+
+fn no_etcd() -> HttpResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "this node is not in an etcd cluster (start it with --etcd)",
+    )
+}
+
+async fn assignments(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
+    let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
+    let r = async {
+        let (a, rev) = coord.assignments().await?;
+        let draining = coord.draining().await?;
+        let disabled = crate::cluster::disabled(&mut coord).await?;
+        let nodes = coord.nodes().await?;
+        Ok::<_, crate::coord::CoordError>(json!({
+            "revision": rev,
+            "assignments": a,
+            "draining": draining,
+            "disabled": disabled,
+            "nodes": nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
+        }))
+    }
+    .await;
+    match r {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn orders(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
+    let mut out = Vec::new();
+    for (name, e) in st
+        .trading
+        .as_ref()
+        .map(|t| t.engines.snapshot())
+        .unwrap_or_default()
+    {
+        let Some(v) = e.view else { continue };
+        let open = v.live.open_orders.lock().map(|o| o.clone()).unwrap_or_default();
+        for o in open {
+            out.push(json!({
+                "strategy": name,
+                "epoch": e.epoch,
+                "cl_ord_id": o.cl_ord_id.0,
+                "instrument": o.instrument.0,
+                "side": if o.side == Side::Buy { "buy" } else { "sell" },
+                "price_raw": o.price.raw(),
+                "qty_raw": o.qty.raw(),
+                "filled_raw": o.filled.raw(),
+                "status": format!("{:?}", o.status).to_lowercase(),
+                "cancel_pending": o.cancel_pending,
+                "sent_ts": o.sent_ts,
+            }));
+        }
+    }
+    HttpResponse::Ok().json(json!({ "node": st.node, "orders": out }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchReq {
+    name: String,
+    enabled: bool,
+}
+
+fn known_strategy(st: &AdminState, name: &str) -> Result<(), HttpResponse> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(error(StatusCode::BAD_REQUEST, "name: 1 to 255 bytes"));
+    }
+    if let Some(t) = &st.trading
+        && !t.strategies.iter().any(|s| s == name)
+    {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "name: no strategy {name:?} in the cluster configuration (it has {})",
+                t.strategies.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn switch_strategy(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let who = require!(st, req, Role::Trader);
+    let body: SwitchReq = or_answer!(parse(&body));
+    or_answer!(known_strategy(&st, &body.name));
+    let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
+    let key = format!("strategies/{}", body.name);
+    let before: Option<crate::cluster::StrategySwitch> =
+        coord.get_json(&key).await.ok().flatten();
+    let now = crate::cluster::StrategySwitch {
+        enabled: body.enabled,
+    };
+    if let Err(e) = coord.put_json(&key, &now).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    let action = if body.enabled {
+        "strategy.enable"
+    } else {
+        "strategy.disable"
+    };
+    let after = json!({ "name": body.name, "enabled": body.enabled });
+    audited(&st, &who, action, json!(before), after.clone()).await;
+    HttpResponse::Ok().json(after)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamsReq {
+    name: String,
+    params: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn strategy_params(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let who = require!(st, req, Role::Trader);
+    let body: ParamsReq = or_answer!(parse(&body));
+    or_answer!(known_strategy(&st, &body.name));
+    let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
+    let stored = match coord.config_get().await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let (text, revision) = stored.map_or((String::new(), 0), |v| (v.text, v.revision));
+    let (next, before, after) = match crate::reload::edit_params(&text, &body.name, &body.params) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let name = who.as_ref().map_or("anonymous", |p| p.name.as_str());
+    match coord.config_set(&next, Some(revision), name).await {
+        Ok(rev) => {
+            let v = json!({ "name": body.name, "revision": rev, "params": after });
+            audited(&st, &who, "strategy.params", before, v.clone()).await;
+            HttpResponse::Ok().json(v)
+        }
+        Err(crate::coord::CoordError::Invalid(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e @ crate::coord::CoordError::Conflict { .. }) => error(StatusCode::CONFLICT, e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainReq {
+    node: u64,
+    drain: bool,
+}
+
+async fn drain(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let who = require!(st, req, Role::Admin);
+    let body: DrainReq = or_answer!(parse(&body));
+    let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
+    if let Err(e) = coord.set_draining(body.node, body.drain).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    let action = if body.drain { "node.drain" } else { "node.undrain" };
+    let after = json!({ "node": body.node, "drain": body.drain });
+    audited(&st, &who, action, json!(null), after.clone()).await;
+    HttpResponse::Ok().json(after)
 }
 
 fn error(status: actix_web::http::StatusCode, msg: impl std::fmt::Display) -> HttpResponse {
@@ -547,7 +761,37 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
 
 /// Every endpoint: method, path, the role it needs (a kill release needs admin), and
 /// what it does. The OpenAPI document is built from this table.
-pub const ROUTES: [(&str, &str, Role, &str); 12] = [
+pub const ROUTES: [(&str, &str, Role, &str); 17] = [
+    (
+        "get",
+        "/v1/assignments",
+        Role::Viewer,
+        "Which node runs which engine, under which epoch; draining nodes; disabled strategies.",
+    ),
+    (
+        "get",
+        "/v1/orders",
+        Role::Viewer,
+        "Open orders of the engines on this node.",
+    ),
+    (
+        "post",
+        "/v1/strategies",
+        Role::Trader,
+        "Enable or disable a strategy cluster-wide: {name, enabled}. A disabled strategy's engine cancels its orders and stops; its position stays.",
+    ),
+    (
+        "post",
+        "/v1/strategies/params",
+        Role::Trader,
+        "Change a strategy's parameters: {name, params: {key: value}}; validated like `hft config set`, stored in etcd and hot-reloaded by every node.",
+    ),
+    (
+        "post",
+        "/v1/nodes/drain",
+        Role::Admin,
+        "Drain a node ({node, drain: true}: its engines move elsewhere) or take it back ({drain: false}).",
+    ),
     (
         "post",
         "/v1/ledger/fence",
@@ -715,6 +959,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/ledger/transfer-leader", web::post().to(transfer))
         .route("/v1/ledger/fence", web::post().to(fence))
         .route("/v1/kill", web::post().to(kill))
+        .route("/v1/assignments", web::get().to(assignments))
+        .route("/v1/orders", web::get().to(orders))
+        .route("/v1/strategies", web::post().to(switch_strategy))
+        .route("/v1/strategies/params", web::post().to(strategy_params))
+        .route("/v1/nodes/drain", web::post().to(drain))
         .route("/openapi.json", web::get().to(openapi_doc))
         .route("/v1/audit", web::get().to(audit_trail));
 }

@@ -41,6 +41,61 @@ pub struct NodeSetup {
     pub fenced: Arc<AtomicBool>,
     /// Set to stop the node.
     pub stop: Arc<AtomicBool>,
+    /// Configuration reloads for the engine sessions (None: the configuration is fixed).
+    pub reloads: Option<crate::reload::ReloadHub>,
+    /// The engine sessions running here, for the admin API.
+    pub engines: Arc<EngineRegistry>,
+}
+
+/// The engine sessions a node runs, as the admin API shows them.
+#[derive(Default)]
+pub struct EngineRegistry(std::sync::Mutex<BTreeMap<String, RunningEngine>>);
+
+/// One running engine session.
+#[derive(Clone)]
+pub struct RunningEngine {
+    /// Its assignment epoch.
+    pub epoch: u64,
+    /// Its live counters (None until the session trades).
+    pub view: Option<live::EngineView>,
+}
+
+impl EngineRegistry {
+    fn set(&self, name: &str, e: Option<RunningEngine>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            Some(e) => {
+                m.insert(name.to_owned(), e);
+            }
+            None => {
+                m.remove(name);
+            }
+        }
+    }
+
+    /// The sessions by strategy name.
+    pub fn snapshot(&self) -> BTreeMap<String, RunningEngine> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A strategy's runtime switch in etcd (`strategies/<name>`): a disabled strategy is
+/// not placed anywhere (its engine stops and cancels its orders; its position stays).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StrategySwitch {
+    /// Whether it may trade.
+    pub enabled: bool,
+}
+
+/// Strategies switched off at run time.
+pub async fn disabled(coord: &mut Coord) -> Result<BTreeSet<String>, CoordError> {
+    let prefix = "strategies/";
+    let rows: Vec<(String, StrategySwitch)> = coord.list_json_keyed(prefix).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, s)| !s.enabled)
+        .map(|(k, _)| k)
+        .collect())
 }
 
 /// Enabled strategies of `config` by strategy id (their index among the enabled ones,
@@ -154,6 +209,25 @@ async fn place(
         alive.retain(|id| registered.contains(id));
         alive.insert(setup.id);
         let draining = coord.draining().await?;
+        let off = disabled(coord).await?;
+        let stale: Vec<String> = off
+            .iter()
+            .filter(|s| current.contains_key(*s))
+            .cloned()
+            .collect();
+        for s in &stale {
+            if !coord.unassign(leader, s).await? {
+                return Ok(());
+            }
+            tracing::info!(strategy = %s, "strategy disabled: engine unassigned");
+            current.remove(s);
+        }
+        let enabled: Vec<String> = strategies
+            .iter()
+            .filter(|s| !off.contains(*s))
+            .cloned()
+            .collect();
+        let strategies = &enabled[..];
         let eligible = placement::eligible(&alive, &draining, setup.id);
         let settled =
             since.elapsed() > Duration::from_secs(1) || watchers.keys().all(|n| heard.contains(n));
@@ -394,14 +468,65 @@ fn run_session(
         shutdown: shutdown.clone(),
         ring_capacity: config.engine.ring_capacity,
         timer_interval: Duration::from_millis(config.engine.timer_interval_ms),
-        status_interval: Duration::from_secs(3600),
+        status_interval: Duration::from_millis(250),
         idle: IdleMode::Park,
         seed: config.simulator.seed,
         booking: Some(booking),
-        reload: None,
+        reload: setup.reloads.as_ref().map(|h| h.subscribe(index)),
     };
-    let r = live::run_with(venue, vec![slot], kill, opts, |_, _| {});
+    // Kill switches live in the ledger: the session follows its member's applied state.
+    let kills = {
+        let (shutdown, ledger, kill, name) = (
+            shutdown.clone(),
+            setup.ledger.clone(),
+            kill.clone(),
+            name.to_owned(),
+        );
+        let configured = config.risk.kill_switch;
+        std::thread::spawn(move || {
+            while !shutdown.load(Ordering::SeqCst) {
+                let n = name.clone();
+                let rx = ledger.read_local(move |st| {
+                    st.kills().iter().any(|k| {
+                        k.engaged
+                            && match &k.scope {
+                                hft_ledger::KillScope::Global => true,
+                                hft_ledger::KillScope::Strategy(s) => *s == n,
+                                hft_ledger::KillScope::Venue(v) => v == SIM_VENUE,
+                            }
+                    })
+                });
+                if let Ok(Ok(engaged)) = rx.blocking_recv() {
+                    if engaged || configured {
+                        if !kill.is_engaged() {
+                            tracing::warn!(strategy = %name, "kill switch engaged in the ledger: trading halted");
+                        }
+                        kill.engage();
+                    } else if kill.is_engaged() {
+                        tracing::info!(strategy = %name, "kill switch released in the ledger");
+                        kill.reset();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let registry = setup.engines.clone();
+    registry.set(name, Some(RunningEngine { epoch, view: None }));
+    let r = live::run_with(venue, vec![slot], kill, opts, |v, _| {
+        if let Some(e) = v.engines.first() {
+            registry.set(
+                name,
+                Some(RunningEngine {
+                    epoch,
+                    view: Some(e.clone()),
+                }),
+            );
+        }
+    });
+    registry.set(name, None);
     shutdown.store(true, Ordering::SeqCst);
+    let _ = kills.join();
     let _ = watcher.join();
     let report = r?;
     if let Some(l) = &report.ledger

@@ -229,6 +229,29 @@ impl Coord {
             .collect()
     }
 
+    /// Every JSON value under `prefix` with the rest of its key after the prefix.
+    pub async fn list_json_keyed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, CoordError> {
+        let full = self.key(prefix);
+        let r = self
+            .client
+            .get(full.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        r.kvs()
+            .iter()
+            .map(|kv| {
+                let key = kv.key_str().unwrap_or("?").to_owned();
+                let v = serde_json::from_slice(kv.value()).map_err(|e| CoordError::Malformed {
+                    key: key.clone(),
+                    why: e.to_string(),
+                })?;
+                Ok((key.strip_prefix(&full).unwrap_or(&key).to_owned(), v))
+            })
+            .collect()
+    }
+
     /// Deletes the key at `rest`; whether it existed.
     pub async fn delete(&mut self, rest: &str) -> Result<bool, CoordError> {
         Ok(self.client.delete(self.key(rest), None).await?.deleted() > 0)

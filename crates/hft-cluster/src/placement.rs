@@ -193,6 +193,26 @@ impl Coord {
     }
 }
 
+impl Coord {
+    /// Removes a strategy's assignment if `leader` still leads; false when it does not.
+    pub async fn unassign(
+        &mut self,
+        leader: &(Vec<u8>, i64),
+        strategy: &str,
+    ) -> Result<bool, CoordError> {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let key = self.key(&assign_key(strategy));
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                leader.0.clone(),
+                CompareOp::Equal,
+                leader.1,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        Ok(self.client.txn(txn).await?.succeeded())
+    }
+}
+
 /// Decodes an assignment key-value; a value not written by hft names the key.
 pub fn decode_assignment(kv: &etcd_client::KeyValue) -> Result<Assigned, CoordError> {
     let key = kv.key_str().unwrap_or("?").to_owned();
@@ -235,7 +255,8 @@ mod tests {
     fn a_dead_nodes_engines_move_and_the_rest_stay() {
         let s = names(4);
         let mut cur = BTreeMap::new();
-        apply(&mut cur, &plan(&s, &cur, &set(&[2, 3])));
+        let m = plan(&s, &cur, &set(&[2, 3]));
+        apply(&mut cur, &m);
         assert_eq!(cur.values().filter(|&&n| n == 2).count(), 2);
         assert_eq!(cur.values().filter(|&&n| n == 3).count(), 2);
         let before = cur.clone();
@@ -267,7 +288,8 @@ mod tests {
         ) {
             let s = names(n);
             let mut cur: BTreeMap<String, u64> = s.iter().cloned().zip(seed).collect();
-            apply(&mut cur, &plan(&s, &cur, &nodes));
+            let m = plan(&s, &cur, &nodes);
+        apply(&mut cur, &m);
             let mut load: BTreeMap<u64, usize> = nodes.iter().map(|&n| (n, 0)).collect();
             for name in &s {
                 let node = cur[name];

@@ -191,3 +191,190 @@ mod tests {
         assert!(refused(&node).contains("node-wide"));
     }
 }
+
+/// Sets parameters of strategy `name` in the configuration `text` (an overlay on the
+/// embedded default): returns the whole effective configuration with the change (to
+/// store instead of the overlay), and the parameters' values before and after. Each
+/// key must be a parameter the strategy already has, and keeps its type (decimal
+/// quantities are strings, or numbers that are turned into their decimal text).
+pub fn edit_params(
+    text: &str,
+    name: &str,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(String, serde_json::Value, serde_json::Value), String> {
+    let current = hft_config::load_str("the stored configuration", text, std::iter::empty())
+        .map_err(|e| e.to_string())?;
+    let mut doc: toml::Table = current
+        .to_toml_string()
+        .parse()
+        .map_err(|e| format!("the stored configuration does not re-read: {e}"))?;
+    let strategy = doc
+        .get_mut("strategies")
+        .and_then(|v| v.as_array_mut())
+        .and_then(|a| {
+            a.iter_mut()
+                .find(|s| s.get("name").and_then(|n| n.as_str()) == Some(name))
+        })
+        .and_then(|s| s.as_table_mut())
+        .ok_or_else(|| format!("name: no strategy {name:?} in the configuration"))?;
+    let (kind, table) = strategy
+        .iter_mut()
+        .find(|(k, v)| v.is_table() && k.as_str() != "risk")
+        .map(|(k, v)| (k.clone(), v))
+        .ok_or_else(|| format!("{name} has no parameter table"))?;
+    let table = table
+        .as_table_mut()
+        .ok_or_else(|| format!("{name}.{kind} is not a table"))?;
+    if params.is_empty() {
+        return Err("params: name at least one parameter".into());
+    }
+    let mut before = serde_json::Map::new();
+    for (k, v) in params {
+        let old = table.get(k).ok_or_else(|| {
+            let known: Vec<&String> = table.keys().collect();
+            format!("params.{k}: {name} ({kind}) has no parameter {k:?}; it has {known:?}")
+        })?;
+        let new = match (old, v) {
+            (toml::Value::String(_), serde_json::Value::String(x)) => toml::Value::String(x.clone()),
+            (toml::Value::String(_), serde_json::Value::Number(x)) => toml::Value::String(x.to_string()),
+            (toml::Value::Integer(_), serde_json::Value::Number(x)) if x.is_i64() => {
+                toml::Value::Integer(x.as_i64().unwrap_or_default())
+            }
+            (toml::Value::Float(_), serde_json::Value::Number(x)) => {
+                toml::Value::Float(x.as_f64().unwrap_or(f64::NAN))
+            }
+            (toml::Value::Boolean(_), serde_json::Value::Bool(x)) => toml::Value::Boolean(*x),
+            (old, _) => {
+                return Err(format!(
+                    "params.{k}: expected a value like {old} (a {}), got {v}",
+                    old.type_str()
+                ));
+            }
+        };
+        before.insert(k.clone(), serde_json::Value::String(old.to_string()));
+        table.insert(k.clone(), new);
+    }
+    let out = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    // The whole result is validated like any stored configuration.
+    hft_config::load_str("the changed configuration", &out, std::iter::empty())
+        .map_err(|e| e.to_string())?;
+    Ok((
+        out,
+        serde_json::Value::Object(before),
+        serde_json::Value::Object(params.clone()),
+    ))
+}
+
+/// Hands each configuration reload to the engine sessions of a cluster node: each
+/// session runs one strategy (by strategy id) and gets that strategy's part; a session
+/// that starts later gets the latest reload first, so it never runs an older
+/// configuration than the node has accepted.
+#[derive(Clone, Default)]
+pub struct ReloadHub(Arc<Mutex<HubState>>);
+
+#[derive(Default)]
+struct HubState {
+    latest: Option<Reload>,
+    subscribers: Vec<(usize, std::sync::mpsc::Sender<Reload>)>,
+}
+
+fn part(r: &Reload, strategy: usize) -> Reload {
+    Reload {
+        revision: r.revision,
+        engines: r.engines.get(strategy).cloned().into_iter().collect(),
+    }
+}
+
+impl ReloadHub {
+    /// Sends `r` to every session (its strategy's part) and keeps it for later ones.
+    pub fn publish(&self, r: Reload) {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.subscribers
+            .retain(|(strategy, tx)| tx.send(part(&r, *strategy)).is_ok());
+        st.latest = Some(r);
+    }
+
+    /// The reload channel of a session running strategy id `strategy`.
+    pub fn subscribe(&self, strategy: usize) -> std::sync::mpsc::Receiver<Reload> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = &st.latest {
+            let _ = tx.send(part(r, strategy));
+        }
+        st.subscribers.push((strategy, tx));
+        rx
+    }
+
+    /// Publishes every reload of `rx` until it closes (run on a thread of its own).
+    pub fn forward(self, rx: std::sync::mpsc::Receiver<Reload>) {
+        while let Ok(r) = rx.recv() {
+            self.publish(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod hub_tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_edited_in_place_keeping_their_types_and_validated() {
+        let base = Config::default_embedded().to_toml_string();
+        let p = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let (text, before, _) = edit_params(
+            &base,
+            "mm-btc",
+            &p(serde_json::json!({"requote_ticks": 3, "order_qty": "0.0200"})),
+        )
+        .unwrap();
+        assert_eq!(before["requote_ticks"], "2");
+        let c = hft_config::load_str("t", &text, std::iter::empty()).unwrap();
+        assert_eq!(c.to_toml_string(), {
+            let again = edit_params(&text, "mm-btc", &p(serde_json::json!({"requote_ticks": 3}))).unwrap();
+            hft_config::load_str("t", &again.0, std::iter::empty()).unwrap().to_toml_string()
+        });
+        assert!(text.contains("requote_ticks = 3"));
+        for (body, says) in [
+            (serde_json::json!({"no_such": 1}), "no parameter"),
+            (serde_json::json!({"requote_ticks": "x"}), "expected a value like"),
+            (serde_json::json!({"order_qty": "-1"}), "order_qty"),
+            (serde_json::json!({}), "at least one"),
+        ] {
+            let e = edit_params(&base, "mm-btc", &p(body.clone())).unwrap_err();
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        assert!(edit_params(&base, "nope", &p(serde_json::json!({"a": 1}))).unwrap_err().contains("no strategy"));
+    }
+
+    fn reload(revision: u64, n: usize) -> Reload {
+        Reload {
+            revision,
+            engines: (0..n)
+                .map(|i| EngineReload {
+                    risk: RiskLimits {
+                        max_open_orders: i as u32 + 1,
+                        ..Config::default_embedded().strategies[0].risk.clone()
+                    },
+                    factory: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_session_gets_its_strategys_part_and_late_ones_the_latest() {
+        let hub = ReloadHub::default();
+        let early = hub.subscribe(1);
+        hub.publish(reload(7, 2));
+        let r = early.try_recv().unwrap();
+        assert_eq!((r.revision, r.engines.len()), (7, 1));
+        assert_eq!(r.engines[0].risk.max_open_orders, 2);
+        let late = hub.subscribe(0);
+        let r = late.try_recv().unwrap();
+        assert_eq!((r.revision, r.engines[0].risk.max_open_orders), (7, 1));
+        drop(early);
+        hub.publish(reload(8, 2));
+        assert_eq!(late.try_recv().unwrap().revision, 8);
+        assert_eq!(hub.0.lock().unwrap().subscribers.len(), 1);
+    }
+}

@@ -48,6 +48,7 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {
+            trading: None,
             node: 1,
             ledger: Some(l.ledger.clone()),
             fenced: None,

@@ -87,6 +87,7 @@ fn every_role_on_every_endpoint() {
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {
+            trading: None,
             node: 1,
             ledger: Some(l.ledger.clone()),
             fenced: None,
@@ -112,7 +113,27 @@ fn every_role_on_every_endpoint() {
             .is_err()
     );
     let fill = r#"[{"venue":"sim","exec_id":1,"account":"main","strategy":"mm","instrument":"BTC-USD","price_scale":2,"qty_scale":3,"side":"buy","price":100,"qty":1,"fee":0,"liquidity":"maker","cl_ord_id":1,"ts":1}]"#;
-    let endpoints: [(&str, &str, &str, Role); 13] = [
+    let endpoints: [(&str, &str, &str, Role); 18] = [
+        ("GET", "/v1/assignments", "", Role::Viewer),
+        ("GET", "/v1/orders", "", Role::Viewer),
+        (
+            "POST",
+            "/v1/strategies",
+            r#"{"name":"mm-btc","enabled":false}"#,
+            Role::Trader,
+        ),
+        (
+            "POST",
+            "/v1/strategies/params",
+            r#"{"name":"mm-btc","params":{"requote_ticks":3}}"#,
+            Role::Trader,
+        ),
+        (
+            "POST",
+            "/v1/nodes/drain",
+            r#"{"node":9,"drain":true}"#,
+            Role::Admin,
+        ),
         (
             "POST",
             "/v1/ledger/fence",
@@ -197,16 +218,17 @@ fn every_role_on_every_endpoint() {
     // Every state change that went through is in the audit trail, by whom, chained.
     let mut coord = coord;
     let trail = rt.block_on(coord.audit_trail()).unwrap();
-    // Trader and admin engaged (2); admin released, fenced, booked, transferred and
-    // added (1 each).
-    assert_eq!(trail.len(), 7, "{trail:#?}");
+    // Trader and admin engaged, switched a strategy and set its parameters (2 each; a
+    // parameter change is also recorded as the configuration change it stores, 2 more);
+    // admin released, fenced, booked, transferred, added and drained (1 each).
+    assert_eq!(trail.len(), 14, "{trail:#?}");
     assert!(
         trail
             .iter()
             .any(|r| r.action == "kill.engage" && r.who == "trader-user")
     );
     assert!(trail.iter().all(|r| r.who != "viewer-user"));
-    assert_eq!(rt.block_on(coord.audit_verify()).unwrap(), Ok(7));
+    assert_eq!(rt.block_on(coord.audit_verify()).unwrap(), Ok(14));
     // Editing a record by hand is detected, and named.
     let mut forged = trail[1].clone();
     forged.who = "someone-else".into();

@@ -109,6 +109,7 @@ fn a_registered_node_is_listed_and_fences_itself_when_etcd_is_gone() {
     let mut etcd = etcd("nodes");
     let rt = rt();
     let info = NodeInfo {
+        control: None,
         id: 3,
         admin: "127.0.0.1:7083".into(),
         ledger: Some("127.0.0.1:7003".into()),

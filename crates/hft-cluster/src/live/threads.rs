@@ -53,6 +53,9 @@ pub struct EngineLive {
     pub restarts: AtomicU64,
     /// Revision of the configuration the engine runs (0: the one it started with).
     pub config_revision: AtomicU64,
+    /// Its open orders as of the last timer (for the admin API; the engine thread only
+    /// tries the lock, so a reader never delays it).
+    pub open_orders: Mutex<Vec<hft_core::OpenOrder>>,
 }
 
 /// Counters of the gateway thread.
@@ -301,6 +304,10 @@ impl EngineThread {
         self.live
             .restarts
             .store(u64::from(self.slot.restarts), Ordering::Relaxed);
+        if let Ok(mut open) = self.live.open_orders.try_lock() {
+            open.clear();
+            open.extend_from_slice(e.open_orders());
+        }
     }
 }
 
