@@ -366,9 +366,7 @@ impl Followed {
     }
 
     /// The reload state (`hft status` shows it).
-    pub fn status(
-        &self,
-    ) -> std::sync::Arc<std::sync::Mutex<hft_cluster::reload::ReloadStatus>> {
+    pub fn status(&self) -> std::sync::Arc<std::sync::Mutex<hft_cluster::reload::ReloadStatus>> {
         self.status.clone()
     }
 

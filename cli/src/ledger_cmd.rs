@@ -799,6 +799,25 @@ pub fn status(ep: Endpoint) -> Result<u8, Exit> {
             cell(&node["registered"]),
             cell(&node["fenced"])
         );
+        if let Some(c) = node.get("config").filter(|c| !c.is_null()) {
+            let refused = match &c["rejected"] {
+                Value::Null => String::new(),
+                r => format!("  refused r{}: {}", cell(&r["revision"]), cell(&r["why"])),
+            };
+            println!("config r{}{refused}", cell(&c["live_revision"]));
+        }
+        for e in node["engines"].as_array().into_iter().flatten() {
+            let l = &e["live"];
+            println!(
+                "engine {:<12} epoch {:<6} orders {:<8} fills {:<6} position_raw {:<10} config r{}",
+                cell(&e["strategy"]),
+                cell(&e["epoch"]),
+                cell(&l["orders"]),
+                cell(&l["fills"]),
+                cell(&l["position_raw"]),
+                cell(&l["config_revision"]),
+            );
+        }
         if let Some(l) = ledger {
             println!("{}", status_table(&l));
         }
@@ -931,8 +950,14 @@ pub enum StrategyCmd {
 /// `hft strategy ...`.
 pub fn strategy(cmd: StrategyCmd) -> Result<u8, Exit> {
     let (ep, path, body) = match cmd {
-        StrategyCmd::Enable { name, ep } => (ep, "/v1/strategies", json!({"name": name, "enabled": true})),
-        StrategyCmd::Disable { name, ep } => (ep, "/v1/strategies", json!({"name": name, "enabled": false})),
+        StrategyCmd::Enable { name, ep } => {
+            (ep, "/v1/strategies", json!({"name": name, "enabled": true}))
+        }
+        StrategyCmd::Disable { name, ep } => (
+            ep,
+            "/v1/strategies",
+            json!({"name": name, "enabled": false}),
+        ),
         StrategyCmd::Set { name, params, ep } => {
             let mut m = serde_json::Map::new();
             for p in &params {
@@ -945,7 +970,11 @@ pub fn strategy(cmd: StrategyCmd) -> Result<u8, Exit> {
                     .unwrap_or_else(|| Value::String(v.trim().to_owned()));
                 m.insert(k.trim().to_owned(), value);
             }
-            (ep, "/v1/strategies/params", json!({"name": name, "params": m}))
+            (
+                ep,
+                "/v1/strategies/params",
+                json!({"name": name, "params": m}),
+            )
         }
     };
     let v = post(&ep, path, &body)?;
@@ -967,7 +996,11 @@ pub struct DrainArgs {
 
 /// `hft drain`.
 pub fn drain(a: DrainArgs) -> Result<u8, Exit> {
-    let v = post(&a.ep, "/v1/nodes/drain", &json!({"node": a.node, "drain": !a.undo}))?;
+    let v = post(
+        &a.ep,
+        "/v1/nodes/drain",
+        &json!({"node": a.node, "drain": !a.undo}),
+    )?;
     println!("{v}");
     Ok(0)
 }

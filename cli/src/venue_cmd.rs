@@ -332,7 +332,12 @@ fn wait_for<T>(
 /// `hft bench failover`: a venue, a local etcd and three nodes; each trial kills -9 the
 /// node running one engine and times until an order of that engine's new owner is
 /// accepted by the venue; at the end the ledger is checked against the venue's fills.
-pub fn bench_failover(trials: usize, etcd_bin: &Path, fault: Fault, keep: bool) -> Result<Value, Exit> {
+pub fn bench_failover(
+    trials: usize,
+    etcd_bin: &Path,
+    fault: Fault,
+    keep: bool,
+) -> Result<Value, Exit> {
     bench(trials, etcd_bin, fault, keep).map_err(|e| Exit(1, e))
 }
 

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 fn failover(fault: &str, trials: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_hft"))
-        .args(["bench", "failover", "--trials", trials, "--fault", fault, "--json"])
+        .args([
+            "bench", "failover", "--trials", trials, "--fault", fault, "--json",
+        ])
         .output()
         .expect("run hft");
     assert!(
@@ -21,7 +23,10 @@ fn failover(fault: &str, trials: &str) -> Value {
 }
 
 fn assert_books_agree(v: &Value) {
-    assert!(v["venue_fills"].as_u64().unwrap() > 0, "nothing traded: {v}");
+    assert!(
+        v["venue_fills"].as_u64().unwrap() > 0,
+        "nothing traded: {v}"
+    );
     assert_eq!(v["fills_lost"], 0, "{v}");
     assert_eq!(v["fills_duplicated"], 0, "{v}");
     assert_eq!(v["position_mismatches"], 0, "{v}");

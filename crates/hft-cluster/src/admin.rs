@@ -315,7 +315,12 @@ async fn orders(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
         .unwrap_or_default()
     {
         let Some(v) = e.view else { continue };
-        let open = v.live.open_orders.lock().map(|o| o.clone()).unwrap_or_default();
+        let open = v
+            .live
+            .open_orders
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default();
         for o in open {
             out.push(json!({
                 "strategy": name,
@@ -370,8 +375,7 @@ async fn switch_strategy(
     or_answer!(known_strategy(&st, &body.name));
     let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
     let key = format!("strategies/{}", body.name);
-    let before: Option<crate::cluster::StrategySwitch> =
-        coord.get_json(&key).await.ok().flatten();
+    let before: Option<crate::cluster::StrategySwitch> = coord.get_json(&key).await.ok().flatten();
     let now = crate::cluster::StrategySwitch {
         enabled: body.enabled,
     };
@@ -440,7 +444,11 @@ async fn drain(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) ->
     if let Err(e) = coord.set_draining(body.node, body.drain).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, e);
     }
-    let action = if body.drain { "node.drain" } else { "node.undrain" };
+    let action = if body.drain {
+        "node.drain"
+    } else {
+        "node.undrain"
+    };
     let after = json!({ "node": body.node, "drain": body.drain });
     audited(&st, &who, action, json!(null), after.clone()).await;
     HttpResponse::Ok().json(after)

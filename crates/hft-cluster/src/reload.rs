@@ -235,8 +235,12 @@ pub fn edit_params(
             format!("params.{k}: {name} ({kind}) has no parameter {k:?}; it has {known:?}")
         })?;
         let new = match (old, v) {
-            (toml::Value::String(_), serde_json::Value::String(x)) => toml::Value::String(x.clone()),
-            (toml::Value::String(_), serde_json::Value::Number(x)) => toml::Value::String(x.to_string()),
+            (toml::Value::String(_), serde_json::Value::String(x)) => {
+                toml::Value::String(x.clone())
+            }
+            (toml::Value::String(_), serde_json::Value::Number(x)) => {
+                toml::Value::String(x.to_string())
+            }
             (toml::Value::Integer(_), serde_json::Value::Number(x)) if x.is_i64() => {
                 toml::Value::Integer(x.as_i64().unwrap_or_default())
             }
@@ -330,20 +334,30 @@ mod hub_tests {
         assert_eq!(before["requote_ticks"], "2");
         let c = hft_config::load_str("t", &text, std::iter::empty()).unwrap();
         assert_eq!(c.to_toml_string(), {
-            let again = edit_params(&text, "mm-btc", &p(serde_json::json!({"requote_ticks": 3}))).unwrap();
-            hft_config::load_str("t", &again.0, std::iter::empty()).unwrap().to_toml_string()
+            let again =
+                edit_params(&text, "mm-btc", &p(serde_json::json!({"requote_ticks": 3}))).unwrap();
+            hft_config::load_str("t", &again.0, std::iter::empty())
+                .unwrap()
+                .to_toml_string()
         });
         assert!(text.contains("requote_ticks = 3"));
         for (body, says) in [
             (serde_json::json!({"no_such": 1}), "no parameter"),
-            (serde_json::json!({"requote_ticks": "x"}), "expected a value like"),
+            (
+                serde_json::json!({"requote_ticks": "x"}),
+                "expected a value like",
+            ),
             (serde_json::json!({"order_qty": "-1"}), "order_qty"),
             (serde_json::json!({}), "at least one"),
         ] {
             let e = edit_params(&base, "mm-btc", &p(body.clone())).unwrap_err();
             assert!(e.contains(says), "{body}: {e}");
         }
-        assert!(edit_params(&base, "nope", &p(serde_json::json!({"a": 1}))).unwrap_err().contains("no strategy"));
+        assert!(
+            edit_params(&base, "nope", &p(serde_json::json!({"a": 1})))
+                .unwrap_err()
+                .contains("no strategy")
+        );
     }
 
     fn reload(revision: u64, n: usize) -> Reload {
