@@ -383,6 +383,27 @@ enum ConfigCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// The admin API's effect on trading: one live session with the API in front of it
+    /// (tokens checked against a local etcd); phases alternate without and with a
+    /// steady authenticated request load, and the engine's per-second tick-to-order p99
+    /// is compared between them.
+    AdminLoad {
+        /// Phases (half of them loaded).
+        #[arg(long, default_value_t = 8)]
+        phases: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 5)]
+        phase_s: u64,
+        /// Requests per second while loaded.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// The etcd binary (Debian: etcd-server).
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Failover with real processes: a venue, a local etcd and three nodes; each trial
     /// kills -9 the node running an engine and times until the venue accepts an order
     /// from the engine's new owner; then checks the ledger against the venue's fills.
@@ -1510,6 +1531,16 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "recovery_fills": r.recovery_fills,
                 "recovery_ms": round(r.recovery_ms),
             });
+            print_bench(&v, json);
+        }
+        BenchCmd::AdminLoad {
+            phases,
+            phase_s,
+            rate,
+            etcd_bin,
+            json,
+        } => {
+            let v = venue_cmd::bench_admin_load(phases, phase_s, rate, &etcd_bin)?;
             print_bench(&v, json);
         }
         BenchCmd::Failover {

@@ -574,3 +574,188 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
         "samples": samples,
     }))
 }
+
+/// `hft bench admin-load`: one live session (the default configuration, its fills
+/// booked in a ledger) with the admin API in front of it, checking tokens against a
+/// local etcd. Phases alternate without and with a steady authenticated request load;
+/// the engine's tick-to-order p99 of each second is compared between them.
+pub fn bench_admin_load(
+    phases: usize,
+    phase_s: u64,
+    rate: u32,
+    etcd_bin: &Path,
+) -> Result<Value, Exit> {
+    admin_load(phases, phase_s, rate, etcd_bin).map_err(|e| Exit(1, e))
+}
+
+fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow::Result<Value> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = std::env::temp_dir().join(format!("hft-bench-admin-{}", std::process::id()));
+    let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
+        .map_err(|e| anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut coord = rt.block_on(hft_cluster::coord::Coord::connect(
+        &etcd.clients,
+        "bench",
+        Duration::from_secs(30),
+    ))?;
+    let (token, _) = rt.block_on(hft_cluster::auth::create_token(
+        &mut coord,
+        "bench",
+        hft_cluster::auth::Role::Viewer,
+        None,
+    ))?;
+    let config = hft_config::Config::default_embedded();
+    let parts = hft_cluster::node::build(&config, config.simulator.seed, 0);
+    let ledger =
+        hft_cluster::booking::SessionLedger::start(None, &parts.specs).map_err(|e| anyhow!(e))?;
+    let booking = hft_cluster::booking::Booking::new(
+        ledger.ledger.clone(),
+        &config.ledger.account,
+        hft_exec::SIM_VENUE,
+        parts.slots.iter().map(|s| s.name.clone()).collect(),
+        parts.specs.clone(),
+    );
+    let server = {
+        let _g = rt.enter();
+        hft_cluster::admin::serve(
+            "127.0.0.1:0".parse()?,
+            hft_cluster::admin::AdminState {
+                node: 1,
+                ledger: Some(ledger.ledger.clone()),
+                fenced: None,
+                auth: Some(Arc::new(hft_cluster::auth::Authenticator::new(
+                    coord.clone(),
+                    Duration::from_secs(5),
+                ))),
+                audit: Some(coord.clone()),
+                trading: None,
+            },
+            None,
+        )?
+    };
+    let url = format!("http://{}", server.addr);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    // Odd phases run under load. A second counts for its phase only when the phase was
+    // the same at its start and at its end.
+    let phase = Arc::new(AtomicU64::new(0));
+    let per_second: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let opts = hft_cluster::live::LiveOptions {
+        duration: None,
+        shutdown: shutdown.clone(),
+        ring_capacity: config.engine.ring_capacity,
+        timer_interval: Duration::from_millis(config.engine.timer_interval_ms),
+        status_interval: Duration::from_secs(1),
+        idle: hft_cluster::ring::IdleMode::Park,
+        seed: config.simulator.seed,
+        booking: Some(booking),
+        reload: None,
+    };
+    let session = {
+        let (phase, per_second) = (phase.clone(), per_second.clone());
+        let mut last = u64::MAX;
+        std::thread::spawn(move || {
+            hft_cluster::live::run(parts, opts, move |v, _| {
+                // The gateway's window of the last second: p99 tick-to-order, ns.
+                let p99 = v.gateway.latency_ns[1].load(Ordering::Relaxed);
+                let now = phase.load(Ordering::SeqCst);
+                if now == last
+                    && let Ok(mut s) = per_second.lock()
+                {
+                    s.push((now, p99));
+                }
+                last = now;
+            })
+        })
+    };
+    let requests = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (phase, shutdown, requests, failures) = (
+            phase.clone(),
+            shutdown.clone(),
+            requests.clone(),
+            failures.clone(),
+        );
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(5)))
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let paths = ["/v1/status", "/v1/ledger/positions", "/v1/ledger/status"];
+            let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+            let mut next = Instant::now();
+            let mut i = 0usize;
+            while !shutdown.load(Ordering::SeqCst) {
+                if phase.load(Ordering::SeqCst) % 2 == 1 {
+                    let r = agent
+                        .get(format!("{url}{}", paths[i % paths.len()]))
+                        .header("Authorization", &format!("Bearer {token}"))
+                        .call();
+                    i += 1;
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    if !r.is_ok_and(|r| r.status() == 200) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    next += every;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                } else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    next = Instant::now();
+                }
+            }
+        })
+    };
+    // Warm up (phase 0 is not counted), then alternate: off, on, off, on, ...
+    std::thread::sleep(Duration::from_secs(3));
+    for p in 1..=phases.max(2) as u64 {
+        // Phase p: loaded when even (p = 2, 4, ...), so the first counted phase is idle.
+        phase.store(if p % 2 == 0 { 2 * p + 1 } else { 2 * p }, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(phase_s.max(2)));
+    }
+    phase.store(0, Ordering::SeqCst);
+    shutdown.store(true, Ordering::SeqCst);
+    let report = session
+        .join()
+        .map_err(|_| anyhow!("the session panicked"))?
+        .map_err(|e| anyhow!(e))?;
+    let _ = load.join();
+    drop(server);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = per_second.lock().map_err(|_| anyhow!("poisoned"))?.clone();
+    let median = |on: bool| {
+        let mut v: Vec<u64> = s
+            .iter()
+            .filter(|r| r.0 > 0 && (r.0 % 2 == 1) == on && r.1 > 0)
+            .map(|r| r.1)
+            .collect();
+        v.sort_unstable();
+        (v.get(v.len() / 2).copied().unwrap_or(0), v.len())
+    };
+    let ((off, n_off), (on, n_on)) = (median(false), median(true));
+    let n = requests.load(Ordering::Relaxed);
+    let secs = (phases.max(2) / 2) as f64 * phase_s.max(2) as f64;
+    Ok(json!({
+        "bench": "admin-load",
+        "tick_to_order_p99_us_idle": off as f64 / 1e3,
+        "tick_to_order_p99_us_loaded": on as f64 / 1e3,
+        "p99_ratio": if off > 0 { (on as f64 / off as f64 * 1000.0).round() / 1000.0 } else { 0.0 },
+        "seconds_idle": n_off,
+        "seconds_loaded": n_on,
+        "requests": n,
+        "requests_per_s": (n as f64 / secs).round(),
+        "request_failures": failures.load(Ordering::Relaxed),
+        "fills_booked": report.ledger.as_ref().map_or(0, |l| l.booked),
+    }))
+}

@@ -243,7 +243,7 @@ async fn node_status(st: web::Data<AdminState>, req: HttpRequest) -> HttpRespons
             .as_ref()
             .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst)),
         "ledger": st.ledger.is_some(),
-        "engines": st.trading.as_ref().map(|t| engines_json(t)),
+        "engines": st.trading.as_ref().map(engines_json),
         "config": st.trading.as_ref().map(|t| {
             let r = t.reload.lock().map(|r| r.clone()).unwrap_or_default();
             json!({

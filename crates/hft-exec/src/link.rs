@@ -97,9 +97,12 @@ pub fn header(out: &mut [u8], kind: u8, payload: usize) {
     out[2] = kind;
 }
 
-/// Splits the first complete frame off `buf`: `(kind, payload, frame length)`, or
-/// `None` when more bytes are needed. A frame too short or too long is an error.
-pub fn split(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, WireError> {
+/// One frame found in a buffer: its type, its payload, and its whole length.
+pub type Frame<'a> = (u8, &'a [u8], usize);
+
+/// Splits the first complete frame off `buf`, or `None` when more bytes are needed. A
+/// frame too short or too long is an error.
+pub fn split(buf: &[u8]) -> Result<Option<Frame<'_>>, WireError> {
     if buf.len() < 2 {
         return Ok(None);
     }

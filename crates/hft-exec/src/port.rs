@@ -201,7 +201,7 @@ impl RemoteVenue {
         }
         if self.pending.is_empty() {
             match self.stream.write(bytes) {
-                Ok(n) if n == bytes.len() => return,
+                Ok(n) if n == bytes.len() => {}
                 Ok(n) => self.pending.extend_from_slice(&bytes[n..]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.pending.extend_from_slice(bytes)
