@@ -353,14 +353,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         }
         _ => None,
     };
-    rt.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-    });
+    rt.block_on(crate::until_signal());
     tracing::info!("stopping");
     // Engines stop first: they cancel their orders and book their last fills while the
     // ledger and the registration still stand.

@@ -596,6 +596,22 @@ fn bad_config(e: ConfigError) -> Exit {
     Exit(2, anyhow::anyhow!("{e}"))
 }
 
+/// Resolves on SIGINT or SIGTERM: how the long-running commands end.
+pub(crate) async fn until_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
 pub(crate) fn env_vars() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().map(|(k, v)| {
         (

@@ -59,14 +59,7 @@ pub fn venue(args: VenueArgs) -> Result<u8, Exit> {
         .enable_all()
         .build()
         .map_err(|e| Exit(1, e.into()))?;
-    rt.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-    });
+    rt.block_on(crate::until_signal());
     let c = server.counters.clone();
     server.stop();
     let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -187,6 +180,22 @@ impl History {
             .map(|(&(_, e), &ts)| (e, ts))
             .next()
     }
+}
+
+/// A runtime and a connection to the bench's local etcd (cluster "bench").
+fn bench_coord(
+    etcd: &hft_cluster::local_etcd::LocalEtcd,
+) -> anyhow::Result<(tokio::runtime::Runtime, hft_cluster::coord::Coord)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let coord = rt.block_on(hft_cluster::coord::Coord::connect(
+        &etcd.clients,
+        "bench",
+        Duration::from_secs(30),
+    ))?;
+    Ok((rt, coord))
 }
 
 struct Cluster {
@@ -404,14 +413,7 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
     for id in 1..=3 {
         cluster.start_node(id)?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut coord = rt.block_on(hft_cluster::coord::Coord::connect(
-        &etcd.clients,
-        "bench",
-        Duration::from_secs(30),
-    ))?;
+    let (rt, mut coord) = bench_coord(&etcd)?;
     let config = hft_config::Config::default_embedded();
     let names = hft_cluster::cluster::strategy_names(&config);
     let mut history = wait_for("the venue history", Duration::from_secs(10), || {
@@ -594,15 +596,7 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
     let dir = std::env::temp_dir().join(format!("hft-bench-admin-{}", std::process::id()));
     let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
         .map_err(|e| anyhow!("{e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let mut coord = rt.block_on(hft_cluster::coord::Coord::connect(
-        &etcd.clients,
-        "bench",
-        Duration::from_secs(30),
-    ))?;
+    let (rt, mut coord) = bench_coord(&etcd)?;
     let (token, _) = rt.block_on(hft_cluster::auth::create_token(
         &mut coord,
         "bench",
@@ -641,9 +635,14 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
     let url = format!("http://{}", server.addr);
     let shutdown = Arc::new(AtomicBool::new(false));
     // Odd phases run under load. A second counts for its phase only when the phase was
-    // the same at its start and at its end.
+    // the same when it was last read and now (so it lies wholly inside the phase).
     let phase = Arc::new(AtomicU64::new(0));
-    let per_second: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    // Tick-to-order of the counted seconds, pooled: [idle, loaded].
+    let pooled: Arc<Mutex<[hdrhistogram::Histogram<u64>; 2]>> = Arc::new(Mutex::new([
+        hft_telemetry::latency_histogram(),
+        hft_telemetry::latency_histogram(),
+    ]));
+    let counted = Arc::new(Mutex::new([0usize; 2]));
     let opts = hft_cluster::live::LiveOptions {
         duration: None,
         shutdown: shutdown.clone(),
@@ -656,19 +655,27 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
         reload: None,
     };
     let session = {
-        let (phase, per_second) = (phase.clone(), per_second.clone());
-        let mut last = u64::MAX;
+        let (phase, pooled, counted) = (phase.clone(), pooled.clone(), counted.clone());
+        let (mut last_phase, mut last_second, mut same_for) = (u64::MAX, 0, 0u32);
         std::thread::spawn(move || {
             hft_cluster::live::run(parts, opts, move |v, _| {
-                // The gateway's window of the last second: p99 tick-to-order, ns.
-                let p99 = v.gateway.latency_ns[1].load(Ordering::Relaxed);
                 let now = phase.load(Ordering::SeqCst);
-                if now == last
-                    && let Ok(mut s) = per_second.lock()
+                let second = v.gateway.seconds.load(Ordering::Acquire);
+                same_for = if now == last_phase { same_for + 1 } else { 0 };
+                // Two reads in the same phase: the gateway's last second began after
+                // the switch.
+                if same_for >= 2
+                    && now > 0
+                    && second != last_second
+                    && let (Ok(h), Ok(mut p), Ok(mut c)) =
+                        (v.gateway.last_second.lock(), pooled.lock(), counted.lock())
+                    && let Some(h) = h.as_ref()
                 {
-                    s.push((now, p99));
+                    let k = (now % 2) as usize;
+                    let _ = p[k].add(h);
+                    c[k] += 1;
                 }
-                last = now;
+                (last_phase, last_second) = (now, second);
             })
         })
     };
@@ -682,6 +689,9 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
             failures.clone(),
         );
         std::thread::spawn(move || {
+            // The clients stand in for operators on other machines: on this one they
+            // take only CPU time that trading leaves.
+            hft_cluster::ring::lower_priority();
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(5)))
                 .http_status_as_error(false)
@@ -733,26 +743,25 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
     drop(server);
     drop(etcd);
     let _ = std::fs::remove_dir_all(&dir);
-    let s = per_second.lock().map_err(|_| anyhow!("poisoned"))?.clone();
-    let median = |on: bool| {
-        let mut v: Vec<u64> = s
-            .iter()
-            .filter(|r| r.0 > 0 && (r.0 % 2 == 1) == on && r.1 > 0)
-            .map(|r| r.1)
-            .collect();
-        v.sort_unstable();
-        (v.get(v.len() / 2).copied().unwrap_or(0), v.len())
+    let p = pooled.lock().map_err(|_| anyhow!("poisoned"))?;
+    let c = *counted.lock().map_err(|_| anyhow!("poisoned"))?;
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+        (h.value_at_quantile(q) as f64 / 100.0).round() / 10.0
     };
-    let ((off, n_off), (on, n_on)) = (median(false), median(true));
+    let (off, on) = (us(&p[0], 0.99), us(&p[1], 0.99));
     let n = requests.load(Ordering::Relaxed);
     let secs = (phases.max(2) / 2) as f64 * phase_s.max(2) as f64;
     Ok(json!({
         "bench": "admin-load",
-        "tick_to_order_p99_us_idle": off as f64 / 1e3,
-        "tick_to_order_p99_us_loaded": on as f64 / 1e3,
-        "p99_ratio": if off > 0 { (on as f64 / off as f64 * 1000.0).round() / 1000.0 } else { 0.0 },
-        "seconds_idle": n_off,
-        "seconds_loaded": n_on,
+        "tick_to_order_p50_us_idle": us(&p[0], 0.5),
+        "tick_to_order_p50_us_loaded": us(&p[1], 0.5),
+        "tick_to_order_p99_us_idle": off,
+        "tick_to_order_p99_us_loaded": on,
+        "p99_ratio": if off > 0.0 { (on / off * 1000.0).round() / 1000.0 } else { 0.0 },
+        "orders_idle": p[0].len(),
+        "orders_loaded": p[1].len(),
+        "seconds_idle": c[0],
+        "seconds_loaded": c[1],
         "requests": n,
         "requests_per_s": (n as f64 / secs).round(),
         "request_failures": failures.load(Ordering::Relaxed),

@@ -52,19 +52,16 @@ fn hft(args: &[&str], token: &str) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// A call that must succeed.
 fn post(args: &[&str], token: &str) -> Value {
-    let out = Command::new(HFT)
-        .args(args)
-        .arg("--json")
-        .env("HFT_TOKEN", token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    hft(args, token).unwrap_or_else(|| {
+        let out = Command::new(HFT)
+            .args(args)
+            .env("HFT_TOKEN", token)
+            .output()
+            .unwrap();
+        panic!("hft {args:?}: {}", String::from_utf8_lossy(&out.stderr))
+    })
 }
 
 fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

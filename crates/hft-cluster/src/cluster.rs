@@ -249,7 +249,7 @@ async fn place(
         }
         // The placement leader also leads the ledger: it runs no engines, so a node
         // failure that moves engines does not also cost a ledger election.
-        if ledger_checked.elapsed() >= Duration::from_secs(1) {
+        if ledger_checked.elapsed() >= Duration::from_millis(250) {
             ledger_checked = Instant::now();
             if let Ok(st) = setup.ledger.status().await
                 && st.leader != 0
@@ -439,9 +439,21 @@ fn run_session(
         specs,
     )
     .with_epoch(epoch);
-    let (booked, known) = booking
-        .take_over(name, &replay)
-        .map_err(|e| format!("cannot take {name} over in the ledger: {e}"))?;
+    // The ledger may be electing (its leader may have died with the engine's node):
+    // retry briefly rather than give the assignment up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (booked, known) = loop {
+        match booking.take_over(name, &replay) {
+            Ok(r) => break r,
+            Err(e @ (hft_ledger::LedgerError::NoLeader | hft_ledger::LedgerError::Retry))
+                if Instant::now() < deadline && !stop.load(Ordering::SeqCst) =>
+            {
+                tracing::debug!(strategy = name, error = %e, "ledger busy; taking over again");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("cannot take {name} over in the ledger: {e}")),
+        }
+    };
     tracing::info!(
         strategy = name,
         epoch,

@@ -43,25 +43,26 @@ impl ClusterSecret {
         Ok(Self(Arc::new(bytes)))
     }
 
-    fn proof(&self, role: &[u8], nonce: &[u8; 16], peer_id: u64) -> [u8; 32] {
+    fn mac(&self, role: &[u8], nonce: &[u8; 16], peer_id: u64) -> Hmac<Sha256> {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(MAGIC);
         mac.update(role);
         mac.update(nonce);
         mac.update(&peer_id.to_le_bytes());
-        mac.finalize().into_bytes().into()
+        mac
+    }
+
+    fn proof(&self, role: &[u8], nonce: &[u8; 16], peer_id: u64) -> [u8; 32] {
+        self.mac(role, nonce, peer_id)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     fn check(&self, role: &[u8], nonce: &[u8; 16], peer_id: u64, proof: &[u8; 32]) -> bool {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(MAGIC);
-        mac.update(role);
-        mac.update(nonce);
-        mac.update(&peer_id.to_le_bytes());
         // Constant-time comparison.
-        mac.verify_slice(proof).is_ok()
+        self.mac(role, nonce, peer_id).verify_slice(proof).is_ok()
     }
 }
 

@@ -71,6 +71,10 @@ pub struct GatewayLive {
     pub md_resyncs: AtomicU64,
     /// Tick-to-order of the last second, ns: p50, p99, p99.9.
     pub latency_ns: [AtomicU64; 3],
+    /// Tick-to-order of the last whole second (all engines).
+    pub last_second: Mutex<Option<Histogram<u64>>>,
+    /// Seconds published into `last_second`.
+    pub seconds: AtomicU64,
     /// Set once the venue ended the session (fenced by a newer owner, or the link
     /// broke): the engines behind it must stop.
     pub venue_ended: AtomicBool,
@@ -503,6 +507,14 @@ impl<V: VenuePort> GatewayThread<V> {
                 next_status = now + 1_000_000_000;
                 for (slot, q) in self.live.latency_ns.iter().zip([0.5, 0.99, 0.999]) {
                     slot.store(window.value_at_quantile(q), Ordering::Relaxed);
+                }
+                // The whole second's distribution, for readers that pool seconds (a
+                // benchmark comparing phases); skipped if a reader holds it.
+                if let Ok(mut last) = self.live.last_second.try_lock() {
+                    let h = last.get_or_insert_with(|| window.clone());
+                    h.reset();
+                    let _ = h.add(&window);
+                    self.live.seconds.fetch_add(1, Ordering::Release);
                 }
                 window.reset();
             }
