@@ -603,7 +603,25 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
         hft_cluster::auth::Role::Viewer,
         None,
     ))?;
-    let config = hft_config::Config::default_embedded();
+    // The default market makers, plus a touch maker on each instrument: it requotes on
+    // every change of the touch, so the hot path sends enough orders for a p99.
+    let mut config = hft_config::Config::default_embedded();
+    let touch: Vec<_> = config
+        .strategies
+        .iter()
+        .filter_map(|s| match &s.kind {
+            hft_config::StrategyKind::MarketMaking(p) => Some(hft_config::StrategyConfig {
+                name: format!("touch-{}", s.name),
+                kind: hft_config::StrategyKind::Touch(hft_strategy::TouchParams {
+                    order_qty: p.order_qty,
+                    max_position: p.max_inventory,
+                }),
+                ..s.clone()
+            }),
+            _ => None,
+        })
+        .collect();
+    config.strategies.extend(touch);
     let parts = hft_cluster::node::build(&config, config.simulator.seed, 0);
     let ledger =
         hft_cluster::booking::SessionLedger::start(None, &parts.specs).map_err(|e| anyhow!(e))?;

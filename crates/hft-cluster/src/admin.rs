@@ -305,6 +305,25 @@ async fn assignments(st: web::Data<AdminState>, req: HttpRequest) -> HttpRespons
     }
 }
 
+async fn nodes(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
+    let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
+    match coord.nodes().await {
+        Ok(n) => HttpResponse::Ok().json(json!({ "nodes": n })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn config(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    let _who = require!(st, req, Role::Viewer);
+    let mut coord = or_answer!(st.audit.clone().ok_or_else(no_etcd));
+    match coord.config_get().await {
+        Ok(Some(v)) => HttpResponse::Ok().json(json!({ "revision": v.revision, "text": v.text })),
+        Ok(None) => HttpResponse::Ok().json(json!({ "revision": 0, "text": null })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
 async fn orders(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     let _who = require!(st, req, Role::Viewer);
     let mut out = Vec::new();
@@ -769,7 +788,19 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
 
 /// Every endpoint: method, path, the role it needs (a kill release needs admin), and
 /// what it does. The OpenAPI document is built from this table.
-pub const ROUTES: [(&str, &str, Role, &str); 17] = [
+pub const ROUTES: [(&str, &str, Role, &str); 19] = [
+    (
+        "get",
+        "/v1/nodes",
+        Role::Viewer,
+        "Registered nodes: id, admin, ledger and control addresses, since when.",
+    ),
+    (
+        "get",
+        "/v1/config",
+        Role::Viewer,
+        "The cluster configuration stored in etcd and its revision (change it with `hft config set`).",
+    ),
     (
         "get",
         "/v1/assignments",
@@ -968,6 +999,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/ledger/fence", web::post().to(fence))
         .route("/v1/kill", web::post().to(kill))
         .route("/v1/assignments", web::get().to(assignments))
+        .route("/v1/nodes", web::get().to(nodes))
+        .route("/v1/config", web::get().to(config))
         .route("/v1/orders", web::get().to(orders))
         .route("/v1/strategies", web::post().to(switch_strategy))
         .route("/v1/strategies/params", web::post().to(strategy_params))

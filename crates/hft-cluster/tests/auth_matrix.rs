@@ -113,7 +113,9 @@ fn every_role_on_every_endpoint() {
             .is_err()
     );
     let fill = r#"[{"venue":"sim","exec_id":1,"account":"main","strategy":"mm","instrument":"BTC-USD","price_scale":2,"qty_scale":3,"side":"buy","price":100,"qty":1,"fee":0,"liquidity":"maker","cl_ord_id":1,"ts":1}]"#;
-    let endpoints: [(&str, &str, &str, Role); 18] = [
+    let endpoints: [(&str, &str, &str, Role); 20] = [
+        ("GET", "/v1/nodes", "", Role::Viewer),
+        ("GET", "/v1/config", "", Role::Viewer),
         ("GET", "/v1/assignments", "", Role::Viewer),
         ("GET", "/v1/orders", "", Role::Viewer),
         (
