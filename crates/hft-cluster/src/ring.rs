@@ -157,6 +157,23 @@ pub fn ring<T>(capacity: usize, parker: &Arc<Parker>) -> (RingTx<T>, RingRx<T>) 
     )
 }
 
+/// Moves the calling thread (and the threads it starts later, which inherit it) to the
+/// idle scheduling class: control-plane work such as the admin API then never delays a
+/// hot-path thread that wakes up on a shared core. Such threads still run whenever a
+/// core is idle, which parked engines leave most of the time; engines that spin on
+/// every core would starve them (pin spinning engines to leave a core free).
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if r != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the admin API's scheduling priority");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,22 +251,5 @@ mod tests {
         let (mut tx, _rx) = ring::<u8>(2, &parker);
         assert!(tx.push(1).is_ok() && tx.push(2).is_ok());
         assert_eq!(tx.push(3), Err(3));
-    }
-}
-
-/// Moves the calling thread (and the threads it starts later, which inherit it) to the
-/// idle scheduling class: control-plane work such as the admin API then never delays a
-/// hot-path thread that wakes up on a shared core. Such threads still run whenever a
-/// core is idle, which parked engines leave most of the time; engines that spin on
-/// every core would starve them (pin spinning engines to leave a core free).
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
-        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if r != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the admin API's scheduling priority");
-        }
     }
 }
