@@ -73,6 +73,10 @@ pub struct NodeArgs {
     /// Control channel address (the placement leader's failure detector connects here).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
+    /// The control address other nodes should dial, when it is not --control (behind
+    /// NAT or a proxy).
+    #[arg(long)]
+    control_advertise: Option<SocketAddr>,
     /// File holding the cluster secret (at least 16 bytes) that nodes authenticate each
     /// other's control channels with; or set HFT_CLUSTER_SECRET.
     #[arg(long)]
@@ -238,9 +242,10 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             id: args.id,
             admin: args.admin.to_string(),
             ledger: Some(member.addr.to_string()),
-            control: trading
-                .as_ref()
-                .and_then(|(_, _, l)| l.local_addr().ok())
+            control: args
+                .control_advertise
+                .or_else(|| trading.as_ref().and_then(|(_, _, l)| l.local_addr().ok()))
+                .filter(|_| trading.is_some())
                 .map(|a| a.to_string()),
             since: hft_cluster::coord::now_ns(),
         };

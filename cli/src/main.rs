@@ -641,6 +641,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // The long-running servers write to peers' sockets: a peer that went away must
+    // be an error on that socket, never the end of the process.
+    #[cfg(unix)]
+    if matches!(cli.command, Command::Node(_) | Command::Venue(_)) {
+        // SAFETY: before the command starts any thread; resets one signal's disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(Exit(code, e)) => {

@@ -207,6 +207,10 @@ struct Cluster {
     admin_ports: Vec<u16>,
     secret: String,
     nodes: BTreeMap<u64, Child>,
+    /// Relays per node, when partitions are injected.
+    links: BTreeMap<u64, NodeLinks>,
+    /// Each member's own ledger address.
+    ledger: BTreeMap<u64, String>,
 }
 
 impl Cluster {
@@ -215,11 +219,30 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("node-{id}.log")))?;
-        let child = Command::new(&self.exe)
-            .arg("node")
-            .args(["--id", &id.to_string(), "--cluster", "bench"])
-            .args(["--etcd", &self.etcd.join(",")])
-            .args(["--ledger-peers", &self.peers])
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("node")
+            .args(["--id", &id.to_string(), "--cluster", "bench"]);
+        match self.links.get(&id) {
+            Some(l) => {
+                let peers: Vec<String> = self
+                    .ledger
+                    .iter()
+                    .map(|(&j, own)| match l.ledger_out.get(&j) {
+                        Some(relay) => format!("{j}={}", relay.addr),
+                        None => format!("{j}={own}"),
+                    })
+                    .collect();
+                cmd.args(["--etcd", &format!("http://{}", l.etcd.addr)])
+                    .args(["--ledger-peers", &peers.join(",")])
+                    .args(["--control", &format!("127.0.0.1:{}", l.control_port)])
+                    .args(["--control-advertise", &l.control.addr.to_string()]);
+            }
+            None => {
+                cmd.args(["--etcd", &self.etcd.join(",")])
+                    .args(["--ledger-peers", &self.peers]);
+            }
+        }
+        let child = cmd
             .arg("--ledger-dir")
             .arg(self.dir.join(format!("ledger-{id}")))
             .args([
@@ -270,6 +293,50 @@ impl Cluster {
         std::fs::read(self.dir.join(format!("node-{id}.log")))
             .map(|b| String::from_utf8_lossy(&b[from.min(b.len())..]).contains("node fenced"))
             .unwrap_or(false)
+    }
+
+    /// Builds the relays of every node: its etcd, its control channel, and one per
+    /// pair of ledger members, so that one node can be cut off alone.
+    fn relay_everything(&mut self) -> anyhow::Result<()> {
+        let etcd: SocketAddr = self.etcd[0]
+            .trim_start_matches("http://")
+            .parse()
+            .context("etcd client URL")?;
+        let ids: Vec<u64> = self.ledger.keys().copied().collect();
+        let ports = hft_cluster::local_etcd::free_ports(ids.len())?;
+        for (k, &i) in ids.iter().enumerate() {
+            let mut out = BTreeMap::new();
+            for &j in ids.iter().filter(|&&j| j != i) {
+                out.insert(j, Blackhole::start(self.ledger[&j].parse()?)?);
+            }
+            let control_port = ports[k];
+            self.links.insert(
+                i,
+                NodeLinks {
+                    etcd: Blackhole::start(etcd)?,
+                    ledger_out: out,
+                    control: Blackhole::start(format!("127.0.0.1:{control_port}").parse()?)?,
+                    control_port,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Cuts node `id` off from etcd, the ledger members and the control channel (or
+    /// heals it).
+    fn partition(&self, id: u64, cut: bool) {
+        for (&i, l) in &self.links {
+            if i == id {
+                l.etcd.set(cut);
+                l.control.set(cut);
+                for r in l.ledger_out.values() {
+                    r.set(cut);
+                }
+            } else if let Some(r) = l.ledger_out.get(&id) {
+                r.set(cut);
+            }
+        }
     }
 
     fn kill(&mut self, id: u64) {
@@ -350,6 +417,91 @@ pub fn bench_failover(
     bench(trials, etcd_bin, fault, keep).map_err(|e| Exit(1, e))
 }
 
+/// A TCP relay that can be cut: while cut it forwards nothing (data is dropped, the
+/// connections stay open and silent, as behind a firewall DROP rule); a connection
+/// that lost data is closed once the cut heals, as its stream is no longer whole.
+struct Blackhole {
+    addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Blackhole {
+    fn start(target: SocketAddr) -> anyhow::Result<Self> {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(a) = conn else { continue };
+                let Ok(b) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let _ = (a.set_nodelay(true), b.set_nodelay(true));
+                for (from, to) in [(&a, &b), (&b, &a)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    let cut = c.clone();
+                    std::thread::spawn(move || pump(&mut from, &mut to, &cut));
+                }
+            }
+        });
+        Ok(Self { addr, cut })
+    }
+
+    fn set(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn pump(
+    from: &mut std::net::TcpStream,
+    to: &mut std::net::TcpStream,
+    cut: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut buf = [0u8; 64 * 1024];
+    let mut lost = false;
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    loop {
+        if lost && !cut.load(Ordering::SeqCst) {
+            break;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if cut.load(Ordering::SeqCst) {
+                    lost = true;
+                } else if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// The relays a node's cluster traffic goes through (its etcd, ledger and control
+/// connections; never its venue session), so that the bench can cut it off.
+struct NodeLinks {
+    etcd: Blackhole,
+    /// Relay from this node to each other member's ledger address.
+    ledger_out: BTreeMap<u64, Blackhole>,
+    control: Blackhole,
+    control_port: u16,
+}
+
 /// How the bench takes an engine's node out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
@@ -358,6 +510,10 @@ pub enum Fault {
     /// SIGSTOP past its lease, then SIGCONT: the node comes back believing it owns its
     /// engines and must find itself fenced, with nothing it sends accepted.
     Pause,
+    /// Cut the node off from etcd, the other ledger members and the placement leader
+    /// (its traffic is dropped) but not from the venue, past its lease, then heal: the
+    /// node runs on and must fence itself, with nothing it sends accepted.
+    Partition,
 }
 
 fn bench(trials: usize, etcd_bin: &Path, fault: Fault, keep: bool) -> anyhow::Result<Value> {
@@ -409,7 +565,14 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
         admin_ports: ports[4..7].to_vec(),
         secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
         nodes: BTreeMap::new(),
+        links: BTreeMap::new(),
+        ledger: (1..=3u64)
+            .map(|i| (i, format!("127.0.0.1:{}", ports[i as usize])))
+            .collect(),
     };
+    if fault == Fault::Partition {
+        cluster.relay_everything()?;
+    }
     for id in 1..=3 {
         cluster.start_node(id)?;
     }
@@ -456,6 +619,7 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
         match fault {
             Fault::Kill => cluster.kill(victim),
             Fault::Pause => cluster.signal(victim, libc::SIGSTOP),
+            Fault::Partition => cluster.partition(victim, true),
         }
         let (new_epoch, accepted) = wait_for(
             &format!("trial {t}: {name} trading again after node {victim} was killed"),
@@ -468,11 +632,14 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
         let ms = accepted.saturating_sub(t0) as f64 / 1e6;
         let _ = hist.record((ms * 1000.0) as u64);
         samples.push(json!({"trial": t, "strategy": name, "node": victim, "epoch": new_epoch, "ms": (ms * 10.0).round() / 10.0}));
-        if fault == Fault::Pause {
-            // Past its 2 s lease, then let it run: it must fence itself, and nothing it
-            // sends may be accepted (the history counts stale accepts).
+        if fault != Fault::Kill {
+            // Past its 2 s lease, then let it run (or heal): it must fence itself, and
+            // nothing it sends may be accepted (the history counts stale accepts).
             std::thread::sleep(Duration::from_millis(3_000));
-            cluster.signal(victim, libc::SIGCONT);
+            match fault {
+                Fault::Pause => cluster.signal(victim, libc::SIGCONT),
+                _ => cluster.partition(victim, false),
+            }
             let fenced = wait_for(
                 &format!("trial {t}: node {victim} fencing itself after SIGCONT"),
                 Duration::from_secs(10),

@@ -53,3 +53,13 @@ fn a_node_paused_past_its_lease_comes_back_fenced_and_nothing_it_sends_is_accept
     assert_books_agree(&v);
     assert_eq!(v["fenced_on_resume"], 1, "{v}");
 }
+
+#[test]
+fn a_node_cut_off_from_the_cluster_but_not_the_venue_is_fenced_by_the_venue_and_by_itself() {
+    // Its etcd, ledger and control traffic is dropped while its venue session stays up:
+    // the venue refuses it as soon as the new owner logs on, and the node fences
+    // itself once its lease can no longer have been renewed.
+    let v = failover("partition", "1");
+    assert_books_agree(&v);
+    assert_eq!(v["fenced_on_resume"], 1, "{v}");
+}
