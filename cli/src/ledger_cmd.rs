@@ -353,8 +353,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                 reg.lease,
                 secret,
             ));
-            let status = std::sync::Arc::new(hft_cluster::cluster::AgentStatus::default());
-            Some(rt.spawn(keep_following(coord.clone(), setup, status)))
+            Some(rt.spawn(keep_following(coord.clone(), setup)))
         }
         _ => None,
     };
@@ -396,14 +395,10 @@ async fn keep_leading(
 }
 
 /// Follows this node's assignments, again after any etcd error, until stopped or fenced.
-async fn keep_following(
-    coord: hft_cluster::coord::Coord,
-    setup: hft_cluster::cluster::NodeSetup,
-    status: std::sync::Arc<hft_cluster::cluster::AgentStatus>,
-) {
+async fn keep_following(coord: hft_cluster::coord::Coord, setup: hft_cluster::cluster::NodeSetup) {
     use std::sync::atomic::Ordering;
     loop {
-        match hft_cluster::cluster::follow(coord.clone(), setup.clone(), status.clone()).await {
+        match hft_cluster::cluster::follow(coord.clone(), setup.clone()).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "assignments: etcd error; following again"),
         }

@@ -55,7 +55,7 @@ enum Command {
     Backtest(BacktestArgs),
     /// Run a cluster node: its ledger member (Raft over TCP with the other members), its
     /// admin API and, with --venue, the engines placement assigns to it.
-    Node(ledger_cmd::NodeArgs),
+    Node(Box<ledger_cmd::NodeArgs>),
     /// Run the simulated venue as a process the nodes of a cluster trade with (market
     /// data and order entry over TCP; refuses sessions and orders of a stale epoch).
     Venue(venue_cmd::VenueArgs),
@@ -708,7 +708,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Bench(b) => bench(b),
         Command::Data(d) => data(d),
         Command::Train(t) => train(&t),
-        Command::Node(n) => ledger_cmd::node(n),
+        Command::Node(n) => ledger_cmd::node(*n),
         Command::Venue(v) => venue_cmd::venue(v),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),

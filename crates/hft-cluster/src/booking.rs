@@ -28,6 +28,8 @@ use crate::ring::{Parker, RingRx};
 pub const ORDER_ID_BLOCK: u64 = 1 << 32;
 /// Fills per proposal at most.
 const MAX_BATCH: usize = 4096;
+/// How long a stopping booking thread waits for the ledger to confirm its last fills.
+const STOP_FLUSH: Duration = Duration::from_secs(10);
 
 /// Counters of the booking thread.
 #[derive(Debug, Default)]
@@ -209,6 +211,7 @@ impl Booking {
                 parker.bind_current();
                 type Inflight = (Vec<Command>, oneshot::Receiver<Result<Outcome, LedgerError>>);
                 let mut inflight: VecDeque<Inflight> = VecDeque::new();
+                let mut stopping: Option<std::time::Instant> = None;
                 loop {
                     let mut cmds = Vec::new();
                     while cmds.len() < MAX_BATCH {
@@ -250,8 +253,19 @@ impl Booking {
                         let rx = self.ledger.propose(cmds.clone());
                         inflight.push_back((cmds, rx));
                     }
-                    if stop.load(Ordering::SeqCst) && rx.is_empty() && inflight.is_empty() {
-                        break;
+                    if stop.load(Ordering::SeqCst) {
+                        if rx.is_empty() && inflight.is_empty() {
+                            break;
+                        }
+                        // A ledger without quorum must not hold the stop forever: what
+                        // is not booked stays in the venue's record and is booked by the
+                        // next owner's takeover.
+                        let since = *stopping.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() > STOP_FLUSH {
+                            let left: usize = inflight.iter().map(|(c, _)| c.len()).sum();
+                            tracing::error!(fills = left, "the ledger did not confirm these fills before the stop; the next takeover books them from the venue");
+                            break;
+                        }
                     }
                     if rx.is_empty() {
                         parker.park(Duration::from_millis(1), || !rx.is_empty());

@@ -21,7 +21,7 @@ use hft_ledger::Ledger;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -290,27 +290,15 @@ struct Session {
     thread: JoinHandle<Result<(), String>>,
 }
 
-/// What the node's engine sessions are doing (for status and tests).
-#[derive(Debug, Default)]
-pub struct AgentStatus {
-    /// Sessions started.
-    pub started: AtomicU64,
-    /// Sessions ended.
-    pub ended: AtomicU64,
-}
-
 /// Follows this node's assignments and runs their engine sessions until `stop` is set
 /// or the node is fenced; then stops every session (they cancel their orders and book
 /// their last fills) before returning.
-pub async fn follow(
-    mut coord: Coord,
-    setup: NodeSetup,
-    status: Arc<AgentStatus>,
-) -> Result<(), CoordError> {
+pub async fn follow(mut coord: Coord, setup: NodeSetup) -> Result<(), CoordError> {
     let names = strategy_names(&setup.config);
     let mut sessions: HashMap<String, Session> = HashMap::new();
-    let mut retry_at: HashMap<String, Instant> = HashMap::new();
+    let mut retry_at: HashMap<(String, u64), Instant> = HashMap::new();
     let mut watch: Option<etcd_client::WatchStream> = None;
+    let mut failures = 0u32;
     let result = loop {
         if setup.stop.load(Ordering::SeqCst) {
             break Ok(());
@@ -319,9 +307,21 @@ pub async fn follow(
             tracing::error!(node = setup.id, "fenced: every engine stops");
             break Ok(());
         }
+        // etcd trouble leaves running engines alone: they trade on under the current
+        // assignment until the lease watchdog fences the node.
         let (assigned, rev) = match coord.assignments().await {
-            Ok(a) => a,
-            Err(e) => break Err(e),
+            Ok(a) => {
+                failures = 0;
+                a
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = Duration::from_millis(50 << failures.min(5));
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot read the assignments");
+                watch = None;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
         };
         let mine: BTreeMap<String, u64> = assigned
             .iter()
@@ -330,26 +330,33 @@ pub async fn follow(
             .collect();
         // Stop what is no longer ours (or ours under an older epoch), and reap ended
         // sessions.
-        let ids: Vec<String> = sessions.keys().cloned().collect();
-        for s in ids {
-            let keep = mine.get(&s) == sessions.get(&s).map(|x| &x.epoch)
-                && !sessions[&s].thread.is_finished();
-            if !keep && let Some(sess) = sessions.remove(&s) {
-                sess.stop.store(true, Ordering::SeqCst);
-                let r = tokio::task::spawn_blocking(move || sess.thread.join()).await;
-                status.ended.fetch_add(1, Ordering::Relaxed);
-                match r {
-                    Ok(Ok(Err(e))) => {
-                        tracing::warn!(strategy = %s, error = %e, "engine session ended");
-                        retry_at.insert(s, Instant::now() + Duration::from_millis(200));
-                    }
-                    Ok(Ok(Ok(()))) => tracing::info!(strategy = %s, "engine session ended"),
-                    _ => tracing::error!(strategy = %s, "engine session panicked"),
-                }
-            }
+        // Every session to stop is told at once; they stop in parallel.
+        let done: Vec<String> = sessions
+            .iter()
+            .filter(|(s, x)| mine.get(*s) != Some(&x.epoch) || x.thread.is_finished())
+            .map(|(s, _)| s.clone())
+            .collect();
+        let ending: Vec<(String, Session)> = done
+            .into_iter()
+            .filter_map(|s| sessions.remove(&s).map(|x| (s, x)))
+            .collect();
+        for (_, sess) in &ending {
+            sess.stop.store(true, Ordering::SeqCst);
         }
+        for (s, sess) in ending {
+            let epoch = sess.epoch;
+            let r = tokio::task::spawn_blocking(move || sess.thread.join()).await;
+            match r {
+                Ok(Ok(Err(e))) => tracing::warn!(strategy = %s, error = %e, "engine session ended"),
+                Ok(Ok(Ok(()))) => tracing::info!(strategy = %s, "engine session ended"),
+                _ => tracing::error!(strategy = %s, "engine session panicked"),
+            }
+            // The same assignment is tried again only after a pause; a new epoch at once.
+            retry_at.insert((s, epoch), Instant::now() + Duration::from_millis(200));
+        }
+        retry_at.retain(|_, t| *t > Instant::now());
         for (s, &epoch) in &mine {
-            if sessions.contains_key(s) || retry_at.get(s).is_some_and(|t| *t > Instant::now()) {
+            if sessions.contains_key(s) || retry_at.contains_key(&(s.clone(), epoch)) {
                 continue;
             }
             let Some(index) = names.iter().position(|n| n == s) else {
@@ -366,7 +373,6 @@ pub async fn follow(
                         why: format!("cannot start the engine session thread: {e}"),
                     })?
             };
-            status.started.fetch_add(1, Ordering::Relaxed);
             tracing::info!(strategy = %s, epoch, "engine session starting");
             sessions.insert(
                 s.clone(),
@@ -398,10 +404,11 @@ pub async fn follow(
             }
         }
     };
-    for (_, s) in sessions.drain() {
+    for s in sessions.values() {
         s.stop.store(true, Ordering::SeqCst);
+    }
+    for (_, s) in sessions.drain() {
         let _ = tokio::task::spawn_blocking(move || s.thread.join()).await;
-        status.ended.fetch_add(1, Ordering::Relaxed);
     }
     result
 }
@@ -525,8 +532,10 @@ fn run_session(
     };
     let registry = setup.engines.clone();
     registry.set(name, Some(RunningEngine { epoch, view: None }));
+    let mut published = false;
     let r = live::run_with(venue, vec![slot], kill, opts, |v, _| {
-        if let Some(e) = v.engines.first() {
+        // Once: the view's counters are shared, later calls need not lock anything.
+        if !published && let Some(e) = v.engines.first() {
             registry.set(
                 name,
                 Some(RunningEngine {
@@ -534,6 +543,7 @@ fn run_session(
                     view: Some(e.clone()),
                 }),
             );
+            published = true;
         }
     });
     registry.set(name, None);

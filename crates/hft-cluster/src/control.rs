@@ -3,7 +3,9 @@
 //! Every node listens on a control address (advertised in its etcd registration). The
 //! leader connects to each node; both sides prove they hold the cluster secret with a
 //! mutual HMAC-SHA256 challenge-response, then the node sends a heartbeat every
-//! [`HEARTBEAT`]. A connection that closes (a killed process's sockets close at once) or
+//! [`HEARTBEAT`] on that connection (the heartbeats themselves carry no MAC: the
+//! handshake authenticates the peer, not each later byte; TLS would be needed against
+//! an attacker on the path). A connection that closes (a killed process's sockets close at once) or
 //! stays silent for [`SILENCE`] (a paused or partitioned node) marks the node down.
 //!
 //! The detector may be wrong (a slow node looks dead): that costs a needless failover,

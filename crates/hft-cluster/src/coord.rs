@@ -229,7 +229,8 @@ impl Coord {
             .collect()
     }
 
-    /// Every JSON value under `prefix` with the rest of its key after the prefix.
+    /// Every JSON value under `prefix` with the rest of its key after the prefix; a
+    /// value that does not parse is logged with its key and skipped.
     pub async fn list_json_keyed<T: serde::de::DeserializeOwned>(
         &mut self,
         prefix: &str,
@@ -239,17 +240,17 @@ impl Coord {
             .client
             .get(full.clone(), Some(GetOptions::new().with_prefix()))
             .await?;
-        r.kvs()
-            .iter()
-            .map(|kv| {
-                let key = kv.key_str().unwrap_or("?").to_owned();
-                let v = serde_json::from_slice(kv.value()).map_err(|e| CoordError::Malformed {
-                    key: key.clone(),
-                    why: e.to_string(),
-                })?;
-                Ok((key.strip_prefix(&full).unwrap_or(&key).to_owned(), v))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in r.kvs() {
+            let key = kv.key_str().unwrap_or("?").to_owned();
+            match serde_json::from_slice(kv.value()) {
+                Ok(v) => out.push((key.strip_prefix(&full).unwrap_or(&key).to_owned(), v)),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "etcd value ignored: not what hft writes there")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the key at `rest`; whether it existed.

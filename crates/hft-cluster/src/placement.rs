@@ -114,7 +114,8 @@ pub fn eligible(alive: &BTreeSet<u64>, draining: &BTreeSet<u64>, leader: u64) ->
 }
 
 impl Coord {
-    /// Every engine assignment with its epoch, and the revision read at.
+    /// Every engine assignment with its epoch, and the revision read at (values that
+    /// are not assignments are logged with their key and skipped).
     pub async fn assignments(&mut self) -> Result<(Vec<Assigned>, i64), CoordError> {
         let prefix = self.key("assign/engine/");
         let r = self
@@ -127,7 +128,12 @@ impl Coord {
         let rev = r.header().map(|h| h.revision()).unwrap_or(0);
         let mut out = Vec::new();
         for kv in r.kvs() {
-            out.push(decode_assignment(kv)?);
+            // A value hft did not write is named and left out: one bad key must not
+            // stop placement or the engines of every other strategy.
+            match decode_assignment(kv) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!(error = %e, "assignment ignored"),
+            }
         }
         Ok((out, rev))
     }

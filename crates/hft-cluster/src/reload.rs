@@ -291,10 +291,20 @@ fn part(r: &Reload, strategy: usize) -> Reload {
 
 impl ReloadHub {
     /// Sends `r` to every session (its strategy's part) and keeps it for later ones.
-    pub fn publish(&self, r: Reload) {
+    /// What is kept is cumulative: a strategy whose parameters changed in an earlier
+    /// revision keeps that factory, so a session started later (a failover) runs the
+    /// parameters the node has accepted, not the ones it started with.
+    pub fn publish(&self, mut r: Reload) {
         let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
         st.subscribers
             .retain(|(strategy, tx)| tx.send(part(&r, *strategy)).is_ok());
+        if let Some(old) = st.latest.take() {
+            for (new, old) in r.engines.iter_mut().zip(old.engines) {
+                if new.factory.is_none() {
+                    new.factory = old.factory;
+                }
+            }
+        }
         st.latest = Some(r);
     }
 
@@ -390,5 +400,22 @@ mod hub_tests {
         hub.publish(reload(8, 2));
         assert_eq!(late.try_recv().unwrap().revision, 8);
         assert_eq!(hub.0.lock().unwrap().subscribers.len(), 1);
+        // New parameters at r9, only limits at r10: a session started after r10 still
+        // gets r9's strategy.
+        let mut r9 = reload(9, 2);
+        r9.engines[1].factory = Some(crate::node::strategy_factory(
+            &Config::default_embedded().strategies[1].kind,
+            hft_core::InstrumentId(1),
+        ));
+        hub.publish(r9);
+        hub.publish(reload(10, 2));
+        let r = hub.subscribe(1).try_recv().unwrap();
+        assert_eq!(r.revision, 10);
+        assert!(r.engines[0].factory.is_some(), "r9's parameters were lost");
+        assert!(
+            hub.subscribe(0).try_recv().unwrap().engines[0]
+                .factory
+                .is_none()
+        );
     }
 }

@@ -24,7 +24,8 @@ pub mod kind {
     pub const SNAPSHOT: u8 = b'S';
     /// Venue: logon accepted; replayed fills follow, then `REPLAY_END`.
     pub const LOGON_ACK: u8 = b'A';
-    /// Venue: logon refused (stale epoch or bad request); text follows; the venue closes.
+    /// Venue: the logon or the session is refused (a stale epoch, a malformed frame);
+    /// the reason follows as text; the venue closes the session.
     pub const LOGON_REJECT: u8 = b'J';
     /// Venue: a market data event.
     pub const MARKET: u8 = b'M';

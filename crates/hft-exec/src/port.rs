@@ -195,6 +195,13 @@ impl RemoteVenue {
         }
     }
 
+    /// The link is unusable: close it now, so that the venue cancels the session's
+    /// orders at once (cancel on disconnect) rather than when the session is dropped.
+    fn fail(&mut self) {
+        self.broken = true;
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     fn send(&mut self, bytes: &[u8]) {
         if self.broken {
             return;
@@ -206,7 +213,7 @@ impl RemoteVenue {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.pending.extend_from_slice(bytes)
                 }
-                Err(_) => self.broken = true,
+                Err(_) => self.fail(),
             }
         } else {
             self.pending.extend_from_slice(bytes);
@@ -222,7 +229,7 @@ impl RemoteVenue {
                 self.pending.drain(..n);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => self.broken = true,
+            Err(_) => self.fail(),
         }
     }
 
@@ -243,7 +250,7 @@ impl RemoteVenue {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "malformed market event from the venue");
-                    self.broken = true;
+                    self.fail();
                     return false;
                 }
             },
@@ -251,7 +258,7 @@ impl RemoteVenue {
                 Ok(r) => out.report(&r),
                 Err(e) => {
                     tracing::error!(error = %e, "malformed report from the venue");
-                    self.broken = true;
+                    self.fail();
                     return false;
                 }
             },
@@ -262,7 +269,7 @@ impl RemoteVenue {
             kind::LOGOUT_ACK => self.logged_out = true,
             _ => {
                 tracing::error!(frame = k, "unexpected frame from the venue");
-                self.broken = true;
+                self.fail();
                 return false;
             }
         }
@@ -302,14 +309,14 @@ impl VenuePort for RemoteVenue {
         let have = self.have;
         match self.stream.read(&mut self.buf[have..]) {
             Ok(0) => {
-                self.broken = true;
+                self.fail();
                 return false;
             }
             Ok(n) => self.have += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return false,
             Err(_) => {
-                self.broken = true;
+                self.fail();
                 return false;
             }
         }
@@ -321,7 +328,8 @@ impl VenuePort for RemoteVenue {
                     let mut p = [0u8; link::REPORT_LEN];
                     let len = n - 3;
                     if len > p.len() {
-                        self.broken = true;
+                        // A refusal's text, or garbage: either way the session is over.
+                        self.fail();
                         break;
                     }
                     p[..len].copy_from_slice(&self.buf[at + 3..at + n]);
@@ -333,7 +341,7 @@ impl VenuePort for RemoteVenue {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "malformed frame from the venue");
-                    self.broken = true;
+                    self.fail();
                     break;
                 }
             }

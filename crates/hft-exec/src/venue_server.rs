@@ -176,6 +176,11 @@ struct Conn {
     out: Vec<u8>,
     logon: Option<Logon>,
     outbox: Arc<Outbox>,
+    /// Fills of its strategy when it logged on (everything before was replayed to it).
+    logon_fills: usize,
+    /// Whether it has sent an order: it then finished its takeover, so it booked the
+    /// fills replayed to it.
+    traded: bool,
 }
 
 /// Bytes handed from the venue thread to a session's writer thread, which does the
@@ -225,6 +230,8 @@ impl Outbox {
                 }
                 std::mem::swap(&mut chunk, &mut st.bytes);
             }
+            // A peer that stops reading (paused, cut off) ends the writer instead of
+            // pinning it; the session is then dropped.
             if let Err(e) = stream.write_all(&chunk) {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.failed = Some(e.to_string());
@@ -256,7 +263,7 @@ struct Recovery {
 /// A generation is closed after this long.
 const RECOVERY_PERIOD: Duration = Duration::from_secs(2);
 /// Events kept per generation at most (beyond, the generation is dropped).
-const RECOVERY_MAX: usize = 1 << 19;
+const RECOVERY_MAX: usize = 1 << 16;
 
 impl Recovery {
     fn record(&mut self, e: &MarketEvent) {
@@ -299,8 +306,11 @@ struct Core {
     max_epoch: HashMap<u16, u64>,
     /// Open orders per strategy: what a takeover or a disconnect cancels.
     open: HashMap<u16, BTreeSet<(u32, u64)>>,
-    /// Every fill per strategy, replayed to each new session for reconciliation.
+    /// Every fill per strategy, replayed to a new session for reconciliation.
     fills: HashMap<u16, Vec<OrderReport>>,
+    /// Per strategy, the fills every later session needs replayed start here: the
+    /// newest session that traded had booked everything before.
+    replay_from: HashMap<u16, usize>,
     history: Option<Box<dyn Write + Send>>,
     history_dirty: bool,
     counters: Arc<VenueCounters>,
@@ -439,6 +449,7 @@ impl Core {
             max_epoch: HashMap::new(),
             open: HashMap::new(),
             fills: HashMap::new(),
+            replay_from: HashMap::new(),
             history,
             history_dirty: false,
             counters,
@@ -524,6 +535,10 @@ impl Core {
         if let Some(h) = self.history.as_mut() {
             let _ = h.flush();
         }
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, "the venue stops");
+        }
     }
 
     /// Hands what each session is owed to its writer; drops sessions too far behind.
@@ -553,6 +568,7 @@ impl Core {
                 let Ok(writer) = stream.try_clone() else {
                     return;
                 };
+                let _ = writer.set_write_timeout(Some(Duration::from_secs(5)));
                 let outbox = Arc::new(Outbox::default());
                 let o = outbox.clone();
                 let spawned = std::thread::Builder::new()
@@ -566,6 +582,8 @@ impl Core {
                             out: Vec::new(),
                             logon: None,
                             outbox,
+                            logon_fills: 0,
+                            traded: false,
                         },
                     );
                 }
@@ -713,9 +731,12 @@ impl Core {
         self.counters.logons.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
         link::push_frame(&mut out, kind::LOGON_ACK, &l.epoch.to_le_bytes());
-        for r in self.fills.get(&l.strategy).into_iter().flatten() {
+        let all = self.fills.get(&l.strategy).map_or(&[][..], |f| &f[..]);
+        let from = self.replay_from.get(&l.strategy).copied().unwrap_or(0);
+        for r in &all[from.min(all.len())..] {
             push_report(&mut out, kind::REPLAY, r);
         }
+        let logon_fills = all.len();
         link::push_frame(&mut out, kind::REPLAY_END, &[]);
         let mut frame = [0u8; 3 + link::MARKET_LEN];
         link::header(&mut frame, kind::MARKET, link::MARKET_LEN);
@@ -730,6 +751,7 @@ impl Core {
         }
         if let Some(c) = self.conns.get_mut(&id) {
             c.logon = Some(l);
+            c.logon_fills = logon_fills;
             c.out.extend_from_slice(&out);
         }
         let now = self.now();
@@ -772,7 +794,195 @@ impl Core {
             }
             return;
         }
+        if let Some(c) = self.conns.get_mut(&id)
+            && !c.traded
+        {
+            c.traded = true;
+            let from = self.replay_from.entry(l.strategy).or_default();
+            *from = (*from).max(c.logon_fills);
+        }
         let (mut out, venue) = self.out(None, cmd.epoch, true);
         venue.submit(cmd, now, &mut out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::{RemoteVenue, SessionError, VenuePort};
+    use hft_core::{InstrumentSpec, Price, Qty, Side, StrategyId, TimeInForce};
+    use hft_feed::SimParams;
+
+    /// Collects what a session receives.
+    #[derive(Default)]
+    struct Rec {
+        reports: Vec<OrderReport>,
+        md: usize,
+    }
+
+    impl VenueOutput for Rec {
+        fn market(&mut self, _: &MarketEvent) {
+            self.md += 1;
+        }
+        fn report(&mut self, r: &OrderReport) {
+            self.reports.push(*r);
+        }
+    }
+
+    fn server() -> VenueServer {
+        let spec = InstrumentSpec::new(InstrumentId(0), "T", 2, 0, Price(10), Qty(1));
+        let venue = SimVenue::new(3, 0, &[(spec, SimParams::typical(Price(100_000)))], 10);
+        VenueServer::start(venue, TcpListener::bind("127.0.0.1:0").unwrap(), None).unwrap()
+    }
+
+    fn logon(
+        srv: &VenueServer,
+        strategy: u16,
+        epoch: u64,
+        node: u64,
+    ) -> Result<(RemoteVenue, Vec<OrderReport>), SessionError> {
+        RemoteVenue::logon(
+            srv.addr,
+            Logon {
+                strategy,
+                epoch,
+                node,
+            },
+            Duration::from_secs(5),
+        )
+    }
+
+    /// A buy far below the market (rests), or a marketable one (fills).
+    fn order(strategy: u16, seq: u64, epoch: u64, price: i64) -> OrderCommand {
+        OrderCommand {
+            ts: 0,
+            tick_ts: 0,
+            instrument: InstrumentId(0),
+            cl_ord_id: ClientOrderId::new(StrategyId(strategy), seq),
+            epoch,
+            kind: OrderKind::New {
+                side: Side::Buy,
+                price: Price(price),
+                qty: Qty(1),
+                tif: TimeInForce::Gtc,
+                post_only: false,
+            },
+        }
+    }
+
+    fn send(s: &mut RemoteVenue, cmd: &OrderCommand, out: &mut Rec) {
+        let mut wire = [0u8; crate::wire::ORDER_WIRE_LEN];
+        let n = crate::wire::encode_order(cmd, &mut wire);
+        s.submit(cmd, &wire[..n], 0, out);
+    }
+
+    /// Polls until `f` holds (or 5 s pass).
+    fn until(s: &mut RemoteVenue, out: &mut Rec, f: impl Fn(&RemoteVenue, &Rec) -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            s.poll(0, out);
+            if f(s, out) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    #[test]
+    fn a_newer_epoch_fences_the_older_session_and_cancels_its_orders() {
+        let srv = server();
+        let (mut a, replay) = logon(&srv, 1, 5, 1).unwrap();
+        assert!(replay.is_empty());
+        let mut out = Rec::default();
+        // A resting order and a marketable one (it fills against the seeded book).
+        send(&mut a, &order(1, 1, 5, 1_000), &mut out);
+        send(&mut a, &order(1, 2, 5, 1_000_000), &mut out);
+        assert!(until(&mut a, &mut out, |_, o| o
+            .reports
+            .iter()
+            .any(|r| matches!(r.kind, OrderReportKind::Fill(_)))));
+        assert!(out.md > 0, "no market data on the session");
+        // An older epoch is refused outright; the same epoch from another node too.
+        assert!(matches!(
+            logon(&srv, 1, 4, 2),
+            Err(SessionError::Refused(_))
+        ));
+        assert!(matches!(
+            logon(&srv, 1, 5, 2),
+            Err(SessionError::Refused(_))
+        ));
+        // A newer epoch takes over: it is told every fill the strategy had, and the
+        // old session is fenced.
+        let (mut b, replay) = logon(&srv, 1, 7, 2).unwrap();
+        let fills = out
+            .reports
+            .iter()
+            .filter(|r| matches!(r.kind, OrderReportKind::Fill(_)))
+            .count();
+        assert!(
+            fills > 0 && replay.len() >= fills,
+            "replayed {} of {fills}",
+            replay.len()
+        );
+        assert!(until(&mut a, &mut out, |s, _| s.ended()));
+        // What the fenced session sends now is refused locally, never accepted.
+        let before = srv.counters.accepted.load(Ordering::SeqCst);
+        let mut late = Rec::default();
+        send(&mut a, &order(1, 3, 5, 1_000), &mut late);
+        assert!(matches!(
+            late.reports[0].kind,
+            OrderReportKind::Rejected(RejectReason::Fenced)
+        ));
+        // The new owner trades; the old resting order is gone from the book (the new
+        // owner's cancel of it is unknown to the venue).
+        let mut outb = Rec::default();
+        send(&mut b, &order(1, 10, 7, 1_000), &mut outb);
+        let cancel = OrderCommand {
+            kind: OrderKind::Cancel,
+            ..order(1, 1, 7, 0)
+        };
+        send(&mut b, &cancel, &mut outb);
+        assert!(until(&mut b, &mut outb, |_, o| o.reports.len() >= 2));
+        assert_eq!(outb.reports[0].kind, OrderReportKind::Accepted);
+        assert_eq!(
+            outb.reports[1].kind,
+            OrderReportKind::CancelRejected(RejectReason::UnknownOrder)
+        );
+        assert_eq!(srv.counters.accepted.load(Ordering::SeqCst), before + 1);
+        assert!(srv.counters.logon_rejects.load(Ordering::SeqCst) >= 2);
+        // Having traded, b booked the replay: a later owner is replayed only fills
+        // after b's logon.
+        drop(b);
+        std::thread::sleep(Duration::from_millis(50));
+        let (_c, replay) = logon(&srv, 1, 9, 3).unwrap();
+        assert!(replay.len() < fills, "replayed {} again", replay.len());
+        srv.stop();
+    }
+
+    #[test]
+    fn a_session_that_disconnects_has_its_orders_cancelled() {
+        let srv = server();
+        let (mut a, _) = logon(&srv, 2, 3, 1).unwrap();
+        let mut out = Rec::default();
+        send(&mut a, &order(2, 1, 3, 1_000), &mut out);
+        assert!(until(&mut a, &mut out, |_, o| !o.reports.is_empty()));
+        drop(a);
+        // The same node may log on again with the same epoch (a restarted session);
+        // the order it left is gone.
+        std::thread::sleep(Duration::from_millis(50));
+        let (mut a2, _) = logon(&srv, 2, 3, 1).unwrap();
+        let mut out2 = Rec::default();
+        let cancel = OrderCommand {
+            kind: OrderKind::Cancel,
+            ..order(2, 1, 3, 0)
+        };
+        send(&mut a2, &cancel, &mut out2);
+        assert!(until(&mut a2, &mut out2, |_, o| !o.reports.is_empty()));
+        assert_eq!(
+            out2.reports[0].kind,
+            OrderReportKind::CancelRejected(RejectReason::UnknownOrder)
+        );
+        srv.stop();
     }
 }

@@ -220,7 +220,9 @@ impl EngineThread {
             self.slot.engine.set_trading_state(TradingState::Halted);
             self.warming = true;
         } else if !replayed {
-            if state == TradingState::Halted {
+            // Only the halt the warm-up set is lifted: a strategy halted meanwhile (by
+            // the supervisor or an operator) stays halted.
+            if state == TradingState::Halted && self.slot.halted.is_none() {
                 self.slot.engine.set_trading_state(TradingState::Active);
             }
             self.warming = false;
