@@ -427,6 +427,7 @@ fn run_session(
         strategy: index as u16,
         epoch,
         node: setup.id,
+        tag: hft_exec::link::strategy_tag(name),
     };
     let (venue, replay) = RemoteVenue::logon(setup.venue, logon, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;

@@ -46,7 +46,7 @@ pub const MARKET_LEN: usize = 56;
 /// Encoded size of a report payload.
 pub const REPORT_LEN: usize = 64;
 /// Encoded size of a logon payload.
-pub const LOGON_LEN: usize = 20;
+pub const LOGON_LEN: usize = 28;
 /// Largest frame (header included) either side sends.
 pub const MAX_FRAME: usize = 3 + 1024;
 
@@ -59,6 +59,17 @@ pub struct Logon {
     pub epoch: u64,
     /// Node id of the sender (for the venue's history).
     pub node: u64,
+    /// [`strategy_tag`] of the strategy's name: strategy ids are positions in the
+    /// cluster configuration, and a node started from a different configuration must
+    /// not trade another strategy under the same id.
+    pub tag: u64,
+}
+
+/// A stable 64-bit tag of a strategy name (FNV-1a).
+pub fn strategy_tag(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn put(buf: &mut [u8], at: usize, v: u64) {
@@ -126,6 +137,7 @@ pub fn encode_logon(l: &Logon, out: &mut [u8; LOGON_LEN]) {
     out[2..4].fill(0);
     put(out, 4, l.epoch);
     put(out, 12, l.node);
+    put(out, 20, l.tag);
 }
 
 /// Decodes a logon payload.
@@ -145,6 +157,7 @@ pub fn decode_logon(b: &[u8]) -> Result<Logon, WireError> {
         strategy: u16::from_le_bytes([b[0], b[1]]),
         epoch,
         node: get(b, 12),
+        tag: get(b, 20),
     })
 }
 
@@ -382,7 +395,9 @@ mod tests {
             strategy: 2,
             epoch: 17,
             node: 3,
+            tag: strategy_tag("mm-btc"),
         };
+        assert_ne!(l.tag, strategy_tag("mm-eth"));
         let mut b = [0u8; LOGON_LEN];
         encode_logon(&l, &mut b);
         assert_eq!(decode_logon(&b), Ok(l));

@@ -308,6 +308,8 @@ struct Core {
     open: HashMap<u16, BTreeSet<(u32, u64)>>,
     /// Every fill per strategy, replayed to a new session for reconciliation.
     fills: HashMap<u16, Vec<OrderReport>>,
+    /// Name tag of each strategy id, from its first logon.
+    tags: HashMap<u16, u64>,
     /// Per strategy, the fills every later session needs replayed start here: the
     /// newest session that traded had booked everything before.
     replay_from: HashMap<u16, usize>,
@@ -450,6 +452,7 @@ impl Core {
             open: HashMap::new(),
             fills: HashMap::new(),
             replay_from: HashMap::new(),
+            tags: HashMap::new(),
             history,
             history_dirty: false,
             counters,
@@ -683,6 +686,16 @@ impl Core {
 
     fn logon(&mut self, id: u64, payload: &[u8]) -> Result<(), String> {
         let l = link::decode_logon(payload).map_err(|e| format!("logon: {e}"))?;
+        // The first logon of a strategy id names it for good.
+        let known = *self.tags.entry(l.strategy).or_insert(l.tag);
+        if known != l.tag {
+            self.counters.logon_rejects.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "strategy id {} belongs to another strategy here (tag {known:#x}, yours \
+                 {:#x}): the node runs a different cluster configuration",
+                l.strategy, l.tag
+            ));
+        }
         let newest = self.max_epoch.get(&l.strategy).copied().unwrap_or(0);
         // The same epoch may log on again only from the node it was assigned to (a node
         // restarting its engine session); the older session is then fenced.
@@ -847,6 +860,7 @@ mod tests {
                 strategy,
                 epoch,
                 node,
+                tag: link::strategy_tag(&format!("s{strategy}")),
             },
             Duration::from_secs(5),
         )
