@@ -604,6 +604,8 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
         });
         Ok(all.then_some(()))
     })?;
+    // Settled like between trials: the placement leader has taken the ledger's lead.
+    std::thread::sleep(Duration::from_millis(1_000));
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     let mut samples = Vec::new();
     let mut fenced_on_resume = 0;
@@ -673,7 +675,7 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
                 Ok((back && trading && spread).then_some(()))
             },
         )?;
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(1_000));
     }
     cluster.stop_all();
     drop(_venue);

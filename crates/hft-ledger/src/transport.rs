@@ -443,9 +443,15 @@ async fn read_loop(
     let from = check_hello(&buf, cluster, id, book)?;
     while read_frame(&mut stream, &mut buf, MAX_FRAME).await? {
         let m = Message::parse_from_bytes(&buf).map_err(|e| format!("bad frame: {e}"))?;
-        // A follower forwards a leadership transfer with the transferee as sender;
-        // every other message comes from the member that opened the connection.
-        let forwarded = m.get_msg_type() == MessageType::MsgTransferLeader;
+        // A follower forwards proposals, read requests and leadership transfers to the
+        // leader keeping their origin as sender (a member that still took it for the
+        // leader sent them there); every other message comes from the member that
+        // opened the connection. The connection itself is authenticated by the hello
+        // (and TLS when configured).
+        let forwarded = matches!(
+            m.get_msg_type(),
+            MessageType::MsgTransferLeader | MessageType::MsgPropose | MessageType::MsgReadIndex
+        );
         if m.to != id || (m.from != from && !forwarded) {
             stats.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
