@@ -193,6 +193,17 @@ pub fn encode_market(e: &MarketEvent, out: &mut [u8; MARKET_LEN]) {
     }
 }
 
+/// A whole market-event frame (header and payload), built on the stack.
+#[inline]
+pub fn market_frame(e: &MarketEvent) -> [u8; 3 + MARKET_LEN] {
+    let mut frame = [0u8; 3 + MARKET_LEN];
+    header(&mut frame, kind::MARKET, MARKET_LEN);
+    let mut body = [0u8; MARKET_LEN];
+    encode_market(e, &mut body);
+    frame[3..].copy_from_slice(&body);
+    frame
+}
+
 /// Decodes a market event payload; `ts_recv` is 0.
 pub fn decode_market(b: &[u8]) -> Result<MarketEvent, WireError> {
     need(b, MARKET_LEN)?;

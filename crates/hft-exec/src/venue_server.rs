@@ -346,12 +346,7 @@ struct Out<'a> {
 
 impl VenueOutput for Out<'_> {
     fn market(&mut self, e: &MarketEvent) {
-        let mut frame = [0u8; 3 + link::MARKET_LEN];
-        link::header(&mut frame, kind::MARKET, link::MARKET_LEN);
-        let body: &mut [u8; link::MARKET_LEN] = (&mut frame[3..])
-            .try_into()
-            .expect("slice has the payload length");
-        link::encode_market(e, body);
+        let frame = link::market_frame(e);
         if self.only.is_none() {
             self.recovery.record(e);
         }
@@ -507,12 +502,8 @@ impl Core {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             let now = self.now();
-            let mut steps = 0;
-            while steps < 256 && self.venue.next_flow_ts() <= now {
-                let (mut out, venue) = self.out(None, 0, true);
-                venue.step_flow(&mut out);
-                steps += 1;
-            }
+            let (mut out, venue) = self.out(None, 0, true);
+            crate::port::VenuePort::poll(venue, now, &mut out);
             if self
                 .recovery
                 .taken
@@ -751,16 +742,10 @@ impl Core {
         }
         let logon_fills = all.len();
         link::push_frame(&mut out, kind::REPLAY_END, &[]);
-        let mut frame = [0u8; 3 + link::MARKET_LEN];
-        link::header(&mut frame, kind::MARKET, link::MARKET_LEN);
         for e in self.recovery.replay() {
             let mut w = *e;
             w.flags |= hft_core::FLAG_WARMUP;
-            let body: &mut [u8; link::MARKET_LEN] = (&mut frame[3..])
-                .try_into()
-                .expect("slice has the payload length");
-            link::encode_market(&w, body);
-            out.extend_from_slice(&frame);
+            out.extend_from_slice(&link::market_frame(&w));
         }
         if let Some(c) = self.conns.get_mut(&id) {
             c.logon = Some(l);
