@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Exit;
@@ -75,42 +74,13 @@ pub fn venue(args: VenueArgs) -> Result<u8, Exit> {
     Ok(0)
 }
 
-/// One line of the venue's history.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-enum Event {
-    Logon {
-        strategy: u16,
-        epoch: u64,
-    },
-    LogonReject {},
-    Accept {
-        ts: u64,
-        strategy: u16,
-        epoch: u64,
-    },
-    Fill {
-        strategy: u16,
-        exec: u64,
-        side: u8,
-        qty: i64,
-    },
-}
-
 /// Reads a venue history file as it grows.
 struct History {
     file: std::io::BufReader<std::fs::File>,
     partial: String,
     /// First accepted order per (strategy, epoch): wall-clock ns.
     first_accept: BTreeMap<(u16, u64), u64>,
-    /// Venue fills: exec id -> (strategy, signed qty).
-    fills: BTreeMap<u64, (u16, i64)>,
     logons: u64,
-    /// Newest epoch logged on per strategy, as the venue processed them.
-    newest: BTreeMap<u16, u64>,
-    /// Orders accepted under an epoch older than the strategy's newest logon: a fenced
-    /// owner trading (must stay 0).
-    stale_accepts: u64,
 }
 
 impl History {
@@ -123,10 +93,7 @@ impl History {
             file: std::io::BufReader::new(f),
             partial: String::new(),
             first_accept: BTreeMap::new(),
-            fills: BTreeMap::new(),
             logons: 0,
-            newest: BTreeMap::new(),
-            stale_accepts: 0,
         })
     }
 
@@ -139,36 +106,19 @@ impl History {
                 return Ok(());
             }
             let line = std::mem::take(&mut self.partial);
-            let ev: Event = serde_json::from_str(line.trim())
+            let ev: hft_chaos::VenueEvent = serde_json::from_str(line.trim())
                 .with_context(|| format!("venue history line {line:?}"))?;
             match ev {
-                Event::Accept {
+                hft_chaos::VenueEvent::Accept {
                     ts,
                     strategy,
                     epoch,
+                    ..
                 } => {
                     self.first_accept.entry((strategy, epoch)).or_insert(ts);
-                    if self.newest.get(&strategy).is_some_and(|&n| epoch < n) {
-                        self.stale_accepts += 1;
-                    }
                 }
-                Event::Fill {
-                    strategy,
-                    exec,
-                    side,
-                    qty,
-                } => {
-                    let signed = if side == 0 { qty } else { -qty };
-                    if self.fills.insert(exec, (strategy, signed)).is_some() {
-                        bail!("the venue reported exec id {exec} twice");
-                    }
-                }
-                Event::Logon { strategy, epoch } => {
-                    self.logons += 1;
-                    let n = self.newest.entry(strategy).or_default();
-                    *n = (*n).max(epoch);
-                }
-                Event::LogonReject { .. } => {}
+                hft_chaos::VenueEvent::Logon { .. } => self.logons += 1,
+                _ => {}
             }
         }
     }
@@ -429,7 +379,9 @@ impl Blackhole {
     fn start(target: SocketAddr) -> anyhow::Result<Self> {
         use std::sync::Arc;
         use std::sync::atomic::AtomicBool;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        // Another loopback address than the nodes': a relay's ephemeral port can never
+        // take a port picked for a node (those are released until the node binds them).
+        let listener = std::net::TcpListener::bind("127.0.0.2:0")?;
         let addr = listener.local_addr()?;
         let cut = Arc::new(AtomicBool::new(false));
         let c = cut.clone();
@@ -680,67 +632,79 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
     cluster.stop_all();
     drop(_venue);
     history.poll()?;
-    // The ledger each member holds, against the venue's fills.
-    let mut lost = 0u64;
-    let mut duplicated = 0u64;
-    let mut mismatched = 0u64;
-    let mut hashes = BTreeSet::new();
-    let mut booked = 0;
+    // Every ledger member, rebuilt from its files, against the venue's own record.
+    let text = std::fs::read_to_string(&history_path)?;
+    let events = hft_chaos::parse_history(&text)?;
+    let mut members = Vec::new();
     for id in 1..=3u64 {
         let (report, state) = hft_ledger::verify::rebuild(&dir.join(format!("ledger-{id}")))
             .map_err(|e| anyhow!("ledger member {id}: {e}"))?;
-        hashes.insert(report.hash);
-        let fills = state.fills_since(0, usize::MAX);
-        booked = booked.max(fills.len());
-        let mut seen = BTreeSet::new();
-        let mut by_strategy: BTreeMap<String, i64> = BTreeMap::new();
-        for f in &fills {
-            if !seen.insert((f.venue.clone(), f.exec_id)) {
-                duplicated += 1;
-            }
-            let q = if f.side == hft_core::Side::Buy {
-                f.qty.raw()
-            } else {
-                -f.qty.raw()
-            };
-            *by_strategy.entry(f.strategy.clone()).or_default() += q;
-            if !history.fills.contains_key(&f.exec_id) {
-                // Booked but never executed: a phantom counts as a duplicate.
-                duplicated += 1;
-            }
-        }
-        for exec in history.fills.keys() {
-            if !seen.contains(&(hft_exec::SIM_VENUE.to_owned(), *exec)) {
-                lost += 1;
-            }
-        }
-        let mut venue_pos: BTreeMap<String, i64> = BTreeMap::new();
-        for (s, q) in history.fills.values() {
-            *venue_pos.entry(names[*s as usize].clone()).or_default() += q;
-        }
-        for (s, q) in &venue_pos {
-            if by_strategy.get(s).copied().unwrap_or(0) != *q {
-                mismatched += 1;
-            }
-        }
+        let fills = state
+            .fills_since(0, usize::MAX)
+            .into_iter()
+            .filter(|f| f.venue == hft_exec::SIM_VENUE)
+            .map(|f| hft_chaos::Booked {
+                exec: f.exec_id,
+                strategy: names
+                    .iter()
+                    .position(|n| *n == f.strategy)
+                    .map_or(u16::MAX, |i| i as u16),
+                qty: if f.side == hft_core::Side::Buy {
+                    f.qty.raw()
+                } else {
+                    -f.qty.raw()
+                },
+            })
+            .collect();
+        members.push(hft_chaos::Member {
+            id,
+            fills,
+            hash: report.hash,
+        });
     }
+    let rules = hft_chaos::Rules {
+        max_position: config
+            .strategies
+            .iter()
+            .filter(|s| s.enabled)
+            .enumerate()
+            .map(|(i, s)| (i as u16, s.risk.max_position.raw()))
+            .collect(),
+        kills: Vec::new(),
+        kill_grace_ns: 0,
+    };
+    let violations = hft_chaos::check(&events, &members, &rules);
+    let count = |f: fn(&hft_chaos::Violation) -> bool| violations.iter().filter(|v| f(v)).count();
+    let lost = count(|v| matches!(v, hft_chaos::Violation::Lost { .. }));
+    let duplicated = count(|v| {
+        matches!(
+            v,
+            hft_chaos::Violation::Duplicated { .. } | hft_chaos::Violation::Phantom { .. }
+        )
+    });
+    let venue_fills = events
+        .iter()
+        .filter(|e| matches!(e, hft_chaos::VenueEvent::Fill { .. }))
+        .count();
     drop(etcd);
     let ms = |q: f64| (hist.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
     Ok(json!({
         "bench": "failover",
         "fault": format!("{fault:?}").to_lowercase(),
         "trials": trials,
-        "stale_accepts": history.stale_accepts,
-        "fenced_on_resume": fenced_on_resume,
         "failover_p50_ms": ms(0.5),
         "failover_p99_ms": ms(0.99),
         "failover_max_ms": ms(1.0),
-        "venue_fills": history.fills.len(),
-        "ledger_fills": booked,
+        "venue_fills": venue_fills,
+        "ledger_fills": members.iter().map(|m| m.fills.len()).max().unwrap_or(0),
         "fills_lost": lost,
         "fills_duplicated": duplicated,
-        "position_mismatches": mismatched,
-        "members_converged": hashes.len() == 1,
+        "stale_accepts": count(|v| matches!(v, hft_chaos::Violation::StaleEpoch { .. })),
+        "position_mismatches": count(|v| matches!(v, hft_chaos::Violation::Position { .. })),
+        "limit_breaches": count(|v| matches!(v, hft_chaos::Violation::Limit { .. })),
+        "members_converged": !violations.iter().any(|v| matches!(v, hft_chaos::Violation::Diverged { .. })),
+        "violations": violations.iter().take(20).map(|v| v.to_string()).collect::<Vec<_>>(),
+        "fenced_on_resume": fenced_on_resume,
         "logons": history.logons,
         "samples": samples,
     }))

@@ -1,0 +1,268 @@
+use super::*;
+use proptest::prelude::*;
+
+fn logon(ts: u64, strategy: u16, epoch: u64) -> VenueEvent {
+    VenueEvent::Logon {
+        ts,
+        strategy,
+        epoch,
+        node: 1,
+    }
+}
+
+fn accept(ts: u64, strategy: u16, epoch: u64) -> VenueEvent {
+    VenueEvent::Accept {
+        ts,
+        strategy,
+        epoch,
+        order: ts,
+    }
+}
+
+fn fill(ts: u64, strategy: u16, exec: u64, qty: i64) -> VenueEvent {
+    VenueEvent::Fill {
+        ts,
+        strategy,
+        exec,
+        order: ts,
+        side: u8::from(qty < 0),
+        price: 100,
+        qty: qty.abs(),
+    }
+}
+
+/// A clean run: two owners of strategy 0 in turn, fills booked once each.
+fn clean() -> (Vec<VenueEvent>, Vec<Member>) {
+    let events = vec![
+        logon(1, 0, 5),
+        accept(2, 0, 5),
+        fill(3, 0, 1, 2),
+        logon(4, 0, 7),
+        accept(5, 0, 7),
+        fill(6, 0, 2, -1),
+    ];
+    let booked = vec![
+        Booked {
+            exec: 1,
+            strategy: 0,
+            qty: 2,
+        },
+        Booked {
+            exec: 2,
+            strategy: 0,
+            qty: -1,
+        },
+    ];
+    let members = (1..=3)
+        .map(|id| Member {
+            id,
+            fills: booked.clone(),
+            hash: [7; 32],
+        })
+        .collect();
+    (events, members)
+}
+
+fn rules() -> Rules {
+    Rules {
+        max_position: [(0, 3)].into_iter().collect(),
+        kills: Vec::new(),
+        kill_grace_ns: 0,
+    }
+}
+
+#[test]
+fn a_clean_run_has_no_violation() {
+    let (e, m) = clean();
+    assert_eq!(check(&e, &m, &rules()), vec![]);
+}
+
+#[test]
+fn a_duplicated_fill_is_reported() {
+    let (e, mut m) = clean();
+    let again = m[1].fills[0].clone();
+    m[1].fills.push(again);
+    let v = check(&e, &m, &rules());
+    assert!(v.contains(&Violation::Duplicated {
+        member: 2,
+        exec: 1,
+        times: 2
+    }));
+    // The doubled quantity also shows as a position the venue never had.
+    assert!(
+        v.iter()
+            .any(|x| matches!(x, Violation::Position { member: 2, .. }))
+    );
+}
+
+#[test]
+fn a_lost_fill_is_reported_with_the_fill() {
+    let (e, mut m) = clean();
+    m[2].fills.remove(1);
+    let v = check(&e, &m, &rules());
+    assert!(v.contains(&Violation::Lost {
+        member: 3,
+        fill: fill(6, 0, 2, -1)
+    }));
+}
+
+#[test]
+fn a_limit_breach_is_reported_at_the_fill_that_made_it() {
+    let (mut e, _) = clean();
+    // +2 -1 = 1, then -4 makes -3: at the limit, fine; a further -1 breaks it.
+    e.push(fill(7, 0, 3, -4));
+    assert_eq!(check(&e, &[], &rules()), vec![]);
+    e.push(fill(8, 0, 4, -1));
+    assert_eq!(
+        check(&e, &[], &rules()),
+        vec![Violation::Limit {
+            strategy: 0,
+            limit: 3,
+            position: -4,
+            fill: fill(8, 0, 4, -1)
+        }]
+    );
+}
+
+#[test]
+fn an_order_accepted_from_a_fenced_owner_is_reported() {
+    let (mut e, m) = clean();
+    // The epoch-5 owner gets an order in after the epoch-7 logon.
+    e.insert(4, accept(4, 0, 5));
+    let v = check(&e, &m, &rules());
+    assert_eq!(
+        v,
+        vec![Violation::StaleEpoch {
+            logon: logon(4, 0, 7),
+            accept: accept(4, 0, 5)
+        }]
+    );
+    // A stale logon the venue refused changes nothing.
+    let (mut e, m) = clean();
+    e.push(VenueEvent::LogonReject {
+        ts: 9,
+        strategy: 0,
+        epoch: 6,
+    });
+    assert_eq!(check(&e, &m, &rules()), vec![]);
+}
+
+#[test]
+fn an_order_accepted_while_killed_is_reported_after_the_grace() {
+    let (e, m) = clean();
+    let mut r = rules();
+    r.kills.push(KillWindow {
+        strategy: Some(0),
+        from: 4,
+        to: None,
+    });
+    r.kill_grace_ns = 0;
+    let v = check(&e, &m, &r);
+    assert_eq!(v.len(), 1, "{v:?}");
+    let late = accept(5, 0, 7);
+    assert!(matches!(&v[0], Violation::WhileKilled { accept: a, .. } if *a == late));
+    // Inside the grace, or for another strategy, or after the release: fine.
+    r.kill_grace_ns = 2;
+    assert_eq!(check(&e, &m, &r), vec![]);
+    r.kill_grace_ns = 0;
+    r.kills[0].strategy = Some(1);
+    assert_eq!(check(&e, &m, &r), vec![]);
+    r.kills[0] = KillWindow {
+        strategy: None,
+        from: 1,
+        to: Some(2),
+    };
+    assert_eq!(check(&e, &m, &r), vec![]);
+}
+
+#[test]
+fn phantom_fills_and_diverged_members_are_reported() {
+    let (e, mut m) = clean();
+    m[0].fills.push(Booked {
+        exec: 99,
+        strategy: 0,
+        qty: 0,
+    });
+    m[2].hash = [8; 32];
+    let v = check(&e, &m, &rules());
+    assert!(
+        v.iter()
+            .any(|x| matches!(x, Violation::Phantom { member: 1, booked } if booked.exec == 99))
+    );
+    assert!(v.iter().any(|x| matches!(x, Violation::Diverged { .. })));
+    for x in &v {
+        assert!(!x.to_string().is_empty());
+    }
+}
+
+#[test]
+fn the_history_parses_with_a_torn_tail_and_names_a_bad_line() {
+    let text = concat!(
+        r#"{"t":"logon","ts":1,"strategy":0,"epoch":5,"node":2}"#,
+        "\n",
+        r#"{"t":"accept","ts":2,"strategy":0,"epoch":5,"order":9}"#,
+        "\n",
+        r#"{"t":"fill","ts":3,"strategy":0,"exec":1,"order":9,"side":0,"price":10,"qty":2}"#,
+        "\n",
+        r#"{"t":"logon_reject","ts":4,"strategy":0,"epoch":4,"node":3,"newest":5}"#,
+        "\n",
+        r#"{"t":"fill","ts":5,"stra"#,
+    );
+    let e = parse_history(text).unwrap();
+    assert_eq!(e.len(), 4);
+    assert_eq!(e[0], logon(1, 0, 5).clone_with_node(2));
+    let bad = "{\"t\":\"nope\"}\n{\"t\":\"accept\"}\n";
+    let err = parse_history(bad).unwrap_err();
+    assert_eq!(err.line, 1);
+}
+
+impl VenueEvent {
+    fn clone_with_node(&self, n: u64) -> Self {
+        match self.clone() {
+            VenueEvent::Logon {
+                ts,
+                strategy,
+                epoch,
+                ..
+            } => VenueEvent::Logon {
+                ts,
+                strategy,
+                epoch,
+                node: n,
+            },
+            other => other,
+        }
+    }
+}
+
+proptest! {
+    /// Any consistent run checks clean; dropping any one booked fill from any member is
+    /// reported as exactly that fill lost.
+    #[test]
+    fn consistent_runs_pass_and_any_dropped_fill_is_found(
+        qtys in proptest::collection::vec(-5i64..=5, 1..40),
+        drop_at in any::<prop::sample::Index>(),
+        member in 0usize..3,
+    ) {
+        let qtys: Vec<i64> = qtys.into_iter().filter(|q| *q != 0).collect();
+        prop_assume!(!qtys.is_empty());
+        let mut events = vec![logon(0, 0, 1)];
+        let mut booked = Vec::new();
+        for (i, q) in qtys.iter().enumerate() {
+            let ts = i as u64 + 1;
+            events.push(accept(ts, 0, 1));
+            events.push(fill(ts, 0, ts, *q));
+            booked.push(Booked { exec: ts, strategy: 0, qty: *q });
+        }
+        let mut members: Vec<Member> = (1..=3)
+            .map(|id| Member { id, fills: booked.clone(), hash: [1; 32] })
+            .collect();
+        let r = Rules::default();
+        prop_assert_eq!(check(&events, &members, &r), vec![]);
+        let k = drop_at.index(booked.len());
+        let gone = members[member].fills.remove(k);
+        let v = check(&events, &members, &r);
+        let lost_one = v.iter().any(|x| matches!(x, Violation::Lost { member: m, fill: VenueEvent::Fill { exec, .. } } if *m == member as u64 + 1 && *exec == gone.exec));
+        prop_assert!(lost_one, "{:?}", v);
+    }
+}
