@@ -75,7 +75,7 @@ pub fn venue(args: VenueArgs) -> Result<u8, Exit> {
 }
 
 /// Reads a venue history file as it grows.
-struct History {
+pub(crate) struct History {
     file: std::io::BufReader<std::fs::File>,
     partial: String,
     /// First accepted order per (strategy, epoch): wall-clock ns.
@@ -148,7 +148,7 @@ fn bench_coord(
     Ok((rt, coord))
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     exe: PathBuf,
     dir: PathBuf,
     etcd: Vec<String>,
@@ -327,7 +327,7 @@ impl Drop for Cluster {
     }
 }
 
-struct Reaper(Option<Child>);
+pub(crate) struct Reaper(Option<Child>);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -481,233 +481,308 @@ fn bench(trials: usize, etcd_bin: &Path, fault: Fault, keep: bool) -> anyhow::Re
     result
 }
 
-fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow::Result<Value> {
-    let exe = std::env::current_exe()?;
-    let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
-        .map_err(|e| anyhow!("{e}"))?;
-    let ports = hft_cluster::local_etcd::free_ports(7)?;
-    let venue_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
-    let history_path = dir.join("venue-history.jsonl");
-    let venue_log = std::fs::File::create(dir.join("venue.log"))?;
-    let _venue = Reaper(Some(
-        Command::new(&exe)
-            .args(["venue", "--listen", &venue_addr.to_string()])
-            .arg("--history")
-            .arg(&history_path)
-            .stdin(Stdio::null())
-            .stdout(venue_log.try_clone()?)
-            .stderr(venue_log)
-            .spawn()
-            .context("cannot start the venue")?,
-    ));
-    wait_for("the venue listening", Duration::from_secs(20), || {
-        Ok(std::net::TcpStream::connect(venue_addr).ok().map(|_| ()))
-    })?;
-    let mut secret = [0u8; 24];
-    getrandom::fill(&mut secret).map_err(|e| anyhow!("no OS randomness: {e}"))?;
-    let mut cluster = Cluster {
-        exe,
-        dir: dir.to_owned(),
-        etcd: etcd.clients.clone(),
-        venue: venue_addr,
-        peers: (1..=3)
-            .map(|i| format!("{i}=127.0.0.1:{}", ports[i]))
-            .collect::<Vec<_>>()
-            .join(","),
-        admin_ports: ports[4..7].to_vec(),
-        secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
-        nodes: BTreeMap::new(),
-        links: BTreeMap::new(),
-        ledger: (1..=3u64)
-            .map(|i| (i, format!("127.0.0.1:{}", ports[i as usize])))
-            .collect(),
-    };
-    if fault == Fault::Partition {
-        cluster.relay_everything()?;
-    }
-    for id in 1..=3 {
-        cluster.start_node(id)?;
-    }
-    let (rt, mut coord) = bench_coord(&etcd)?;
-    let config = hft_config::Config::default_embedded();
-    let names = hft_cluster::cluster::strategy_names(&config);
-    let mut history = wait_for("the venue history", Duration::from_secs(10), || {
-        Ok(History::open(&history_path).ok())
-    })
-    .or_else(|_| {
-        std::fs::File::create(&history_path)?;
-        History::open(&history_path)
-    })?;
-    // Every engine placed and trading.
-    let assignments =
-        |coord: &mut hft_cluster::coord::Coord| -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
-            let (a, _) = rt.block_on(coord.assignments())?;
-            Ok(a.into_iter()
-                .map(|a| (a.strategy, (a.node, a.epoch)))
-                .collect())
+/// A running cluster with its venue, etcd and history: what the failover bench and the
+/// chaos runs drive.
+pub(crate) struct Harness {
+    pub(crate) cluster: Cluster,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) coord: hft_cluster::coord::Coord,
+    pub(crate) names: Vec<String>,
+    pub(crate) history: History,
+    history_path: PathBuf,
+    config: hft_config::Config,
+    dir: PathBuf,
+    venue: Reaper,
+    etcd: Option<hft_cluster::local_etcd::LocalEtcd>,
+}
+
+impl Harness {
+    /// Starts a local etcd, the venue and three trading nodes (behind relays when
+    /// `relays`), and waits until every engine trades and placement settled.
+    pub(crate) fn launch(etcd_bin: &Path, dir: &Path, relays: bool) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
+            .map_err(|e| anyhow!("{e}"))?;
+        let ports = hft_cluster::local_etcd::free_ports(7)?;
+        let venue_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
+        let history_path = dir.join("venue-history.jsonl");
+        let venue_log = std::fs::File::create(dir.join("venue.log"))?;
+        let venue = Reaper(Some(
+            Command::new(&exe)
+                .args(["venue", "--listen", &venue_addr.to_string()])
+                .arg("--history")
+                .arg(&history_path)
+                .stdin(Stdio::null())
+                .stdout(venue_log.try_clone()?)
+                .stderr(venue_log)
+                .spawn()
+                .context("cannot start the venue")?,
+        ));
+        wait_for("the venue listening", Duration::from_secs(20), || {
+            Ok(std::net::TcpStream::connect(venue_addr).ok().map(|_| ()))
+        })?;
+        let mut secret = [0u8; 24];
+        getrandom::fill(&mut secret).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+        let mut cluster = Cluster {
+            exe,
+            dir: dir.to_owned(),
+            etcd: etcd.clients.clone(),
+            venue: venue_addr,
+            peers: (1..=3)
+                .map(|i| format!("{i}=127.0.0.1:{}", ports[i]))
+                .collect::<Vec<_>>()
+                .join(","),
+            admin_ports: ports[4..7].to_vec(),
+            secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+            nodes: BTreeMap::new(),
+            links: BTreeMap::new(),
+            ledger: (1..=3u64)
+                .map(|i| (i, format!("127.0.0.1:{}", ports[i as usize])))
+                .collect(),
         };
-    wait_for("every engine trading", Duration::from_secs(60), || {
-        cluster.check_alive()?;
-        history.poll()?;
-        let a = assignments(&mut coord)?;
-        let all = names.iter().enumerate().all(|(i, n)| {
-            a.get(n)
-                .is_some_and(|&(_, e)| history.first_accept.contains_key(&(i as u16, e)))
+        if relays {
+            cluster.relay_everything()?;
+        }
+        for id in 1..=3 {
+            cluster.start_node(id)?;
+        }
+        let (rt, coord) = bench_coord(&etcd)?;
+        let config = hft_config::Config::default_embedded();
+        let names = hft_cluster::cluster::strategy_names(&config);
+        let history = wait_for("the venue history", Duration::from_secs(10), || {
+            Ok(History::open(&history_path).ok())
+        })
+        .or_else(|_| {
+            std::fs::File::create(&history_path)?;
+            History::open(&history_path)
+        })?;
+        let mut h = Self {
+            cluster,
+            rt,
+            coord,
+            names,
+            history,
+            history_path,
+            config,
+            dir: dir.to_owned(),
+            venue,
+            etcd: Some(etcd),
+        };
+        h.wait_trading("every engine trading", None, Duration::from_secs(60))?;
+        // Settled: the placement leader has taken the ledger's lead.
+        std::thread::sleep(Duration::from_millis(1_000));
+        Ok(h)
+    }
+
+    /// Strategy -> (node, epoch).
+    pub(crate) fn assignments(&mut self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+        let (a, _) = self.rt.block_on(self.coord.assignments())?;
+        Ok(a.into_iter()
+            .map(|a| (a.strategy, (a.node, a.epoch)))
+            .collect())
+    }
+
+    /// Waits until every strategy trades under its current assignment (and node
+    /// `back`, if any, is registered again with the engines spread over two nodes).
+    pub(crate) fn wait_trading(
+        &mut self,
+        what: &str,
+        back: Option<u64>,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let end = Instant::now() + within;
+        loop {
+            self.cluster.check_alive()?;
+            self.history.poll()?;
+            let a = self.assignments()?;
+            let trading = self.names.iter().enumerate().all(|(i, n)| {
+                a.get(n)
+                    .is_some_and(|&(_, e)| self.history.first_accept.contains_key(&(i as u16, e)))
+            });
+            let settled = match back {
+                None => true,
+                Some(v) => {
+                    let nodes = self.rt.block_on(self.coord.nodes())?;
+                    nodes.iter().any(|n| n.id == v)
+                        && a.values().map(|&(n, _)| n).collect::<BTreeSet<_>>().len()
+                            == self.names.len().min(2)
+                }
+            };
+            if trading && settled {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!("{what}: not within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// First accepted order of strategy `index` under an epoch above `epoch`.
+    pub(crate) fn wait_new_owner(
+        &mut self,
+        what: &str,
+        index: usize,
+        epoch: u64,
+    ) -> anyhow::Result<(u64, u64)> {
+        let h = &mut self.history;
+        wait_for(what, Duration::from_secs(30), || {
+            h.poll()?;
+            Ok(h.accepted_after(index as u16, epoch))
+        })
+    }
+
+    /// Stops everything and checks every ledger member against the venue's record;
+    /// returns the violations and the figures.
+    pub(crate) fn finish(
+        mut self,
+        kills: Vec<hft_chaos::KillWindow>,
+        kill_grace_ns: u64,
+    ) -> anyhow::Result<(Vec<hft_chaos::Violation>, Value)> {
+        self.cluster.stop_all();
+        drop(std::mem::replace(&mut self.venue, Reaper(None)));
+        self.history.poll()?;
+        let text = std::fs::read_to_string(&self.history_path)?;
+        let events = hft_chaos::parse_history(&text)?;
+        let mut members = Vec::new();
+        for id in 1..=3u64 {
+            let (report, state) =
+                hft_ledger::verify::rebuild(&self.dir.join(format!("ledger-{id}")))
+                    .map_err(|e| anyhow!("ledger member {id}: {e}"))?;
+            let fills = state
+                .fills_since(0, usize::MAX)
+                .into_iter()
+                .filter(|f| f.venue == hft_exec::SIM_VENUE)
+                .map(|f| hft_chaos::Booked {
+                    exec: f.exec_id,
+                    strategy: self
+                        .names
+                        .iter()
+                        .position(|n| *n == f.strategy)
+                        .map_or(u16::MAX, |i| i as u16),
+                    qty: if f.side == hft_core::Side::Buy {
+                        f.qty.raw()
+                    } else {
+                        -f.qty.raw()
+                    },
+                })
+                .collect();
+            members.push(hft_chaos::Member {
+                id,
+                fills,
+                hash: report.hash,
+            });
+        }
+        let rules = hft_chaos::Rules {
+            max_position: self
+                .config
+                .strategies
+                .iter()
+                .filter(|s| s.enabled)
+                .enumerate()
+                .map(|(i, s)| (i as u16, s.risk.max_position.raw()))
+                .collect(),
+            kills,
+            kill_grace_ns,
+        };
+        let violations = hft_chaos::check(&events, &members, &rules);
+        drop(self.etcd.take());
+        let count =
+            |f: fn(&hft_chaos::Violation) -> bool| violations.iter().filter(|v| f(v)).count();
+        let fill_events = events
+            .iter()
+            .filter(|e| matches!(e, hft_chaos::VenueEvent::Fill { .. }))
+            .count();
+        let figures = json!({
+            "venue_fills": fill_events,
+            "ledger_fills": members.iter().map(|m| m.fills.len()).max().unwrap_or(0),
+            "fills_lost": count(|v| matches!(v, hft_chaos::Violation::Lost { .. })),
+            "fills_duplicated": count(|v| matches!(v, hft_chaos::Violation::Duplicated { .. } | hft_chaos::Violation::Phantom { .. })),
+            "stale_accepts": count(|v| matches!(v, hft_chaos::Violation::StaleEpoch { .. })),
+            "accepts_while_killed": count(|v| matches!(v, hft_chaos::Violation::WhileKilled { .. })),
+            "position_mismatches": count(|v| matches!(v, hft_chaos::Violation::Position { .. })),
+            "limit_breaches": count(|v| matches!(v, hft_chaos::Violation::Limit { .. })),
+            "members_converged": !violations.iter().any(|v| matches!(v, hft_chaos::Violation::Diverged { .. })),
+            "violations": violations.iter().take(20).map(|v| v.to_string()).collect::<Vec<_>>(),
+            "logons": self.history.logons,
         });
-        Ok(all.then_some(()))
-    })?;
-    // Settled like between trials: the placement leader has taken the ledger's lead.
-    std::thread::sleep(Duration::from_millis(1_000));
+        Ok((violations, figures))
+    }
+}
+
+fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow::Result<Value> {
+    let mut h = Harness::launch(etcd_bin, dir, fault == Fault::Partition)?;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     let mut samples = Vec::new();
     let mut fenced_on_resume = 0;
     for t in 0..trials {
-        let index = t % names.len();
-        let name = &names[index];
-        let a = assignments(&mut coord)?;
+        let index = t % h.names.len();
+        let name = h.names[index].clone();
+        let a = h.assignments()?;
         let &(victim, epoch) = a
-            .get(name)
+            .get(&name)
             .ok_or_else(|| anyhow!("{name} is not assigned"))?;
-        let log_at = cluster.log_len(victim);
+        let log_at = h.cluster.log_len(victim);
         let t0 = hft_cluster::coord::now_ns();
         match fault {
-            Fault::Kill => cluster.kill(victim),
-            Fault::Pause => cluster.signal(victim, libc::SIGSTOP),
-            Fault::Partition => cluster.partition(victim, true),
+            Fault::Kill => h.cluster.kill(victim),
+            Fault::Pause => h.cluster.signal(victim, libc::SIGSTOP),
+            Fault::Partition => h.cluster.partition(victim, true),
         }
-        let (new_epoch, accepted) = wait_for(
-            &format!("trial {t}: {name} trading again after node {victim} was killed"),
-            Duration::from_secs(30),
-            || {
-                history.poll()?;
-                Ok(history.accepted_after(index as u16, epoch))
-            },
+        let (new_epoch, accepted) = h.wait_new_owner(
+            &format!("trial {t}: {name} trading again after node {victim} was taken out"),
+            index,
+            epoch,
         )?;
         let ms = accepted.saturating_sub(t0) as f64 / 1e6;
         let _ = hist.record((ms * 1000.0) as u64);
         samples.push(json!({"trial": t, "strategy": name, "node": victim, "epoch": new_epoch, "ms": (ms * 10.0).round() / 10.0}));
         if fault != Fault::Kill {
             // Past its 2 s lease, then let it run (or heal): it must fence itself, and
-            // nothing it sends may be accepted (the history counts stale accepts).
+            // nothing it sends may be accepted (the checker counts stale accepts).
             std::thread::sleep(Duration::from_millis(3_000));
             match fault {
-                Fault::Pause => cluster.signal(victim, libc::SIGCONT),
-                _ => cluster.partition(victim, false),
+                Fault::Pause => h.cluster.signal(victim, libc::SIGCONT),
+                _ => h.cluster.partition(victim, false),
             }
+            let c = &h.cluster;
             let fenced = wait_for(
-                &format!("trial {t}: node {victim} fencing itself after SIGCONT"),
+                &format!("trial {t}: node {victim} fencing itself"),
                 Duration::from_secs(10),
-                || Ok(cluster.fenced_since(victim, log_at).then_some(())),
+                || Ok(c.fenced_since(victim, log_at).then_some(())),
             );
             if fenced.is_ok() {
                 fenced_on_resume += 1;
             }
             std::thread::sleep(Duration::from_millis(500));
-            history.poll()?;
             // A fenced node rejoins as a new process (new lease, new epochs).
-            cluster.kill(victim);
+            h.cluster.kill(victim);
         }
         // Bring the node back, and let placement settle before the next kill.
-        cluster.start_node(victim)?;
-        wait_for(
+        h.cluster.start_node(victim)?;
+        h.wait_trading(
             &format!("trial {t}: node {victim} back and every engine trading"),
+            Some(victim),
             Duration::from_secs(60),
-            || {
-                cluster.check_alive()?;
-                history.poll()?;
-                let a = assignments(&mut coord)?;
-                let nodes = rt.block_on(coord.nodes())?;
-                let back = nodes.iter().any(|n| n.id == victim);
-                let trading = names.iter().enumerate().all(|(i, n)| {
-                    a.get(n)
-                        .is_some_and(|&(_, e)| history.first_accept.contains_key(&(i as u16, e)))
-                });
-                let spread = a.values().map(|&(n, _)| n).collect::<BTreeSet<_>>().len()
-                    == names.len().min(2);
-                Ok((back && trading && spread).then_some(()))
-            },
         )?;
         std::thread::sleep(Duration::from_millis(1_000));
     }
-    cluster.stop_all();
-    drop(_venue);
-    history.poll()?;
-    // Every ledger member, rebuilt from its files, against the venue's own record.
-    let text = std::fs::read_to_string(&history_path)?;
-    let events = hft_chaos::parse_history(&text)?;
-    let mut members = Vec::new();
-    for id in 1..=3u64 {
-        let (report, state) = hft_ledger::verify::rebuild(&dir.join(format!("ledger-{id}")))
-            .map_err(|e| anyhow!("ledger member {id}: {e}"))?;
-        let fills = state
-            .fills_since(0, usize::MAX)
-            .into_iter()
-            .filter(|f| f.venue == hft_exec::SIM_VENUE)
-            .map(|f| hft_chaos::Booked {
-                exec: f.exec_id,
-                strategy: names
-                    .iter()
-                    .position(|n| *n == f.strategy)
-                    .map_or(u16::MAX, |i| i as u16),
-                qty: if f.side == hft_core::Side::Buy {
-                    f.qty.raw()
-                } else {
-                    -f.qty.raw()
-                },
-            })
-            .collect();
-        members.push(hft_chaos::Member {
-            id,
-            fills,
-            hash: report.hash,
-        });
-    }
-    let rules = hft_chaos::Rules {
-        max_position: config
-            .strategies
-            .iter()
-            .filter(|s| s.enabled)
-            .enumerate()
-            .map(|(i, s)| (i as u16, s.risk.max_position.raw()))
-            .collect(),
-        kills: Vec::new(),
-        kill_grace_ns: 0,
-    };
-    let violations = hft_chaos::check(&events, &members, &rules);
-    let count = |f: fn(&hft_chaos::Violation) -> bool| violations.iter().filter(|v| f(v)).count();
-    let lost = count(|v| matches!(v, hft_chaos::Violation::Lost { .. }));
-    let duplicated = count(|v| {
-        matches!(
-            v,
-            hft_chaos::Violation::Duplicated { .. } | hft_chaos::Violation::Phantom { .. }
-        )
-    });
-    let venue_fills = events
-        .iter()
-        .filter(|e| matches!(e, hft_chaos::VenueEvent::Fill { .. }))
-        .count();
-    drop(etcd);
+    let (_, mut v) = h.finish(Vec::new(), 0)?;
     let ms = |q: f64| (hist.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
-    Ok(json!({
+    let extra = json!({
         "bench": "failover",
         "fault": format!("{fault:?}").to_lowercase(),
         "trials": trials,
         "failover_p50_ms": ms(0.5),
         "failover_p99_ms": ms(0.99),
         "failover_max_ms": ms(1.0),
-        "venue_fills": venue_fills,
-        "ledger_fills": members.iter().map(|m| m.fills.len()).max().unwrap_or(0),
-        "fills_lost": lost,
-        "fills_duplicated": duplicated,
-        "stale_accepts": count(|v| matches!(v, hft_chaos::Violation::StaleEpoch { .. })),
-        "position_mismatches": count(|v| matches!(v, hft_chaos::Violation::Position { .. })),
-        "limit_breaches": count(|v| matches!(v, hft_chaos::Violation::Limit { .. })),
-        "members_converged": !violations.iter().any(|v| matches!(v, hft_chaos::Violation::Diverged { .. })),
-        "violations": violations.iter().take(20).map(|v| v.to_string()).collect::<Vec<_>>(),
         "fenced_on_resume": fenced_on_resume,
-        "logons": history.logons,
         "samples": samples,
-    }))
+    });
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    Ok(v)
 }
 
 /// `hft bench admin-load`: one live session (the default configuration, its fills
