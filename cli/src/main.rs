@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 risk halt (kill switch).
 
+mod chaos_cmd;
 mod cluster_cmd;
 mod ledger_bench;
 mod ledger_cmd;
@@ -56,6 +57,10 @@ enum Command {
     /// Run a cluster node: its ledger member (Raft over TCP with the other members), its
     /// admin API and, with --venue, the engines placement assigns to it.
     Node(Box<ledger_cmd::NodeArgs>),
+    /// Fault injection against a trading cluster of real processes, checked against
+    /// the venue's record: `hft chaos run --seed S --schedule short|long`.
+    #[command(subcommand)]
+    Chaos(ChaosCmd),
     /// Run the simulated venue as a process the nodes of a cluster trade with (market
     /// data and order entry over TCP; refuses sessions and orders of a stale epoch).
     Venue(venue_cmd::VenueArgs),
@@ -101,6 +106,14 @@ enum Command {
     /// (out of sample, fold by fold), then fitted on everything and written as JSON
     /// for `[strategies.ml] model = FILE`.
     Train(TrainArgs),
+}
+
+/// `hft chaos` subcommands.
+#[derive(Subcommand, Debug)]
+enum ChaosCmd {
+    /// A seeded schedule of kills, pauses, partitions and kill switches; prints the
+    /// faults, the invariants checked and any violation; exit 1 on a violation.
+    Run(chaos_cmd::ChaosArgs),
 }
 
 #[derive(Args, Debug)]
@@ -710,6 +723,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Train(t) => train(&t),
         Command::Node(n) => ledger_cmd::node(*n),
         Command::Venue(v) => venue_cmd::venue(v),
+        Command::Chaos(ChaosCmd::Run(a)) => chaos_cmd::run(a),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),
         Command::Completions { shell } => {

@@ -164,7 +164,7 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+    pub(crate) fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -223,7 +223,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn signal(&self, id: u64, sig: i32) {
+    pub(crate) fn signal(&self, id: u64, sig: i32) {
         if let Some(c) = self.nodes.get(&id) {
             // SAFETY: kill(2) on a child we spawned and have not reaped.
             unsafe {
@@ -275,7 +275,7 @@ impl Cluster {
 
     /// Cuts node `id` off from etcd, the ledger members and the control channel (or
     /// heals it).
-    fn partition(&self, id: u64, cut: bool) {
+    pub(crate) fn partition(&self, id: u64, cut: bool) {
         for (&i, l) in &self.links {
             if i == id {
                 l.etcd.set(cut);
@@ -289,7 +289,7 @@ impl Cluster {
         }
     }
 
-    fn kill(&mut self, id: u64) {
+    pub(crate) fn kill(&mut self, id: u64) {
         if let Some(mut c) = self.nodes.remove(&id) {
             let _ = c.kill();
             let _ = c.wait();
@@ -572,6 +572,42 @@ impl Harness {
         // Settled: the placement leader has taken the ledger's lead.
         std::thread::sleep(Duration::from_millis(1_000));
         Ok(h)
+    }
+
+    /// An admin token for the run's own operator calls.
+    pub(crate) fn admin_token(&mut self) -> anyhow::Result<String> {
+        let (t, _) = self.rt.block_on(hft_cluster::auth::create_token(
+            &mut self.coord,
+            "chaos",
+            hft_cluster::auth::Role::Admin,
+            None,
+        ))?;
+        Ok(t)
+    }
+
+    /// Engages or releases a strategy's kill switch through any node that answers.
+    pub(crate) fn kill_switch(
+        &self,
+        token: &str,
+        strategy: &str,
+        engaged: bool,
+    ) -> anyhow::Result<()> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let body = json!({ "scope": format!("strategy:{strategy}"), "engaged": engaged });
+        for port in &self.cluster.admin_ports {
+            let r = agent
+                .post(format!("http://127.0.0.1:{port}/v1/kill"))
+                .header("Authorization", &format!("Bearer {token}"))
+                .send_json(&body);
+            if r.is_ok_and(|r| r.status() == 200) {
+                return Ok(());
+            }
+        }
+        bail!("no node took the kill switch call for {strategy}")
     }
 
     /// Strategy -> (node, epoch).

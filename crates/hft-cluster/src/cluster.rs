@@ -494,7 +494,9 @@ fn run_session(
         booking: Some(booking),
         reload: setup.reloads.as_ref().map(|h| h.subscribe(index)),
     };
-    // Kill switches live in the ledger: the session follows its member's applied state.
+    // Kill switches live in the ledger. The session reads them linearizably (the
+    // leader confirms its commit index first), so a member that lags behind the leader,
+    // after a restart or a partition, cannot hide a switch engaged meanwhile.
     let kills = {
         let (shutdown, ledger, kill, name) = (
             shutdown.clone(),
@@ -506,7 +508,7 @@ fn run_session(
         std::thread::spawn(move || {
             while !shutdown.load(Ordering::SeqCst) {
                 let n = name.clone();
-                let rx = ledger.read_local(move |st| {
+                let rx = ledger.read(move |st| {
                     st.kills().iter().any(|k| {
                         k.engaged
                             && match &k.scope {

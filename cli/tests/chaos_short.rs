@@ -1,0 +1,52 @@
+//! The chaos suite's short schedule for three fixed seeds: real processes (a venue,
+//! etcd, three nodes), a kill, a pause past the lease, a partition from the cluster and
+//! a strategy kill switch each, then the history checker over the venue's record and
+//! every ledger member. Any violation fails the run and names the events.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn chaos(seed: u64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args([
+            "chaos",
+            "run",
+            "--seed",
+            &seed.to_string(),
+            "--schedule",
+            "short",
+            "--json",
+        ])
+        .output()
+        .expect("run hft");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "seed {seed}: no report: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "seed {seed}: {v}");
+    assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
+    let faults = v["faults"].as_array().unwrap();
+    let kinds: Vec<&str> = faults.iter().filter_map(|f| f["fault"].as_str()).collect();
+    for k in ["kill", "pause", "partition", "kill-switch"] {
+        assert!(kinds.contains(&k), "seed {seed}: no {k} in {kinds:?}");
+    }
+    assert!(v["venue_fills"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[test]
+fn seed_1() {
+    chaos(1);
+}
+
+#[test]
+fn seed_2() {
+    chaos(2);
+}
+
+#[test]
+fn seed_3() {
+    chaos(3);
+}
