@@ -22,7 +22,7 @@ pub struct ChaosArgs {
     /// Seed of the fault schedule (the same seed, the same faults in the same order).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// short (4 faults) or long (12).
+    /// short (one fault of each of the 6 kinds) or long (18).
     #[arg(long, default_value = "short")]
     schedule: Schedule,
     /// Keep the run's logs, histories and ledgers here.
@@ -39,9 +39,9 @@ pub struct ChaosArgs {
 /// How many faults a run injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Schedule {
-    /// 4 faults.
+    /// One fault of each kind.
     Short,
-    /// 12 faults.
+    /// 18 faults: one of each kind, then random ones.
     Long,
 }
 
@@ -57,6 +57,13 @@ enum Fault {
     Partition { strategy: usize, ms: u64 },
     /// A strategy's kill switch engaged in the ledger for `ms`, then released.
     KillSwitch { strategy: usize, ms: u64 },
+    /// One etcd member killed for `ms`, then restarted: etcd keeps its quorum and
+    /// nothing may stop trading.
+    EtcdMember { member: usize, ms: u64 },
+    /// Two of the three etcd members killed for `ms`: no node can renew its lease, so
+    /// every node fences itself and trading halts safely; then etcd comes back and the
+    /// nodes rejoin as new processes.
+    EtcdQuorum { member: usize, ms: u64 },
 }
 
 impl Fault {
@@ -66,9 +73,14 @@ impl Fault {
             Fault::Pause { .. } => "pause",
             Fault::Partition { .. } => "partition",
             Fault::KillSwitch { .. } => "kill-switch",
+            Fault::EtcdMember { .. } => "etcd-member",
+            Fault::EtcdQuorum { .. } => "etcd-quorum",
         }
     }
 }
+
+/// Fault kinds.
+const KINDS: usize = 6;
 
 /// The faults of a run, from its seed: every kind appears, then random ones.
 fn schedule(seed: u64, n: usize, strategies: usize) -> Vec<Fault> {
@@ -77,14 +89,21 @@ fn schedule(seed: u64, n: usize, strategies: usize) -> Vec<Fault> {
         .map(|i| {
             let strategy = rng.random_range(0..strategies);
             let ms = rng.random_range(2_500..4_000);
-            match if i < 4 { i } else { rng.random_range(0..4) } {
+            let member = rng.random_range(0..3);
+            match if i < KINDS {
+                i
+            } else {
+                rng.random_range(0..KINDS)
+            } {
                 0 => Fault::Kill { strategy },
                 1 => Fault::Pause { strategy, ms },
                 2 => Fault::Partition { strategy, ms },
-                _ => Fault::KillSwitch {
+                3 => Fault::KillSwitch {
                     strategy,
                     ms: ms / 2,
                 },
+                4 => Fault::EtcdMember { member, ms },
+                _ => Fault::EtcdQuorum { member, ms },
             }
         })
         .collect()
@@ -105,8 +124,8 @@ pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Exit(1, e.into()))?;
     let n = match a.schedule {
-        Schedule::Short => 4,
-        Schedule::Long => 12,
+        Schedule::Short => KINDS,
+        Schedule::Long => 3 * KINDS,
     };
     let result = run_schedule(a.seed, n, &a.etcd_bin, &dir);
     let keep = a.report.is_some() || !matches!(&result, Ok((_, true)));
@@ -148,17 +167,20 @@ pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
 }
 
 fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<(Value, bool)> {
-    let mut h = Harness::launch(etcd_bin, dir, true)?;
+    let mut h = Harness::launch(etcd_bin, dir, true, 3)?;
     let plan = schedule(seed, n, h.names.len());
     let token = h.admin_token()?;
     let mut log = Vec::new();
     let mut kills = Vec::new();
     let mut resume = hdrhistogram::Histogram::<u64>::new(3)?;
     for (k, fault) in plan.iter().enumerate() {
-        let (Fault::Kill { strategy }
-        | Fault::Pause { strategy, .. }
-        | Fault::Partition { strategy, .. }
-        | Fault::KillSwitch { strategy, .. }) = *fault;
+        let strategy = match *fault {
+            Fault::Kill { strategy }
+            | Fault::Pause { strategy, .. }
+            | Fault::Partition { strategy, .. }
+            | Fault::KillSwitch { strategy, .. } => strategy,
+            Fault::EtcdMember { .. } | Fault::EtcdQuorum { .. } => 0,
+        };
         let name = h.names[strategy].clone();
         let a = h.assignments()?;
         let &(victim, epoch) = a
@@ -195,6 +217,26 @@ fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Res
                 h.cluster.kill(victim);
                 h.cluster.start_node(victim)?;
             }
+            Fault::EtcdMember { member, ms } => {
+                entry["etcd_member"] = json!(member);
+                h.etcd_kill(*member);
+                std::thread::sleep(Duration::from_millis(*ms));
+                h.etcd_restart(*member)?;
+            }
+            Fault::EtcdQuorum { member, ms } => {
+                let other = (member + 1) % 3;
+                entry["etcd_members"] = json!([member, other]);
+                h.etcd_kill(*member);
+                h.etcd_kill(other);
+                std::thread::sleep(Duration::from_millis(*ms));
+                h.etcd_restart(*member)?;
+                h.etcd_restart(other)?;
+                // Every node fenced itself; each rejoins as a new process.
+                for n in 1..=3 {
+                    h.cluster.kill(n);
+                    h.cluster.start_node(n)?;
+                }
+            }
             Fault::KillSwitch { ms, .. } => {
                 // The switch holds from its commit (the call's answer) until the release
                 // is asked for.
@@ -211,18 +253,28 @@ fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Res
             }
         }
         let healed = Instant::now();
-        let back = match fault {
-            Fault::KillSwitch { .. } => None,
-            _ => Some(victim),
+        let back: Vec<u64> = match fault {
+            Fault::KillSwitch { .. } | Fault::EtcdMember { .. } => Vec::new(),
+            Fault::EtcdQuorum { .. } => vec![1, 2, 3],
+            _ => vec![victim],
         };
         h.wait_trading(
             &format!("fault {k}: trading after healing"),
-            back,
+            None,
             RESUME_BOUND,
         )?;
+        // Trading resumed; the nodes rejoining (and placement evening out) come after.
         let ms = healed.elapsed().as_secs_f64() * 1e3;
         let _ = resume.record((ms * 1e3) as u64);
         entry["resume_ms"] = json!((ms * 10.0).round() / 10.0);
+        for v in back {
+            h.wait_trading(
+                &format!("fault {k}: node {v} back and trading"),
+                Some(v),
+                RESUME_BOUND,
+            )?;
+        }
+        entry["rejoin_ms"] = json!((healed.elapsed().as_secs_f64() * 1e4).round() / 10.0);
         log.push(entry);
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -232,7 +284,7 @@ fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Res
         o.insert("seed".into(), json!(seed));
         o.insert(
             "schedule".into(),
-            json!(if n > 4 { "long" } else { "short" }),
+            json!(if n > KINDS { "long" } else { "short" }),
         );
         o.insert("faults".into(), json!(log));
         o.insert("resume_p50_ms".into(), json!(q(0.5)));
@@ -254,12 +306,19 @@ mod tests {
 
     #[test]
     fn a_seed_always_gives_the_same_schedule_and_every_fault_kind() {
-        let a = schedule(7, 12, 2);
-        assert_eq!(a, schedule(7, 12, 2));
-        assert_ne!(a, schedule(8, 12, 2));
-        for kind in ["kill", "pause", "partition", "kill-switch"] {
+        let a = schedule(7, 18, 2);
+        assert_eq!(a, schedule(7, 18, 2));
+        assert_ne!(a, schedule(8, 18, 2));
+        for kind in [
+            "kill",
+            "pause",
+            "partition",
+            "kill-switch",
+            "etcd-member",
+            "etcd-quorum",
+        ] {
             assert!(a.iter().any(|f| f.name() == kind), "{kind} missing");
         }
-        assert_eq!(schedule(1, 4, 2).len(), 4);
+        assert_eq!(schedule(1, KINDS, 2).len(), KINDS);
     }
 }

@@ -406,8 +406,12 @@ pub fn follow_config(
     let rt = runtime()?;
     let (coord, stored) = rt
         .block_on(async {
-            let mut c = Coord::connect(endpoints, cluster, Duration::from_secs(30)).await?;
-            let v = c.config_get().await?;
+            let c = Coord::connect(endpoints, cluster, Duration::from_secs(30)).await?;
+            let v = hft_cluster::coord::retry_transient(Duration::from_secs(30), || {
+                let mut c = c.clone();
+                async move { c.config_get().await }
+            })
+            .await?;
             Ok::<_, CoordError>((c, v))
         })
         .map_err(coord_exit)?;

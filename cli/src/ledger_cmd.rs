@@ -251,15 +251,18 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         };
         let (reg, coord) = rt
             .block_on(async {
-                let mut c = hft_cluster::coord::Coord::connect(
+                let c = hft_cluster::coord::Coord::connect(
                     &args.etcd,
                     &args.cluster,
                     Duration::from_secs(30),
                 )
                 .await?;
-                let reg = c
-                    .register(&info, Duration::from_secs(args.lease_ttl_s.max(1)))
-                    .await?;
+                let ttl = Duration::from_secs(args.lease_ttl_s.max(1));
+                let reg = hft_cluster::coord::retry_transient(Duration::from_secs(30), || {
+                    let (mut c, info) = (c.clone(), info.clone());
+                    async move { c.register(&info, ttl).await }
+                })
+                .await?;
                 Ok::<_, hft_cluster::coord::CoordError>((reg, c))
             })
             .map_err(|e| Exit(1, anyhow!("{e}")))?;

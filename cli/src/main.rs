@@ -654,10 +654,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    // The long-running servers write to peers' sockets: a peer that went away must
-    // be an error on that socket, never the end of the process.
+    // The servers, and the commands that drive them, write to peers' sockets: a peer
+    // that went away must be an error on that socket, never the end of the process
+    // (hyper writes with writev, which raises SIGPIPE on a closed connection).
     #[cfg(unix)]
-    if matches!(cli.command, Command::Node(_) | Command::Venue(_)) {
+    if matches!(
+        cli.command,
+        Command::Node(_) | Command::Venue(_) | Command::Chaos(_) | Command::Bench(_)
+    ) {
         // SAFETY: before the command starts any thread; resets one signal's disposition.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);

@@ -182,7 +182,12 @@ impl Cluster {
                         None => format!("{j}={own}"),
                     })
                     .collect();
-                cmd.args(["--etcd", &format!("http://{}", l.etcd.addr)])
+                let etcd: Vec<String> = l
+                    .etcd
+                    .iter()
+                    .map(|r| format!("http://{}", r.addr))
+                    .collect();
+                cmd.args(["--etcd", &etcd.join(",")])
                     .args(["--ledger-peers", &peers.join(",")])
                     .args(["--control", &format!("127.0.0.1:{}", l.control_port)])
                     .args(["--control-advertise", &l.control.addr.to_string()]);
@@ -248,10 +253,15 @@ impl Cluster {
     /// Builds the relays of every node: its etcd, its control channel, and one per
     /// pair of ledger members, so that one node can be cut off alone.
     fn relay_everything(&mut self) -> anyhow::Result<()> {
-        let etcd: SocketAddr = self.etcd[0]
-            .trim_start_matches("http://")
-            .parse()
-            .context("etcd client URL")?;
+        let etcd: Vec<SocketAddr> = self
+            .etcd
+            .iter()
+            .map(|u| {
+                u.trim_start_matches("http://")
+                    .parse()
+                    .context("etcd client URL")
+            })
+            .collect::<anyhow::Result<_>>()?;
         let ids: Vec<u64> = self.ledger.keys().copied().collect();
         let ports = hft_cluster::local_etcd::free_ports(ids.len())?;
         for (k, &i) in ids.iter().enumerate() {
@@ -263,7 +273,10 @@ impl Cluster {
             self.links.insert(
                 i,
                 NodeLinks {
-                    etcd: Blackhole::start(etcd)?,
+                    etcd: etcd
+                        .iter()
+                        .map(|&a| Blackhole::start(a))
+                        .collect::<anyhow::Result<_>>()?,
                     ledger_out: out,
                     control: Blackhole::start(format!("127.0.0.1:{control_port}").parse()?)?,
                     control_port,
@@ -278,7 +291,9 @@ impl Cluster {
     pub(crate) fn partition(&self, id: u64, cut: bool) {
         for (&i, l) in &self.links {
             if i == id {
-                l.etcd.set(cut);
+                for r in &l.etcd {
+                    r.set(cut);
+                }
                 l.control.set(cut);
                 for r in l.ledger_out.values() {
                     r.set(cut);
@@ -447,7 +462,8 @@ fn pump(
 /// The relays a node's cluster traffic goes through (its etcd, ledger and control
 /// connections; never its venue session), so that the bench can cut it off.
 struct NodeLinks {
-    etcd: Blackhole,
+    /// One relay per etcd member.
+    etcd: Vec<Blackhole>,
     /// Relay from this node to each other member's ledger address.
     ledger_out: BTreeMap<u64, Blackhole>,
     control: Blackhole,
@@ -499,10 +515,16 @@ pub(crate) struct Harness {
 impl Harness {
     /// Starts a local etcd, the venue and three trading nodes (behind relays when
     /// `relays`), and waits until every engine trades and placement settled.
-    pub(crate) fn launch(etcd_bin: &Path, dir: &Path, relays: bool) -> anyhow::Result<Self> {
+    pub(crate) fn launch(
+        etcd_bin: &Path,
+        dir: &Path,
+        relays: bool,
+        etcd_members: usize,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
-        let etcd = hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), 1)
-            .map_err(|e| anyhow!("{e}"))?;
+        let etcd =
+            hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), etcd_members)
+                .map_err(|e| anyhow!("{e}"))?;
         let ports = hft_cluster::local_etcd::free_ports(7)?;
         let venue_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
         let history_path = dir.join("venue-history.jsonl");
@@ -574,6 +596,77 @@ impl Harness {
         Ok(h)
     }
 
+    /// Kills etcd member `i`.
+    pub(crate) fn etcd_kill(&mut self, i: usize) {
+        if let Some(e) = self.etcd.as_mut() {
+            e.kill(i);
+        }
+    }
+
+    /// Restarts etcd member `i` from its data.
+    pub(crate) fn etcd_restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(e) = self.etcd.as_mut() {
+            e.restart(i)?;
+        }
+        Ok(())
+    }
+
+    /// Ends trading and lets the ledger settle before the nodes stop: every strategy is
+    /// disabled (its engine cancels its orders, logs out and books its last fills), then
+    /// the run waits until every member reports the same fills and state hash. Members
+    /// that lag at a stop are normal; the promise checked is that they converge.
+    fn quiesce(&mut self) -> anyhow::Result<()> {
+        let token = self.admin_token()?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let ports = self.cluster.admin_ports.clone();
+        let call = |port: u16, path: &str, body: Option<&Value>| -> Option<Value> {
+            let url = format!("http://127.0.0.1:{port}{path}");
+            let auth = format!("Bearer {token}");
+            let r = match body {
+                Some(b) => agent.post(&url).header("Authorization", &auth).send_json(b),
+                None => agent.get(&url).header("Authorization", &auth).call(),
+            };
+            let mut r = r.ok().filter(|r| r.status() == 200)?;
+            r.body_mut().read_json::<Value>().ok()
+        };
+        for name in self.names.clone() {
+            let body = json!({ "name": name, "enabled": false });
+            if !ports
+                .iter()
+                .any(|&p| call(p, "/v1/strategies", Some(&body)).is_some())
+            {
+                bail!("no node took disabling {name}");
+            }
+        }
+        let c = &mut self.cluster;
+        let mut last = None;
+        wait_for(
+            "the ledger members converging",
+            Duration::from_secs(30),
+            || {
+                c.check_alive()?;
+                let engines_gone = ports.iter().all(|&p| {
+                    call(p, "/v1/status", None)
+                        .is_some_and(|v| v["engines"].as_array().is_none_or(Vec::is_empty))
+                });
+                let hashes: Vec<Option<Value>> = ports
+                    .iter()
+                    .map(|&p| call(p, "/v1/ledger/hash", None))
+                    .collect();
+                let same = hashes.iter().all(|h| h.is_some() && *h == hashes[0]);
+                // Equal twice in a row, 100 ms apart: nothing was still in flight.
+                let settled = engines_gone && same && last.as_ref() == Some(&hashes);
+                last = Some(hashes);
+                std::thread::sleep(Duration::from_millis(100));
+                Ok(settled.then_some(()))
+            },
+        )
+    }
+
     /// An admin token for the run's own operator calls.
     pub(crate) fn admin_token(&mut self) -> anyhow::Result<String> {
         let (t, _) = self.rt.block_on(hft_cluster::auth::create_token(
@@ -610,12 +703,22 @@ impl Harness {
         bail!("no node took the kill switch call for {strategy}")
     }
 
-    /// Strategy -> (node, epoch).
+    /// Strategy -> (node, epoch). etcd may be losing a member: a failed read is tried
+    /// again for up to 10 s.
     pub(crate) fn assignments(&mut self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
-        let (a, _) = self.rt.block_on(self.coord.assignments())?;
-        Ok(a.into_iter()
-            .map(|a| (a.strategy, (a.node, a.epoch)))
-            .collect())
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.rt.block_on(self.coord.assignments()) {
+                Ok((a, _)) => {
+                    return Ok(a
+                        .into_iter()
+                        .map(|a| (a.strategy, (a.node, a.epoch)))
+                        .collect());
+                }
+                Err(e) if Instant::now() > end => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     /// Waits until every strategy trades under its current assignment (and node
@@ -638,7 +741,7 @@ impl Harness {
             let settled = match back {
                 None => true,
                 Some(v) => {
-                    let nodes = self.rt.block_on(self.coord.nodes())?;
+                    let nodes = self.rt.block_on(self.coord.nodes()).unwrap_or_default();
                     nodes.iter().any(|n| n.id == v)
                         && a.values().map(|&(n, _)| n).collect::<BTreeSet<_>>().len()
                             == self.names.len().min(2)
@@ -675,6 +778,7 @@ impl Harness {
         kills: Vec<hft_chaos::KillWindow>,
         kill_grace_ns: u64,
     ) -> anyhow::Result<(Vec<hft_chaos::Violation>, Value)> {
+        self.quiesce()?;
         self.cluster.stop_all();
         drop(std::mem::replace(&mut self.venue, Reaper(None)));
         self.history.poll()?;
@@ -747,7 +851,7 @@ impl Harness {
 }
 
 fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow::Result<Value> {
-    let mut h = Harness::launch(etcd_bin, dir, fault == Fault::Partition)?;
+    let mut h = Harness::launch(etcd_bin, dir, fault == Fault::Partition, 1)?;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     let mut samples = Vec::new();
     let mut fenced_on_resume = 0;

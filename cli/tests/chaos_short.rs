@@ -1,7 +1,8 @@
-//! The chaos suite's short schedule for three fixed seeds: real processes (a venue,
-//! etcd, three nodes), a kill, a pause past the lease, a partition from the cluster and
-//! a strategy kill switch each, then the history checker over the venue's record and
-//! every ledger member. Any violation fails the run and names the events.
+//! The chaos suite's short schedule for three fixed seeds: real processes (a venue, a
+//! 3-member etcd, three nodes), one fault of each kind (kill, pause past the lease,
+//! partition from the cluster, strategy kill switch, etcd member loss, etcd quorum
+//! loss), then the history checker over the venue's record and every ledger member.
+//! Any violation fails the run and names the events.
 
 use std::process::Command;
 
@@ -30,7 +31,14 @@ fn chaos(seed: u64) {
     assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
     let faults = v["faults"].as_array().unwrap();
     let kinds: Vec<&str> = faults.iter().filter_map(|f| f["fault"].as_str()).collect();
-    for k in ["kill", "pause", "partition", "kill-switch"] {
+    for k in [
+        "kill",
+        "pause",
+        "partition",
+        "kill-switch",
+        "etcd-member",
+        "etcd-quorum",
+    ] {
         assert!(kinds.contains(&k), "seed {seed}: no {k} in {kinds:?}");
     }
     assert!(v["venue_fills"].as_u64().unwrap() > 0, "{v}");

@@ -105,6 +105,28 @@ pub struct NodeInfo {
     pub since: u64,
 }
 
+/// Runs `f` again while etcd answers with a transient error (no leader, a leader
+/// change, a dropped connection) until `within` has passed: an etcd cluster that is
+/// electing is not a reason for a node to give up. Other errors return at once.
+pub async fn retry_transient<T, F, Fut>(within: Duration, mut f: F) -> Result<T, CoordError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CoordError>>,
+{
+    let end = Instant::now() + within;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match f().await {
+            Err(CoordError::Etcd(e)) if Instant::now() + backoff < end => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "etcd busy; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Wall-clock time, ns since the epoch: the timestamps of etcd records and ledger
 /// commands made by operators.
 pub fn now_ns() -> u64 {

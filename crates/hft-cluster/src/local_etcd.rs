@@ -12,6 +12,8 @@ pub struct LocalEtcd {
     /// Client URL of each member.
     pub clients: Vec<String>,
     dir: PathBuf,
+    bin: PathBuf,
+    peers: Vec<String>,
 }
 
 /// Whether `bin` runs as etcd.
@@ -56,43 +58,61 @@ impl LocalEtcd {
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
-        let initial: Vec<String> = (0..n).map(|i| format!("e{i}={}", peers[i])).collect();
         let mut etcd = Self {
-            members: Vec::new(),
-            clients: clients.clone(),
+            members: (0..n).map(|_| None).collect(),
+            clients,
             dir: dir.to_owned(),
+            bin: bin.to_owned(),
+            peers,
         };
         for i in 0..n {
-            let log = std::fs::File::create(dir.join(format!("etcd-{i}.log")))?;
-            let child = Command::new(bin)
-                .args([
-                    "--name",
-                    &format!("e{i}"),
-                    "--data-dir",
-                    &dir.join(format!("etcd-{i}")).to_string_lossy(),
-                    "--listen-client-urls",
-                    &clients[i],
-                    "--advertise-client-urls",
-                    &clients[i],
-                    "--listen-peer-urls",
-                    &peers[i],
-                    "--initial-advertise-peer-urls",
-                    &peers[i],
-                    "--initial-cluster",
-                    &initial.join(","),
-                    "--initial-cluster-state",
-                    "new",
-                    "--initial-cluster-token",
-                    "hft-local",
-                    "--log-level",
-                    "error",
-                ])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?;
-            etcd.members.push(Some(child));
+            etcd.restart(i)?;
         }
         Ok(etcd)
+    }
+
+    /// (Re)starts member `i` from its data directory (a member that was killed rejoins
+    /// with what it had).
+    pub fn restart(&mut self, i: usize) -> std::io::Result<()> {
+        if self.members.get(i).is_none_or(Option::is_some) {
+            return Ok(());
+        }
+        let (dir, clients, peers) = (&self.dir, &self.clients, &self.peers);
+        let initial: Vec<String> = (0..peers.len())
+            .map(|k| format!("e{k}={}", peers[k]))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("etcd-{i}.log")))?;
+        let child = Command::new(&self.bin)
+            .args([
+                "--name",
+                &format!("e{i}"),
+                "--data-dir",
+                &dir.join(format!("etcd-{i}")).to_string_lossy(),
+                "--listen-client-urls",
+                &clients[i],
+                "--advertise-client-urls",
+                &clients[i],
+                "--listen-peer-urls",
+                &peers[i],
+                "--initial-advertise-peer-urls",
+                &peers[i],
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "hft-local",
+                "--log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.members[i] = Some(child);
+        Ok(())
     }
 
     /// Kills member `i` (SIGKILL).
