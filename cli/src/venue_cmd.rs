@@ -669,11 +669,21 @@ impl Harness {
 
     /// An admin token for the run's own operator calls.
     pub(crate) fn admin_token(&mut self) -> anyhow::Result<String> {
-        let (t, _) = self.rt.block_on(hft_cluster::auth::create_token(
-            &mut self.coord,
-            "chaos",
-            hft_cluster::auth::Role::Admin,
-            None,
+        let coord = self.coord.clone();
+        let (t, _) = self.rt.block_on(hft_cluster::coord::retry_transient(
+            Duration::from_secs(30),
+            || {
+                let mut c = coord.clone();
+                async move {
+                    hft_cluster::auth::create_token(
+                        &mut c,
+                        "chaos",
+                        hft_cluster::auth::Role::Admin,
+                        None,
+                    )
+                    .await
+                }
+            },
         ))?;
         Ok(t)
     }

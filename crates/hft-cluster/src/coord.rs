@@ -141,6 +141,9 @@ pub fn now_ns() -> u64 {
 pub struct Coord {
     pub(crate) client: Client,
     cluster: String,
+    /// The member endpoints, for work that must route around a dead member at once
+    /// (lease renewal).
+    endpoints: Vec<String>,
 }
 
 impl Coord {
@@ -167,6 +170,7 @@ impl Coord {
                     return Ok(Self {
                         client,
                         cluster: cluster.to_owned(),
+                        endpoints: endpoints.to_vec(),
                     });
                 }
                 Ok(Err(e)) => e.to_string(),
@@ -422,7 +426,7 @@ impl Coord {
             .await?;
         let fenced = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(keep_alive(
-            self.client.clone(),
+            self.endpoints.clone(),
             lease,
             Duration::from_secs(ttl_s as u64),
             fenced.clone(),
@@ -684,7 +688,7 @@ impl Drop for Registration {
 /// work over. The fence is a timer of its own, so a renewal stuck in a timeout cannot
 /// delay it.
 async fn keep_alive(
-    mut client: Client,
+    endpoints: Vec<String>,
     lease: i64,
     ttl: Duration,
     fenced: Arc<AtomicBool>,
@@ -693,6 +697,8 @@ async fn keep_alive(
 ) {
     let every = ttl / 3;
     let deadline = ttl - ttl / 3;
+    // One attempt may take this long before the next member is tried.
+    let attempt = (ttl / 8).max(Duration::from_millis(100));
     let confirmed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let watchdog = {
         let (confirmed, fenced) = (confirmed.clone(), fenced.clone());
@@ -709,14 +715,35 @@ async fn keep_alive(
             }
         }))
     };
-    let mut session = None;
+    // A client per member: when the member renewing the lease dies (or etcd elects),
+    // the next one is tried at once instead of waiting for a balanced channel to notice.
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(attempt)
+        .with_timeout(attempt);
+    let mut clients: Vec<Option<Client>> = endpoints.iter().map(|_| None).collect();
+    let mut at = 0usize;
+    let mut session: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
     while !fenced.load(Ordering::SeqCst) {
+        let n = endpoints.len().max(1);
         if session.is_none() {
-            session = tokio::time::timeout(every, client.lease_keep_alive(lease))
+            let ep = &endpoints[at % n];
+            if clients[at % n].is_none() {
+                clients[at % n] = tokio::time::timeout(
+                    attempt,
+                    Client::connect([ep.as_str()], Some(opts.clone())),
+                )
                 .await
                 .ok()
                 .and_then(Result::ok);
+            }
+            if let Some(c) = clients[at % n].as_mut() {
+                session = tokio::time::timeout(attempt, c.lease_keep_alive(lease))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+            }
         }
+        let mut renewed = false;
         if let Some((keeper, stream)) = session.as_mut() {
             // The lease runs from when etcd renewed it, which is after the request left:
             // counting from the send is the safe side.
@@ -725,9 +752,10 @@ async fn keep_alive(
                 keeper.keep_alive().await?;
                 stream.message().await
             };
-            match tokio::time::timeout(every, round).await {
+            match tokio::time::timeout(attempt, round).await {
                 Ok(Ok(Some(r))) if r.ttl() > 0 => {
                     confirmed.store(sent, Ordering::SeqCst);
+                    renewed = true;
                 }
                 Ok(Ok(Some(_))) => {
                     // TTL 0: etcd says the lease is gone; nothing brings it back.
@@ -737,7 +765,14 @@ async fn keep_alive(
                 _ => session = None,
             }
         }
-        tokio::time::sleep(every.saturating_sub(Duration::from_millis(10))).await;
+        if renewed {
+            tokio::time::sleep(every.saturating_sub(Duration::from_millis(10))).await;
+        } else {
+            // That member failed: drop its client and try the next one now.
+            clients[at % n] = None;
+            at += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // Fenced for good: a node rejoins with a new registration (and a new epoch), never
     // by renewing the lease it may already have lost.

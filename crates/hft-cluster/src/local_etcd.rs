@@ -105,6 +105,14 @@ impl LocalEtcd {
                 "new",
                 "--initial-cluster-token",
                 "hft-local",
+                // Loopback members: a leader election takes a quarter second, not
+                // etcd's default one to two, so it stays well inside the 2 s node leases
+                // of the tests (a production etcd needs leases several times its
+                // election timeout; see docs/cluster.md).
+                "--heartbeat-interval",
+                "25",
+                "--election-timeout",
+                "250",
                 "--log-level",
                 "error",
             ])
