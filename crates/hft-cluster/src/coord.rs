@@ -698,7 +698,7 @@ async fn keep_alive(
     let every = ttl / 3;
     let deadline = ttl - ttl / 3;
     // One attempt may take this long before the next member is tried.
-    let attempt = (ttl / 8).max(Duration::from_millis(100));
+    let attempt = (ttl / 6).max(Duration::from_millis(100));
     let confirmed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let watchdog = {
         let (confirmed, fenced) = (confirmed.clone(), fenced.clone());
