@@ -635,12 +635,20 @@ impl Harness {
         };
         for name in self.names.clone() {
             let body = json!({ "name": name, "enabled": false });
-            if !ports
-                .iter()
-                .any(|&p| call(p, "/v1/strategies", Some(&body)).is_some())
-            {
-                bail!("no node took disabling {name}");
-            }
+            // etcd may still be electing after the last fault: ask again for a while.
+            wait_for(
+                &format!("a node disabling {name}"),
+                Duration::from_secs(20),
+                || {
+                    let took = ports
+                        .iter()
+                        .any(|&p| call(p, "/v1/strategies", Some(&body)).is_some());
+                    if !took {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Ok(took.then_some(()))
+                },
+            )?;
         }
         let c = &mut self.cluster;
         let mut last = None;
