@@ -20,6 +20,16 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// The fault kinds of `hft chaos run`, as its report names them.
+pub const FAULT_KINDS: [&str; 6] = [
+    "kill",
+    "pause",
+    "partition",
+    "kill-switch",
+    "etcd-member",
+    "etcd-quorum",
+];
+
 /// One line of the venue's history.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]

@@ -80,7 +80,7 @@ impl Fault {
 }
 
 /// Fault kinds.
-const KINDS: usize = 6;
+const KINDS: usize = hft_chaos::FAULT_KINDS.len();
 
 /// The faults of a run, from its seed: every kind appears, then random ones.
 fn schedule(seed: u64, n: usize, strategies: usize) -> Vec<Fault> {
@@ -309,14 +309,7 @@ mod tests {
         let a = schedule(7, 18, 2);
         assert_eq!(a, schedule(7, 18, 2));
         assert_ne!(a, schedule(8, 18, 2));
-        for kind in [
-            "kill",
-            "pause",
-            "partition",
-            "kill-switch",
-            "etcd-member",
-            "etcd-quorum",
-        ] {
+        for kind in hft_chaos::FAULT_KINDS {
             assert!(a.iter().any(|f| f.name() == kind), "{kind} missing");
         }
         assert_eq!(schedule(1, KINDS, 2).len(), KINDS);

@@ -31,14 +31,7 @@ fn chaos(seed: u64) {
     assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
     let faults = v["faults"].as_array().unwrap();
     let kinds: Vec<&str> = faults.iter().filter_map(|f| f["fault"].as_str()).collect();
-    for k in [
-        "kill",
-        "pause",
-        "partition",
-        "kill-switch",
-        "etcd-member",
-        "etcd-quorum",
-    ] {
+    for k in hft_chaos::FAULT_KINDS {
         assert!(kinds.contains(&k), "seed {seed}: no {k} in {kinds:?}");
     }
     assert!(v["venue_fills"].as_u64().unwrap() > 0, "{v}");
