@@ -178,20 +178,13 @@ impl Coord {
         leader: &(Vec<u8>, i64),
         a: &Assignment,
     ) -> Result<Option<u64>, CoordError> {
-        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        use etcd_client::TxnOp;
         let key = self.key(&assign_key(&a.strategy));
         let value = serde_json::to_vec(a).map_err(|e| CoordError::Malformed {
             key: key.clone(),
             why: e.to_string(),
         })?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                leader.0.clone(),
-                CompareOp::Equal,
-                leader.1,
-            )])
-            .and_then([TxnOp::put(key, value, None)]);
-        let r = self.client.txn(txn).await?;
+        let r = self.as_leader(leader, TxnOp::put(key, value, None)).await?;
         if !r.succeeded() {
             return Ok(None);
         }
@@ -206,16 +199,29 @@ impl Coord {
         leader: &(Vec<u8>, i64),
         strategy: &str,
     ) -> Result<bool, CoordError> {
-        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
         let key = self.key(&assign_key(strategy));
+        let r = self
+            .as_leader(leader, etcd_client::TxnOp::delete(key, None))
+            .await?;
+        Ok(r.succeeded())
+    }
+
+    /// Runs `op` only while `leader` (an election key and its creation revision) still
+    /// exists: the guard every placement write takes.
+    async fn as_leader(
+        &mut self,
+        leader: &(Vec<u8>, i64),
+        op: etcd_client::TxnOp,
+    ) -> Result<etcd_client::TxnResponse, CoordError> {
+        use etcd_client::{Compare, CompareOp, Txn};
         let txn = Txn::new()
             .when([Compare::create_revision(
                 leader.0.clone(),
                 CompareOp::Equal,
                 leader.1,
             )])
-            .and_then([TxnOp::delete(key, None)]);
-        Ok(self.client.txn(txn).await?.succeeded())
+            .and_then([op]);
+        Ok(self.client.txn(txn).await?)
     }
 }
 
