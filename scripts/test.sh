@@ -19,7 +19,10 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
-cargo build --workspace --all-targets --locked
-cargo test --workspace --doc --locked
+# The suite's build has the fail points the chaos tests inject faults at (a production
+# build has none).
+features=(--features hft/failpoints)
+cargo build --workspace --all-targets --locked "${features[@]}"
+cargo test --workspace --doc --locked "${features[@]}"
 # Last, so the run closes on the test runner's summary of the whole suite.
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --locked --no-fail-fast "${features[@]}"

@@ -21,14 +21,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The fault kinds of `hft chaos run`, as its report names them.
-pub const FAULT_KINDS: [&str; 6] = [
+pub const FAULT_KINDS: [&str; 11] = [
     "kill",
     "pause",
     "partition",
     "kill-switch",
     "etcd-member",
     "etcd-quorum",
+    "leader-partition",
+    "disk-full",
+    "crash-point",
+    "slow-disk",
+    "lease-stall",
 ];
+
+/// The kinds that need fail points (a build with the `failpoints` feature).
+pub const FAILPOINT_KINDS: [&str; 3] = ["crash-point", "slow-disk", "lease-stall"];
+
+/// The kinds that need network and mount namespaces (a tmpfs WAL directory).
+pub const NAMESPACE_KINDS: [&str; 1] = ["disk-full"];
 
 /// One line of the venue's history.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -64,6 +75,12 @@ pub enum VenueEvent {
         epoch: u64,
         /// Client order id.
         order: u64,
+        /// Limit price, raw units (0 in histories from before it was recorded).
+        #[serde(default)]
+        price: i64,
+        /// Quantity, raw units (0 likewise).
+        #[serde(default)]
+        qty: i64,
     },
     /// A fill was executed.
     Fill {
@@ -150,11 +167,41 @@ pub struct Member {
     pub hash: [u8; 32],
 }
 
+/// How a strategy's prices and quantities make money: notional (money raw units) is
+/// `price × qty / 10^shift`, rounded to the nearest unit, as the risk checks round it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notional {
+    /// Price scale + quantity scale − money scale of the strategy's instrument.
+    pub shift: i32,
+    /// Largest notional of one order, money raw units.
+    pub max_order: i64,
+}
+
+impl Notional {
+    /// The notional of `qty` at `price`, money raw units (saturating; i128 inside).
+    pub fn of(&self, price: i64, qty: i64) -> i128 {
+        let p = i128::from(price) * i128::from(qty);
+        let p = p.abs();
+        if self.shift <= 0 {
+            p.saturating_mul(10i128.saturating_pow(self.shift.unsigned_abs()))
+        } else {
+            let d = 10i128.saturating_pow(self.shift as u32);
+            (p + d / 2) / d
+        }
+    }
+}
+
 /// What the checker is told about the run besides the events.
 #[derive(Clone, Debug, Default)]
 pub struct Rules {
     /// Largest |position| per strategy, raw units (absent: unchecked).
     pub max_position: BTreeMap<u16, i64>,
+    /// Notional rules per strategy (absent: unchecked).
+    pub notional: BTreeMap<u16, Notional>,
+    /// Largest gross notional of all strategies together, money raw units: the sum of
+    /// each |position| at its last fill price. Checked at fills that grow a position
+    /// (a price move alone is no breach of a pre-trade limit).
+    pub max_gross_notional: Option<i64>,
     /// Kill switches and when they held.
     pub kills: Vec<KillWindow>,
     /// How long a kill switch may take to reach the engines, ns.
@@ -223,6 +270,24 @@ pub enum Violation {
         /// The fill.
         fill: VenueEvent,
     },
+    /// An order accepted past its strategy's order notional limit.
+    OrderNotional {
+        /// The limit, money raw units.
+        limit: i64,
+        /// The order's notional.
+        notional: i128,
+        /// The accept.
+        accept: VenueEvent,
+    },
+    /// A fill took the gross notional of all strategies past its limit.
+    GrossNotional {
+        /// The limit, money raw units.
+        limit: i64,
+        /// Gross notional after the fill.
+        gross: i128,
+        /// The fill.
+        fill: VenueEvent,
+    },
     /// Ledger members ended at different states.
     Diverged {
         /// Member id and hash (hex) of each.
@@ -274,6 +339,18 @@ impl fmt::Display for Violation {
                 f,
                 "limit breached: strategy {strategy} at {position} (limit {limit}) after {fill:?}"
             ),
+            Violation::OrderNotional {
+                limit,
+                notional,
+                accept,
+            } => write!(
+                f,
+                "order notional {notional} past its limit {limit}: {accept:?}"
+            ),
+            Violation::GrossNotional { limit, gross, fill } => write!(
+                f,
+                "gross notional {gross} past its limit {limit} after {fill:?}"
+            ),
             Violation::Diverged { hashes } => write!(f, "ledger members diverged: {hashes:?}"),
         }
     }
@@ -291,6 +368,7 @@ pub fn check(events: &[VenueEvent], members: &[Member], rules: &Rules) -> Vec<Vi
     let mut position: BTreeMap<u16, i64> = BTreeMap::new();
     let mut venue_fills: BTreeMap<u64, &VenueEvent> = BTreeMap::new();
     let mut venue_pos: BTreeMap<u16, i64> = BTreeMap::new();
+    let mut last_price: BTreeMap<u16, i64> = BTreeMap::new();
     for e in events {
         match e {
             VenueEvent::Logon {
@@ -308,8 +386,20 @@ pub fn check(events: &[VenueEvent], members: &[Member], rules: &Rules) -> Vec<Vi
                 ts,
                 strategy,
                 epoch,
+                price,
+                qty,
                 ..
             } => {
+                if let Some(n) = rules.notional.get(strategy) {
+                    let notional = n.of(*price, *qty);
+                    if notional > i128::from(n.max_order) {
+                        out.push(Violation::OrderNotional {
+                            limit: n.max_order,
+                            notional,
+                            accept: e.clone(),
+                        });
+                    }
+                }
                 if let Some(l @ VenueEvent::Logon { epoch: n, .. }) = newest.get(strategy)
                     && epoch < n
                 {
@@ -334,6 +424,7 @@ pub fn check(events: &[VenueEvent], members: &[Member], rules: &Rules) -> Vec<Vi
                 strategy,
                 exec,
                 side,
+                price,
                 qty,
                 ..
             } => {
@@ -341,7 +432,28 @@ pub fn check(events: &[VenueEvent], members: &[Member], rules: &Rules) -> Vec<Vi
                 venue_fills.insert(*exec, e);
                 *venue_pos.entry(*strategy).or_default() += signed;
                 let p = position.entry(*strategy).or_default();
+                let grew = (*p + signed).abs() > p.abs();
                 *p += signed;
+                last_price.insert(*strategy, *price);
+                if let Some(limit) = rules.max_gross_notional
+                    && grew
+                {
+                    let gross: i128 = position
+                        .iter()
+                        .filter_map(|(s, &q)| {
+                            let n = rules.notional.get(s)?;
+                            Some(n.of(last_price.get(s).copied().unwrap_or(0), q))
+                        })
+                        .sum();
+                    if gross > i128::from(limit) {
+                        out.push(Violation::GrossNotional {
+                            limit,
+                            gross,
+                            fill: e.clone(),
+                        });
+                    }
+                }
+                let p = position.entry(*strategy).or_default();
                 if let Some(&limit) = rules.max_position.get(strategy)
                     && p.abs() > limit
                 {

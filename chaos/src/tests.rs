@@ -16,6 +16,8 @@ fn accept(ts: u64, strategy: u16, epoch: u64) -> VenueEvent {
         strategy,
         epoch,
         order: ts,
+        price: 100,
+        qty: 1,
     }
 }
 
@@ -66,9 +68,85 @@ fn clean() -> (Vec<VenueEvent>, Vec<Member>) {
 fn rules() -> Rules {
     Rules {
         max_position: [(0, 3)].into_iter().collect(),
+        // Price 100 × qty 1 at shift 1 is a notional of 10.
+        notional: [(
+            0,
+            Notional {
+                shift: 1,
+                max_order: 50,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        max_gross_notional: Some(1_000),
         kills: Vec::new(),
         kill_grace_ns: 0,
     }
+}
+
+#[test]
+fn an_order_past_its_notional_limit_is_reported() {
+    let (mut e, m) = clean();
+    assert_eq!(check(&e, &m, &rules()), vec![]);
+    // 100 × 5 / 10 = 50: at the limit; 6 lots are 60.
+    let order = |order, qty| VenueEvent::Accept {
+        ts: 7,
+        strategy: 0,
+        epoch: 7,
+        order,
+        price: 100,
+        qty,
+    };
+    let (at, past) = (order(9, 5), order(10, 6));
+    e.push(at);
+    assert_eq!(check(&e, &m, &rules()), vec![]);
+    e.push(past.clone());
+    assert_eq!(
+        check(&e, &m, &rules()),
+        vec![Violation::OrderNotional {
+            limit: 50,
+            notional: 60,
+            accept: past
+        }]
+    );
+}
+
+#[test]
+fn a_gross_notional_breach_is_reported_only_when_a_fill_grows_it() {
+    let mut r = rules();
+    r.max_position.clear();
+    r.max_gross_notional = Some(25);
+    // Position 2 at 100: 20. Position 3 at 100: 30, past 25.
+    let mut e = vec![logon(1, 0, 5), fill(2, 0, 1, 2)];
+    assert_eq!(check(&e, &[], &r), vec![]);
+    e.push(fill(3, 0, 2, 1));
+    assert_eq!(
+        check(&e, &[], &r),
+        vec![Violation::GrossNotional {
+            limit: 25,
+            gross: 30,
+            fill: fill(3, 0, 2, 1)
+        }]
+    );
+    // Reducing the position back is no new breach.
+    e.push(fill(4, 0, 3, -2));
+    assert_eq!(check(&e, &[], &r).len(), 1);
+}
+
+#[test]
+fn notional_rounds_to_the_nearest_unit_and_scales_both_ways() {
+    let n = |shift| Notional {
+        shift,
+        max_order: 0,
+    };
+    assert_eq!(n(2).of(149, 1), 1);
+    assert_eq!(n(2).of(150, 1), 2);
+    assert_eq!(n(-2).of(3, 4), 1_200);
+    assert_eq!(n(0).of(-3, 4), 12);
+    assert_eq!(
+        n(0).of(i64::MAX, i64::MAX),
+        i128::from(i64::MAX) * i128::from(i64::MAX)
+    );
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! `hft chaos run`: a seeded schedule of faults against a trading cluster of real
-//! processes (a venue, a local etcd, three nodes), then the history checker.
+//! processes (a venue, a 3-member etcd, 3 to 5 nodes), then the history checker.
 //!
-//! The processes run on loopback. Partitions drop a node's cluster traffic (etcd, the
-//! other ledger members, the control channel) through relays, and leave its venue
-//! session up. Network namespaces are not used yet.
+//! Where it can (root, iproute2), the run moves into network and mount namespaces of
+//! its own and puts every node in a namespace of its own (see `netns`): a partition
+//! takes a node's cluster link down and leaves its venue link up, and each node's WAL
+//! directory is a tmpfs the run can fill. Elsewhere the processes run on loopback and a
+//! partition goes through relays; the disk-full fault then cannot run, and the report
+//! says so. Fail-point faults need a build with `--features failpoints`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::Exit;
-use crate::venue_cmd::Harness;
+use crate::venue_cmd::{Harness, Net};
 
 /// `hft chaos run` arguments.
 #[derive(Args, Debug)]
@@ -22,10 +25,16 @@ pub struct ChaosArgs {
     /// Seed of the fault schedule (the same seed, the same faults in the same order).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// short (one fault of each of the 6 kinds) or long (18).
+    /// short (one fault of each kind) or long (three times as many).
     #[arg(long, default_value = "short")]
     schedule: Schedule,
-    /// Keep the run's logs, histories and ledgers here.
+    /// Trading nodes (each a ledger member).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=5))]
+    nodes: u64,
+    /// How the processes are networked.
+    #[arg(long, default_value = "auto")]
+    network: Network,
+    /// Keep the run's logs and histories here.
     #[arg(long)]
     report: Option<PathBuf>,
     /// The etcd binary (Debian: etcd-server).
@@ -41,9 +50,27 @@ pub struct ChaosArgs {
 pub enum Schedule {
     /// One fault of each kind.
     Short,
-    /// 18 faults: one of each kind, then random ones.
+    /// Three per kind on average: one of each, then random ones.
     Long,
 }
+
+/// How the run's processes are networked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    /// Namespaces where they can be made, loopback otherwise.
+    Auto,
+    /// Namespaces, or fail.
+    Netns,
+    /// Loopback processes, partitions through relays.
+    Loopback,
+}
+
+/// The crash fail points: a process that reaches one dies there (abort).
+const CRASH_POINTS: [&str; 2] = ["ledger::after-append", "booking::before-propose"];
+/// How long a lease-stall holds a node between losing its lease and fencing itself.
+const LEASE_STALL_MS: u64 = 1_500;
+/// What a slow disk adds to every WAL sync.
+const SLOW_SYNC_MS: u64 = 40;
 
 /// One fault of a schedule. Victims are named by strategy: the node that runs it when
 /// the fault starts.
@@ -64,6 +91,17 @@ enum Fault {
     /// every node fences itself and trading halts safely; then etcd comes back and the
     /// nodes rejoin as new processes.
     EtcdQuorum { member: usize, ms: u64 },
+    /// The ledger's Raft leader cut off from the cluster for `ms`.
+    LeaderPartition { ms: u64 },
+    /// The node's WAL filesystem filled for `ms`, then freed.
+    DiskFull { strategy: usize, ms: u64 },
+    /// The node dies at a crash fail point.
+    CrashPoint { strategy: usize, point: usize },
+    /// Every WAL sync of the node slowed for `ms`.
+    SlowDisk { strategy: usize, ms: u64 },
+    /// The node stalls between losing its lease and fencing itself while it is cut off:
+    /// its engines trade on, and only the venue's epoch fencing stops them.
+    LeaseStall { strategy: usize, ms: u64 },
 }
 
 impl Fault {
@@ -75,38 +113,87 @@ impl Fault {
             Fault::KillSwitch { .. } => "kill-switch",
             Fault::EtcdMember { .. } => "etcd-member",
             Fault::EtcdQuorum { .. } => "etcd-quorum",
+            Fault::LeaderPartition { .. } => "leader-partition",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::CrashPoint { .. } => "crash-point",
+            Fault::SlowDisk { .. } => "slow-disk",
+            Fault::LeaseStall { .. } => "lease-stall",
+        }
+    }
+
+    /// The strategy whose node is the victim, for the faults that have one.
+    fn strategy(&self) -> Option<usize> {
+        match *self {
+            Fault::Kill { strategy }
+            | Fault::Pause { strategy, .. }
+            | Fault::Partition { strategy, .. }
+            | Fault::KillSwitch { strategy, .. }
+            | Fault::DiskFull { strategy, .. }
+            | Fault::CrashPoint { strategy, .. }
+            | Fault::SlowDisk { strategy, .. }
+            | Fault::LeaseStall { strategy, .. } => Some(strategy),
+            Fault::EtcdMember { .. } | Fault::EtcdQuorum { .. } | Fault::LeaderPartition { .. } => {
+                None
+            }
         }
     }
 }
 
-/// Fault kinds.
-const KINDS: usize = hft_chaos::FAULT_KINDS.len();
-
-/// The faults of a run, from its seed: every kind appears, then random ones.
-fn schedule(seed: u64, n: usize, strategies: usize) -> Vec<Fault> {
+/// The faults of a run, from its seed: every kind of `kinds` once, then random ones.
+/// Each fault draws the same random numbers whatever its kind, so a seed gives the
+/// same victims and durations with fewer kinds available.
+fn schedule(seed: u64, n: usize, strategies: usize, kinds: &[&str]) -> Vec<Fault> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
             let strategy = rng.random_range(0..strategies);
             let ms = rng.random_range(2_500..4_000);
             let member = rng.random_range(0..3);
-            match if i < KINDS {
-                i
-            } else {
-                rng.random_range(0..KINDS)
-            } {
-                0 => Fault::Kill { strategy },
-                1 => Fault::Pause { strategy, ms },
-                2 => Fault::Partition { strategy, ms },
-                3 => Fault::KillSwitch {
+            let point = rng.random_range(0..CRASH_POINTS.len());
+            let pick = rng.random_range(0..kinds.len().max(1));
+            match kinds.get(if i < kinds.len() { i } else { pick }).copied() {
+                Some("pause") => Fault::Pause { strategy, ms },
+                Some("partition") => Fault::Partition { strategy, ms },
+                Some("kill-switch") => Fault::KillSwitch {
                     strategy,
                     ms: ms / 2,
                 },
-                4 => Fault::EtcdMember { member, ms },
-                _ => Fault::EtcdQuorum { member, ms },
+                Some("etcd-member") => Fault::EtcdMember { member, ms },
+                Some("etcd-quorum") => Fault::EtcdQuorum { member, ms },
+                Some("leader-partition") => Fault::LeaderPartition { ms },
+                Some("disk-full") => Fault::DiskFull { strategy, ms },
+                Some("crash-point") => Fault::CrashPoint { strategy, point },
+                Some("slow-disk") => Fault::SlowDisk { strategy, ms },
+                Some("lease-stall") => Fault::LeaseStall {
+                    strategy,
+                    ms: 4_000,
+                },
+                _ => Fault::Kill { strategy },
             }
         })
         .collect()
+}
+
+/// The kinds this run can inject, and why each other one cannot run.
+fn available(namespaces: bool) -> (Vec<&'static str>, Vec<Value>) {
+    let mut skipped = Vec::new();
+    let kinds = hft_chaos::FAULT_KINDS
+        .into_iter()
+        .filter(|k| {
+            let why = if hft_chaos::FAILPOINT_KINDS.contains(k) && !hft_cluster::FAILPOINTS {
+                Some("this build has no fail points (build with --features failpoints)")
+            } else if hft_chaos::NAMESPACE_KINDS.contains(k) && !namespaces {
+                Some("needs network and mount namespaces (root and iproute2)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                skipped.push(json!({ "fault": k, "why": why }));
+            }
+            why.is_none()
+        })
+        .collect();
+    (kinds, skipped)
 }
 
 /// How long a kill switch may take to stop a strategy's orders at the venue: the
@@ -117,27 +204,76 @@ const RESUME_BOUND: Duration = Duration::from_secs(30);
 
 /// Runs a chaos schedule; exit 1 on any violation.
 pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
+    // First, while this process has one thread: the namespaces are per thread until
+    // then, and every thread and process started later inherits them.
+    let (net, network) = match a.network {
+        Network::Loopback => (Net::Relays, "loopback with relays (asked for)".to_owned()),
+        Network::Netns => (
+            Net::Namespaces(crate::netns::Netns::enter().map_err(|e| Exit(1, e))?),
+            "network namespaces".to_owned(),
+        ),
+        Network::Auto => match crate::netns::Netns::enter() {
+            Ok(ns) => (Net::Namespaces(ns), "network namespaces".to_owned()),
+            Err(e) => {
+                eprintln!(
+                    "network namespaces unavailable ({e:#}): loopback processes with relays instead"
+                );
+                (
+                    Net::Relays,
+                    format!("loopback with relays (namespaces: {e:#})"),
+                )
+            }
+        },
+    };
     let dir = match &a.report {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("hft-chaos-{}-{}", a.seed, std::process::id())),
     };
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Exit(1, e.into()))?;
+    let (kinds, skipped) = available(matches!(net, Net::Namespaces(_)));
     let n = match a.schedule {
-        Schedule::Short => KINDS,
-        Schedule::Long => 3 * KINDS,
+        Schedule::Short => kinds.len(),
+        Schedule::Long => 3 * kinds.len(),
     };
-    let result = run_schedule(a.seed, n, &a.etcd_bin, &dir);
+    let result = run_schedule(
+        &Run {
+            seed: a.seed,
+            faults: n,
+            nodes: a.nodes,
+            kinds: &kinds,
+            etcd_bin: &a.etcd_bin,
+            dir: &dir,
+        },
+        net,
+    );
     let keep = a.report.is_some() || !matches!(&result, Ok((_, true)));
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let (v, clean) = result.map_err(|e| Exit(1, anyhow!("{e:#} (logs in {})", dir.display())))?;
+    let (mut v, clean) =
+        result.map_err(|e| Exit(1, anyhow!("{e:#} (logs in {})", dir.display())))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "schedule".into(),
+            json!(if a.schedule == Schedule::Long {
+                "long"
+            } else {
+                "short"
+            }),
+        );
+        o.insert("network".into(), json!(network));
+        o.insert("skipped".into(), json!(skipped));
+    }
     if a.json {
         println!("{v}");
     } else {
+        println!("network: {network}; nodes {}", a.nodes);
         for f in v["faults"].as_array().into_iter().flatten() {
-            println!("fault {}", f);
+            println!("fault {f}");
+        }
+        for k in &skipped {
+            println!("not injected: {} ({})", k["fault"], k["why"]);
         }
         println!(
             "invariants: fills lost {} duplicated {}, positions {}, stale-epoch accepts {}, accepts while killed {}, limit breaches {}, members converged {}",
@@ -166,62 +302,189 @@ pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
     Ok(if clean { 0 } else { 1 })
 }
 
-fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Result<(Value, bool)> {
-    let mut h = Harness::launch(etcd_bin, dir, true, 3)?;
-    let plan = schedule(seed, n, h.names.len());
+/// What one run is.
+struct Run<'a> {
+    seed: u64,
+    faults: usize,
+    nodes: u64,
+    kinds: &'a [&'static str],
+    etcd_bin: &'a Path,
+    dir: &'a Path,
+}
+
+/// Waits until node `id`'s process has ended by itself (true) or `within` passed.
+fn wait_exit(h: &mut Harness, id: u64, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if !h.cluster.running(id) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The ledger's Raft leader, as the first member that knows one says.
+fn ledger_leader(h: &Harness, token: &str) -> anyhow::Result<u64> {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        for id in h.cluster.ids() {
+            if let Some(l) = h
+                .call(id, token, "GET", "/v1/ledger/status", None)
+                .and_then(|v| v["leader"].as_u64())
+                .filter(|&l| l != 0)
+            {
+                return Ok(l);
+            }
+        }
+        if Instant::now() > end {
+            bail!("no ledger member knows a leader");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Arms fail point `name` of node `id` with `actions` (`off` disarms); a node that has
+/// just (re)started is asked again for up to 10 s.
+/// A crash point may fire before the node answers: its death is the answer then.
+fn arm(h: &mut Harness, token: &str, id: u64, name: &str, actions: &str) -> anyhow::Result<()> {
+    let end = Instant::now() + Duration::from_secs(10);
+    let path = format!("/v1/failpoints/{name}");
+    while h.call(id, token, "PUT", &path, Some(actions)).is_none() {
+        if !h.cluster.running(id) {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            bail!("node {id} did not arm fail point {name} with {actions}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
+    let mut h = Harness::launch(r.etcd_bin, r.dir, net, 3, r.nodes)?;
+    let plan = schedule(r.seed, r.faults, h.names.len(), r.kinds);
     let token = h.admin_token()?;
     let mut log = Vec::new();
     let mut kills = Vec::new();
     let mut resume = hdrhistogram::Histogram::<u64>::new(3)?;
     for (k, fault) in plan.iter().enumerate() {
-        let strategy = match *fault {
-            Fault::Kill { strategy }
-            | Fault::Pause { strategy, .. }
-            | Fault::Partition { strategy, .. }
-            | Fault::KillSwitch { strategy, .. } => strategy,
-            Fault::EtcdMember { .. } | Fault::EtcdQuorum { .. } => 0,
-        };
-        let name = h.names[strategy].clone();
         let a = h.assignments()?;
-        let &(victim, epoch) = a
-            .get(&name)
-            .ok_or_else(|| anyhow!("fault {k}: {name} is not assigned"))?;
+        let victim = match fault.strategy() {
+            Some(s) => {
+                let name = &h.names[s];
+                a.get(name)
+                    .ok_or_else(|| anyhow!("fault {k}: {name} is not assigned"))?
+                    .0
+            }
+            None if matches!(fault, Fault::LeaderPartition { .. }) => ledger_leader(&h, &token)?,
+            None => 0,
+        };
+        // What the victim ran: each must move to another node.
+        let owned: Vec<(usize, u64)> = h
+            .names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                a.get(n)
+                    .filter(|&&(node, _)| node == victim)
+                    .map(|&(_, e)| (i, e))
+            })
+            .collect();
         let t0 = Instant::now();
-        let mut entry = json!({"n": k, "fault": fault.name(), "strategy": name, "node": victim});
+        let mut entry = json!({"n": k, "fault": fault.name(), "node": victim});
+        if let Some(s) = fault.strategy() {
+            entry["strategy"] = json!(h.names[s]);
+        }
+        let mut back = vec![victim];
         match fault {
             Fault::Kill { .. } => {
                 h.cluster.kill(victim);
-                let (e, _) =
-                    h.wait_new_owner(&format!("fault {k}: {name} after kill"), strategy, epoch)?;
-                entry["new_epoch"] = json!(e);
+                wait_moved(&mut h, k, &owned, &mut entry)?;
                 h.cluster.start_node(victim)?;
             }
-            Fault::Pause { ms, .. } | Fault::Partition { ms, .. } => {
+            Fault::CrashPoint { point, .. } => {
+                let name = CRASH_POINTS[*point];
+                entry["point"] = json!(name);
+                arm(&mut h, &token, victim, name, "return")?;
+                let hit = wait_exit(&mut h, victim, Duration::from_secs(10));
+                entry["hit"] = json!(hit);
+                h.cluster.kill(victim);
+                wait_moved(&mut h, k, &owned, &mut entry)?;
+                h.cluster.start_node(victim)?;
+            }
+            Fault::Pause { ms, .. }
+            | Fault::Partition { ms, .. }
+            | Fault::LeaderPartition { ms }
+            | Fault::LeaseStall { ms, .. } => {
                 let pause = matches!(fault, Fault::Pause { .. });
+                if matches!(fault, Fault::LeaseStall { .. }) {
+                    arm(
+                        &mut h,
+                        &token,
+                        victim,
+                        "coord::lease-lost",
+                        &format!("sleep({LEASE_STALL_MS})"),
+                    )?;
+                }
                 if pause {
                     h.cluster.signal(victim, libc::SIGSTOP);
                 } else {
-                    h.cluster.partition(victim, true);
+                    h.cluster.partition(victim, true)?;
                 }
-                let (e, _) =
-                    h.wait_new_owner(&format!("fault {k}: {name} moved"), strategy, epoch)?;
-                entry["new_epoch"] = json!(e);
+                wait_moved(&mut h, k, &owned, &mut entry)?;
                 std::thread::sleep(Duration::from_millis(*ms).saturating_sub(t0.elapsed()));
                 if pause {
                     h.cluster.signal(victim, libc::SIGCONT);
                 } else {
-                    h.cluster.partition(victim, false);
+                    h.cluster.partition(victim, false)?;
                 }
                 // Past its lease the node fenced itself; it rejoins as a new process.
                 std::thread::sleep(Duration::from_millis(500));
                 h.cluster.kill(victim);
                 h.cluster.start_node(victim)?;
             }
+            Fault::DiskFull { ms, .. } => {
+                let dir = h.cluster.ledger_dir(victim);
+                let log_at = h.cluster.log_len(victim);
+                let filled = crate::netns::fill_disk(&dir)?;
+                entry["filled_bytes"] = json!(filled);
+                let mut stopped = wait_exit(&mut h, victim, Duration::from_millis(*ms));
+                crate::netns::free_disk(&dir);
+                if !stopped && h.cluster.logged_since(victim, log_at, "storage failed") {
+                    // Its member failed late in the window; the node is on its way out.
+                    stopped = wait_exit(&mut h, victim, Duration::from_secs(30));
+                }
+                // A node whose WAL could not grow stops (fail-stop) and is restarted
+                // once the disk has room; one that did not need to grow trades on.
+                entry["node_stopped"] = json!(stopped);
+                if stopped {
+                    h.cluster.kill(victim);
+                    wait_moved(&mut h, k, &owned, &mut entry)?;
+                    h.cluster.start_node(victim)?;
+                } else {
+                    back.clear();
+                }
+            }
+            Fault::SlowDisk { ms, .. } => {
+                arm(
+                    &mut h,
+                    &token,
+                    victim,
+                    "ledger::wal-sync",
+                    &format!("sleep({SLOW_SYNC_MS})"),
+                )?;
+                std::thread::sleep(Duration::from_millis(*ms));
+                arm(&mut h, &token, victim, "ledger::wal-sync", "off")?;
+                back.clear();
+            }
             Fault::EtcdMember { member, ms } => {
                 entry["etcd_member"] = json!(member);
                 h.etcd_kill(*member);
                 std::thread::sleep(Duration::from_millis(*ms));
                 h.etcd_restart(*member)?;
+                back.clear();
             }
             Fault::EtcdQuorum { member, ms } => {
                 let other = (member + 1) % 3;
@@ -232,12 +495,14 @@ fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Res
                 h.etcd_restart(*member)?;
                 h.etcd_restart(other)?;
                 // Every node fenced itself; each rejoins as a new process.
-                for n in 1..=3 {
+                back = h.cluster.ids();
+                for &n in &back {
                     h.cluster.kill(n);
                     h.cluster.start_node(n)?;
                 }
             }
-            Fault::KillSwitch { ms, .. } => {
+            Fault::KillSwitch { strategy, ms } => {
+                let name = h.names[*strategy].clone();
                 // The switch holds from its commit (the call's answer) until the release
                 // is asked for.
                 h.kill_switch(&token, &name, true)?;
@@ -246,18 +511,14 @@ fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Res
                 let to = hft_cluster::coord::now_ns();
                 h.kill_switch(&token, &name, false)?;
                 kills.push(hft_chaos::KillWindow {
-                    strategy: Some(strategy as u16),
+                    strategy: Some(*strategy as u16),
                     from,
                     to: Some(to),
                 });
+                back.clear();
             }
         }
         let healed = Instant::now();
-        let back: Vec<u64> = match fault {
-            Fault::KillSwitch { .. } | Fault::EtcdMember { .. } => Vec::new(),
-            Fault::EtcdQuorum { .. } => vec![1, 2, 3],
-            _ => vec![victim],
-        };
         h.wait_trading(
             &format!("fault {k}: trading after healing"),
             None,
@@ -281,23 +542,31 @@ fn run_schedule(seed: u64, n: usize, etcd_bin: &Path, dir: &Path) -> anyhow::Res
     let (violations, mut v) = h.finish(kills, KILL_GRACE.as_nanos() as u64)?;
     let q = |x: f64| (resume.value_at_quantile(x) as f64 / 100.0).round() / 10.0;
     if let Some(o) = v.as_object_mut() {
-        o.insert("seed".into(), json!(seed));
-        o.insert(
-            "schedule".into(),
-            json!(if n > KINDS { "long" } else { "short" }),
-        );
+        o.insert("seed".into(), json!(r.seed));
+        o.insert("nodes".into(), json!(r.nodes));
         o.insert("faults".into(), json!(log));
         o.insert("resume_p50_ms".into(), json!(q(0.5)));
         o.insert("resume_p99_ms".into(), json!(q(0.99)));
-        o.insert(
-            "network".into(),
-            json!("loopback with relays (no network namespaces)"),
-        );
-    }
-    if !violations.is_empty() && v["faults"].as_array().is_none() {
-        bail!("no fault log");
     }
     Ok((v, violations.is_empty()))
+}
+
+/// Waits until every strategy the victim ran trades under a newer epoch elsewhere;
+/// notes the new epochs in the fault's entry.
+fn wait_moved(
+    h: &mut Harness,
+    k: usize,
+    owned: &[(usize, u64)],
+    entry: &mut Value,
+) -> anyhow::Result<()> {
+    let mut epochs = Vec::new();
+    for &(s, epoch) in owned {
+        let name = h.names[s].clone();
+        let (e, _) = h.wait_new_owner(&format!("fault {k}: {name} moved"), s, epoch)?;
+        epochs.push(json!({ "strategy": name, "epoch": e }));
+    }
+    entry["moved"] = json!(epochs);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -306,12 +575,25 @@ mod tests {
 
     #[test]
     fn a_seed_always_gives_the_same_schedule_and_every_fault_kind() {
-        let a = schedule(7, 18, 2);
-        assert_eq!(a, schedule(7, 18, 2));
-        assert_ne!(a, schedule(8, 18, 2));
-        for kind in hft_chaos::FAULT_KINDS {
+        let kinds = hft_chaos::FAULT_KINDS;
+        let a = schedule(7, 3 * kinds.len(), 2, &kinds);
+        assert_eq!(a, schedule(7, 3 * kinds.len(), 2, &kinds));
+        assert_ne!(a, schedule(8, 3 * kinds.len(), 2, &kinds));
+        for kind in kinds {
             assert!(a.iter().any(|f| f.name() == kind), "{kind} missing");
         }
-        assert_eq!(schedule(1, KINDS, 2).len(), KINDS);
+        assert_eq!(schedule(1, kinds.len(), 2, &kinds).len(), kinds.len());
+    }
+
+    #[test]
+    fn fewer_kinds_leave_the_others_out_and_keep_the_victims() {
+        let all = schedule(3, 30, 2, &hft_chaos::FAULT_KINDS);
+        let some = schedule(3, 30, 2, &["kill", "pause"]);
+        assert!(some.iter().all(|f| ["kill", "pause"].contains(&f.name())));
+        assert_eq!(all[0].strategy(), some[0].strategy());
+        let (kinds, skipped) = available(false);
+        assert!(!kinds.contains(&"disk-full"));
+        assert!(skipped.iter().any(|s| s["fault"] == "disk-full"));
+        assert_eq!(kinds.len() + skipped.len(), hft_chaos::FAULT_KINDS.len());
     }
 }

@@ -66,6 +66,10 @@ pub struct NodeArgs {
     /// Raft tick in ms (election after 10-20 ticks, heartbeat every 2).
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
+    /// WAL segment size in KiB. Segments are preallocated, so a full disk is noticed
+    /// only when the next one is created: smaller segments find it sooner.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(16..=4_194_304))]
+    ledger_segment_kib: u64,
     /// Trade: run the engines placed on this node against the venue process at this
     /// address (`hft venue`). Needs --etcd (placement) and a cluster secret.
     #[arg(long, requires = "etcd")]
@@ -182,6 +186,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
     cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
+    cfg.segment_bytes = args.ledger_segment_kib << 10;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -360,7 +365,25 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         }
         _ => None,
     };
-    rt.block_on(crate::until_signal());
+    let member_failed = rt.block_on(async {
+        tokio::select! {
+            () = crate::until_signal() => false,
+            () = async {
+                while !member.thread.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            } => true,
+        }
+    });
+    if member_failed {
+        // Fail-stop: without its ledger member the node can book nothing, so it fences
+        // itself (its engines stop, and their fills are replayed from the venue by the
+        // next owner) and exits for its supervisor to restart it.
+        tracing::error!(member = args.id, dir = %dir.display(), "the ledger member stopped (its storage failed: see the error above); the node stops");
+        if let Some((reg, _)) = &registration {
+            reg.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     tracing::info!("stopping");
     // Engines stop first: they cancel their orders and book their last fills while the
     // ledger and the registration still stand.
@@ -376,6 +399,17 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     });
     member.stop();
+    if member_failed {
+        return Err(Exit(
+            1,
+            anyhow!(
+                "ledger member {} stopped: its storage in {} failed (full or broken \
+                 disk?); free or fix it, then start the node again",
+                args.id,
+                dir.display()
+            ),
+        ));
+    }
     Ok(0)
 }
 

@@ -7,6 +7,7 @@ mod cluster_cmd;
 mod ledger_bench;
 mod ledger_cmd;
 mod market;
+mod netns;
 mod venue_cmd;
 
 use anyhow::Context as _;

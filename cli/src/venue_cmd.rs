@@ -148,30 +148,79 @@ fn bench_coord(
     Ok((rt, coord))
 }
 
+/// How the nodes of a harness are networked.
+pub(crate) enum Net {
+    /// Loopback, nothing between the nodes.
+    Loopback,
+    /// Loopback, each node's cluster traffic through relays that can be cut.
+    Relays,
+    /// A network namespace per node, partitions by taking links down.
+    Namespaces(crate::netns::Netns),
+}
+
 pub(crate) struct Cluster {
     exe: PathBuf,
     dir: PathBuf,
     etcd: Vec<String>,
     venue: SocketAddr,
     peers: String,
-    admin_ports: Vec<u16>,
+    /// Each node's admin API.
+    pub(crate) admin: BTreeMap<u64, SocketAddr>,
     secret: String,
     nodes: BTreeMap<u64, Child>,
-    /// Relays per node, when partitions are injected.
+    /// Relays per node, with `Net::Relays`.
     links: BTreeMap<u64, NodeLinks>,
     /// Each member's own ledger address.
     ledger: BTreeMap<u64, String>,
+    /// WAL segment size of the nodes, KiB (None: the node's default).
+    segment_kib: Option<u64>,
+    /// Declared last: the namespaces go once the nodes are gone.
+    net: Net,
 }
 
 impl Cluster {
+    /// Node ids.
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        self.ledger.keys().copied().collect()
+    }
+
+    /// Node `id`'s ledger directory.
+    pub(crate) fn ledger_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("ledger-{id}"))
+    }
+
+    /// Whether node `id`'s process is running (not exited, not killed by the harness).
+    pub(crate) fn running(&mut self, id: u64) -> bool {
+        self.nodes
+            .get_mut(&id)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub(crate) fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join(format!("node-{id}.log")))?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("node")
-            .args(["--id", &id.to_string(), "--cluster", "bench"]);
+        let mut cmd = match &self.net {
+            Net::Namespaces(ns) => {
+                let mut c = ns.command(id, &self.exe);
+                c.args([
+                    "node",
+                    "--control",
+                    &format!("{}:7200", crate::netns::Netns::cluster_ip(id)),
+                ]);
+                c
+            }
+            _ => {
+                let mut c = Command::new(&self.exe);
+                c.arg("node");
+                c
+            }
+        };
+        if let Some(kib) = self.segment_kib {
+            cmd.args(["--ledger-segment-kib", &kib.to_string()]);
+        }
+        cmd.args(["--id", &id.to_string(), "--cluster", "bench"]);
         match self.links.get(&id) {
             Some(l) => {
                 let peers: Vec<String> = self
@@ -199,11 +248,8 @@ impl Cluster {
         }
         let child = cmd
             .arg("--ledger-dir")
-            .arg(self.dir.join(format!("ledger-{id}")))
-            .args([
-                "--admin",
-                &format!("127.0.0.1:{}", self.admin_ports[id as usize - 1]),
-            ])
+            .arg(self.ledger_dir(id))
+            .args(["--admin", &self.admin[&id].to_string()])
             .args(["--venue", &self.venue.to_string()])
             .env("HFT_CLUSTER_SECRET", &self.secret)
             .stdin(Stdio::null())
@@ -237,16 +283,16 @@ impl Cluster {
         }
     }
 
-    fn log_len(&self, id: u64) -> usize {
+    pub(crate) fn log_len(&self, id: u64) -> usize {
         std::fs::metadata(self.dir.join(format!("node-{id}.log")))
             .map(|m| m.len() as usize)
             .unwrap_or(0)
     }
 
-    /// Whether node `id` logged that it fenced itself after byte `from` of its log.
-    fn fenced_since(&self, id: u64, from: usize) -> bool {
+    /// Whether node `id` logged `what` after byte `from` of its log.
+    pub(crate) fn logged_since(&self, id: u64, from: usize, what: &str) -> bool {
         std::fs::read(self.dir.join(format!("node-{id}.log")))
-            .map(|b| String::from_utf8_lossy(&b[from.min(b.len())..]).contains("node fenced"))
+            .map(|b| String::from_utf8_lossy(&b[from.min(b.len())..]).contains(what))
             .unwrap_or(false)
     }
 
@@ -287,8 +333,13 @@ impl Cluster {
     }
 
     /// Cuts node `id` off from etcd, the ledger members and the control channel (or
-    /// heals it).
-    pub(crate) fn partition(&self, id: u64, cut: bool) {
+    /// heals it); its venue session stays.
+    pub(crate) fn partition(&self, id: u64, cut: bool) -> anyhow::Result<()> {
+        match &self.net {
+            Net::Namespaces(ns) => return ns.cut(id, cut),
+            Net::Loopback => bail!("no partitions on a loopback cluster without relays"),
+            Net::Relays => {}
+        }
         for (&i, l) in &self.links {
             if i == id {
                 for r in &l.etcd {
@@ -302,6 +353,7 @@ impl Cluster {
                 r.set(cut);
             }
         }
+        Ok(())
     }
 
     pub(crate) fn kill(&mut self, id: u64) {
@@ -507,26 +559,66 @@ pub(crate) struct Harness {
     pub(crate) history: History,
     history_path: PathBuf,
     config: hft_config::Config,
-    dir: PathBuf,
     venue: Reaper,
     etcd: Option<hft_cluster::local_etcd::LocalEtcd>,
+    agent: ureq::Agent,
 }
 
 impl Harness {
-    /// Starts a local etcd, the venue and three trading nodes (behind relays when
-    /// `relays`), and waits until every engine trades and placement settled.
+    /// Starts a local etcd, the venue and `n` trading nodes networked as `net`, and
+    /// waits until every engine trades and placement settled. In namespaces each node's
+    /// ledger directory is a tmpfs (the chaos suite fills it) with small WAL segments.
     pub(crate) fn launch(
         etcd_bin: &Path,
         dir: &Path,
-        relays: bool,
+        mut net: Net,
         etcd_members: usize,
+        n: u64,
     ) -> anyhow::Result<Self> {
+        use crate::netns::Netns;
         let exe = std::env::current_exe()?;
-        let etcd =
-            hft_cluster::local_etcd::LocalEtcd::start(etcd_bin, &dir.join("etcd"), etcd_members)
-                .map_err(|e| anyhow!("{e}"))?;
-        let ports = hft_cluster::local_etcd::free_ports(7)?;
-        let venue_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
+        let etcd_host = match net {
+            Net::Namespaces(_) => Netns::hub_ip(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let etcd = hft_cluster::local_etcd::LocalEtcd::start_on(
+            etcd_bin,
+            &dir.join("etcd"),
+            etcd_members,
+            &etcd_host,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let ports = hft_cluster::local_etcd::free_ports(1 + 2 * n as usize)?;
+        let ids = 1..=n;
+        let (venue_addr, ledger, admin): (SocketAddr, BTreeMap<u64, String>, _) = match &mut net {
+            Net::Namespaces(ns) => {
+                for id in ids.clone() {
+                    ns.add_node(id)?;
+                    crate::netns::mount_tmpfs(&dir.join(format!("ledger-{id}")), 256)?;
+                }
+                (
+                    format!("{}:7070", Netns::venue_ip()).parse()?,
+                    ids.clone()
+                        .map(|i| (i, format!("{}:7100", Netns::cluster_ip(i))))
+                        .collect(),
+                    ids.clone()
+                        .map(|i| Ok((i, format!("{}:7300", Netns::cluster_ip(i)).parse()?)))
+                        .collect::<anyhow::Result<BTreeMap<u64, SocketAddr>>>()?,
+                )
+            }
+            _ => (
+                format!("127.0.0.1:{}", ports[0]).parse()?,
+                ids.clone()
+                    .map(|i| (i, format!("127.0.0.1:{}", ports[i as usize])))
+                    .collect(),
+                ids.clone()
+                    .map(|i| {
+                        let p = ports[n as usize + i as usize];
+                        Ok((i, format!("127.0.0.1:{p}").parse()?))
+                    })
+                    .collect::<anyhow::Result<BTreeMap<u64, SocketAddr>>>()?,
+            ),
+        };
         let history_path = dir.join("venue-history.jsonl");
         let venue_log = std::fs::File::create(dir.join("venue.log"))?;
         let venue = Reaper(Some(
@@ -545,27 +637,29 @@ impl Harness {
         })?;
         let mut secret = [0u8; 24];
         getrandom::fill(&mut secret).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+        let relays = matches!(net, Net::Relays);
         let mut cluster = Cluster {
             exe,
             dir: dir.to_owned(),
             etcd: etcd.clients.clone(),
             venue: venue_addr,
-            peers: (1..=3)
-                .map(|i| format!("{i}=127.0.0.1:{}", ports[i]))
+            peers: ledger
+                .iter()
+                .map(|(i, a)| format!("{i}={a}"))
                 .collect::<Vec<_>>()
                 .join(","),
-            admin_ports: ports[4..7].to_vec(),
+            admin,
             secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
             nodes: BTreeMap::new(),
             links: BTreeMap::new(),
-            ledger: (1..=3u64)
-                .map(|i| (i, format!("127.0.0.1:{}", ports[i as usize])))
-                .collect(),
+            ledger,
+            segment_kib: matches!(net, Net::Namespaces(_)).then_some(64),
+            net,
         };
         if relays {
             cluster.relay_everything()?;
         }
-        for id in 1..=3 {
+        for id in ids {
             cluster.start_node(id)?;
         }
         let (rt, coord) = bench_coord(&etcd)?;
@@ -586,9 +680,13 @@ impl Harness {
             history,
             history_path,
             config,
-            dir: dir.to_owned(),
             venue,
             etcd: Some(etcd),
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(5)))
+                .http_status_as_error(false)
+                .build()
+                .into(),
         };
         h.wait_trading("every engine trading", None, Duration::from_secs(60))?;
         // Settled: the placement leader has taken the ledger's lead.
@@ -617,32 +715,18 @@ impl Harness {
     /// that lag at a stop are normal; the promise checked is that they converge.
     fn quiesce(&mut self) -> anyhow::Result<()> {
         let token = self.admin_token()?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let ports = self.cluster.admin_ports.clone();
-        let call = |port: u16, path: &str, body: Option<&Value>| -> Option<Value> {
-            let url = format!("http://127.0.0.1:{port}{path}");
-            let auth = format!("Bearer {token}");
-            let r = match body {
-                Some(b) => agent.post(&url).header("Authorization", &auth).send_json(b),
-                None => agent.get(&url).header("Authorization", &auth).call(),
-            };
-            let mut r = r.ok().filter(|r| r.status() == 200)?;
-            r.body_mut().read_json::<Value>().ok()
-        };
+        let ids = self.cluster.ids();
         for name in self.names.clone() {
-            let body = json!({ "name": name, "enabled": false });
+            let body = json!({ "name": name, "enabled": false }).to_string();
             // etcd may still be electing after the last fault: ask again for a while.
             wait_for(
                 &format!("a node disabling {name}"),
                 Duration::from_secs(20),
                 || {
-                    let took = ports
-                        .iter()
-                        .any(|&p| call(p, "/v1/strategies", Some(&body)).is_some());
+                    let took = ids.iter().any(|&i| {
+                        self.call(i, &token, "POST", "/v1/strategies", Some(&body))
+                            .is_some()
+                    });
                     if !took {
                         std::thread::sleep(Duration::from_millis(100));
                     }
@@ -650,20 +734,19 @@ impl Harness {
                 },
             )?;
         }
-        let c = &mut self.cluster;
         let mut last = None;
         wait_for(
             "the ledger members converging",
             Duration::from_secs(30),
             || {
-                c.check_alive()?;
-                let engines_gone = ports.iter().all(|&p| {
-                    call(p, "/v1/status", None)
+                self.cluster.check_alive()?;
+                let engines_gone = ids.iter().all(|&i| {
+                    self.call(i, &token, "GET", "/v1/status", None)
                         .is_some_and(|v| v["engines"].as_array().is_none_or(Vec::is_empty))
                 });
-                let hashes: Vec<Option<Value>> = ports
+                let hashes: Vec<Option<Value>> = ids
                     .iter()
-                    .map(|&p| call(p, "/v1/ledger/hash", None))
+                    .map(|&i| self.call(i, &token, "GET", "/v1/ledger/hash", None))
                     .collect();
                 let same = hashes.iter().all(|h| h.is_some() && *h == hashes[0]);
                 // Equal twice in a row, 100 ms apart: nothing was still in flight.
@@ -696,6 +779,32 @@ impl Harness {
         Ok(t)
     }
 
+    /// Calls node `id`'s admin API (GET, or POST/PUT with `body`); the answer when it
+    /// is a 200 with JSON, None otherwise (refused, unreachable, timed out after 5 s).
+    pub(crate) fn call(
+        &self,
+        id: u64,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Option<Value> {
+        let url = format!("http://{}{path}", self.cluster.admin.get(&id)?);
+        let auth = format!("Bearer {token}");
+        let r = match (method, body) {
+            ("PUT", Some(b)) => self.agent.put(&url).header("Authorization", &auth).send(b),
+            (_, Some(b)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(b),
+            (_, None) => self.agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut r = r.ok().filter(|r| r.status() == 200)?;
+        r.body_mut().read_json::<Value>().ok()
+    }
+
     /// Engages or releases a strategy's kill switch through any node that answers.
     pub(crate) fn kill_switch(
         &self,
@@ -703,18 +812,13 @@ impl Harness {
         strategy: &str,
         engaged: bool,
     ) -> anyhow::Result<()> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build()
-            .into();
         let body = json!({ "scope": format!("strategy:{strategy}"), "engaged": engaged });
-        for port in &self.cluster.admin_ports {
-            let r = agent
-                .post(format!("http://127.0.0.1:{port}/v1/kill"))
-                .header("Authorization", &format!("Bearer {token}"))
-                .send_json(&body);
-            if r.is_ok_and(|r| r.status() == 200) {
+        let body = body.to_string();
+        for id in self.cluster.ids() {
+            if self
+                .call(id, token, "POST", "/v1/kill", Some(&body))
+                .is_some()
+            {
                 return Ok(());
             }
         }
@@ -803,10 +907,9 @@ impl Harness {
         let text = std::fs::read_to_string(&self.history_path)?;
         let events = hft_chaos::parse_history(&text)?;
         let mut members = Vec::new();
-        for id in 1..=3u64 {
-            let (report, state) =
-                hft_ledger::verify::rebuild(&self.dir.join(format!("ledger-{id}")))
-                    .map_err(|e| anyhow!("ledger member {id}: {e}"))?;
+        for id in self.cluster.ids() {
+            let (report, state) = hft_ledger::verify::rebuild(&self.cluster.ledger_dir(id))
+                .map_err(|e| anyhow!("ledger member {id}: {e}"))?;
             let fills = state
                 .fills_since(0, usize::MAX)
                 .into_iter()
@@ -831,15 +934,34 @@ impl Harness {
                 hash: report.hash,
             });
         }
+        let enabled: Vec<_> = self
+            .config
+            .strategies
+            .iter()
+            .filter(|s| s.enabled)
+            .collect();
         let rules = hft_chaos::Rules {
-            max_position: self
-                .config
-                .strategies
+            max_position: enabled
                 .iter()
-                .filter(|s| s.enabled)
                 .enumerate()
                 .map(|(i, s)| (i as u16, s.risk.max_position.raw()))
                 .collect(),
+            notional: enabled
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let spec = &self.config.instruments.get(s.instrument.0 as usize)?.spec;
+                    Some((
+                        i as u16,
+                        hft_chaos::Notional {
+                            shift: i32::from(spec.price_scale) + i32::from(spec.qty_scale)
+                                - i32::from(hft_core::MONEY_SCALE),
+                            max_order: s.risk.max_order_notional.raw(),
+                        },
+                    ))
+                })
+                .collect(),
+            max_gross_notional: Some(self.config.risk.max_gross_notional.raw()),
             kills,
             kill_grace_ns,
         };
@@ -859,7 +981,8 @@ impl Harness {
             "stale_accepts": count(|v| matches!(v, hft_chaos::Violation::StaleEpoch { .. })),
             "accepts_while_killed": count(|v| matches!(v, hft_chaos::Violation::WhileKilled { .. })),
             "position_mismatches": count(|v| matches!(v, hft_chaos::Violation::Position { .. })),
-            "limit_breaches": count(|v| matches!(v, hft_chaos::Violation::Limit { .. })),
+            "limit_breaches": count(|v| matches!(v, hft_chaos::Violation::Limit { .. } | hft_chaos::Violation::OrderNotional { .. } | hft_chaos::Violation::GrossNotional { .. })),
+            "accepts": events.iter().filter(|e| matches!(e, hft_chaos::VenueEvent::Accept { .. })).count(),
             "members_converged": !violations.iter().any(|v| matches!(v, hft_chaos::Violation::Diverged { .. })),
             "violations": violations.iter().take(20).map(|v| v.to_string()).collect::<Vec<_>>(),
             "logons": self.history.logons,
@@ -869,7 +992,12 @@ impl Harness {
 }
 
 fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow::Result<Value> {
-    let mut h = Harness::launch(etcd_bin, dir, fault == Fault::Partition, 1)?;
+    let net = if fault == Fault::Partition {
+        Net::Relays
+    } else {
+        Net::Loopback
+    };
+    let mut h = Harness::launch(etcd_bin, dir, net, 1, 3)?;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     let mut samples = Vec::new();
     let mut fenced_on_resume = 0;
@@ -885,7 +1013,7 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
         match fault {
             Fault::Kill => h.cluster.kill(victim),
             Fault::Pause => h.cluster.signal(victim, libc::SIGSTOP),
-            Fault::Partition => h.cluster.partition(victim, true),
+            Fault::Partition => h.cluster.partition(victim, true)?,
         }
         let (new_epoch, accepted) = h.wait_new_owner(
             &format!("trial {t}: {name} trading again after node {victim} was taken out"),
@@ -901,13 +1029,13 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
             std::thread::sleep(Duration::from_millis(3_000));
             match fault {
                 Fault::Pause => h.cluster.signal(victim, libc::SIGCONT),
-                _ => h.cluster.partition(victim, false),
+                _ => h.cluster.partition(victim, false)?,
             }
             let c = &h.cluster;
             let fenced = wait_for(
                 &format!("trial {t}: node {victim} fencing itself"),
                 Duration::from_secs(10),
-                || Ok(c.fenced_since(victim, log_at).then_some(())),
+                || Ok(c.logged_since(victim, log_at, "node fenced").then_some(())),
             );
             if fenced.is_ok() {
                 fenced_on_resume += 1;

@@ -15,6 +15,10 @@
 //! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool}`.
 //! - `GET  /v1/audit` — the audit trail; `GET /openapi.json` — the OpenAPI document.
 //!
+//! A build with the `failpoints` feature (the chaos suite's) also has
+//! `PUT /v1/failpoints/{name}` (admin): the body is the `fail` crate's action string
+//! (`sleep(200)`, `return`, `off`); a production build has no such route.
+//!
 //! With tokens (a node registered in etcd), every call needs `Authorization: Bearer`:
 //! reads need viewer, engaging a kill switch trader, everything else that changes state
 //! admin; 401 without a valid token, 403 when its role is too low.
@@ -1007,6 +1011,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/nodes/drain", web::post().to(drain))
         .route("/openapi.json", web::get().to(openapi_doc))
         .route("/v1/audit", web::get().to(audit_trail));
+    #[cfg(feature = "failpoints")]
+    cfg.route("/v1/failpoints/{name}", web::put().to(failpoint));
+}
+
+/// Arms (or, with `off`, disarms) one fail point of this process.
+#[cfg(feature = "failpoints")]
+async fn failpoint(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let who = require!(st, req, Role::Admin);
+    let name = name.into_inner();
+    let Ok(actions) = std::str::from_utf8(&body).map(str::trim) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body: fail point actions in UTF-8, e.g. sleep(100)",
+        );
+    };
+    let armed = if actions == "off" {
+        fail::remove(&name);
+        Ok(())
+    } else {
+        fail::cfg(&name, actions)
+    };
+    match armed {
+        Ok(()) => {
+            let v = json!({ "failpoint": name, "actions": actions });
+            audited(&st, &who, "failpoint.set", json!(null), v.clone()).await;
+            HttpResponse::Ok().json(v)
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("fail point {name}: {e} (actions look like `sleep(100)`, `return`, `off`)"),
+        ),
+    }
 }
 
 /// A running admin server; dropping it stops the server.

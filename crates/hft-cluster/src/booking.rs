@@ -212,6 +212,9 @@ impl Booking {
                 type Inflight = (Vec<Command>, oneshot::Receiver<Result<Outcome, LedgerError>>);
                 let mut inflight: VecDeque<Inflight> = VecDeque::new();
                 let mut stopping: Option<std::time::Instant> = None;
+                // The member answered Stopped: it is gone for good (its storage
+                // failed), so a stop need not wait for it.
+                let mut member_gone = false;
                 loop {
                     let mut cmds = Vec::new();
                     while cmds.len() < MAX_BATCH {
@@ -225,6 +228,10 @@ impl Booking {
                         }
                     }
                     if !cmds.is_empty() {
+                        // Filled at the venue, not yet proposed: a crash here must not
+                        // lose the fills (the next owner replays them from the venue).
+                        #[cfg(feature = "failpoints")]
+                        fail::fail_point!("booking::before-propose", |_| std::process::abort());
                         let rx = self.ledger.propose(cmds.clone());
                         inflight.push_back((cmds, rx));
                     }
@@ -242,7 +249,12 @@ impl Booking {
                             stats.rejected.fetch_add(cmds.len() as u64, Ordering::Relaxed);
                             false
                         }
-                        Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
+                        Ok(Err(e)) => {
+                            member_gone |= matches!(e, LedgerError::Stopped);
+                            again.push(std::mem::take(cmds));
+                            false
+                        }
+                        Err(oneshot::error::TryRecvError::Closed) => {
                             again.push(std::mem::take(cmds));
                             false
                         }
@@ -261,7 +273,7 @@ impl Booking {
                         // is not booked stays in the venue's record and is booked by the
                         // next owner's takeover.
                         let since = *stopping.get_or_insert_with(std::time::Instant::now);
-                        if since.elapsed() > STOP_FLUSH {
+                        if member_gone || since.elapsed() > STOP_FLUSH {
                             let left: usize = inflight.iter().map(|(c, _)| c.len()).sum();
                             tracing::error!(fills = left, "the ledger did not confirm these fills before the stop; the next takeover books them from the venue");
                             break;

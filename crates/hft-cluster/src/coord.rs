@@ -707,6 +707,10 @@ async fn keep_alive(
                 let last = origin + Duration::from_nanos(confirmed.load(Ordering::SeqCst));
                 let due = last + deadline;
                 if Instant::now() >= due {
+                    // The lease is lost and the engines still trade: a stall here is
+                    // what the venue's epoch fencing must make harmless.
+                    #[cfg(feature = "failpoints")]
+                    fail::fail_point!("coord::lease-lost");
                     fenced.store(true, Ordering::SeqCst);
                     tracing::error!(node, lease, since = ?last.elapsed(), "etcd lease not renewed in time: node fenced (stops trading)");
                     return;

@@ -21,6 +21,10 @@ pub mod ring;
 
 pub use report::{LedgerSummary, SessionReport, StrategyReport};
 
+/// Whether this build has the chaos suite's fail points (the `failpoints` feature): the
+/// chaos runner injects crashes and slow disks through them only when it does.
+pub const FAILPOINTS: bool = cfg!(feature = "failpoints");
+
 use hft_config::Config;
 use hft_core::NANOS_PER_SEC;
 use hft_exec::{SimSession, SimTiming};

@@ -40,6 +40,12 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
 impl LocalEtcd {
     /// Starts `n` members of etcd `bin` with their data (and logs) under `dir`.
     pub fn start(bin: &Path, dir: &Path, n: usize) -> std::io::Result<Self> {
+        Self::start_on(bin, dir, n, "127.0.0.1")
+    }
+
+    /// [`LocalEtcd::start`] listening on address `host` (one of this machine's) instead
+    /// of loopback: what peers in other network namespaces reach.
+    pub fn start_on(bin: &Path, dir: &Path, n: usize, host: &str) -> std::io::Result<Self> {
         if !available(bin) {
             return Err(std::io::Error::other(format!(
                 "etcd not found at {}: install Debian's etcd-server (`apt-get install \
@@ -52,11 +58,11 @@ impl LocalEtcd {
         let ports = free_ports(2 * n)?;
         let clients: Vec<String> = ports[..n]
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("http://{host}:{p}"))
             .collect();
         let peers: Vec<String> = ports[n..]
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("http://{host}:{p}"))
             .collect();
         let mut etcd = Self {
             members: (0..n).map(|_| None).collect(),

@@ -340,6 +340,9 @@ struct Out<'a> {
     recovery: &'a mut Recovery,
     /// Epoch of the order being handled (for the history of accepts).
     epoch: u64,
+    /// Limit price and quantity of the new order being handled, raw (for the history of
+    /// accepts: the checker holds them to the order notional limit).
+    terms: Option<(i64, i64)>,
     /// Deliver reports to the route (false while cancelling a fenced owner's orders).
     route_reports: bool,
 }
@@ -365,11 +368,12 @@ impl VenueOutput for Out<'_> {
             OrderReportKind::Accepted => {
                 open.insert(key);
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                let (price, qty) = self.terms.unwrap_or_default();
                 line(
                     self.history,
                     self.history_dirty,
                     format_args!(
-                        r#"{{"t":"accept","ts":{},"strategy":{s},"epoch":{},"order":{}}}"#,
+                        r#"{{"t":"accept","ts":{},"strategy":{s},"epoch":{},"order":{},"price":{price},"qty":{qty}}}"#,
                         wall_ns(),
                         self.epoch,
                         r.cl_ord_id.0
@@ -476,6 +480,7 @@ impl Core {
                 recovery: &mut self.recovery,
                 only,
                 epoch,
+                terms: None,
                 route_reports,
             },
             &mut self.venue,
@@ -800,6 +805,9 @@ impl Core {
             *from = (*from).max(c.logon_fills);
         }
         let (mut out, venue) = self.out(None, cmd.epoch, true);
+        if let OrderKind::New { price, qty, .. } = cmd.kind {
+            out.terms = Some((price.raw(), qty.raw()));
+        }
         venue.submit(cmd, now, &mut out);
     }
 }

@@ -219,6 +219,13 @@ pub struct MemberThread {
 }
 
 impl MemberThread {
+    /// Whether the member stopped by itself: its storage failed (a full or broken disk)
+    /// and it neither persists nor acknowledges anything any more. The process that
+    /// holds it should stop too, so that its work moves to healthy members.
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Stops the member and waits for its thread.
     pub fn stop(mut self) {
         self.shutdown();
@@ -784,7 +791,8 @@ impl Driver {
             self.install_snapshot(rd.snapshot().clone())?;
         }
         self.apply_entries(rd.take_committed_entries())?;
-        if !rd.entries().is_empty() {
+        let appended = !rd.entries().is_empty();
+        if appended {
             for e in rd.entries() {
                 self.wal.append_entry(e);
             }
@@ -795,6 +803,13 @@ impl Driver {
             self.node.mut_store().set_hard_state(hs.clone());
         }
         self.wal.sync()?;
+        // Entries durable, neither applied nor acknowledged: a crash here loses nothing.
+        #[cfg(feature = "failpoints")]
+        if appended {
+            fail::fail_point!("ledger::after-append", |_| std::process::abort());
+        }
+        #[cfg(not(feature = "failpoints"))]
+        let _ = appended;
         if !rd.persisted_messages().is_empty() {
             self.transport.send(rd.take_persisted_messages());
         }

@@ -220,6 +220,9 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
+        // A slow disk: the chaos suite delays every sync here.
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("ledger::wal-sync");
         if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.roll()?;
         }
