@@ -15,11 +15,42 @@ use serde_json::{Value, json};
 
 use crate::Exit;
 
+/// A node id, or `from-hostname` (see `NodeArgs::id`).
+fn parse_node_id(s: &str) -> Result<u64, String> {
+    if s != "from-hostname" {
+        return s
+            .parse::<u64>()
+            .ok()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| format!("{s:?} is not a node id (1, 2, ...) or from-hostname"));
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    id_from_hostname(host.trim())
+}
+
+/// `name-N` -> N + 1.
+fn id_from_hostname(host: &str) -> Result<u64, String> {
+    host.rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(|| {
+            format!(
+                "--id from-hostname: host name {host:?} does not end in -ORDINAL (a \
+                 StatefulSet pod's does); give the id as a number"
+            )
+        })
+}
+
 /// `hft node` arguments.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// This node's ledger member id (1, 2, ...; unique in the cluster).
-    #[arg(long)]
+    /// This node's ledger member id (1, 2, ...; unique in the cluster), or
+    /// `from-hostname`: the ordinal ending the host name, plus one (`hft-2` is 3), as
+    /// in a Kubernetes StatefulSet.
+    #[arg(long, value_parser = parse_node_id)]
     id: u64,
     /// Cluster name; members of another cluster are refused.
     #[arg(long, default_value = "hft")]
@@ -1033,4 +1064,21 @@ pub fn drain(a: DrainArgs) -> Result<u8, Exit> {
     )?;
     println!("{v}");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statefulset_pod_name_gives_its_ordinal_plus_one() {
+        assert_eq!(id_from_hostname("hft-0"), Ok(1));
+        assert_eq!(id_from_hostname("prod-hft-12"), Ok(13));
+        assert!(id_from_hostname("hft").is_err());
+        assert!(id_from_hostname("hft-x").is_err());
+        assert!(id_from_hostname("").is_err());
+        assert_eq!(parse_node_id("4"), Ok(4));
+        assert!(parse_node_id("0").is_err());
+        assert!(parse_node_id("-1").is_err());
+    }
 }

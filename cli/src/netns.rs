@@ -53,6 +53,7 @@ impl Netns {
     /// per thread until then). Fails, changing nothing visible, where namespaces cannot
     /// be made (no root, no `ip`).
     pub(crate) fn enter() -> anyhow::Result<Self> {
+        remove_stale();
         // SAFETY: unshare(2) with namespace flags only; the caller has no other thread.
         if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWNS) } != 0 {
             bail!(
@@ -167,6 +168,27 @@ impl Drop for Netns {
     fn drop(&mut self) {
         for &id in &self.nodes {
             let _ = ip(&["netns", "del", &self.name(id)]);
+        }
+    }
+}
+
+/// Removes the names runs left behind when they were killed (SIGKILL skips `Drop`):
+/// `/run/netns/hftc<pid>-n<id>` of a pid that is gone. Outside the run's mount
+/// namespace such a name is an empty file, its namespace long freed.
+fn remove_stale() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("hftc")
+            .and_then(|r| r.split_once("-n"))
+            .and_then(|(p, _)| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

@@ -814,15 +814,20 @@ impl Harness {
     ) -> anyhow::Result<()> {
         let body = json!({ "scope": format!("strategy:{strategy}"), "engaged": engaged });
         let body = body.to_string();
-        for id in self.cluster.ids() {
-            if self
-                .call(id, token, "POST", "/v1/kill", Some(&body))
-                .is_some()
-            {
-                return Ok(());
+        // The ledger may be electing after an earlier fault: ask again for a while.
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            for id in self.cluster.ids() {
+                if self
+                    .call(id, token, "POST", "/v1/kill", Some(&body))
+                    .is_some()
+                {
+                    return Ok(());
+                }
             }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("no node took the kill switch call for {strategy}")
+        bail!("no node took the kill switch call for {strategy} within 20 s")
     }
 
     /// Strategy -> (node, epoch). etcd may be losing a member: a failed read is tried

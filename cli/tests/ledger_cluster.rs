@@ -472,3 +472,80 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
     let _ = node.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node whose ledger storage fails (here a WAL write error injected at the
+/// `ledger::wal-sync` fail point; in the chaos suite, a full disk) stops with exit 1 and
+/// names the directory, instead of running on with a member that books nothing.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_node_whose_ledger_storage_fails_stops() {
+    let dir = std::env::temp_dir().join(format!("hft-storage-fails-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = free_ports(2);
+    let admin = format!("127.0.0.1:{}", p[1]);
+    let mut c = Cluster {
+        dir: dir.clone(),
+        peers: format!("1=127.0.0.1:{}", p[0]),
+        nodes: Vec::new(),
+    };
+    let child = spawn(&dir, &c.peers, 1, &admin);
+    c.nodes.push(Node {
+        id: 1,
+        admin: admin.clone(),
+        child: Some(child),
+    });
+    let end = Instant::now() + Duration::from_secs(30);
+    while !propose(&admin, 1) {
+        assert!(Instant::now() < end, "the node never booked a fill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let armed = agent()
+        .put(format!("http://{admin}/v1/failpoints/ledger::wal-sync"))
+        .send("return")
+        .expect("admin answers");
+    assert_eq!(armed.status(), 200);
+    // The write fails: the fill is not acknowledged, and the node goes.
+    assert!(
+        !propose(&admin, 2),
+        "a fill was acknowledged without its write"
+    );
+    let child = c.nodes[0].child.as_mut().unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < end,
+            "the node ran on after its storage failed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(dir.join("node1.log")).unwrap();
+    assert!(
+        log.contains("ledger member 1 stopped: its storage in") && log.contains("m1"),
+        "{log}"
+    );
+    // What was acknowledged before is still there after a restart.
+    c.nodes[0].child = Some(spawn(&dir, &c.peers, 1, &admin));
+    let end = Instant::now() + Duration::from_secs(30);
+    let ids = loop {
+        if let Some(f) = get(&admin, "/v1/ledger/fills?since=0&limit=10") {
+            break f;
+        }
+        assert!(
+            Instant::now() < end,
+            "the restarted node never served its fills"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ids: Vec<u64> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["exec_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1]);
+}

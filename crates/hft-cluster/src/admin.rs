@@ -15,6 +15,11 @@
 //! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool}`.
 //! - `GET  /v1/audit` — the audit trail; `GET /openapi.json` — the OpenAPI document.
 //!
+//! Probes, without a token (they tell a status code and nothing else):
+//! - `GET /healthz/live` — 200 while the API serves;
+//! - `GET /healthz/ready` — 200 once the ledger member knows a leader and has applied
+//!   everything it knows committed (a restarted or new member has caught up), 503 before.
+//!
 //! A build with the `failpoints` feature (the chaos suite's) also has
 //! `PUT /v1/failpoints/{name}` (admin): the body is the `fail` crate's action string
 //! (`sleep(200)`, `return`, `off`); a production build has no such route.
@@ -551,6 +556,26 @@ async fn status(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     }
 }
 
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// How far a member's applied index may trail what it knows committed and still count
+/// as caught up (a burst of fills in flight).
+const READY_LAG: u64 = 64;
+
+async fn ready(st: web::Data<AdminState>) -> HttpResponse {
+    let Some(l) = st.ledger.as_ref() else {
+        return HttpResponse::Ok().finish();
+    };
+    match tokio::time::timeout(LEDGER_TIMEOUT, l.status()).await {
+        Ok(Ok(s)) if s.leader != 0 && s.applied + READY_LAG >= s.commit => {
+            HttpResponse::Ok().finish()
+        }
+        _ => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
 async fn hash(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     let _who = require!(st, req, Role::Viewer);
     let l = or_answer!(st.ledger.as_ref().ok_or_else(no_ledger));
@@ -992,6 +1017,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     cfg.app_data(web::PayloadConfig::new(16 << 20))
         .app_data(query_errors)
+        .route("/healthz/live", web::get().to(live))
+        .route("/healthz/ready", web::get().to(ready))
         .route("/v1/status", web::get().to(node_status))
         .route("/v1/ledger/status", web::get().to(status))
         .route("/v1/ledger/hash", web::get().to(hash))

@@ -220,9 +220,13 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        // A slow disk: the chaos suite delays every sync here.
+        // A slow disk (`sleep(ms)`) or a failing one (`return`: an I/O error, as from a
+        // full or broken disk).
         #[cfg(feature = "failpoints")]
-        fail::fail_point!("ledger::wal-sync");
+        fail::fail_point!("ledger::wal-sync", |_| Err(WalError::Io {
+            path: self.active_path(),
+            source: io::Error::other("injected by fail point ledger::wal-sync"),
+        }));
         if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.roll()?;
         }

@@ -1,0 +1,745 @@
+//! The reconcilers: a TradingCluster becomes its Kubernetes objects and its etcd
+//! configuration; a Strategy is checked, mirrored from the cluster's view and, on
+//! delete, disabled and held until its position is flat; a RiskPolicy is checked.
+//!
+//! Every object is written with server-side apply under the field manager
+//! `hft-operator`, so a reconcile states the whole desired object and never fights
+//! another manager over fields it does not own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::config::{Rendered, StrategyRes, render};
+use crate::crd::{RiskPolicy, Strategy, TradingCluster};
+use crate::resources;
+
+/// Field manager of every write.
+pub const MANAGER: &str = "hft-operator";
+/// Finalizer that holds a deleted Strategy until its position is flat.
+pub const FLATTEN: &str = "hft.dev/flatten";
+/// How long a deleted Strategy may take to flatten before it is marked Degraded.
+pub const FLATTEN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A reconcile that failed; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a call.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer could not be added or removed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// The resource has no namespace.
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Who publishes events.
+    pub reporter: Reporter,
+    /// Replaces each cluster's admin API URL (tests; a port-forward when run out of
+    /// cluster).
+    pub admin_url: Option<String>,
+}
+
+impl Context {
+    fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    fn admin_url(&self, tc: &TradingCluster) -> String {
+        self.admin_url
+            .clone()
+            .unwrap_or_else(|| resources::admin_url(tc))
+    }
+}
+
+/// Sets condition `type_` to `status` with a reason and message; the transition time
+/// changes only when the status does, as Kubernetes conventions ask.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    generation: Option<i64>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = now;
+            }
+            c.status = status;
+            c.reason = reason.into();
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message,
+            last_transition_time: now,
+            observed_generation: generation,
+        }),
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(&name, &apply_params(), &Patch::Apply(obj))
+        .await?)
+}
+
+/// Counts and times a reconcile for the operator's metrics.
+fn observe(kind: &'static str, started: Instant, ok: bool) {
+    metrics::counter!("hft_operator_reconciles_total", "kind" => kind).increment(1);
+    if !ok {
+        metrics::counter!("hft_operator_reconcile_errors_total", "kind" => kind).increment(1);
+    }
+    metrics::histogram!("hft_operator_reconcile_seconds", "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder().publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "event not published");
+    }
+}
+
+/// The admin token of a cluster, from its Secret.
+async fn admin_token(ctx: &Context, tc: &TradingCluster, ns: &str) -> Result<String, String> {
+    let r = &tc.spec.secrets.admin_token;
+    let s = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get(&r.name)
+        .await
+        .map_err(|e| format!("Secret {}: {e}", r.name))?;
+    let bytes = s
+        .data
+        .and_then(|d| d.get(&r.key).cloned())
+        .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
+    String::from_utf8(bytes.0)
+        .map(|t| t.trim().to_owned())
+        .map_err(|_| format!("Secret {} key {} is not UTF-8", r.name, r.key))
+}
+
+/// One call to a cluster's admin API (blocking HTTP on a worker thread).
+async fn admin_call(
+    url: String,
+    token: String,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let auth = format!("Bearer {token}");
+        let r = match &body {
+            Some(b) => agent.post(&url).header("Authorization", &auth).send_json(b),
+            None => agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut r = r.map_err(|e| format!("{url}: {e}"))?;
+        let status = r.status();
+        let v: serde_json::Value = r.body_mut().read_json().unwrap_or(serde_json::Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{url}: {status} {}",
+                v["error"].as_str().unwrap_or("")
+            ))
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// The Strategy resources of a cluster, and its RiskPolicy (the oldest, if several).
+async fn cluster_inputs(
+    ctx: &Context,
+    ns: &str,
+    cluster: &str,
+) -> Result<(Vec<Strategy>, Option<RiskPolicy>), Error> {
+    let strategies: Vec<Strategy> = Api::<Strategy>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|s| s.spec.cluster == cluster)
+        .collect();
+    Ok((strategies, policy_of(ctx, ns, cluster).await?))
+}
+
+/// The RiskPolicy of a cluster: the oldest naming it, if several do.
+async fn policy_of(ctx: &Context, ns: &str, cluster: &str) -> Result<Option<RiskPolicy>, Error> {
+    let mut policies: Vec<RiskPolicy> = Api::<RiskPolicy>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|p| p.spec.cluster == cluster)
+        .collect();
+    policies.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    Ok(policies.into_iter().next())
+}
+
+fn rendered(tc: &TradingCluster, strategies: &[Strategy], policy: Option<&RiskPolicy>) -> Rendered {
+    let res: Vec<StrategyRes> = strategies
+        .iter()
+        .map(|s| StrategyRes {
+            name: s.name_any(),
+            spec: s.spec.clone(),
+            deleting: s.metadata.deletion_timestamp.is_some(),
+        })
+        .collect();
+    render(
+        tc.spec.config_overlay.as_deref(),
+        policy.map(|p| &p.spec),
+        &res,
+    )
+}
+
+/// Writes the configuration to the cluster's etcd if it changed; its revision.
+async fn write_config(tc: &TradingCluster, text: &str) -> Result<i64, String> {
+    let mut coord = hft_cluster::coord::Coord::connect(
+        &tc.spec.etcd.endpoints,
+        &tc.name_any(),
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(cur) = coord.config_get().await.map_err(|e| e.to_string())?
+        && cur.text == text
+    {
+        return Ok(cur.revision);
+    }
+    coord
+        .config_set(text, None, MANAGER)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reconciles a TradingCluster.
+pub async fn reconcile_cluster(
+    tc: Arc<TradingCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let r = cluster(&tc, &ctx).await;
+    observe("TradingCluster", started, r.is_ok());
+    r
+}
+
+async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
+    let ns = tc
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(tc.name_any()))?;
+    let name = tc.name_any();
+    let client = ctx.client.clone();
+    let generation = tc.metadata.generation;
+    let mut status = tc.status.clone().unwrap_or_default();
+    let mut degraded: Option<(&str, String)> = None;
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    // Scale-down: the members above the new size leave the ledger first, highest
+    // first; the StatefulSet shrinks only once they are gone.
+    let current = sts_api
+        .get_opt(&name)
+        .await?
+        .and_then(|s| s.spec.and_then(|s| s.replicas))
+        .unwrap_or(0);
+    let mut replicas = tc.spec.replicas;
+    if current > replicas {
+        match admin_token(ctx, tc, &ns).await {
+            Ok(token) => {
+                for id in (replicas + 1..=current).rev() {
+                    let url = format!("{}/v1/ledger/members", ctx.admin_url(tc));
+                    let body = json!({ "action": "remove", "id": id });
+                    if let Err(e) = admin_call(url, token.clone(), Some(body)).await {
+                        degraded = Some((
+                            "MemberRemovalFailed",
+                            format!("cannot remove ledger member {id} before scaling down: {e}"),
+                        ));
+                        replicas = id;
+                        break;
+                    }
+                    publish(
+                        ctx,
+                        tc,
+                        false,
+                        "MemberRemoved",
+                        format!("ledger member {id} removed; its pod goes next"),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                degraded = Some(("MemberRemovalFailed", e));
+                replicas = current;
+            }
+        }
+    }
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+        &resources::config_map(tc),
+    )
+    .await?;
+    let svc = Api::<Service>::namespaced(client.clone(), &ns);
+    apply(&svc, &resources::headless_service(tc)).await?;
+    apply(&svc, &resources::client_service_object(tc)).await?;
+    apply(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
+        &resources::pdb(tc),
+    )
+    .await?;
+    let sts = apply(&sts_api, &resources::stateful_set(tc, replicas)).await?;
+    if tc.spec.metrics.enabled && tc.spec.metrics.service_monitor {
+        let crds = Api::<CustomResourceDefinition>::all(client.clone());
+        if crds
+            .get_opt("servicemonitors.monitoring.coreos.com")
+            .await?
+            .is_some()
+        {
+            let ar = ApiResource {
+                group: "monitoring.coreos.com".into(),
+                version: "v1".into(),
+                api_version: "monitoring.coreos.com/v1".into(),
+                kind: "ServiceMonitor".into(),
+                plural: "servicemonitors".into(),
+            };
+            let sm: DynamicObject = serde_json::from_value(resources::service_monitor(tc))
+                .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+            apply(&Api::namespaced_with(client.clone(), &ns, &ar), &sm).await?;
+        }
+    }
+    // Configuration: every Strategy and the RiskPolicy of this cluster, into etcd.
+    let (strategies, policy) = cluster_inputs(ctx, &ns, &name).await?;
+    let r = rendered(tc, &strategies, policy.as_ref());
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Invalid",
+        r.cluster_invalid.is_some(),
+        if r.cluster_invalid.is_some() {
+            "InvalidConfiguration"
+        } else {
+            "Valid"
+        },
+        r.cluster_invalid
+            .as_ref()
+            .map_or_else(String::new, |e| e.to_string()),
+    );
+    match write_config(tc, &r.text).await {
+        Ok(rev) => {
+            if status.config_revision != Some(rev) {
+                publish(
+                    ctx,
+                    tc,
+                    false,
+                    "ConfigApplied",
+                    format!(
+                        "configuration revision {rev}: {} strategies, {} invalid",
+                        strategies.len() - r.invalid.len(),
+                        r.invalid.len()
+                    ),
+                )
+                .await;
+            }
+            status.config_revision = Some(rev);
+        }
+        Err(e) => {
+            degraded.get_or_insert((
+                "EtcdUnavailable",
+                format!("cannot write the configuration: {e}"),
+            ));
+        }
+    }
+    let st = sts.status.unwrap_or_default();
+    status.replicas = st.replicas;
+    status.ready_replicas = st.ready_replicas.unwrap_or(0);
+    status.observed_generation = generation;
+    let want = tc.spec.replicas;
+    let progressing = status.ready_replicas < want || replicas != want;
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Progressing",
+        progressing,
+        if progressing { "Rolling" } else { "Stable" },
+        format!("{} of {want} nodes ready", status.ready_replicas),
+    );
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Degraded",
+        degraded.is_some(),
+        degraded.as_ref().map_or("Healthy", |d| d.0),
+        degraded.as_ref().map_or_else(String::new, |d| d.1.clone()),
+    );
+    let ready = !progressing && degraded.is_none() && r.cluster_invalid.is_none();
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Ready",
+        ready,
+        if ready {
+            "Ready"
+        } else if r.cluster_invalid.is_some() {
+            "Invalid"
+        } else if degraded.is_some() {
+            "Degraded"
+        } else {
+            "Progressing"
+        },
+        format!("{} of {want} nodes ready", status.ready_replicas),
+    );
+    Api::<TradingCluster>::namespaced(client, &ns)
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    Ok(if ready {
+        Action::requeue(Duration::from_secs(60))
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    })
+}
+
+/// Reconciles a Strategy (its finalizer first).
+pub async fn reconcile_strategy(s: Arc<Strategy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = s
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(s.name_any()))?;
+    let api = Api::<Strategy>::namespaced(ctx.client.clone(), &ns);
+    let r = finalizer(&api, FLATTEN, s, |ev| async {
+        match ev {
+            Finalizer::Apply(s) => strategy(&s, &ctx, &ns, false).await,
+            Finalizer::Cleanup(s) => strategy(&s, &ctx, &ns, true).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    observe("Strategy", started, r.is_ok());
+    r
+}
+
+/// The cluster's view of a strategy: its node and booked net position (raw units).
+async fn strategy_view(
+    ctx: &Context,
+    tc: &TradingCluster,
+    ns: &str,
+    name: &str,
+) -> Result<(Option<i64>, i64), String> {
+    let token = admin_token(ctx, tc, ns).await?;
+    let base = ctx.admin_url(tc);
+    let a = admin_call(format!("{base}/v1/assignments"), token.clone(), None).await?;
+    let node = a["assignments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["strategy"] == name)
+        .and_then(|x| x["node"].as_i64());
+    let p = admin_call(format!("{base}/v1/ledger/positions"), token, None).await?;
+    let position = p["positions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["strategy"] == name)
+        .filter_map(|x| x["qty"].as_i64())
+        .sum();
+    Ok((node, position))
+}
+
+/// A raw quantity as a decimal at the instrument's scale.
+fn decimal(raw: i64, scale: u8) -> String {
+    let d = 10i128.pow(u32::from(scale));
+    let (sign, v) = (if raw < 0 { "-" } else { "" }, i128::from(raw).abs());
+    if scale == 0 {
+        format!("{sign}{v}")
+    } else {
+        format!("{sign}{}.{:0w$}", v / d, v % d, w = usize::from(scale))
+    }
+}
+
+async fn strategy(s: &Strategy, ctx: &Context, ns: &str, deleting: bool) -> Result<Action, Error> {
+    let name = s.name_any();
+    let generation = s.metadata.generation;
+    let mut status = s.status.clone().unwrap_or_default();
+    let tc = Api::<TradingCluster>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&s.spec.cluster)
+        .await?;
+    let Some(tc) = tc else {
+        if deleting {
+            // No cluster, no position to wait for.
+            return Ok(Action::await_change());
+        }
+        set_condition(
+            &mut status.conditions,
+            generation,
+            "Ready",
+            false,
+            "ClusterNotFound",
+            format!("no TradingCluster {} in namespace {ns}", s.spec.cluster),
+        );
+        patch_strategy_status(ctx, ns, &name, &status).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let policy = policy_of(ctx, ns, &s.spec.cluster).await?;
+    let r = rendered(&tc, std::slice::from_ref(s), policy.as_ref());
+    let invalid = r.invalid.get(&name).or(r.cluster_invalid.as_ref());
+    let was_invalid = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Invalid" && c.status == "True");
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Invalid",
+        invalid.is_some(),
+        if invalid.is_some() {
+            "InvalidSpec"
+        } else {
+            "Valid"
+        },
+        invalid.map_or_else(String::new, |e| e.to_string()),
+    );
+    if let Some(e) = invalid {
+        if !was_invalid {
+            publish(ctx, s, true, "InvalidSpec", e.to_string()).await;
+        }
+        if !deleting {
+            // Nothing runs from it; a new spec is the next thing to look at.
+            set_condition(
+                &mut status.conditions,
+                generation,
+                "Ready",
+                false,
+                "Invalid",
+                e.to_string(),
+            );
+            status.observed_generation = generation;
+            patch_strategy_status(ctx, ns, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    }
+    let view = strategy_view(ctx, &tc, ns, &name).await;
+    let (ready, reason, message, wait) = match &view {
+        Err(e) => (
+            false,
+            "ClusterUnreachable",
+            e.clone(),
+            Duration::from_secs(15),
+        ),
+        Ok((node, position)) => {
+            status.node = *node;
+            let scale =
+                hft_config::load_str("the cluster's configuration", &r.text, std::iter::empty())
+                    .ok()
+                    .and_then(|c| {
+                        c.instrument_by_symbol(&s.spec.instrument)
+                            .map(|i| i.spec.qty_scale)
+                    })
+                    .unwrap_or(0);
+            status.position = Some(decimal(*position, scale));
+            if deleting {
+                if *position == 0 {
+                    publish(ctx, s, false, "Flat", "position flat; released".into()).await;
+                    return Ok(Action::await_change());
+                }
+                let since = s
+                    .metadata
+                    .deletion_timestamp
+                    .as_ref()
+                    .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0));
+                let late = since.is_some_and(|d| d.as_secs() as u64 > FLATTEN_TIMEOUT.as_secs());
+                (
+                    false,
+                    if late { "FlattenTimeout" } else { "Flattening" },
+                    format!(
+                        "disabled; waiting for position {} to be flat{}",
+                        decimal(*position, scale),
+                        if late {
+                            " (past the timeout: flatten by hand, or remove the finalizer)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    Duration::from_secs(10),
+                )
+            } else if !s.spec.enabled {
+                (
+                    true,
+                    "Disabled",
+                    "configured, not trading".into(),
+                    Duration::from_secs(60),
+                )
+            } else if let Some(n) = node {
+                (
+                    true,
+                    "Running",
+                    format!("trading on node {n}"),
+                    Duration::from_secs(30),
+                )
+            } else {
+                (
+                    false,
+                    "Pending",
+                    "not placed on a node yet".into(),
+                    Duration::from_secs(5),
+                )
+            }
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Ready",
+        ready,
+        reason,
+        message.clone(),
+    );
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Degraded",
+        reason == "FlattenTimeout" || reason == "ClusterUnreachable",
+        reason,
+        if reason == "FlattenTimeout" || reason == "ClusterUnreachable" {
+            message
+        } else {
+            String::new()
+        },
+    );
+    status.observed_generation = generation;
+    patch_strategy_status(ctx, ns, &name, &status).await?;
+    if deleting {
+        // The finalizer stays until flat: an Err would be retried with backoff, an
+        // Ok with a requeue ends the cleanup, so signal "not yet" as an error.
+        return Err(Error::Finalizer(format!(
+            "Strategy {name} not flat yet; checking again in {}s",
+            wait.as_secs()
+        )));
+    }
+    Ok(Action::requeue(wait))
+}
+
+async fn patch_strategy_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &crate::crd::StrategyStatus,
+) -> Result<(), Error> {
+    Api::<Strategy>::namespaced(ctx.client.clone(), ns)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Reconciles a RiskPolicy: checks it against its cluster's configuration.
+pub async fn reconcile_policy(p: Arc<RiskPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let r = policy(&p, &ctx).await;
+    observe("RiskPolicy", started, r.is_ok());
+    r
+}
+
+async fn policy(p: &RiskPolicy, ctx: &Context) -> Result<Action, Error> {
+    let ns = p
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(p.name_any()))?;
+    let generation = p.metadata.generation;
+    let mut status = p.status.clone().unwrap_or_default();
+    let base = Api::<TradingCluster>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&p.spec.cluster)
+        .await?
+        .and_then(|tc| tc.spec.config_overlay);
+    let r = render(base.as_deref(), Some(&p.spec), &[]);
+    let bad = r.cluster_invalid;
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Invalid",
+        bad.is_some(),
+        if bad.is_some() {
+            "InvalidSpec"
+        } else {
+            "Valid"
+        },
+        bad.as_ref().map_or_else(String::new, |e| e.to_string()),
+    );
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Ready",
+        bad.is_none(),
+        if bad.is_some() { "Invalid" } else { "Ready" },
+        bad.as_ref().map_or_else(String::new, |e| e.to_string()),
+    );
+    status.observed_generation = generation;
+    Api::<RiskPolicy>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &p.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    Ok(Action::await_change())
+}
+
+/// How a failed reconcile is retried.
+pub fn retry<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %e, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,153 @@
+//! The `hft-operator` binary: `crd` prints the CRDs, `run` runs the controllers.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use hft_operator::controller::{self, Context};
+use hft_operator::crd::{RiskPolicy, Strategy, TradingCluster};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+
+#[derive(Parser)]
+#[command(
+    name = "hft-operator",
+    version,
+    about = "Kubernetes operator for hft clusters"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
+    Crd,
+    /// Run the controllers against the cluster of the in-cluster service account (or
+    /// the current kubeconfig context).
+    Run {
+        /// Serve Prometheus metrics here.
+        #[arg(long, default_value = "0.0.0.0:9090")]
+        metrics: SocketAddr,
+        /// Watch only this namespace (default: all).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        json_logs: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Crd => match hft_operator::crds_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot print the CRDs: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Run {
+            metrics,
+            namespace,
+            json_logs,
+        } => {
+            hft_telemetry::init_tracing(json_logs, "info");
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: no async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(metrics, namespace)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run(metrics: SocketAddr, namespace: Option<String>) -> anyhow::Result<()> {
+    hft_telemetry::install_metrics(Some(metrics))
+        .map_err(|e| anyhow::anyhow!("metrics on {metrics}: {e}"))?;
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("no Kubernetes API (in-cluster service account or kubeconfig): {e}")
+    })?;
+    let ns = namespace.as_deref();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        reporter: kube::runtime::events::Reporter {
+            controller: controller::MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+        admin_url: None,
+    });
+    let wc = watcher::Config::default();
+    // A cluster is reconciled again when its objects, Strategies or RiskPolicy change.
+    let clusters = Controller::new(api::<TradingCluster>(&client, ns), wc.clone())
+        .owns(api::<StatefulSet>(&client, ns), wc.clone())
+        .owns(api::<Service>(&client, ns), wc.clone())
+        .owns(api::<ConfigMap>(&client, ns), wc.clone())
+        .watches(api::<Strategy>(&client, ns), wc.clone(), |s| {
+            let ns = s.namespace()?;
+            Some(ObjectRef::new(&s.spec.cluster).within(&ns))
+        })
+        .watches(api::<RiskPolicy>(&client, ns), wc.clone(), |p| {
+            let ns = p.namespace()?;
+            Some(ObjectRef::new(&p.spec.cluster).within(&ns))
+        })
+        .shutdown_on_signal()
+        .run(
+            controller::reconcile_cluster,
+            controller::retry,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cluster reconcile");
+            }
+        });
+    let strategies = Controller::new(api::<Strategy>(&client, ns), wc.clone())
+        .shutdown_on_signal()
+        .run(
+            controller::reconcile_strategy,
+            controller::retry,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let policies = Controller::new(api::<RiskPolicy>(&client, ns), wc)
+        .shutdown_on_signal()
+        .run(controller::reconcile_policy, controller::retry, ctx)
+        .for_each(|_| async {});
+    tracing::info!(namespace = ns.unwrap_or("(all)"), "hft-operator running");
+    tokio::join!(clusters, strategies, policies);
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The Kubernetes objects of a TradingCluster, built from its spec alone (pure, so that
+//! tests compare them field by field): a StatefulSet of nodes, a headless Service for
+//! their stable names, a client Service for the admin API, a ConfigMap, a
+//! PodDisruptionBudget and, with the Prometheus operator, a ServiceMonitor.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::TradingCluster;
+
+/// Ledger peer port.
+pub const LEDGER_PORT: i32 = 7100;
+/// Control channel port.
+pub const CONTROL_PORT: i32 = 7200;
+/// Admin API port.
+pub const ADMIN_PORT: i32 = 7300;
+/// Where each node's volume is mounted.
+const DATA: &str = "/var/lib/hft";
+
+/// Labels every object of a cluster carries; the StatefulSet selects on them.
+pub fn labels(tc: &TradingCluster) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name", "hft".to_owned()),
+        ("app.kubernetes.io/instance", tc.name_any()),
+        ("app.kubernetes.io/managed-by", "hft-operator".to_owned()),
+        ("app.kubernetes.io/component", "node".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Name of the headless Service (the nodes' DNS names live under it).
+pub fn nodes_service(tc: &TradingCluster) -> String {
+    format!("{}-nodes", tc.name_any())
+}
+
+/// Name of the client Service (the admin API of any ready node).
+pub fn client_service(tc: &TradingCluster) -> String {
+    format!("{}-admin", tc.name_any())
+}
+
+/// The admin API URL the operator calls.
+pub fn admin_url(tc: &TradingCluster) -> String {
+    format!(
+        "http://{}.{}.svc:{ADMIN_PORT}",
+        client_service(tc),
+        tc.namespace().unwrap_or_else(|| "default".into())
+    )
+}
+
+/// Metadata of an object owned by the cluster (deleted with it).
+fn meta(tc: &TradingCluster, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: tc.namespace(),
+        labels: Some(labels(tc)),
+        owner_references: tc
+            .controller_owner_ref(&())
+            .map(|o: OwnerReference| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Each member's ledger address, `ID=HOST:PORT`, comma-separated: the stable DNS
+/// names of the StatefulSet's pods.
+pub fn ledger_peers(tc: &TradingCluster, replicas: i32) -> String {
+    let ns = tc.namespace().unwrap_or_else(|| "default".into());
+    (0..replicas.max(0))
+        .map(|i| {
+            format!(
+                "{}={}-{i}.{}.{ns}.svc:{LEDGER_PORT}",
+                i + 1,
+                tc.name_any(),
+                nodes_service(tc)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The ConfigMap: the ledger peers and the cluster's bootstrap overlay (the live
+/// configuration is in etcd).
+pub fn config_map(tc: &TradingCluster) -> ConfigMap {
+    let mut data = BTreeMap::new();
+    data.insert("ledger-peers".into(), ledger_peers(tc, tc.spec.replicas));
+    data.insert(
+        "overlay.toml".into(),
+        tc.spec.config_overlay.clone().unwrap_or_default(),
+    );
+    ConfigMap {
+        metadata: meta(tc, format!("{}-config", tc.name_any())),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        ..ServicePort::default()
+    }
+}
+
+/// The headless Service: DNS names for the pods, published before they are ready
+/// (members must find each other to become ready).
+pub fn headless_service(tc: &TradingCluster) -> Service {
+    Service {
+        metadata: meta(tc, nodes_service(tc)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels(tc)),
+            ports: Some(vec![
+                port("ledger", LEDGER_PORT),
+                port("control", CONTROL_PORT),
+                port("admin", ADMIN_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The client Service: the admin API (and metrics) of ready nodes.
+pub fn client_service_object(tc: &TradingCluster) -> Service {
+    let mut ports = vec![port("admin", ADMIN_PORT)];
+    if tc.spec.metrics.enabled {
+        ports.push(port("metrics", tc.spec.metrics.port));
+    }
+    Service {
+        metadata: meta(tc, client_service(tc)),
+        spec: Some(ServiceSpec {
+            selector: Some(labels(tc)),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The PodDisruptionBudget: never more than one node down by choice, so that the
+/// ledger keeps its majority through drains and upgrades.
+pub fn pdb(tc: &TradingCluster) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(tc, tc.name_any()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels(tc)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// The StatefulSet of nodes with `replicas` pods (the operator lowers it only after
+/// the members above it have left the ledger).
+pub fn stateful_set(tc: &TradingCluster, replicas: i32) -> StatefulSet {
+    let spec = &tc.spec;
+    let name = tc.name_any();
+    let ns = tc.namespace().unwrap_or_else(|| "default".into());
+    let peers = ledger_peers(tc, replicas.max(spec.replicas));
+    let mut args = vec![
+        "node".to_owned(),
+        "--id=from-hostname".to_owned(),
+        format!("--cluster={name}"),
+        format!("--etcd={}", spec.etcd.endpoints.join(",")),
+        format!("--ledger-peers={peers}"),
+        format!("--ledger-dir={DATA}/ledger"),
+        format!("--admin=0.0.0.0:{ADMIN_PORT}"),
+        format!("--control=0.0.0.0:{CONTROL_PORT}"),
+        format!(
+            "--control-advertise=$(POD_NAME).{}.{ns}.svc:{CONTROL_PORT}",
+            nodes_service(tc)
+        ),
+        format!("--venue={}", spec.venue.address),
+        "--cluster-secret-file=/etc/hft/cluster-secret/secret".to_owned(),
+        format!("--lease-ttl-s={}", spec.lease_ttl_seconds),
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "cluster-secret".into(),
+            mount_path: "/etc/hft/cluster-secret".into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: "/etc/hft/config".into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "cluster-secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(spec.secrets.cluster_secret.name.clone()),
+                items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
+                    key: spec.secrets.cluster_secret.key.clone(),
+                    path: "secret".into(),
+                    ..Default::default()
+                }]),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{name}-config"),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    args.push("--config=/etc/hft/config/overlay.toml".into());
+    if let Some(tls) = &spec.tls {
+        args.extend([
+            "--ledger-tls-cert=/etc/hft/tls/tls.crt".to_owned(),
+            "--ledger-tls-key=/etc/hft/tls/tls.key".to_owned(),
+            "--ledger-tls-ca=/etc/hft/tls/ca.crt".to_owned(),
+        ]);
+        mounts.push(VolumeMount {
+            name: "tls".into(),
+            mount_path: "/etc/hft/tls".into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret_name.clone()),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    let mut ports = vec![
+        ContainerPort {
+            name: Some("ledger".into()),
+            container_port: LEDGER_PORT,
+            ..ContainerPort::default()
+        },
+        ContainerPort {
+            name: Some("control".into()),
+            container_port: CONTROL_PORT,
+            ..ContainerPort::default()
+        },
+        ContainerPort {
+            name: Some("admin".into()),
+            container_port: ADMIN_PORT,
+            ..ContainerPort::default()
+        },
+    ];
+    let mut envs = vec![EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }];
+    if spec.metrics.enabled {
+        ports.push(ContainerPort {
+            name: Some("metrics".into()),
+            container_port: spec.metrics.port,
+            ..ContainerPort::default()
+        });
+        envs.push(env(
+            "HFT_TELEMETRY__METRICS_ADDR",
+            &format!("0.0.0.0:{}", spec.metrics.port),
+        ));
+    }
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(ADMIN_PORT),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: "hft".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: Some(spec.image_pull_policy.as_str().into()),
+        args: Some(args),
+        env: Some(envs),
+        ports: Some(ports),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        // Ready once the member has caught up with the ledger: a rolling upgrade moves
+        // to the next pod only then.
+        readiness_probe: Some(probe("/healthz/ready", 2, 3)),
+        liveness_probe: Some(probe("/healthz/live", 10, 6)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    let mut claim_spec = PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".into()]),
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(
+                [("storage".to_owned(), Quantity(spec.storage.size.clone()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    };
+    claim_spec.storage_class_name = spec.storage.storage_class_name.clone();
+    StatefulSet {
+        metadata: meta(tc, name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(nodes_service(tc)),
+            selector: LabelSelector {
+                match_labels: Some(labels(tc)),
+                ..LabelSelector::default()
+            },
+            // Members start in order the first time; afterwards all at once is fine,
+            // but ordered keeps ids and disks predictable.
+            pod_management_policy: Some("OrderedReady".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    partition: Some(0),
+                }),
+            }),
+            // A member's disk outlives a scale-down only until it left the ledger.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".into()),
+                    when_scaled: Some("Delete".into()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(tc)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    // Time to cancel orders and book the last fills.
+                    termination_grace_period_seconds: Some(60),
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        fs_group: Some(65532),
+                        run_as_non_root: Some(true),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(claim_spec),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// The ServiceMonitor (monitoring.coreos.com/v1), as JSON: the Prometheus operator's
+/// types are not in k8s-openapi.
+pub fn service_monitor(tc: &TradingCluster) -> serde_json::Value {
+    let m = meta(tc, tc.name_any());
+    serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": m,
+        "spec": {
+            "selector": { "matchLabels": labels(tc) },
+            "endpoints": [{ "port": "metrics", "interval": "15s" }]
+        }
+    })
+}
+
+/// Whether an object was made from this cluster (its controller owner).
+pub fn owned_by(meta: &ObjectMeta, tc: &TradingCluster) -> bool {
+    let uid = tc.meta().uid.as_deref();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true))
+}

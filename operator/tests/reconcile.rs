@@ -1,0 +1,654 @@
+//! Reconciles against kube-rs's mock API server pattern: the client talks to a tower
+//! service this test drives, so every request the operator makes (method, path, query,
+//! body) is checked in order and answered as the API server would. What can run for
+//! real does: etcd (the configuration is read back from it) and a node's admin API over
+//! a real ledger member (scale-down removes real members; deletes read real positions).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hft_operator::controller::{self, Context};
+use hft_operator::crd::{Strategy, TradingCluster};
+use http::{Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The API server side of the test.
+struct ApiServer(Handle);
+
+/// One request: method, path, query and JSON body.
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+    reply: tower_test::mock::SendResponse<Response<Body>>,
+}
+
+impl ApiServer {
+    async fn next(&mut self) -> Seen {
+        let (req, reply) = tokio::time::timeout(Duration::from_secs(20), self.0.next_request())
+            .await
+            .expect("the operator made its next request in time")
+            .expect("a request");
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Seen {
+            method,
+            path,
+            query,
+            body,
+            reply,
+        }
+    }
+
+    /// The next request must be `method path`; returns it.
+    async fn expect(&mut self, method: &str, path: &str) -> Seen {
+        let s = self.next().await;
+        assert_eq!(
+            (s.method.as_str(), s.path.as_str()),
+            (method, path),
+            "unexpected request (query {:?}, body {})",
+            s.query,
+            s.body
+        );
+        s
+    }
+
+    /// A server-side apply of `path`, which must be forced under the operator's field
+    /// manager; answered with the object (plus `extra`). Returns the applied body.
+    async fn expect_apply(&mut self, path: &str, extra: Value) -> Value {
+        let s = self.expect("PATCH", path).await;
+        assert!(
+            s.query.contains("fieldManager=hft-operator") && s.query.contains("force=true"),
+            "{path}: not a forced server-side apply: {}",
+            s.query
+        );
+        let mut answer = s.body.clone();
+        merge(&mut answer, extra);
+        respond(s.reply, StatusCode::OK, &answer);
+        s.body
+    }
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+fn respond(reply: tower_test::mock::SendResponse<Response<Body>>, status: StatusCode, v: &Value) {
+    reply.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(v).unwrap()))
+            .unwrap(),
+    );
+}
+
+fn not_found(reply: tower_test::mock::SendResponse<Response<Body>>, what: &str) {
+    respond(
+        reply,
+        StatusCode::NOT_FOUND,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{what} not found"), "reason": "NotFound", "code": 404
+        }),
+    );
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({ "apiVersion": "hft.dev/v1alpha1", "kind": format!("{kind}List"),
+            "metadata": { "resourceVersion": "1" }, "items": items })
+}
+
+const NS: &str = "trading";
+
+fn cluster(replicas: i32, etcd: &[String]) -> TradingCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "hft.dev/v1alpha1", "kind": "TradingCluster",
+        "metadata": { "name": "prod", "namespace": NS, "uid": "uid-prod", "generation": 4 },
+        "spec": {
+            "replicas": replicas, "image": "ghcr.io/hft-rs/hft:0.1.0",
+            "etcd": { "endpoints": etcd },
+            "venue": { "address": "venue.trading.svc:7070" },
+            "secrets": {
+                "clusterSecret": { "name": "hft-cluster", "key": "secret" },
+                "adminToken": { "name": "hft-admin", "key": "token" }
+            }
+        }
+    }))
+    .unwrap()
+}
+
+fn strategy(name: &str, kind: &str, max_position: &str, extra: Value) -> Value {
+    let mut s = json!({
+        "apiVersion": "hft.dev/v1alpha1", "kind": "Strategy",
+        "metadata": { "name": name, "namespace": NS, "uid": format!("uid-{name}"),
+                      "generation": 2, "finalizers": [controller::FLATTEN] },
+        "spec": {
+            "cluster": "prod", "kind": kind, "instrument": "BTC-USD",
+            "params": { "risk_aversion": 0.2 },
+            "risk": { "maxPosition": max_position }
+        }
+    });
+    merge(&mut s, extra);
+    s
+}
+
+fn ctx(client: Client, admin_url: Option<String>) -> Arc<Context> {
+    Arc::new(Context {
+        client,
+        reporter: kube::runtime::events::Reporter {
+            controller: "hft-operator".into(),
+            instance: None,
+        },
+        admin_url,
+    })
+}
+
+fn mock() -> (Client, ApiServer) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(svc, "default"), ApiServer(handle))
+}
+
+fn etcd() -> hft_cluster::local_etcd::LocalEtcd {
+    let dir = std::env::temp_dir().join(format!("hft-operator-etcd-{}", std::process::id()));
+    hft_cluster::local_etcd::LocalEtcd::start(std::path::Path::new("etcd"), &dir, 1)
+        .expect("etcd (Debian: etcd-server) starts")
+}
+
+fn condition<'a>(status: &'a Value, t: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == t))
+        .unwrap_or_else(|| panic!("no {t} condition in {status}"))
+}
+
+const P: &str = "/apis/hft.dev/v1alpha1/namespaces/trading";
+
+/// The requests of a TradingCluster reconcile after the scale-down step: the applies,
+/// the ServiceMonitor CRD lookup (absent), the inputs, and the status. Returns the
+/// applied StatefulSet and the status patch.
+async fn cluster_requests(
+    api: &mut ApiServer,
+    strategies: Vec<Value>,
+    ready: i32,
+    expect_event: bool,
+) -> (Value, Value) {
+    let cm = api
+        .expect_apply(
+            "/api/v1/namespaces/trading/configmaps/prod-config",
+            json!({}),
+        )
+        .await;
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "uid-prod");
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["controller"], true);
+    let headless = api
+        .expect_apply("/api/v1/namespaces/trading/services/prod-nodes", json!({}))
+        .await;
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+    api.expect_apply("/api/v1/namespaces/trading/services/prod-admin", json!({}))
+        .await;
+    let pdb = api
+        .expect_apply(
+            "/apis/policy/v1/namespaces/trading/poddisruptionbudgets/prod",
+            json!({}),
+        )
+        .await;
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let sts = api
+        .expect_apply(
+            "/apis/apps/v1/namespaces/trading/statefulsets/prod",
+            json!({ "status": { "replicas": ready, "readyReplicas": ready } }),
+        )
+        .await;
+    let crd = api
+        .expect(
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
+        )
+        .await;
+    not_found(crd.reply, "servicemonitors");
+    let s = api.expect("GET", &format!("{P}/strategies")).await;
+    respond(s.reply, StatusCode::OK, &list("Strategy", strategies));
+    let s = api.expect("GET", &format!("{P}/riskpolicies")).await;
+    respond(s.reply, StatusCode::OK, &list("RiskPolicy", vec![]));
+    if expect_event {
+        let ev = api
+            .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+            .await;
+        assert_eq!(ev.body["reason"], "ConfigApplied", "{}", ev.body);
+        let body = ev.body.clone();
+        respond(ev.reply, StatusCode::CREATED, &body);
+    }
+    let st = api
+        .expect("PATCH", &format!("{P}/tradingclusters/prod/status"))
+        .await;
+    let status = st.body["status"].clone();
+    let mut answer = serde_json::to_value(cluster(3, &[])).unwrap();
+    answer["status"] = status.clone();
+    respond(st.reply, StatusCode::OK, &answer);
+    (sts, status)
+}
+
+#[tokio::test]
+async fn a_new_cluster_gets_its_objects_and_etcd_its_configuration() {
+    let etcd = etcd();
+    let (client, mut api) = mock();
+    let tc = cluster(3, &etcd.clients);
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(tc),
+        ctx(client, None),
+    ));
+    let get = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    not_found(get.reply, "statefulsets");
+    let good = strategy("mm-a", "market_making", "0.1000", json!({}));
+    let bad = strategy("mm-bad", "martingale", "0.1000", json!({}));
+    let (sts, status) = cluster_requests(&mut api, vec![good, bad], 0, true).await;
+    // The StatefulSet: 3 pods, ids from the ordinal, stable peer names, one at a time.
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(sts["spec"]["serviceName"], "prod-nodes");
+    assert_eq!(
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        1
+    );
+    let args: Vec<&str> = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--id=from-hostname"), "{args:?}");
+    assert!(
+        args.contains(
+            &"--ledger-peers=1=prod-0.prod-nodes.trading.svc:7100,2=prod-1.prod-nodes.trading.svc:7100,3=prod-2.prod-nodes.trading.svc:7100"
+        ),
+        "{args:?}"
+    );
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/healthz/ready"
+    );
+    // Status: nothing ready yet.
+    assert_eq!(status["observedGeneration"], 4);
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], "Progressing");
+    assert_eq!(condition(&status, "Progressing")["status"], "True");
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    // etcd holds the valid strategy only, in the schema the nodes load.
+    let mut coord =
+        hft_cluster::coord::Coord::connect(&etcd.clients, "prod", Duration::from_secs(5))
+            .await
+            .unwrap();
+    let cfg = coord
+        .config_get()
+        .await
+        .unwrap()
+        .expect("configuration written");
+    assert_eq!(status["configRevision"], cfg.revision);
+    let c = hft_config::load_str("etcd", &cfg.text, std::iter::empty()).unwrap();
+    let names: Vec<&str> = c.strategies.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["mm-a"]);
+}
+
+#[tokio::test]
+async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
+    let etcd = etcd();
+    let good = strategy("mm-a", "market_making", "0.1000", json!({}));
+    // First reconcile writes the configuration.
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(cluster(3, &etcd.clients)),
+        ctx(client, None),
+    ));
+    let get = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    not_found(get.reply, "statefulsets");
+    let (_, first) = cluster_requests(&mut api, vec![good.clone()], 0, true).await;
+    task.await.unwrap().unwrap();
+    // The second sees every pod ready and the same configuration: no new revision, no
+    // event, Ready.
+    let mut tc = cluster(3, &etcd.clients);
+    tc.status = Some(serde_json::from_value(first.clone()).unwrap());
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(tc),
+        ctx(client, None),
+    ));
+    let get = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    respond(
+        get.reply,
+        StatusCode::OK,
+        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": 3,
+                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
+    );
+    let (_, status) = cluster_requests(&mut api, vec![good], 3, false).await;
+    assert_eq!(status["configRevision"], first["configRevision"]);
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(condition(&status, "Progressing")["status"], "False");
+    // The Ready condition changed: its transition time moved; Degraded's did not.
+    assert_eq!(
+        condition(&status, "Degraded")["lastTransitionTime"],
+        condition(&first, "Degraded")["lastTransitionTime"]
+    );
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(60))
+    );
+}
+
+/// A real single ledger member with two learners (which count for no quorum) behind a
+/// real admin API: what a scale-down from 3 to 1 removes.
+struct Node {
+    _ledger: hft_cluster::booking::SessionLedger,
+    server: Option<hft_cluster::admin::AdminServer>,
+    ledger: hft_ledger::Ledger,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        drop(self.server.take());
+    }
+}
+
+async fn node(etcd: Option<&hft_cluster::local_etcd::LocalEtcd>) -> Node {
+    let cfg = hft_config::Config::default_embedded();
+    let specs: Vec<_> = cfg.instruments.iter().map(|i| i.spec.clone()).collect();
+    let ledger = tokio::task::spawn_blocking(move || {
+        hft_cluster::booking::SessionLedger::start(None, &specs).unwrap()
+    })
+    .await
+    .unwrap();
+    let audit = match etcd {
+        Some(e) => Some(
+            hft_cluster::coord::Coord::connect(&e.clients, "prod", Duration::from_secs(5))
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let server = hft_cluster::admin::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        hft_cluster::admin::AdminState {
+            node: 1,
+            ledger: Some(ledger.ledger.clone()),
+            fenced: None,
+            auth: None,
+            audit,
+            trading: None,
+        },
+        None,
+    )
+    .unwrap();
+    Node {
+        url: format!("http://{}", server.addr),
+        ledger: ledger.ledger.clone(),
+        _ledger: ledger,
+        server: Some(server),
+    }
+}
+
+async fn secret(api: &mut ApiServer) {
+    let s = api
+        .expect("GET", "/api/v1/namespaces/trading/secrets/hft-admin")
+        .await;
+    respond(
+        s.reply,
+        StatusCode::OK,
+        &json!({ "apiVersion": "v1", "kind": "Secret",
+                 "metadata": { "name": "hft-admin", "namespace": NS },
+                 "data": { "token": "dG9rZW4=" } }),
+    );
+}
+
+#[tokio::test]
+async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
+    let etcd = etcd();
+    let n = node(None).await;
+    for id in [2, 3] {
+        n.ledger
+            .add_learner(id, &format!("127.0.0.1:{}", 9 + id))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(cluster(1, &etcd.clients)),
+        ctx(client, Some(n.url.clone())),
+    ));
+    let get = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    respond(
+        get.reply,
+        StatusCode::OK,
+        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": 3,
+                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
+    );
+    secret(&mut api).await;
+    for id in [3, 2] {
+        let ev = api
+            .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+            .await;
+        assert_eq!(ev.body["reason"], "MemberRemoved");
+        assert!(
+            ev.body["note"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("member {id}"))
+        );
+        let body = ev.body.clone();
+        respond(ev.reply, StatusCode::CREATED, &body);
+    }
+    let (sts, status) = cluster_requests(&mut api, vec![], 1, true).await;
+    // The members left the ledger; only then did the StatefulSet shrink.
+    let st = n.ledger.status().await.unwrap();
+    assert_eq!(st.voters, vec![1]);
+    assert!(st.learners.is_empty(), "{:?}", st.learners);
+    assert_eq!(sts["spec"]["replicas"], 1);
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_scale_down_whose_member_removal_fails_keeps_the_pods() {
+    let etcd = etcd();
+    let (client, mut api) = mock();
+    // Nothing listens there: the removal fails.
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(cluster(1, &etcd.clients)),
+        ctx(client, Some("http://127.0.0.1:9".into())),
+    ));
+    let get = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    respond(
+        get.reply,
+        StatusCode::OK,
+        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": 3,
+                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
+    );
+    secret(&mut api).await;
+    let (sts, status) = cluster_requests(&mut api, vec![], 3, true).await;
+    assert_eq!(
+        sts["spec"]["replicas"], 3,
+        "pods went before their members left"
+    );
+    let d = condition(&status, "Degraded");
+    assert_eq!(d["status"], "True");
+    assert_eq!(d["reason"], "MemberRemovalFailed");
+    assert!(d["message"].as_str().unwrap().contains("member 3"), "{d}");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    task.await.unwrap().unwrap();
+}
+
+/// A Strategy reconcile up to its status patch: the cluster and policy lookups.
+async fn strategy_inputs(api: &mut ApiServer, etcd: &[String]) {
+    let g = api
+        .expect("GET", &format!("{P}/tradingclusters/prod"))
+        .await;
+    respond(
+        g.reply,
+        StatusCode::OK,
+        &serde_json::to_value(cluster(3, etcd)).unwrap(),
+    );
+    let s = api.expect("GET", &format!("{P}/riskpolicies")).await;
+    respond(s.reply, StatusCode::OK, &list("RiskPolicy", vec![]));
+}
+
+#[tokio::test]
+async fn an_invalid_strategy_is_marked_invalid_with_the_reason_and_nothing_fails() {
+    for (kind, limit, why) in [
+        ("martingale", "0.1000", "martingale"),
+        ("market_making", "-1", "max_position"),
+    ] {
+        let (client, mut api) = mock();
+        let s: Strategy = serde_json::from_value(strategy("mm-x", kind, limit, json!({}))).unwrap();
+        let task = tokio::spawn(controller::reconcile_strategy(
+            Arc::new(s),
+            ctx(client, None),
+        ));
+        strategy_inputs(&mut api, &[]).await;
+        let ev = api
+            .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+            .await;
+        assert_eq!(ev.body["type"], "Warning");
+        assert_eq!(ev.body["reason"], "InvalidSpec");
+        let body = ev.body.clone();
+        respond(ev.reply, StatusCode::CREATED, &body);
+        let st = api
+            .expect("PATCH", &format!("{P}/strategies/mm-x/status"))
+            .await;
+        let status = st.body["status"].clone();
+        let inv = condition(&status, "Invalid");
+        assert_eq!(inv["status"], "True");
+        assert_eq!(inv["reason"], "InvalidSpec");
+        assert!(inv["message"].as_str().unwrap().contains(why), "{inv}");
+        assert_eq!(condition(&status, "Ready")["reason"], "Invalid");
+        let answer = strategy("mm-x", kind, limit, json!({ "status": status }));
+        respond(st.reply, StatusCode::OK, &answer);
+        // The operator goes on: the reconcile succeeds and waits for a new spec.
+        assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_strategy_is_held_until_its_position_is_flat() {
+    let etcd = etcd();
+    let n = node(Some(&etcd)).await;
+    // A long position of the strategy in the ledger.
+    let fill = |exec: u64, side: hft_core::Side| {
+        hft_ledger::Command::Fill(hft_ledger::LedgerFill {
+            venue: "sim".into(),
+            exec_id: exec,
+            account: "main".into(),
+            strategy: "mm-x".into(),
+            instrument: "BTC-USD".into(),
+            price_scale: 2,
+            qty_scale: 4,
+            side,
+            price: hft_core::Price(6_500_000),
+            qty: hft_core::Qty(100),
+            fee: hft_core::Money(0),
+            liquidity: hft_core::Liquidity::Maker,
+            cl_ord_id: exec,
+            ts: exec,
+            epoch: 0,
+        })
+    };
+    n.ledger
+        .propose(vec![fill(1, hft_core::Side::Buy)])
+        .await
+        .unwrap()
+        .unwrap();
+    let deleting = json!({ "metadata": { "deletionTimestamp": "2026-01-01T00:00:00Z" } });
+    let reconcile = |api_client: Client| {
+        let s: Strategy = serde_json::from_value(strategy(
+            "mm-x",
+            "market_making",
+            "0.1000",
+            deleting.clone(),
+        ))
+        .unwrap();
+        tokio::spawn(controller::reconcile_strategy(
+            Arc::new(s),
+            ctx(api_client, Some(n.url.clone())),
+        ))
+    };
+    // Not flat: the finalizer stays, the status says why (and, long past the timeout,
+    // that it is late).
+    let (client, mut api) = mock();
+    let task = reconcile(client);
+    strategy_inputs(&mut api, &etcd.clients).await;
+    secret(&mut api).await;
+    let st = api
+        .expect("PATCH", &format!("{P}/strategies/mm-x/status"))
+        .await;
+    let status = st.body["status"].clone();
+    assert_eq!(status["position"], "0.0100");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "FlattenTimeout", "{ready}");
+    assert_eq!(condition(&status, "Degraded")["status"], "True");
+    respond(
+        st.reply,
+        StatusCode::OK,
+        &strategy("mm-x", "market_making", "0.1000", deleting.clone()),
+    );
+    assert!(task.await.unwrap().is_err(), "the finalizer must stay");
+    // Flat: the finalizer goes (a JSON patch that removes it).
+    n.ledger
+        .propose(vec![fill(2, hft_core::Side::Sell)])
+        .await
+        .unwrap()
+        .unwrap();
+    let (client, mut api) = mock();
+    let task = reconcile(client);
+    strategy_inputs(&mut api, &etcd.clients).await;
+    secret(&mut api).await;
+    let ev = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+        .await;
+    assert_eq!(ev.body["reason"], "Flat");
+    let body = ev.body.clone();
+    respond(ev.reply, StatusCode::CREATED, &body);
+    let p = api.expect("PATCH", &format!("{P}/strategies/mm-x")).await;
+    let ops = p.body.as_array().expect("a JSON patch");
+    assert!(
+        ops.iter()
+            .any(|o| o["op"] == "remove" && o["path"] == "/metadata/finalizers/0"),
+        "{}",
+        p.body
+    );
+    respond(
+        p.reply,
+        StatusCode::OK,
+        &strategy("mm-x", "market_making", "0.1000", deleting.clone()),
+    );
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
