@@ -68,6 +68,13 @@ enum Command {
     /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
     #[command(subcommand)]
     Token(cluster_cmd::TokenCmd),
+    /// Exit 0 if a node's admin API answers its probe with 200 (a container
+    /// HEALTHCHECK; the image has no shell or curl).
+    Health {
+        /// The probe to ask.
+        #[arg(long, default_value = "http://127.0.0.1:7300/healthz/live")]
+        url: String,
+    },
     /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -677,6 +684,17 @@ fn main() -> ExitCode {
     }
 }
 
+fn health(url: &str) -> Result<u8, Exit> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(3)))
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(_) => Ok(0),
+        Err(e) => Err(Exit(1, anyhow::anyhow!("{url}: {e}"))),
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<u8, Exit> {
     match cli.command {
         Command::Run(args) => run(args),
@@ -729,6 +747,7 @@ fn dispatch(cli: Cli) -> Result<u8, Exit> {
         Command::Node(n) => ledger_cmd::node(*n),
         Command::Venue(v) => venue_cmd::venue(v),
         Command::Chaos(ChaosCmd::Run(a)) => chaos_cmd::run(a),
+        Command::Health { url } => health(&url),
         Command::Nodes { etcd, json } => cluster_cmd::nodes(&etcd, json),
         Command::Token(t) => cluster_cmd::token(t),
         Command::Completions { shell } => {

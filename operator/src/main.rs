@@ -29,6 +29,12 @@ struct Cli {
 enum Cmd {
     /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
     Crd,
+    /// Exit 0 if the operator's metrics endpoint answers (a container HEALTHCHECK).
+    Health {
+        /// The endpoint to ask.
+        #[arg(long, default_value = "http://127.0.0.1:9090/metrics")]
+        url: String,
+    },
     /// Run the controllers against the cluster of the in-cluster service account (or
     /// the current kubeconfig context).
     Run {
@@ -57,6 +63,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Health { url } => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(std::time::Duration::from_secs(3)))
+                .build()
+                .into();
+            match agent.get(&url).call() {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {url}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Run {
             metrics,
             namespace,
