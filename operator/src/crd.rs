@@ -27,6 +27,9 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// A set of hft nodes: a StatefulSet whose pods are trading nodes and Raft ledger
 /// members (pod ordinal + 1 is the node and member id).
+// kube's `printcolumn(...)` repeats `type_ = ...` once per column, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "hft.dev",
@@ -242,6 +245,9 @@ pub struct TradingClusterStatus {
 }
 
 /// One strategy instance on a cluster.
+// kube's `printcolumn(...)` repeats `type_ = ...` once per column, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "hft.dev",
@@ -365,6 +371,9 @@ pub struct StrategyStatus {
 }
 
 /// Firm-wide limits of a cluster.
+// kube's `printcolumn(...)` repeats `type_ = ...` once per column, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "hft.dev",
