@@ -334,16 +334,7 @@ async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
         Arc::new(tc),
         ctx(client, None),
     ));
-    let get = api
-        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
-        .await;
-    respond(
-        get.reply,
-        StatusCode::OK,
-        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
-                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": 3,
-                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
-    );
+    existing_sts(&mut api, 3).await;
     let (_, status) = cluster_requests(&mut api, vec![good], 3, false).await;
     assert_eq!(status["configRevision"], first["configRevision"]);
     assert_eq!(condition(&status, "Ready")["status"], "True");
@@ -411,6 +402,20 @@ async fn node(etcd: Option<&hft_cluster::local_etcd::LocalEtcd>) -> Node {
     }
 }
 
+/// The StatefulSet lookup a cluster reconcile starts with, answered with `replicas` pods.
+async fn existing_sts(api: &mut ApiServer, replicas: i32) {
+    let get = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    respond(
+        get.reply,
+        StatusCode::OK,
+        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": replicas,
+                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
+    );
+}
+
 async fn secret(api: &mut ApiServer) {
     let s = api
         .expect("GET", "/api/v1/namespaces/trading/secrets/hft-admin")
@@ -440,16 +445,7 @@ async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
         Arc::new(cluster(1, &etcd.clients)),
         ctx(client, Some(n.url.clone())),
     ));
-    let get = api
-        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
-        .await;
-    respond(
-        get.reply,
-        StatusCode::OK,
-        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
-                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": 3,
-                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
-    );
+    existing_sts(&mut api, 3).await;
     secret(&mut api).await;
     for id in [3, 2] {
         let ev = api
@@ -484,16 +480,7 @@ async fn a_scale_down_whose_member_removal_fails_keeps_the_pods() {
         Arc::new(cluster(1, &etcd.clients)),
         ctx(client, Some("http://127.0.0.1:9".into())),
     ));
-    let get = api
-        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
-        .await;
-    respond(
-        get.reply,
-        StatusCode::OK,
-        &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
-                 "metadata": { "name": "prod", "namespace": NS }, "spec": { "replicas": 3,
-                 "selector": {}, "template": {}, "serviceName": "prod-nodes" } }),
-    );
+    existing_sts(&mut api, 3).await;
     secret(&mut api).await;
     let (sts, status) = cluster_requests(&mut api, vec![], 3, true).await;
     assert_eq!(
