@@ -37,7 +37,25 @@ fn member(
         .enumerate()
         .map(|(i, a)| (i as u64 + 1, a.to_string()))
         .collect();
-    start_tcp(cfg, "test", addrs[id as usize - 1], peers, tls, rt.handle()).unwrap()
+    // A member stopped a moment ago may still hold the port: its listener task ends on
+    // the runtime after `stop` returns.
+    let end = Instant::now() + LONG;
+    loop {
+        match start_tcp(
+            cfg.clone(),
+            "test",
+            addrs[id as usize - 1],
+            peers.clone(),
+            tls.clone(),
+            rt.handle(),
+        ) {
+            Ok(m) => return m,
+            Err(e) if e.to_string().contains("in use") && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("member {id}: {e}"),
+        }
+    }
 }
 
 fn propose(m: &TcpMember, cmds: Vec<Command>) -> hft_ledger::Outcome {
