@@ -21,6 +21,9 @@ COPY --from=build /usr/local/bin/hft /usr/local/bin/hft
 USER 65532:65532
 # Ledger peers, control channel, admin API, metrics.
 EXPOSE 7100 7200 7300 9100
+# Metrics on 9100: `run` below, and nodes with HFT_TELEMETRY__METRICS_ADDR (as the
+# operator starts them); the healthcheck asks there.
+ENV HFT_TELEMETRY__METRICS_ADDR=0.0.0.0:9100
 HEALTHCHECK --interval=10s --timeout=4s --retries=3 CMD ["/usr/local/bin/hft", "health"]
 ENTRYPOINT ["/usr/local/bin/hft"]
 CMD ["run"]

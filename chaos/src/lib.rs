@@ -198,9 +198,10 @@ pub struct Rules {
     pub max_position: BTreeMap<u16, i64>,
     /// Notional rules per strategy (absent: unchecked).
     pub notional: BTreeMap<u16, Notional>,
-    /// Largest gross notional of all strategies together, money raw units: the sum of
-    /// each |position| at its last fill price. Checked at fills that grow a position
-    /// (a price move alone is no breach of a pre-trade limit).
+    /// Largest gross notional of one node, money raw units: the sum of |position| at
+    /// the last fill price over the strategies the node runs (their newest logon's
+    /// node). Checked at fills that grow a position (a price move alone is no breach
+    /// of a pre-trade limit).
     pub max_gross_notional: Option<i64>,
     /// Kill switches and when they held.
     pub kills: Vec<KillWindow>,
@@ -279,7 +280,7 @@ pub enum Violation {
         /// The accept.
         accept: VenueEvent,
     },
-    /// A fill took the gross notional of all strategies past its limit.
+    /// A fill took the gross notional of its node's strategies past the limit.
     GrossNotional {
         /// The limit, money raw units.
         limit: i64,
@@ -360,6 +361,14 @@ fn hex(h: &[u8; 32]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The node of a strategy's newest logon (None before any).
+fn owner(newest: &BTreeMap<u16, &VenueEvent>, strategy: u16) -> Option<u64> {
+    match newest.get(&strategy) {
+        Some(VenueEvent::Logon { node, .. }) => Some(*node),
+        _ => None,
+    }
+}
+
 /// Checks a run: the venue's events in the order the venue processed them, every
 /// ledger member's end state, and the rules. Returns every violation found.
 pub fn check(events: &[VenueEvent], members: &[Member], rules: &Rules) -> Vec<Violation> {
@@ -438,8 +447,11 @@ pub fn check(events: &[VenueEvent], members: &[Member], rules: &Rules) -> Vec<Vi
                 if let Some(limit) = rules.max_gross_notional
                     && grew
                 {
+                    // The limit is each node's: over the strategies its owner runs.
+                    let node = owner(&newest, *strategy);
                     let gross: i128 = position
                         .iter()
+                        .filter(|(s, _)| owner(&newest, **s) == node)
                         .filter_map(|(s, &q)| {
                             let n = rules.notional.get(s)?;
                             Some(n.of(last_price.get(s).copied().unwrap_or(0), q))

@@ -134,6 +134,45 @@ fn a_gross_notional_breach_is_reported_only_when_a_fill_grows_it() {
 }
 
 #[test]
+fn gross_notional_counts_the_strategies_of_one_node() {
+    let mut r = rules();
+    r.max_position.clear();
+    r.max_gross_notional = Some(25);
+    r.notional.insert(1, r.notional[&0]);
+    let logon_on = |ts, strategy, node| VenueEvent::Logon {
+        ts,
+        strategy,
+        epoch: 5,
+        node,
+    };
+    // 20 on node 1 and 20 on node 2: each node within 25.
+    let mut e = vec![
+        logon_on(1, 0, 1),
+        logon_on(2, 1, 2),
+        fill(3, 0, 1, 2),
+        fill(4, 1, 2, 2),
+    ];
+    assert_eq!(check(&e, &[], &r), vec![]);
+    // Strategy 1 moves to node 1: its next fill makes node 1 hold 20 + 30.
+    e.push(VenueEvent::Logon {
+        ts: 5,
+        strategy: 1,
+        epoch: 6,
+        node: 1,
+    });
+    e.push(fill(6, 1, 3, 1));
+    let v = check(&e, &[], &r);
+    assert_eq!(
+        v,
+        vec![Violation::GrossNotional {
+            limit: 25,
+            gross: 50,
+            fill: fill(6, 1, 3, 1)
+        }]
+    );
+}
+
+#[test]
 fn notional_rounds_to_the_nearest_unit_and_scales_both_ways() {
     let n = |shift| Notional {
         shift,

@@ -140,8 +140,8 @@ impl Fault {
 }
 
 /// The faults of a run, from its seed: every kind of `kinds` once, then random ones.
-/// Each fault draws the same random numbers whatever its kind, so a seed gives the
-/// same victims and durations with fewer kinds available.
+/// Each fault draws its victim and durations before its kind; with fewer kinds
+/// available a seed gives a different schedule, as reproducible.
 fn schedule(seed: u64, n: usize, strategies: usize, kinds: &[&str]) -> Vec<Fault> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..n)
@@ -209,12 +209,20 @@ pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
     let (net, network) = match a.network {
         Network::Loopback => (Net::Relays, "loopback with relays (asked for)".to_owned()),
         Network::Netns => (
-            Net::Namespaces(crate::netns::Netns::enter().map_err(|e| Exit(1, e))?),
+            Net::Namespaces(crate::netns::Netns::enter().map_err(|e| Exit(1, e.error))?),
             "network namespaces".to_owned(),
         ),
         Network::Auto => match crate::netns::Netns::enter() {
             Ok(ns) => (Net::Namespaces(ns), "network namespaces".to_owned()),
+            Err(e) if e.moved => {
+                return Err(Exit(
+                    1,
+                    e.error
+                        .context("namespaces half made; run with --network loopback to skip them"),
+                ));
+            }
             Err(e) => {
+                let e = e.error;
                 eprintln!(
                     "network namespaces unavailable ({e:#}): loopback processes with relays instead"
                 );
@@ -426,7 +434,7 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                         &token,
                         victim,
                         "coord::lease-lost",
-                        &format!("sleep({LEASE_STALL_MS})"),
+                        &format!("return({LEASE_STALL_MS})"),
                     )?;
                 }
                 if pause {

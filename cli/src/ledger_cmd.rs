@@ -15,6 +15,31 @@ use serde_json::{Value, json};
 
 use crate::Exit;
 
+/// The address of `HOST:PORT`, asking DNS for up to 30 s (a Service's name may not
+/// resolve the moment a pod starts).
+fn resolve(hp: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match hp.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => return Ok(a),
+            Ok(None) | Err(_) if std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(None) => bail!("--venue {hp}: no address"),
+            Err(e) => bail!("--venue {hp}: {e}"),
+        }
+    }
+}
+
+/// `HOST:PORT` with a port number (the host may be a DNS name).
+fn parse_host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        _ => Err(format!("{s:?} is not HOST:PORT")),
+    }
+}
+
 /// A node id, or `from-hostname` (see `NodeArgs::id`).
 fn parse_node_id(s: &str) -> Result<u64, String> {
     if s != "from-hostname" {
@@ -102,16 +127,21 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(16..=4_194_304))]
     ledger_segment_kib: u64,
     /// Trade: run the engines placed on this node against the venue process at this
-    /// address (`hft venue`). Needs --etcd (placement) and a cluster secret.
-    #[arg(long, requires = "etcd")]
-    venue: Option<SocketAddr>,
+    /// HOST:PORT (`hft venue`), resolved at start. Needs --etcd (placement) and a
+    /// cluster secret.
+    #[arg(long, requires = "etcd", value_parser = parse_host_port)]
+    venue: Option<String>,
+    /// Listen for ledger peers here instead of at this node's own --ledger-peers entry
+    /// (which may then be a DNS name, as in a Kubernetes StatefulSet).
+    #[arg(long)]
+    ledger_listen: Option<SocketAddr>,
     /// Control channel address (the placement leader's failure detector connects here).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
-    /// The control address other nodes should dial, when it is not --control (behind
-    /// NAT or a proxy).
-    #[arg(long)]
-    control_advertise: Option<SocketAddr>,
+    /// The control address other nodes should dial (HOST:PORT, a DNS name allowed),
+    /// when it is not --control (behind NAT, a proxy, or a Service).
+    #[arg(long, value_parser = parse_host_port)]
+    control_advertise: Option<String>,
     /// File holding the cluster secret (at least 16 bytes) that nodes authenticate each
     /// other's control channels with; or set HFT_CLUSTER_SECRET.
     #[arg(long)]
@@ -170,15 +200,19 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             ),
         )
     })?;
-    let listen: SocketAddr = listen.parse().map_err(|e| {
-        Exit(
-            2,
-            anyhow!(
-                "--ledger-peers: {listen:?} for member {} is not HOST:PORT: {e}",
-                args.id
-            ),
-        )
-    })?;
+    let listen: SocketAddr = match args.ledger_listen {
+        Some(l) => l,
+        None => listen.parse().map_err(|e| {
+            Exit(
+                2,
+                anyhow!(
+                    "--ledger-peers: {listen:?} for member {} is not IP:PORT ({e}); give \
+                     the address to listen on with --ledger-listen",
+                    args.id
+                ),
+            )
+        })?,
+    };
     let dir = args
         .ledger_dir
         .clone()
@@ -213,6 +247,10 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         Some(f) => f.config.clone(),
         None => crate::load_config(args.config.as_deref())?,
     };
+    // Prometheus metrics where the configuration asks (`[telemetry] metrics_addr`, or
+    // HFT_TELEMETRY__METRICS_ADDR as the operator sets it).
+    hft_telemetry::install_metrics(config.telemetry.metrics_addr)
+        .map_err(|e| Exit(1, anyhow!("metrics: {e}")))?;
     let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
     cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
@@ -243,6 +281,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             ));
         }
     };
+    let own_peer_addr = peers.get(&args.id).cloned().unwrap_or_default();
     let member = start_tcp(cfg, &args.cluster, listen, peers, tls, rt.handle())
         .map_err(|e| Exit(1, anyhow!("{e}")))?;
     tracing::info!(
@@ -255,8 +294,9 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         "ledger member started"
     );
     // A trading node binds its control channel before it registers, to advertise it.
-    let trading = match args.venue {
+    let trading = match &args.venue {
         Some(venue) => {
+            let venue = resolve(venue).map_err(|e| Exit(1, e))?;
             let secret =
                 cluster_secret(args.cluster_secret_file.as_deref()).map_err(|e| Exit(2, e))?;
             let listener = rt
@@ -277,12 +317,17 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         let info = hft_cluster::coord::NodeInfo {
             id: args.id,
             admin: args.admin.to_string(),
-            ledger: Some(member.addr.to_string()),
+            ledger: Some(own_peer_addr.clone()),
             control: args
                 .control_advertise
-                .or_else(|| trading.as_ref().and_then(|(_, _, l)| l.local_addr().ok()))
-                .filter(|_| trading.is_some())
-                .map(|a| a.to_string()),
+                .clone()
+                .or_else(|| {
+                    trading
+                        .as_ref()
+                        .and_then(|(_, _, l)| l.local_addr().ok())
+                        .map(|a| a.to_string())
+                })
+                .filter(|_| trading.is_some()),
             since: hft_cluster::coord::now_ns(),
         };
         let (reg, coord) = rt

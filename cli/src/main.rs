@@ -68,11 +68,13 @@ enum Command {
     /// Bearer tokens of the admin API (roles viewer < trader < admin), kept in etcd.
     #[command(subcommand)]
     Token(cluster_cmd::TokenCmd),
-    /// Exit 0 if a node's admin API answers its probe with 200 (a container
-    /// HEALTHCHECK; the image has no shell or curl).
+    /// Exit 0 if the URL answers 200: the container HEALTHCHECK (the image has no shell
+    /// or curl). The default asks the metrics endpoint, which `hft run --metrics-addr`
+    /// and a node with `[telemetry] metrics_addr` serve; a node's admin API has
+    /// `/healthz/live` and `/healthz/ready`.
     Health {
-        /// The probe to ask.
-        #[arg(long, default_value = "http://127.0.0.1:7300/healthz/live")]
+        /// What to ask.
+        #[arg(long, default_value = "http://127.0.0.1:9100/metrics")]
         url: String,
     },
     /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.

@@ -22,10 +22,20 @@ const CLUSTER_NET: &str = "10.91.0";
 /// Market-access network: the venue at `.1`, node `i` at `.10+i`.
 const VENUE_NET: &str = "10.92.0";
 
-/// The namespaces of one run; deleted on drop.
+/// Why `Netns::enter` failed, and whether the process had already left the host's
+/// namespaces (then it cannot fall back to loopback: its loopback is a new, empty one).
+pub(crate) struct Entered {
+    /// The process is in new namespaces.
+    pub(crate) moved: bool,
+    /// What failed.
+    pub(crate) error: anyhow::Error,
+}
+
+/// The namespaces of one run, and the tmpfs mounts made in it; all removed on drop.
 pub(crate) struct Netns {
     prefix: String,
     nodes: Vec<u64>,
+    mounts: Vec<std::path::PathBuf>,
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
@@ -50,9 +60,21 @@ fn cstr(s: &str) -> anyhow::Result<CString> {
 impl Netns {
     /// Moves this process into a network and mount namespace of its own and builds the
     /// two bridges. Must run before the process starts a thread (the namespaces are
-    /// per thread until then). Fails, changing nothing visible, where namespaces cannot
-    /// be made (no root, no `ip`).
-    pub(crate) fn enter() -> anyhow::Result<Self> {
+    /// per thread until then). Fails before changing anything where namespaces cannot
+    /// be made (no root, no `ip`); a failure after the move (no CAP_SYS_ADMIN, say)
+    /// leaves the process in new, empty namespaces, so the caller must not go on.
+    pub(crate) fn enter() -> Result<Self, Entered> {
+        let mut moved = false;
+        Self::try_enter(&mut moved).map_err(|error| Entered { moved, error })
+    }
+
+    fn try_enter(moved: &mut bool) -> anyhow::Result<Self> {
+        // Everything that can fail without changing anything goes first.
+        ip(&["-V"])?;
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("namespaces need root");
+        }
         remove_stale();
         // SAFETY: unshare(2) with namespace flags only; the caller has no other thread.
         if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWNS) } != 0 {
@@ -61,6 +83,7 @@ impl Netns {
                 std::io::Error::last_os_error()
             );
         }
+        *moved = true;
         // Mounts made from here on (tmpfs WAL directories, the node namespaces' bind
         // mounts) stay in this mount namespace.
         let root = cstr("/")?;
@@ -90,6 +113,7 @@ impl Netns {
         Ok(Self {
             prefix: format!("hftc{}", std::process::id()),
             nodes: Vec::new(),
+            mounts: Vec::new(),
         })
     }
 
@@ -169,6 +193,23 @@ impl Drop for Netns {
         for &id in &self.nodes {
             let _ = ip(&["netns", "del", &self.name(id)]);
         }
+        for m in &self.mounts {
+            if let Ok(c) = cstr(&m.to_string_lossy()) {
+                // SAFETY: umount2(2) of a mount this run made; a valid C string.
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+    }
+}
+
+impl Netns {
+    /// A tmpfs of `mib` MiB on `dir` (see `mount_tmpfs`), unmounted on drop.
+    pub(crate) fn tmpfs(&mut self, dir: &Path, mib: u64) -> anyhow::Result<()> {
+        mount_tmpfs(dir, mib)?;
+        self.mounts.push(dir.to_owned());
+        Ok(())
     }
 }
 
@@ -195,7 +236,7 @@ fn remove_stale() {
 
 /// A tmpfs of `mib` MiB mounted on `dir` (created if missing), in this process's mount
 /// namespace: a node's WAL directory that the chaos suite can fill.
-pub(crate) fn mount_tmpfs(dir: &Path, mib: u64) -> anyhow::Result<()> {
+fn mount_tmpfs(dir: &Path, mib: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let target = cstr(&dir.to_string_lossy())?;
     let (fs, opts) = (cstr("tmpfs")?, cstr(&format!("size={mib}m"))?);

@@ -594,7 +594,7 @@ impl Harness {
             Net::Namespaces(ns) => {
                 for id in ids.clone() {
                     ns.add_node(id)?;
-                    crate::netns::mount_tmpfs(&dir.join(format!("ledger-{id}")), 256)?;
+                    ns.tmpfs(&dir.join(format!("ledger-{id}")), 256)?;
                 }
                 (
                     format!("{}:7070", Netns::venue_ip()).parse()?,

@@ -745,3 +745,53 @@ fn shell_completions_cover_the_subcommands() {
     let o = hft().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The arguments hft-operator's StatefulSet gives every node (DNS names for the peers,
+/// the venue and the control address; the id from the pod's host name) are ones this
+/// binary accepts: parsed in full, then `--help` ends the run before anything starts.
+#[test]
+fn the_operators_node_arguments_parse() {
+    let tc: hft_operator::crd::TradingCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "hft.dev/v1alpha1", "kind": "TradingCluster",
+        "metadata": { "name": "prod", "namespace": "trading", "uid": "u" },
+        "spec": {
+            "replicas": 3, "image": "hft:test",
+            "etcd": { "endpoints": ["http://etcd-0.etcd.trading.svc:2379"] },
+            "venue": { "address": "venue.trading.svc:7070" },
+            "secrets": { "clusterSecret": { "name": "s", "key": "k" },
+                         "adminToken": { "name": "s", "key": "t" } },
+            "tls": { "secretName": "hft-tls" }
+        }
+    }))
+    .unwrap();
+    let sts = hft_operator::resources::stateful_set(&tc, 3);
+    let c = &sts.spec.unwrap().template.spec.unwrap().containers[0];
+    // Kubernetes expands $(POD_NAME) from the container's environment.
+    let args: Vec<String> = c
+        .args
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.replace("$(POD_NAME)", "prod-1"))
+        .collect();
+    assert_eq!(args[0], "node");
+    let o = hft()
+        .args(&args)
+        .arg("--help")
+        .env("HOSTNAME", "prod-1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    // A malformed one is refused by the same parser, naming it.
+    let o = hft()
+        .args([
+            "node",
+            "--ledger-peers=1=a:1",
+            "--venue=venue-without-port",
+            "--help",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("venue-without-port"), "{}", stderr(&o));
+}

@@ -199,9 +199,10 @@ fn check(text: &str) -> Result<(), Invalid> {
 /// What a cluster's configuration comes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// The overlay, with every valid strategy (and none when the policy or the
-    /// cluster's own overlay is invalid).
-    pub text: String,
+    /// The overlay with every valid strategy; None when the policy or the cluster's
+    /// own overlay is invalid, or the whole does not load: then nothing may be written,
+    /// and the nodes keep the last good configuration.
+    pub text: Option<String>,
     /// Strategies left out, by resource name, and why.
     pub invalid: BTreeMap<String, Invalid>,
     /// Why the policy or the cluster overlay is invalid, if it is.
@@ -221,7 +222,7 @@ pub fn render(
         .unwrap_or_default();
     let cluster_invalid = overlay(base, policy, &[]).and_then(|t| check(&t)).err();
     let mut invalid = BTreeMap::new();
-    let mut good = Vec::new();
+    let mut good: Vec<(String, Vec<toml::Value>)> = Vec::new();
     if cluster_invalid.is_none() {
         for s in strategies {
             match strategy_tables(s, &defaults).and_then(|t| {
@@ -229,17 +230,44 @@ pub fn render(
                     .and_then(|o| check(&o))
                     .map(|()| t)
             }) {
-                Ok(t) => good.extend(t),
+                Ok(t) => good.push((s.name.clone(), t)),
                 Err(e) => {
                     invalid.insert(s.name.clone(), e);
                 }
             }
         }
     }
-    let text = match overlay(base, policy, &good) {
-        Ok(t) if check(&t).is_ok() => t,
-        // Valid one by one, not together (two instances of one name): keep none.
-        Ok(_) | Err(_) => overlay(None, None, &[]).unwrap_or_default(),
+    // Two resources may make one instance name (Strategy `ab` with variant `x`, and a
+    // Strategy `ab-x`): both are left out, and both say why.
+    let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (res, tables) in &good {
+        for t in tables {
+            if let Some(n) = t.get("name").and_then(toml::Value::as_str) {
+                owners.entry(n.to_owned()).or_default().push(res.clone());
+            }
+        }
+    }
+    for (instance, res) in owners.into_iter().filter(|(_, r)| r.len() > 1) {
+        for r in &res {
+            invalid.insert(
+                r.clone(),
+                Invalid(format!(
+                    "strategy instance {instance} is made by Strategies {}: rename one",
+                    res.join(" and ")
+                )),
+            );
+        }
+    }
+    good.retain(|(r, _)| !invalid.contains_key(r));
+    let all: Vec<toml::Value> = good.into_iter().flat_map(|(_, t)| t).collect();
+    // Nothing to write when the cluster's part is invalid or the whole does not load:
+    // the nodes keep their last good configuration.
+    let text = if cluster_invalid.is_some() {
+        None
+    } else {
+        overlay(base, policy, &all)
+            .ok()
+            .filter(|t| check(t).is_ok())
     };
     Rendered {
         text,
@@ -271,7 +299,7 @@ mod tests {
     fn strategies_render_to_a_configuration_the_nodes_accept() {
         let r = render(None, None, &[mm("a"), mm("b")]);
         assert!(r.invalid.is_empty() && r.cluster_invalid.is_none(), "{r:?}");
-        let c = hft_config::load_str("t", &r.text, std::iter::empty()).unwrap();
+        let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         let names: Vec<&str> = c.strategies.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(c.strategies.iter().all(|s| s.enabled));
@@ -291,7 +319,7 @@ mod tests {
             "{:?}",
             r.invalid
         );
-        let c = hft_config::load_str("t", &r.text, std::iter::empty()).unwrap();
+        let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         assert_eq!(c.strategies.len(), 1);
     }
 
@@ -307,20 +335,24 @@ mod tests {
         .unwrap();
         let r = render(None, None, &[s]);
         assert!(r.invalid.is_empty(), "{r:?}");
-        let c = hft_config::load_str("t", &r.text, std::iter::empty()).unwrap();
+        let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         let by: BTreeMap<&str, _> = c.strategies.iter().map(|s| (s.name.as_str(), s)).collect();
         assert_eq!(by["ab-a"].risk.max_position.raw(), 500);
         assert_eq!(by["ab-b"].risk.max_position.raw(), 250);
         assert!(!by["ab-off"].enabled);
-        assert!(r.text.contains("risk_aversion = 0.4"));
+        assert!(r.text.unwrap().contains("risk_aversion = 0.4"));
     }
 
     #[test]
     fn a_deleted_strategy_is_configured_disabled() {
         let mut s = mm("gone");
         s.deleting = true;
-        let c =
-            hft_config::load_str("t", &render(None, None, &[s]).text, std::iter::empty()).unwrap();
+        let c = hft_config::load_str(
+            "t",
+            render(None, None, &[s]).text.as_deref().unwrap(),
+            std::iter::empty(),
+        )
+        .unwrap();
         assert!(!c.strategies[0].enabled);
     }
 
@@ -332,7 +364,7 @@ mod tests {
         }))
         .unwrap();
         let r = render(None, Some(&p), &[mm("a")]);
-        let c = hft_config::load_str("t", &r.text, std::iter::empty()).unwrap();
+        let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         assert!(c.risk.kill_switch);
         assert_eq!(
             c.strategies[0].risk.max_order_notional.raw(),
@@ -342,12 +374,26 @@ mod tests {
         bad.max_gross_notional = Some("lots".into());
         let r = render(None, Some(&bad), &[mm("a")]);
         assert!(r.cluster_invalid.is_some());
+        // Nothing to write: the nodes keep their last good configuration.
+        assert_eq!(r.text, None);
+    }
+
+    #[test]
+    fn two_resources_making_one_instance_are_both_invalid() {
+        let mut ab = mm("ab");
+        ab.spec.risk.max_daily_loss = Some("2000".into());
+        ab.spec.variants =
+            serde_json::from_value(serde_json::json!([{ "name": "x", "weight": 50 }])).unwrap();
+        let r = render(None, None, &[ab, mm("ab-x"), mm("c")]);
+        assert_eq!(r.invalid.len(), 2, "{r:?}");
         assert!(
-            hft_config::load_str("t", &r.text, std::iter::empty())
-                .unwrap()
-                .strategies
-                .is_empty()
+            r.invalid["ab-x"].0.contains("ab and ab-x"),
+            "{:?}",
+            r.invalid
         );
+        let text = r.text.unwrap();
+        let c = hft_config::load_str("t", &text, std::iter::empty()).unwrap();
+        assert_eq!(c.strategies.len(), 1);
     }
 
     #[test]

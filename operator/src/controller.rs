@@ -44,6 +44,10 @@ pub enum Error {
     /// The resource has no namespace.
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    /// A deleted Strategy is not flat yet: its finalizer stays; look again after the
+    /// duration (not a failure).
+    #[error("Strategy {0} is not flat yet")]
+    NotFlat(String, Duration),
 }
 
 /// What every reconcile shares.
@@ -272,6 +276,61 @@ pub async fn reconcile_cluster(
     r
 }
 
+/// Removes the ledger members above `replicas` (highest first), each after draining its
+/// node; returns how many pods may remain: `replicas` when all left, else (with why)
+/// the highest id still a member. A member already gone counts as removed, so a reconcile that
+/// stopped half-way picks up where it was.
+async fn remove_members(
+    ctx: &Context,
+    tc: &TradingCluster,
+    ns: &str,
+    replicas: i32,
+    current: i32,
+) -> Result<i32, (i32, String)> {
+    let token = admin_token(ctx, tc, ns).await.map_err(|e| (current, e))?;
+    let base = ctx.admin_url(tc);
+    let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
+        .await
+        .map_err(|e| (current, format!("cannot read the ledger members: {e}")))?;
+    let members: Vec<i64> = ["voters", "learners"]
+        .iter()
+        .flat_map(|k| st[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_i64())
+        .collect();
+    for id in (replicas + 1..=current).rev() {
+        if !members.contains(&i64::from(id)) {
+            continue;
+        }
+        // Its engines move first, so that no fill is made on a node leaving the ledger.
+        let drain = json!({ "node": id, "drain": true });
+        let removal = json!({ "action": "remove", "id": id });
+        let done = async {
+            admin_call(format!("{base}/v1/nodes/drain"), token.clone(), Some(drain)).await?;
+            admin_call(
+                format!("{base}/v1/ledger/members"),
+                token.clone(),
+                Some(removal),
+            )
+            .await
+        };
+        if let Err(e) = done.await {
+            return Err((
+                id,
+                format!("cannot remove ledger member {id} before scaling down: {e}"),
+            ));
+        }
+        publish(
+            ctx,
+            tc,
+            false,
+            "MemberRemoved",
+            format!("node {id} drained and ledger member {id} removed; its pod goes next"),
+        )
+        .await;
+    }
+    Ok(replicas)
+}
+
 async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let ns = tc
         .namespace()
@@ -282,8 +341,8 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let mut status = tc.status.clone().unwrap_or_default();
     let mut degraded: Option<(&str, String)> = None;
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
-    // Scale-down: the members above the new size leave the ledger first, highest
-    // first; the StatefulSet shrinks only once they are gone.
+    // Scale-down: the members above the new size leave the ledger first; the
+    // StatefulSet shrinks only past the members that left.
     let current = sts_api
         .get_opt(&name)
         .await?
@@ -291,40 +350,75 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
         .unwrap_or(0);
     let mut replicas = tc.spec.replicas;
     if current > replicas {
-        match admin_token(ctx, tc, &ns).await {
-            Ok(token) => {
-                for id in (replicas + 1..=current).rev() {
-                    let url = format!("{}/v1/ledger/members", ctx.admin_url(tc));
-                    let body = json!({ "action": "remove", "id": id });
-                    if let Err(e) = admin_call(url, token.clone(), Some(body)).await {
-                        degraded = Some((
-                            "MemberRemovalFailed",
-                            format!("cannot remove ledger member {id} before scaling down: {e}"),
-                        ));
-                        replicas = id;
-                        break;
-                    }
+        match remove_members(ctx, tc, &ns, replicas, current).await {
+            Ok(r) => replicas = r,
+            Err((kept, e)) => {
+                degraded = Some(("MemberRemovalFailed", e));
+                replicas = kept;
+            }
+        }
+    }
+    // Configuration: every Strategy and the RiskPolicy of this cluster, checked, into
+    // etcd; nothing is written when it does not check (the nodes keep the last good).
+    let (strategies, policy) = cluster_inputs(ctx, &ns, &name).await?;
+    let r = rendered(tc, &strategies, policy.as_ref());
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Invalid",
+        r.cluster_invalid.is_some(),
+        if r.cluster_invalid.is_some() {
+            "InvalidConfiguration"
+        } else {
+            "Valid"
+        },
+        r.cluster_invalid
+            .as_ref()
+            .map_or_else(String::new, |e| e.to_string()),
+    );
+    let mut written = None;
+    match &r.text {
+        Some(text) => match write_config(tc, text).await {
+            Ok(rev) => {
+                if status.config_revision != Some(rev) {
                     publish(
                         ctx,
                         tc,
                         false,
-                        "MemberRemoved",
-                        format!("ledger member {id} removed; its pod goes next"),
+                        "ConfigApplied",
+                        format!(
+                            "configuration revision {rev}: {} strategies, {} invalid",
+                            strategies.len() - r.invalid.len(),
+                            r.invalid.len()
+                        ),
                     )
                     .await;
                 }
+                status.config_revision = Some(rev);
+                written = Some((text.as_str(), rev));
             }
             Err(e) => {
-                degraded = Some(("MemberRemovalFailed", e));
-                replicas = current;
+                degraded.get_or_insert((
+                    "EtcdUnavailable",
+                    format!("cannot write the configuration: {e}"),
+                ));
             }
+        },
+        None if r.cluster_invalid.is_none() => {
+            degraded.get_or_insert((
+                "ConfigRejected",
+                "the strategies do not load together; the last good configuration stays".into(),
+            ));
         }
+        None => {}
     }
-    apply(
-        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
-        &resources::config_map(tc),
-    )
-    .await?;
+    if let Some((text, rev)) = written {
+        apply(
+            &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            &resources::config_map(tc, text, Some(rev)),
+        )
+        .await?;
+    }
     let svc = Api::<Service>::namespaced(client.clone(), &ns);
     apply(&svc, &resources::headless_service(tc)).await?;
     apply(&svc, &resources::client_service_object(tc)).await?;
@@ -351,48 +445,6 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
             let sm: DynamicObject = serde_json::from_value(resources::service_monitor(tc))
                 .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
             apply(&Api::namespaced_with(client.clone(), &ns, &ar), &sm).await?;
-        }
-    }
-    // Configuration: every Strategy and the RiskPolicy of this cluster, into etcd.
-    let (strategies, policy) = cluster_inputs(ctx, &ns, &name).await?;
-    let r = rendered(tc, &strategies, policy.as_ref());
-    set_condition(
-        &mut status.conditions,
-        generation,
-        "Invalid",
-        r.cluster_invalid.is_some(),
-        if r.cluster_invalid.is_some() {
-            "InvalidConfiguration"
-        } else {
-            "Valid"
-        },
-        r.cluster_invalid
-            .as_ref()
-            .map_or_else(String::new, |e| e.to_string()),
-    );
-    match write_config(tc, &r.text).await {
-        Ok(rev) => {
-            if status.config_revision != Some(rev) {
-                publish(
-                    ctx,
-                    tc,
-                    false,
-                    "ConfigApplied",
-                    format!(
-                        "configuration revision {rev}: {} strategies, {} invalid",
-                        strategies.len() - r.invalid.len(),
-                        r.invalid.len()
-                    ),
-                )
-                .await;
-            }
-            status.config_revision = Some(rev);
-        }
-        Err(e) => {
-            degraded.get_or_insert((
-                "EtcdUnavailable",
-                format!("cannot write the configuration: {e}"),
-            ));
         }
     }
     let st = sts.status.unwrap_or_default();
@@ -434,18 +486,31 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
         },
         format!("{} of {want} nodes ready", status.ready_replicas),
     );
-    Api::<TradingCluster>::namespaced(client, &ns)
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+    patch_status::<TradingCluster>(ctx, &ns, &name, json!({ "status": status })).await?;
     Ok(if ready {
         Action::requeue(Duration::from_secs(60))
     } else {
         Action::requeue(Duration::from_secs(5))
     })
+}
+
+/// A merge patch of an object's status subresource.
+async fn patch_status<K>(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(ctx.client.clone(), ns)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(())
 }
 
 /// Reconciles a Strategy (its finalizer first).
@@ -467,32 +532,52 @@ pub async fn reconcile_strategy(s: Arc<Strategy>, ctx: Arc<Context>) -> Result<A
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
-    observe("Strategy", started, r.is_ok());
+    observe(
+        "Strategy",
+        started,
+        matches!(r, Ok(_) | Err(Error::NotFlat(..))),
+    );
     r
 }
 
-/// The cluster's view of a strategy: its node and booked net position (raw units).
+/// The instances a Strategy runs as: its name, or one `<name>-<variant>` per variant.
+fn instances(s: &Strategy) -> Vec<String> {
+    let name = s.name_any();
+    if s.spec.variants.is_empty() {
+        vec![name]
+    } else {
+        s.spec
+            .variants
+            .iter()
+            .map(|v| format!("{name}-{}", v.name))
+            .collect()
+    }
+}
+
+/// The cluster's view of a strategy's instances: the node of the first one placed, and
+/// their booked net position together (raw units).
 async fn strategy_view(
     ctx: &Context,
     tc: &TradingCluster,
     ns: &str,
-    name: &str,
+    names: &[String],
 ) -> Result<(Option<i64>, i64), String> {
     let token = admin_token(ctx, tc, ns).await?;
     let base = ctx.admin_url(tc);
+    let mine = |x: &serde_json::Value| names.iter().any(|n| x["strategy"] == n.as_str());
     let a = admin_call(format!("{base}/v1/assignments"), token.clone(), None).await?;
     let node = a["assignments"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|x| x["strategy"] == name)
+        .find(|x| mine(x))
         .and_then(|x| x["node"].as_i64());
     let p = admin_call(format!("{base}/v1/ledger/positions"), token, None).await?;
     let position = p["positions"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|x| x["strategy"] == name)
+        .filter(|x| mine(x))
         .filter_map(|x| x["qty"].as_i64())
         .sum();
     Ok((node, position))
@@ -529,7 +614,7 @@ async fn strategy(s: &Strategy, ctx: &Context, ns: &str, deleting: bool) -> Resu
             "ClusterNotFound",
             format!("no TradingCluster {} in namespace {ns}", s.spec.cluster),
         );
-        patch_strategy_status(ctx, ns, &name, &status).await?;
+        patch_status::<Strategy>(ctx, ns, &name, json!({ "status": status })).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     let policy = policy_of(ctx, ns, &s.spec.cluster).await?;
@@ -566,11 +651,11 @@ async fn strategy(s: &Strategy, ctx: &Context, ns: &str, deleting: bool) -> Resu
                 e.to_string(),
             );
             status.observed_generation = generation;
-            patch_strategy_status(ctx, ns, &name, &status).await?;
+            patch_status::<Strategy>(ctx, ns, &name, json!({ "status": status })).await?;
             return Ok(Action::await_change());
         }
     }
-    let view = strategy_view(ctx, &tc, ns, &name).await;
+    let view = strategy_view(ctx, &tc, ns, &instances(s)).await;
     let (ready, reason, message, wait) = match &view {
         Err(e) => (
             false,
@@ -580,17 +665,20 @@ async fn strategy(s: &Strategy, ctx: &Context, ns: &str, deleting: bool) -> Resu
         ),
         Ok((node, position)) => {
             status.node = *node;
-            let scale =
-                hft_config::load_str("the cluster's configuration", &r.text, std::iter::empty())
-                    .ok()
-                    .and_then(|c| {
-                        c.instrument_by_symbol(&s.spec.instrument)
-                            .map(|i| i.spec.qty_scale)
-                    })
-                    .unwrap_or(0);
+            let scale = r
+                .text
+                .as_deref()
+                .and_then(|t| hft_config::load_str("the configuration", t, std::iter::empty()).ok())
+                .and_then(|c| {
+                    c.instrument_by_symbol(&s.spec.instrument)
+                        .map(|i| i.spec.qty_scale)
+                })
+                .unwrap_or(0);
             status.position = Some(decimal(*position, scale));
             if deleting {
-                if *position == 0 {
+                // Released once no instance is placed (its engines stopped) and the
+                // ledger books it flat.
+                if *position == 0 && node.is_none() {
                     publish(ctx, s, false, "Flat", "position flat; released".into()).await;
                     return Ok(Action::await_change());
                 }
@@ -659,32 +747,13 @@ async fn strategy(s: &Strategy, ctx: &Context, ns: &str, deleting: bool) -> Resu
         },
     );
     status.observed_generation = generation;
-    patch_strategy_status(ctx, ns, &name, &status).await?;
+    patch_status::<Strategy>(ctx, ns, &name, json!({ "status": status })).await?;
     if deleting {
-        // The finalizer stays until flat: an Err would be retried with backoff, an
-        // Ok with a requeue ends the cleanup, so signal "not yet" as an error.
-        return Err(Error::Finalizer(format!(
-            "Strategy {name} not flat yet; checking again in {}s",
-            wait.as_secs()
-        )));
+        // The finalizer stays until flat: an Ok from the cleanup would release it, so
+        // "not yet" is an error the retry policy knows.
+        return Err(Error::NotFlat(name, wait));
     }
     Ok(Action::requeue(wait))
-}
-
-async fn patch_strategy_status(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    status: &crate::crd::StrategyStatus,
-) -> Result<(), Error> {
-    Api::<Strategy>::namespaced(ctx.client.clone(), ns)
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Reconciles a RiskPolicy: checks it against its cluster's configuration.
@@ -728,18 +797,15 @@ async fn policy(p: &RiskPolicy, ctx: &Context) -> Result<Action, Error> {
         bad.as_ref().map_or_else(String::new, |e| e.to_string()),
     );
     status.observed_generation = generation;
-    Api::<RiskPolicy>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &p.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+    patch_status::<RiskPolicy>(ctx, &ns, &p.name_any(), json!({ "status": status })).await?;
     Ok(Action::await_change())
 }
 
 /// How a failed reconcile is retried.
 pub fn retry<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
+    if let Error::NotFlat(_, wait) = e {
+        return Action::requeue(*wait);
+    }
     tracing::warn!(error = %e, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }

@@ -233,9 +233,6 @@ pub struct TradingClusterStatus {
     /// Pods ready.
     #[serde(default)]
     pub ready_replicas: i32,
-    /// Ledger members, by id, as the ledger reports them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<i64>,
     /// etcd revision of the configuration the operator last wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_revision: Option<i64>,

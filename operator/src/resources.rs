@@ -10,10 +10,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -94,14 +94,14 @@ pub fn ledger_peers(tc: &TradingCluster, replicas: i32) -> String {
         .join(",")
 }
 
-/// The ConfigMap: the ledger peers and the cluster's bootstrap overlay (the live
-/// configuration is in etcd).
-pub fn config_map(tc: &TradingCluster) -> ConfigMap {
+/// The ConfigMap: a copy of the configuration the operator last wrote to etcd (where
+/// the nodes read it from), for SREs to read with kubectl.
+pub fn config_map(tc: &TradingCluster, config: &str, revision: Option<i64>) -> ConfigMap {
     let mut data = BTreeMap::new();
-    data.insert("ledger-peers".into(), ledger_peers(tc, tc.spec.replicas));
+    data.insert("config.toml".into(), config.to_owned());
     data.insert(
-        "overlay.toml".into(),
-        tc.spec.config_overlay.clone().unwrap_or_default(),
+        "etcd-revision".into(),
+        revision.map_or_else(String::new, |r| r.to_string()),
     );
     ConfigMap {
         metadata: meta(tc, format!("{}-config", tc.name_any())),
@@ -194,6 +194,7 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32) -> StatefulSet {
         format!("--cluster={name}"),
         format!("--etcd={}", spec.etcd.endpoints.join(",")),
         format!("--ledger-peers={peers}"),
+        format!("--ledger-listen=0.0.0.0:{LEDGER_PORT}"),
         format!("--ledger-dir={DATA}/ledger"),
         format!("--admin=0.0.0.0:{ADMIN_PORT}"),
         format!("--control=0.0.0.0:{CONTROL_PORT}"),
@@ -217,38 +218,22 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32) -> StatefulSet {
             read_only: Some(true),
             ..VolumeMount::default()
         },
-        VolumeMount {
-            name: "config".into(),
-            mount_path: "/etc/hft/config".into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
     ];
-    let mut volumes = vec![
-        Volume {
-            name: "cluster-secret".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(spec.secrets.cluster_secret.name.clone()),
-                items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
-                    key: spec.secrets.cluster_secret.key.clone(),
-                    path: "secret".into(),
-                    ..Default::default()
-                }]),
-                default_mode: Some(0o400),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: format!("{name}-config"),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-    ];
-    args.push("--config=/etc/hft/config/overlay.toml".into());
+    let mut volumes = vec![Volume {
+        name: "cluster-secret".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(spec.secrets.cluster_secret.name.clone()),
+            items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
+                key: spec.secrets.cluster_secret.key.clone(),
+                path: "secret".into(),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o400),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+
     if let Some(tls) = &spec.tls {
         args.extend([
             "--ledger-tls-cert=/etc/hft/tls/tls.crt".to_owned(),
@@ -367,9 +352,10 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32) -> StatefulSet {
                 match_labels: Some(labels(tc)),
                 ..LabelSelector::default()
             },
-            // Members start in order the first time; afterwards all at once is fine,
-            // but ordered keeps ids and disks predictable.
-            pod_management_policy: Some("OrderedReady".into()),
+            // All pods at once: a member is ready only once the ledger has a leader,
+            // which takes a majority of them running (ordered start would wait for the
+            // first pod's readiness forever). Updates still roll one pod at a time.
+            pod_management_policy: Some("Parallel".into()),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateStatefulSetStrategy {
@@ -431,13 +417,4 @@ pub fn service_monitor(tc: &TradingCluster) -> serde_json::Value {
             "endpoints": [{ "port": "metrics", "interval": "15s" }]
         }
     })
-}
-
-/// Whether an object was made from this cluster (its controller owner).
-pub fn owned_by(meta: &ObjectMeta, tc: &TradingCluster) -> bool {
-    let uid = tc.meta().uid.as_deref();
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true))
 }

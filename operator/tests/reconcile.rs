@@ -165,7 +165,10 @@ fn mock() -> (Client, ApiServer) {
 }
 
 fn etcd() -> hft_cluster::local_etcd::LocalEtcd {
-    let dir = std::env::temp_dir().join(format!("hft-operator-etcd-{}", std::process::id()));
+    // One directory per etcd: `cargo test` runs the tests as threads of one process.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("hft-operator-etcd-{}-{n}", std::process::id()));
     hft_cluster::local_etcd::LocalEtcd::start(std::path::Path::new("etcd"), &dir, 1)
         .expect("etcd (Debian: etcd-server) starts")
 }
@@ -179,23 +182,46 @@ fn condition<'a>(status: &'a Value, t: &str) -> &'a Value {
 
 const P: &str = "/apis/hft.dev/v1alpha1/namespaces/trading";
 
-/// The requests of a TradingCluster reconcile after the scale-down step: the applies,
-/// the ServiceMonitor CRD lookup (absent), the inputs, and the status. Returns the
-/// applied StatefulSet and the status patch.
-async fn cluster_requests(
-    api: &mut ApiServer,
+/// What a cluster reconcile finds and does after its scale-down step.
+struct Round {
     strategies: Vec<Value>,
+    policies: Vec<Value>,
+    /// Ready pods the StatefulSet reports.
     ready: i32,
-    expect_event: bool,
-) -> (Value, Value) {
-    let cm = api
-        .expect_apply(
-            "/api/v1/namespaces/trading/configmaps/prod-config",
-            json!({}),
-        )
-        .await;
-    assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "uid-prod");
-    assert_eq!(cm["metadata"]["ownerReferences"][0]["controller"], true);
+    /// A new configuration revision is written (an event, then the ConfigMap copy).
+    new_revision: bool,
+    /// A configuration is written at all (else no ConfigMap apply).
+    written: bool,
+}
+
+/// The requests of a TradingCluster reconcile after the scale-down step: the inputs,
+/// the event of a new configuration revision, the applies, the ServiceMonitor CRD
+/// lookup (absent), and the status. Returns the applied ConfigMap (Null if none), the
+/// StatefulSet and the status patch.
+async fn cluster_requests(api: &mut ApiServer, r: Round) -> (Value, Value, Value) {
+    let s = api.expect("GET", &format!("{P}/strategies")).await;
+    respond(s.reply, StatusCode::OK, &list("Strategy", r.strategies));
+    let s = api.expect("GET", &format!("{P}/riskpolicies")).await;
+    respond(s.reply, StatusCode::OK, &list("RiskPolicy", r.policies));
+    if r.new_revision {
+        let ev = api
+            .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+            .await;
+        assert_eq!(ev.body["reason"], "ConfigApplied", "{}", ev.body);
+        let body = ev.body.clone();
+        respond(ev.reply, StatusCode::CREATED, &body);
+    }
+    let mut cm = Value::Null;
+    if r.written {
+        cm = api
+            .expect_apply(
+                "/api/v1/namespaces/trading/configmaps/prod-config",
+                json!({}),
+            )
+            .await;
+        assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "uid-prod");
+        assert_eq!(cm["metadata"]["ownerReferences"][0]["controller"], true);
+    }
     let headless = api
         .expect_apply("/api/v1/namespaces/trading/services/prod-nodes", json!({}))
         .await;
@@ -213,7 +239,7 @@ async fn cluster_requests(
     let sts = api
         .expect_apply(
             "/apis/apps/v1/namespaces/trading/statefulsets/prod",
-            json!({ "status": { "replicas": ready, "readyReplicas": ready } }),
+            json!({ "status": { "replicas": r.ready, "readyReplicas": r.ready } }),
         )
         .await;
     let crd = api
@@ -223,18 +249,6 @@ async fn cluster_requests(
         )
         .await;
     not_found(crd.reply, "servicemonitors");
-    let s = api.expect("GET", &format!("{P}/strategies")).await;
-    respond(s.reply, StatusCode::OK, &list("Strategy", strategies));
-    let s = api.expect("GET", &format!("{P}/riskpolicies")).await;
-    respond(s.reply, StatusCode::OK, &list("RiskPolicy", vec![]));
-    if expect_event {
-        let ev = api
-            .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
-            .await;
-        assert_eq!(ev.body["reason"], "ConfigApplied", "{}", ev.body);
-        let body = ev.body.clone();
-        respond(ev.reply, StatusCode::CREATED, &body);
-    }
     let st = api
         .expect("PATCH", &format!("{P}/tradingclusters/prod/status"))
         .await;
@@ -242,7 +256,18 @@ async fn cluster_requests(
     let mut answer = serde_json::to_value(cluster(3, &[])).unwrap();
     answer["status"] = status.clone();
     respond(st.reply, StatusCode::OK, &answer);
-    (sts, status)
+    (cm, sts, status)
+}
+
+/// A round with the given strategies, no policy, and a configuration written.
+fn round(strategies: Vec<Value>, ready: i32, new_revision: bool) -> Round {
+    Round {
+        strategies,
+        policies: vec![],
+        ready,
+        new_revision,
+        written: true,
+    }
 }
 
 #[tokio::test]
@@ -260,7 +285,7 @@ async fn a_new_cluster_gets_its_objects_and_etcd_its_configuration() {
     not_found(get.reply, "statefulsets");
     let good = strategy("mm-a", "market_making", "0.1000", json!({}));
     let bad = strategy("mm-bad", "martingale", "0.1000", json!({}));
-    let (sts, status) = cluster_requests(&mut api, vec![good, bad], 0, true).await;
+    let (cm, sts, status) = cluster_requests(&mut api, round(vec![good, bad], 0, true)).await;
     // The StatefulSet: 3 pods, ids from the ordinal, stable peer names, one at a time.
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["spec"]["serviceName"], "prod-nodes");
@@ -307,6 +332,56 @@ async fn a_new_cluster_gets_its_objects_and_etcd_its_configuration() {
     let c = hft_config::load_str("etcd", &cfg.text, std::iter::empty()).unwrap();
     let names: Vec<&str> = c.strategies.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["mm-a"]);
+    // The ConfigMap is a copy of what etcd holds.
+    assert_eq!(cm["data"]["config.toml"], cfg.text.as_str());
+    assert_eq!(cm["data"]["etcd-revision"], cfg.revision.to_string());
+}
+
+#[tokio::test]
+async fn an_invalid_risk_policy_writes_nothing_and_says_why() {
+    let etcd = etcd();
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(cluster(3, &etcd.clients)),
+        ctx(client, None),
+    ));
+    existing_sts(&mut api, 3).await;
+    let policy = json!({ "apiVersion": "hft.dev/v1alpha1", "kind": "RiskPolicy",
+        "metadata": { "name": "prod", "namespace": NS },
+        "spec": { "cluster": "prod", "maxGrossNotional": "lots" } });
+    let (cm, _, status) = cluster_requests(
+        &mut api,
+        Round {
+            strategies: vec![strategy("mm-a", "market_making", "0.1000", json!({}))],
+            policies: vec![policy],
+            ready: 3,
+            new_revision: false,
+            written: false,
+        },
+    )
+    .await;
+    assert_eq!(
+        cm,
+        Value::Null,
+        "no ConfigMap copy of a configuration not written"
+    );
+    let inv = condition(&status, "Invalid");
+    assert_eq!(inv["status"], "True");
+    assert!(
+        inv["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_gross_notional"),
+        "{inv}"
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "Invalid");
+    task.await.unwrap().unwrap();
+    // etcd was not touched: the nodes keep what they run.
+    let mut coord =
+        hft_cluster::coord::Coord::connect(&etcd.clients, "prod", Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert!(coord.config_get().await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -323,7 +398,7 @@ async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
         .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
         .await;
     not_found(get.reply, "statefulsets");
-    let (_, first) = cluster_requests(&mut api, vec![good.clone()], 0, true).await;
+    let (_, _, first) = cluster_requests(&mut api, round(vec![good.clone()], 0, true)).await;
     task.await.unwrap().unwrap();
     // The second sees every pod ready and the same configuration: no new revision, no
     // event, Ready.
@@ -335,7 +410,7 @@ async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
         ctx(client, None),
     ));
     existing_sts(&mut api, 3).await;
-    let (_, status) = cluster_requests(&mut api, vec![good], 3, false).await;
+    let (_, _, status) = cluster_requests(&mut api, round(vec![good], 3, false)).await;
     assert_eq!(status["configRevision"], first["configRevision"]);
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(condition(&status, "Progressing")["status"], "False");
@@ -429,11 +504,12 @@ async fn secret(api: &mut ApiServer) {
     );
 }
 
-#[tokio::test]
-async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
+/// Scales a 3-pod cluster down to 1 whose ledger has the members `learners` besides
+/// member 1; returns the StatefulSet applied and the status.
+async fn scale_down(learners: &[u64], removed: &[u64]) -> (Value, Value) {
     let etcd = etcd();
-    let n = node(None).await;
-    for id in [2, 3] {
+    let n = node(Some(&etcd)).await;
+    for &id in learners {
         n.ledger
             .add_learner(id, &format!("127.0.0.1:{}", 9 + id))
             .await
@@ -447,7 +523,7 @@ async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
     ));
     existing_sts(&mut api, 3).await;
     secret(&mut api).await;
-    for id in [3, 2] {
+    for &id in removed {
         let ev = api
             .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
             .await;
@@ -461,14 +537,37 @@ async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
         let body = ev.body.clone();
         respond(ev.reply, StatusCode::CREATED, &body);
     }
-    let (sts, status) = cluster_requests(&mut api, vec![], 1, true).await;
-    // The members left the ledger; only then did the StatefulSet shrink.
+    let (_, sts, status) = cluster_requests(&mut api, round(vec![], 1, true)).await;
+    task.await.unwrap().unwrap();
+    // The members left the ledger, their nodes drained first; only then did the
+    // StatefulSet shrink.
     let st = n.ledger.status().await.unwrap();
     assert_eq!(st.voters, vec![1]);
     assert!(st.learners.is_empty(), "{:?}", st.learners);
+    let mut coord =
+        hft_cluster::coord::Coord::connect(&etcd.clients, "prod", Duration::from_secs(5))
+            .await
+            .unwrap();
+    let drained = coord.draining().await.unwrap();
+    for id in removed {
+        assert!(drained.contains(id), "node {id} not drained: {drained:?}");
+    }
+    (sts, status)
+}
+
+#[tokio::test]
+async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
+    let (sts, status) = scale_down(&[2, 3], &[3, 2]).await;
     assert_eq!(sts["spec"]["replicas"], 1);
     assert_eq!(condition(&status, "Degraded")["status"], "False");
-    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_scale_down_picks_up_where_an_interrupted_one_stopped() {
+    // Member 3 already left (the last reconcile stopped after removing it): only 2 goes.
+    let (sts, status) = scale_down(&[2], &[2]).await;
+    assert_eq!(sts["spec"]["replicas"], 1);
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
 }
 
 #[tokio::test]
@@ -482,7 +581,7 @@ async fn a_scale_down_whose_member_removal_fails_keeps_the_pods() {
     ));
     existing_sts(&mut api, 3).await;
     secret(&mut api).await;
-    let (sts, status) = cluster_requests(&mut api, vec![], 3, true).await;
+    let (_, sts, status) = cluster_requests(&mut api, round(vec![], 3, true)).await;
     assert_eq!(
         sts["spec"]["replicas"], 3,
         "pods went before their members left"
@@ -490,7 +589,10 @@ async fn a_scale_down_whose_member_removal_fails_keeps_the_pods() {
     let d = condition(&status, "Degraded");
     assert_eq!(d["status"], "True");
     assert_eq!(d["reason"], "MemberRemovalFailed");
-    assert!(d["message"].as_str().unwrap().contains("member 3"), "{d}");
+    assert!(
+        d["message"].as_str().unwrap().contains("ledger members"),
+        "{d}"
+    );
     assert_eq!(condition(&status, "Ready")["status"], "False");
     task.await.unwrap().unwrap();
 }

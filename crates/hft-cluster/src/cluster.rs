@@ -150,7 +150,7 @@ async fn wait_flag(a: &AtomicBool, b: &AtomicBool) {
 }
 
 struct Watcher {
-    addr: SocketAddr,
+    addr: String,
     stop: Arc<AtomicBool>,
 }
 
@@ -187,7 +187,7 @@ async fn place(
             if n.id == setup.id {
                 continue;
             }
-            let Some(addr) = n.control.as_deref().and_then(|a| a.parse().ok()) else {
+            let Some(addr) = n.control.clone() else {
                 continue;
             };
             if watchers.get(&n.id).is_some_and(|w| w.addr == addr) {
@@ -196,7 +196,7 @@ async fn place(
             let stop = Arc::new(AtomicBool::new(false));
             tokio::spawn(control::watch(
                 n.id,
-                addr,
+                addr.clone(),
                 secret.clone(),
                 setup.id,
                 tx.clone(),

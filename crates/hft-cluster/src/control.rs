@@ -14,7 +14,6 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -173,11 +172,11 @@ pub enum Liveness {
     Down(u64),
 }
 
-/// Watches node `id` at `addr` until `stop` is set, reporting each change of its
+/// Watches node `id` at `addr` (`HOST:PORT`, resolved at each connect) until `stop` is set, reporting each change of its
 /// liveness (starting with the first, and reconnecting while it is down).
 pub async fn watch(
     id: u64,
-    addr: SocketAddr,
+    addr: String,
     secret: ClusterSecret,
     me: u64,
     events: mpsc::UnboundedSender<Liveness>,
@@ -195,7 +194,7 @@ pub async fn watch(
         }
     };
     while !stop.load(Ordering::SeqCst) {
-        let conn = tokio::time::timeout(SILENCE, TcpStream::connect(addr)).await;
+        let conn = tokio::time::timeout(SILENCE, TcpStream::connect(addr.as_str())).await;
         let Ok(Ok(mut s)) = conn else {
             report(false);
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -258,7 +257,7 @@ mod tests {
         serve(l, secret(1), 7, fenced.clone());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
-        tokio::spawn(watch(7, addr, secret(1), 1, tx, stop.clone()));
+        tokio::spawn(watch(7, addr.to_string(), secret(1), 1, tx, stop.clone()));
         assert_eq!(rx.recv().await, Some(Liveness::Up(7)));
         fenced.store(true, Ordering::SeqCst);
         assert_eq!(rx.recv().await, Some(Liveness::Down(7)));
@@ -273,7 +272,7 @@ mod tests {
         serve(l, secret(1), 7, fenced);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
-        tokio::spawn(watch(7, addr, secret(2), 1, tx, stop.clone()));
+        tokio::spawn(watch(7, addr.to_string(), secret(2), 1, tx, stop.clone()));
         // Down is reported once (the first state); Up never follows.
         assert_eq!(rx.recv().await, Some(Liveness::Down(7)));
         let later = tokio::time::timeout(Duration::from_millis(800), rx.recv()).await;

@@ -709,8 +709,13 @@ async fn keep_alive(
                 if Instant::now() >= due {
                     // The lease is lost and the engines still trade: a stall here is
                     // what the venue's epoch fencing must make harmless.
+                    // Armed as `return(MS)`: the watchdog task stalls MS ms (and only it).
                     #[cfg(feature = "failpoints")]
-                    fail::fail_point!("coord::lease-lost");
+                    if let Some(Some(ms)) = fail::eval("coord::lease-lost", |arg| {
+                        arg.and_then(|a| a.parse::<u64>().ok())
+                    }) {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
                     fenced.store(true, Ordering::SeqCst);
                     tracing::error!(node, lease, since = ?last.elapsed(), "etcd lease not renewed in time: node fenced (stops trading)");
                     return;
