@@ -441,14 +441,26 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         }
         _ => None,
     };
-    let member_failed = rt.block_on(async {
+    let fenced = registration.as_ref().map(|(r, _)| r.fenced.clone());
+    let (member_failed, was_fenced) = rt.block_on(async {
         tokio::select! {
-            () = crate::until_signal() => false,
+            () = crate::until_signal() => (false, false),
             () = async {
                 while !member.thread.is_finished() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            } => true,
+            } => (true, false),
+            // A fenced node's lease is gone: it can place or run nothing until it
+            // registers again, which is what a new process does. So it stops (its
+            // engines already did) and its supervisor starts it again.
+            () = async {
+                while !fenced
+                    .as_ref()
+                    .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            } => (false, true),
         }
     });
     if member_failed {
@@ -475,6 +487,16 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     });
     member.stop();
+    if was_fenced {
+        return Err(Exit(
+            1,
+            anyhow!(
+                "node {} fenced (its etcd lease lapsed): it stopped trading and exits; \
+                 start it again to rejoin",
+                args.id
+            ),
+        ));
+    }
     if member_failed {
         return Err(Exit(
             1,

@@ -174,6 +174,8 @@ pub(crate) struct Cluster {
     ledger: BTreeMap<u64, String>,
     /// WAL segment size of the nodes, KiB (None: the node's default).
     segment_kib: Option<u64>,
+    /// Nodes started again after they fenced themselves outside a fault.
+    pub(crate) restarts: u64,
     /// Declared last: the namespaces go once the nodes are gone.
     net: Net,
 }
@@ -262,14 +264,26 @@ impl Cluster {
     }
 
     /// Fails with the last line of its log when a node exited by itself.
+    /// Acts as the nodes' supervisor: a node that exited because it was fenced (its
+    /// lease lapsed, as under load an etcd election can make it) is started again, as
+    /// Kubernetes would; any other exit is a failure, named with the log's last line.
     fn check_alive(&mut self) -> anyhow::Result<()> {
+        let mut again = Vec::new();
         for (id, c) in self.nodes.iter_mut() {
             if let Ok(Some(status)) = c.try_wait() {
                 let log = std::fs::read_to_string(self.dir.join(format!("node-{id}.log")))
                     .unwrap_or_default();
                 let last = log.lines().last().unwrap_or("").to_owned();
-                bail!("node {id} exited ({status}): {last}");
+                if !last.contains("fenced") {
+                    bail!("node {id} exited ({status}): {last}");
+                }
+                again.push(*id);
             }
+        }
+        for id in again {
+            self.nodes.remove(&id);
+            self.restarts += 1;
+            self.start_node(id)?;
         }
         Ok(())
     }
@@ -654,6 +668,7 @@ impl Harness {
             links: BTreeMap::new(),
             ledger,
             segment_kib: matches!(net, Net::Namespaces(_)).then_some(64),
+            restarts: 0,
             net,
         };
         if relays {
@@ -991,6 +1006,7 @@ impl Harness {
             "members_converged": !violations.iter().any(|v| matches!(v, hft_chaos::Violation::Diverged { .. })),
             "violations": violations.iter().take(20).map(|v| v.to_string()).collect::<Vec<_>>(),
             "logons": self.history.logons,
+            "fenced_restarts": self.cluster.restarts,
         });
         Ok((violations, figures))
     }

@@ -402,7 +402,7 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
             &admin,
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
         .spawn()
         .unwrap();
     let end = Instant::now() + Duration::from_secs(30);
@@ -460,16 +460,26 @@ fn config_in_etcd_is_validated_versioned_and_nodes_register_and_fence() {
     let nodes: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(nodes[0]["admin"], admin);
     etcd.kill(0);
+    // Fenced, the node stops and exits for its supervisor to start it again (a new
+    // process registers under a new lease).
     let gone = Instant::now();
-    while !get_as(&admin, "/v1/status", Some(&token)).is_some_and(|s| s["fenced"] == true) {
+    let status = loop {
+        if let Some(s) = node.try_wait().unwrap() {
+            break s;
+        }
         assert!(
-            gone.elapsed() < Duration::from_secs(10),
-            "node never fenced"
+            gone.elapsed() < Duration::from_secs(15),
+            "node never fenced itself and stopped"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = node.kill();
-    let _ = node.wait();
+    };
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(dir.join("node.log")).unwrap();
+    assert!(log.contains("node fenced"), "{log}");
+    assert!(
+        log.contains("fenced (its etcd lease lapsed)") && log.contains("start it again"),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
