@@ -332,10 +332,13 @@ fn wait_exit(h: &mut Harness, id: u64, within: Duration) -> bool {
     false
 }
 
-/// The ledger's Raft leader, as the first member that knows one says.
-fn ledger_leader(h: &Harness, token: &str) -> anyhow::Result<u64> {
-    let end = Instant::now() + Duration::from_secs(15);
+/// The ledger's Raft leader, as the first member that knows one says; asked for up to
+/// 30 s (after a fault that restarted every node, an election and the token checks
+/// against a recovering etcd take a while on a loaded machine).
+fn ledger_leader(h: &mut Harness, token: &str) -> anyhow::Result<u64> {
+    let end = Instant::now() + Duration::from_secs(30);
     loop {
+        h.cluster.check_alive()?;
         for id in h.cluster.ids() {
             if let Some(l) = h
                 .call(id, token, "GET", "/v1/ledger/status", None)
@@ -346,7 +349,7 @@ fn ledger_leader(h: &Harness, token: &str) -> anyhow::Result<u64> {
             }
         }
         if Instant::now() > end {
-            bail!("no ledger member knows a leader");
+            bail!("no ledger member named a leader within 30 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -387,7 +390,9 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                     .ok_or_else(|| anyhow!("fault {k}: {name} is not assigned"))?
                     .0
             }
-            None if matches!(fault, Fault::LeaderPartition { .. }) => ledger_leader(&h, &token)?,
+            None if matches!(fault, Fault::LeaderPartition { .. }) => {
+                ledger_leader(&mut h, &token)?
+            }
             None => 0,
         };
         // What the victim ran: each must move to another node.

@@ -267,7 +267,7 @@ impl Cluster {
     /// Acts as the nodes' supervisor: a node that exited because it was fenced (its
     /// lease lapsed, as under load an etcd election can make it) is started again, as
     /// Kubernetes would; any other exit is a failure, named with the log's last line.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         let mut again = Vec::new();
         for (id, c) in self.nodes.iter_mut() {
             if let Ok(Some(status)) = c.try_wait() {
