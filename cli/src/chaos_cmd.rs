@@ -407,6 +407,7 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
             })
             .collect();
         let t0 = Instant::now();
+        h.cluster.victim = (victim != 0).then_some(victim);
         let mut entry = json!({"n": k, "fault": fault.name(), "node": victim});
         if let Some(s) = fault.strategy() {
             entry["strategy"] = json!(h.names[s]);
@@ -534,6 +535,7 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                 back.clear();
             }
         }
+        h.cluster.victim = None;
         let healed = Instant::now();
         h.wait_trading(
             &format!("fault {k}: trading after healing"),

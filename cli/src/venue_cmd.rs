@@ -176,6 +176,8 @@ pub(crate) struct Cluster {
     segment_kib: Option<u64>,
     /// Nodes started again after they fenced themselves outside a fault.
     pub(crate) restarts: u64,
+    /// The node a fault is being done to: its fault handles it, the supervisor not.
+    pub(crate) victim: Option<u64>,
     /// Declared last: the namespaces go once the nodes are gone.
     net: Net,
 }
@@ -270,6 +272,9 @@ impl Cluster {
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         let mut again = Vec::new();
         for (id, c) in self.nodes.iter_mut() {
+            if Some(*id) == self.victim {
+                continue;
+            }
             if let Ok(Some(status)) = c.try_wait() {
                 let log = std::fs::read_to_string(self.dir.join(format!("node-{id}.log")))
                     .unwrap_or_default();
@@ -669,6 +674,7 @@ impl Harness {
             ledger,
             segment_kib: matches!(net, Net::Namespaces(_)).then_some(64),
             restarts: 0,
+            victim: None,
             net,
         };
         if relays {
@@ -906,8 +912,9 @@ impl Harness {
         index: usize,
         epoch: u64,
     ) -> anyhow::Result<(u64, u64)> {
-        let h = &mut self.history;
+        let (h, c) = (&mut self.history, &mut self.cluster);
         wait_for(what, Duration::from_secs(30), || {
+            c.check_alive()?;
             h.poll()?;
             Ok(h.accepted_after(index as u16, epoch))
         })
@@ -1030,6 +1037,7 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
             .get(&name)
             .ok_or_else(|| anyhow!("{name} is not assigned"))?;
         let log_at = h.cluster.log_len(victim);
+        h.cluster.victim = Some(victim);
         let t0 = hft_cluster::coord::now_ns();
         match fault {
             Fault::Kill => h.cluster.kill(victim),
@@ -1066,7 +1074,9 @@ fn run_bench(trials: usize, etcd_bin: &Path, fault: Fault, dir: &Path) -> anyhow
             h.cluster.kill(victim);
         }
         // Bring the node back, and let placement settle before the next kill.
+        h.cluster.kill(victim);
         h.cluster.start_node(victim)?;
+        h.cluster.victim = None;
         h.wait_trading(
             &format!("trial {t}: node {victim} back and every engine trading"),
             Some(victim),
