@@ -407,7 +407,12 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
             })
             .collect();
         let t0 = Instant::now();
-        h.cluster.victim = (victim != 0).then_some(victim);
+        // The node a fault acts on is the fault's to restart, not the supervisor's.
+        let acts_on_node = !matches!(
+            fault,
+            Fault::KillSwitch { .. } | Fault::EtcdMember { .. } | Fault::EtcdQuorum { .. }
+        );
+        h.cluster.victim = (acts_on_node && victim != 0).then_some(victim);
         let mut entry = json!({"n": k, "fault": fault.name(), "node": victim});
         if let Some(s) = fault.strategy() {
             entry["strategy"] = json!(h.names[s]);

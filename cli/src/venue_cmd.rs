@@ -828,16 +828,18 @@ impl Harness {
 
     /// Engages or releases a strategy's kill switch through any node that answers.
     pub(crate) fn kill_switch(
-        &self,
+        &mut self,
         token: &str,
         strategy: &str,
         engaged: bool,
     ) -> anyhow::Result<()> {
         let body = json!({ "scope": format!("strategy:{strategy}"), "engaged": engaged });
         let body = body.to_string();
-        // The ledger may be electing after an earlier fault: ask again for a while.
-        let end = Instant::now() + Duration::from_secs(20);
+        // The ledger may be electing after an earlier fault, or nodes restarting after
+        // fencing themselves: ask again for a while, supervising.
+        let end = Instant::now() + Duration::from_secs(30);
         while Instant::now() < end {
+            self.cluster.check_alive()?;
             for id in self.cluster.ids() {
                 if self
                     .call(id, token, "POST", "/v1/kill", Some(&body))
@@ -848,7 +850,7 @@ impl Harness {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("no node took the kill switch call for {strategy} within 20 s")
+        bail!("no node took the kill switch call for {strategy} within 30 s")
     }
 
     /// Strategy -> (node, epoch). etcd may be losing a member: a failed read is tried
