@@ -175,12 +175,16 @@ async fn admin_call(
     token: String,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value, String> {
+    // One agent for every call: its connection pool is reused across reconciles.
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = AGENT.get_or_init(|| {
+            ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(5)))
+                .http_status_as_error(false)
+                .build()
+                .into()
+        });
         let auth = format!("Bearer {token}");
         let r = match &body {
             Some(b) => agent.post(&url).header("Authorization", &auth).send_json(b),
