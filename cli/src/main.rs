@@ -1857,7 +1857,7 @@ fn write_sim_capture(config: &Config, seed: u64, path: &Path, events: usize) -> 
                     price,
                     qty: q,
                 } => trades.push((aggressor, price, q)),
-                MarketEventKind::Quote { .. } => {}
+                MarketEventKind::Quote { .. } | MarketEventKind::Order { .. } => {}
             }
         }
         let ms = msg[0].ts_exchange / 1_000_000;

@@ -2,10 +2,11 @@
 //! orders with their place in the queue, and fills by the queue model.
 
 use crate::model::QueueModel;
-use hft_book::L2Book;
+use hft_book::{L2Book, L3Book};
 use hft_core::{
-    ExecId, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, Nanos, OrderCommand,
-    OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, TimeInForce,
+    ExecId, FLAG_SNAPSHOT, InstrumentSpec, Liquidity, MarketEvent, MarketEventKind, MboAction,
+    Nanos, OrderCommand, OrderKind, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side,
+    TimeInForce,
 };
 
 /// Levels per side the backtest's books (the venue's and the engines') are sized for.
@@ -25,7 +26,14 @@ struct Resting {
     ahead: i64,
     /// When it reached the venue.
     arrived: Nanos,
+    /// On order-by-order data, its place in the recorded queue: recorded orders with a
+    /// lower priority are ahead of it, the others behind. `RESET` after the book was
+    /// cleared, until the snapshot that rebuilds it is over.
+    priority: u64,
 }
+
+/// A resting order's priority while the recorded book is being rebuilt.
+const RESET: u64 = u64::MAX;
 
 /// A fill with what the report needs beyond the venue report.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +55,14 @@ pub struct Exchange {
     exec_seq: u64,
     /// Venue messages after which an instrument's recorded book was crossed.
     crossed: Vec<u64>,
+    /// Per instrument, the recorded order-by-order book, once its data carries one:
+    /// our orders then stand in its queues exactly (FIFO) and the queue model is not
+    /// used.
+    l3: Vec<Option<L3Book>>,
+    /// Recorded orders ahead of ours that executed in the current venue message, with
+    /// the quantity already taken off our queue position: the book change the venue
+    /// sends after the execution must not take it off again.
+    executed_ahead: Vec<(u64, i64)>,
     /// Reports produced by the last call, in order.
     pub out: Vec<FillOrReport>,
 }
@@ -74,6 +90,8 @@ impl Exchange {
             model,
             exec_seq: 0,
             crossed: vec![0; n],
+            l3: vec![None; n],
+            executed_ahead: Vec::new(),
             out: Vec::with_capacity(64),
         }
     }
@@ -102,6 +120,7 @@ impl Exchange {
             if !self.orders.is_empty() {
                 self.fill_crossed(i, bid, ask, t);
             }
+            self.executed_ahead.clear();
         }
     }
 
@@ -110,8 +129,9 @@ impl Exchange {
         let Some(book) = self.books.get_mut(i) else {
             return;
         };
+        let exact = self.l3[i].is_some();
         match ev.kind {
-            MarketEventKind::Level { side, price, qty } if self.orders.is_empty() => {
+            MarketEventKind::Level { side, price, qty } if self.orders.is_empty() || exact => {
                 let _ = book.apply_level(side, price, qty);
             }
             MarketEventKind::Level { side, price, qty } => {
@@ -155,6 +175,10 @@ impl Exchange {
                     };
                     let take = if through {
                         o.leaves
+                    } else if exact {
+                        // Order-by-order data says who traded at the price: the fills
+                        // come with the order events.
+                        0
                     } else if price == o.price {
                         // The trade eats the queue ahead first.
                         let past = left - o.ahead;
@@ -175,7 +199,110 @@ impl Exchange {
             MarketEventKind::Clear | MarketEventKind::Quote { .. } => {
                 let _ = book.apply(ev);
             }
+            MarketEventKind::Order {
+                action,
+                side,
+                order_id,
+                price,
+                qty,
+            } => {
+                let snapshot = ev.flags & FLAG_SNAPSHOT != 0;
+                self.on_order(i, action, (order_id, side, price, qty), snapshot, t);
+            }
         }
+    }
+
+    /// A recorded order-by-order change: our orders' exact places in their queues move
+    /// with it, and an execution of a recorded order behind one of ours fills ours
+    /// first (price-time priority), once nothing is left ahead of it.
+    fn on_order(
+        &mut self,
+        i: usize,
+        action: MboAction,
+        (id, side, price, qty): (u64, Option<Side>, Price, Qty),
+        snapshot: bool,
+        t: Nanos,
+    ) {
+        // Out of `self` while our orders fill.
+        let mut book = self.l3[i]
+            .take()
+            .unwrap_or_else(|| L3Book::with_capacity(hft_core::InstrumentId(i as u32), 4096));
+        if !snapshot {
+            // The book is whole again: an order caught by a reset goes behind the
+            // level as rebuilt.
+            for o in &mut self.orders {
+                if o.priority == RESET && o.cmd.instrument.index() == i {
+                    o.priority = book.next_priority();
+                    o.ahead = book.level_qty(o.side, o.price).raw();
+                }
+            }
+        }
+        let recorded = book.order(id).copied();
+        let at = |o: &Resting, r: &hft_book::RestingOrder| {
+            o.cmd.instrument.index() == i && o.side == r.side && o.price == r.price
+        };
+        match (action, recorded) {
+            (MboAction::Cancel | MboAction::Modify, Some(r)) => {
+                // The part of the recorded order that leaves the queue ahead of ours:
+                // all of it when it loses its place, else what it gives up.
+                let gone = match action {
+                    MboAction::Modify if price != r.price || qty > r.qty => r.qty.raw(),
+                    MboAction::Modify => r.qty.raw() - qty.raw(),
+                    _ => qty.raw().min(r.qty.raw()),
+                };
+                let gone = match self.executed_ahead.iter_mut().find(|e| e.0 == id) {
+                    Some(e) => {
+                        let already = e.1.min(gone);
+                        e.1 -= already;
+                        gone - already
+                    }
+                    None => gone,
+                };
+                for o in &mut self.orders {
+                    if at(o, &r) && r.priority() < o.priority {
+                        o.ahead = (o.ahead - gone).max(0);
+                    }
+                }
+            }
+            (MboAction::Fill, Some(r)) => {
+                let executed = qty.raw().min(r.qty.raw());
+                let mut ahead_of_some = false;
+                let mut left = qty.raw();
+                let mut k = 0;
+                while k < self.orders.len() {
+                    let o = self.orders[k];
+                    if !at(&o, &r) {
+                        k += 1;
+                        continue;
+                    }
+                    if r.priority() < o.priority {
+                        ahead_of_some = true;
+                        self.orders[k].ahead = (o.ahead - executed).max(0);
+                    } else if o.ahead == 0 && left > 0 && o.priority != RESET {
+                        // The venue reached an order behind ours: ours went first.
+                        let take = left.min(o.leaves);
+                        left -= take;
+                        if self.fill_resting(k, take, t) {
+                            continue;
+                        }
+                    }
+                    k += 1;
+                }
+                if ahead_of_some {
+                    self.executed_ahead.push((id, executed));
+                }
+            }
+            (MboAction::Clear, _) => {
+                for o in &mut self.orders {
+                    if o.cmd.instrument.index() == i {
+                        o.priority = RESET;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let _ = book.apply(action, id, side, price, qty, false);
+        self.l3[i] = Some(book);
     }
 
     /// Our resting orders that the public book now trades through fill at their price.
@@ -337,6 +464,8 @@ impl Exchange {
                     return;
                 }
                 let ahead = self.books[i].qty_at(side, price).raw();
+                // Behind every recorded order resting now, ahead of every later one.
+                let priority = self.l3[i].as_ref().map_or(0, L3Book::next_priority);
                 self.orders.push(Resting {
                     cmd: *cmd,
                     side,
@@ -344,6 +473,7 @@ impl Exchange {
                     leaves,
                     ahead,
                     arrived: t,
+                    priority,
                 });
             }
         }
@@ -396,6 +526,113 @@ mod tests {
                 FillOrReport::Report(_) => None,
             })
             .collect()
+    }
+
+    /// Feeds one order-by-order record as the store's reader does: the order event,
+    /// then the levels it amounts to.
+    fn mbo(
+        x: &mut Exchange,
+        l2: &mut hft_book::MboToL2,
+        (action, id, side, price, qty): (MboAction, u64, Side, i64, i64),
+        last: bool,
+        t: Nanos,
+    ) {
+        let e = MarketEvent {
+            flags: if last { FLAG_LAST } else { 0 },
+            ..ev(MarketEventKind::Order {
+                action,
+                side: Some(side),
+                order_id: id,
+                price: Price(price),
+                qty: Qty(qty),
+            })
+        };
+        l2.push(&e, &mut |e| x.on_market(&e, t));
+    }
+
+    #[test]
+    fn order_by_order_data_gives_exact_fifo_fills() {
+        use MboAction::{Add, Cancel, Fill, Modify};
+        let spec = InstrumentSpec::new(InstrumentId(0), "X", 0, 0, Price(1), Qty(1));
+        let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
+        let mut l2 = hft_book::MboToL2::new(InstrumentId(0));
+        let (b, s) = (Side::Buy, Side::Sell);
+        for (id, side, p) in [(1, b, 99), (2, b, 99), (3, s, 101)] {
+            mbo(&mut x, &mut l2, (Add, id, side, p, 5), true, 0);
+        }
+        x.submit(&buy(1, 99, 3, true), 10);
+        assert!(
+            fills(&mut x).is_empty(),
+            "rests behind orders 1 and 2 (10 lots)"
+        );
+        mbo(&mut x, &mut l2, (Add, 4, b, 99, 5), true, 20);
+        // Behind us: its cancel changes nothing, and neither does a trade print at
+        // the price (order-by-order data names who traded; the L2 model is off).
+        mbo(&mut x, &mut l2, (Cancel, 4, b, 99, 1), true, 21);
+        x.on_market(
+            &ev(MarketEventKind::Trade {
+                aggressor: s,
+                price: Price(99),
+                qty: Qty(50),
+            }),
+            22,
+        );
+        assert!(fills(&mut x).is_empty());
+        // Order 1 executes 2 and the venue then books the change as a cancel of 2:
+        // counted once, so 8 stay ahead.
+        mbo(&mut x, &mut l2, (Fill, 1, b, 99, 2), false, 30);
+        mbo(&mut x, &mut l2, (Cancel, 1, b, 99, 2), true, 30);
+        assert_eq!(x.orders[0].ahead, 8);
+        // Order 2 grows: it goes to the back, behind us.
+        mbo(&mut x, &mut l2, (Modify, 2, b, 99, 6), true, 40);
+        assert_eq!(x.orders[0].ahead, 3);
+        // An execution behind us while order 1 is still ahead: an iceberg or a
+        // pro-rata fill the data shows but FIFO cannot explain; we do not fill.
+        mbo(&mut x, &mut l2, (Fill, 4, b, 99, 2), false, 50);
+        mbo(&mut x, &mut l2, (Cancel, 4, b, 99, 2), true, 50);
+        assert!(fills(&mut x).is_empty());
+        mbo(&mut x, &mut l2, (Cancel, 1, b, 99, 3), true, 60);
+        assert_eq!(x.orders[0].ahead, 0);
+        // Now an execution of order 2 (behind us) would have reached us first.
+        mbo(&mut x, &mut l2, (Fill, 2, b, 99, 2), false, 70);
+        mbo(&mut x, &mut l2, (Cancel, 2, b, 99, 2), true, 70);
+        assert_eq!(fills(&mut x), vec![(99, 2, Liquidity::Maker, 60)]);
+        mbo(&mut x, &mut l2, (Fill, 4, b, 99, 2), false, 80);
+        assert_eq!(fills(&mut x), vec![(99, 1, Liquidity::Maker, 70)]);
+        assert!(x.orders.is_empty());
+    }
+
+    #[test]
+    fn a_book_reset_puts_a_resting_order_behind_the_rebuilt_level() {
+        use MboAction::{Add, Clear, Fill};
+        let spec = InstrumentSpec::new(InstrumentId(0), "X", 0, 0, Price(1), Qty(1));
+        let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
+        let mut l2 = hft_book::MboToL2::new(InstrumentId(0));
+        mbo(&mut x, &mut l2, (Add, 1, Side::Buy, 99, 5), true, 0);
+        x.submit(&buy(1, 99, 1, true), 10);
+        mbo(&mut x, &mut l2, (Clear, 0, Side::Buy, 0, 0), false, 20);
+        // The snapshot rebuilds the level; where we stood in it is lost.
+        let snap = |id| MarketEvent {
+            flags: FLAG_SNAPSHOT,
+            ..ev(MarketEventKind::Order {
+                action: Add,
+                side: Some(Side::Buy),
+                order_id: id,
+                price: Price(99),
+                qty: Qty(4),
+            })
+        };
+        for id in [7, 8] {
+            l2.push(&snap(id), &mut |e| x.on_market(&e, 20));
+        }
+        // After it, both rebuilt orders (8 lots) are ahead of ours: the first
+        // execution takes one of them off, and a later order is behind.
+        mbo(&mut x, &mut l2, (Fill, 8, Side::Buy, 99, 1), false, 21);
+        assert!(fills(&mut x).is_empty());
+        mbo(&mut x, &mut l2, (Add, 9, Side::Buy, 99, 4), true, 30);
+        assert_eq!(x.orders[0].ahead, 7);
+        mbo(&mut x, &mut l2, (Fill, 9, Side::Buy, 99, 4), true, 40);
+        assert!(fills(&mut x).is_empty(), "7 lots are still ahead");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod stress;
 pub mod train;
 
 use hft_core::{
-    InstrumentId, InstrumentSpec, MarketEvent, MarketEventKind, Price, Qty, StrategyId,
+    InstrumentId, InstrumentSpec, MarketEvent, MarketEventKind, MboAction, Price, Qty, StrategyId,
 };
 use hft_exec::{Engine, EngineSetup};
 use hft_risk::{KillSwitch, NodeExposure, PreTradeRisk, RiskLimits};
@@ -250,7 +250,14 @@ fn grid(events: &[MarketEvent], id: InstrumentId) -> (i64, i64) {
             MarketEventKind::Level { price, qty, .. }
             | MarketEventKind::Trade { price, qty, .. } => (price.raw(), qty.raw()),
             MarketEventKind::Quote { bid, bid_qty, .. } => (bid.raw(), bid_qty.raw()),
-            MarketEventKind::Clear => continue,
+            // Only the orders that rest (a clear's price is undefined).
+            MarketEventKind::Order {
+                action: MboAction::Add | MboAction::Modify,
+                price,
+                qty,
+                ..
+            } => (price.raw(), qty.raw()),
+            MarketEventKind::Clear | MarketEventKind::Order { .. } => continue,
         };
         tick = gcd(tick, p);
         lot = gcd(lot, q);

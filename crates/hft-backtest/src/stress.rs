@@ -5,7 +5,8 @@
 
 use hft_book::L2Book;
 use hft_core::{
-    FLAG_LAST, FLAG_SNAPSHOT, InstrumentId, MarketEvent, MarketEventKind, Nanos, Price, Qty, Side,
+    FLAG_LAST, FLAG_SNAPSHOT, InstrumentId, MarketEvent, MarketEventKind, MboAction, Nanos, Price,
+    Qty, Side,
 };
 
 /// A scenario.
@@ -118,7 +119,10 @@ fn shift_prices(e: &mut MarketEvent, bps: i64) {
             *bid = shift(*bid, bps);
             *ask = shift(*ask, bps);
         }
-        MarketEventKind::Clear => {}
+        MarketEventKind::Order { action, price, .. } if *action != MboAction::Clear => {
+            *price = shift(*price, bps)
+        }
+        MarketEventKind::Clear | MarketEventKind::Order { .. } => {}
     }
 }
 
@@ -129,7 +133,7 @@ fn scale_sizes(e: &mut MarketEvent, f: f64) {
         }
     };
     match &mut e.kind {
-        MarketEventKind::Level { qty, .. } => s(qty),
+        MarketEventKind::Level { qty, .. } | MarketEventKind::Order { qty, .. } => s(qty),
         MarketEventKind::Quote {
             bid_qty, ask_qty, ..
         } => {

@@ -111,7 +111,10 @@ impl L2Book {
                 Ok(())
             }
             MarketEventKind::Level { side, price, qty } => self.apply_level(side, price, qty),
-            MarketEventKind::Trade { .. } | MarketEventKind::Quote { .. } => Ok(()),
+            // An order event is followed by the level events it amounts to.
+            MarketEventKind::Trade { .. }
+            | MarketEventKind::Quote { .. }
+            | MarketEventKind::Order { .. } => Ok(()),
         }
     }
 

@@ -10,7 +10,10 @@
 //! when its price changes or its size increases.
 
 use crate::error::BookError;
-use hft_core::{InstrumentId, Price, Qty, Side};
+use hft_core::{
+    FLAG_LAST, FLAG_SNAPSHOT, InstrumentId, MarketEvent, MarketEventKind, MboAction, Price, Qty,
+    Side,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// One resting order.
@@ -24,6 +27,15 @@ pub struct RestingOrder {
     pub qty: Qty,
     /// Time priority: lower is earlier in its level's queue.
     priority: u64,
+}
+
+impl RestingOrder {
+    /// Its time priority: a new order (or one that lost its place) is behind every
+    /// order with a lower one. An order joining at [`L3Book::next_priority`] is behind
+    /// all orders resting now and ahead of all that come later.
+    pub const fn priority(&self) -> u64 {
+        self.priority
+    }
 }
 
 /// Where an order stands in its level's queue.
@@ -42,39 +54,6 @@ pub struct QueuePosition {
 struct Level {
     qty: i64,
     queue: BTreeMap<u64, u64>,
-}
-
-/// An order-by-order action as market-by-order feeds send it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MboAction {
-    /// A new order rests.
-    Add,
-    /// `size` of the order is cancelled (the rest stays).
-    Cancel,
-    /// The order now has this price and size.
-    Modify,
-    /// A resting order traded (`size` executed). On feeds that also send the book change
-    /// as its own cancel or modify (Databento/CME), pass those and not the fill.
-    Fill,
-    /// A trade print: no book change.
-    Trade,
-    /// The book is cleared (start of a snapshot or a reset).
-    Clear,
-}
-
-impl MboAction {
-    /// From Databento's action character (`A`, `C`, `M`, `F`, `T`, `R`).
-    pub fn from_databento(c: u8) -> Option<Self> {
-        Some(match c {
-            b'A' => MboAction::Add,
-            b'C' => MboAction::Cancel,
-            b'M' => MboAction::Modify,
-            b'F' => MboAction::Fill,
-            b'T' => MboAction::Trade,
-            b'R' => MboAction::Clear,
-            _ => return None,
-        })
-    }
 }
 
 /// Why an order-by-order update was refused; the book is unchanged.
@@ -282,6 +261,11 @@ impl L3Book {
         }
     }
 
+    /// The priority the next order to join (or to lose its place) will get.
+    pub const fn next_priority(&self) -> u64 {
+        self.next_priority
+    }
+
     /// Where order `id` stands in its queue.
     pub fn queue_position(&self, id: u64) -> Option<QueuePosition> {
         let o = self.orders.get(&id)?;
@@ -346,6 +330,122 @@ fn check(side: Side, price: Price, qty: Qty) -> Result<(), BookError> {
     Ok(())
 }
 
+/// Turns market-by-order events into what L2 consumers read: each `Order` event is
+/// passed on and followed by the `Level` events it amounts to (the order's old level
+/// and its new one) or, for a clear, by a `Clear` that starts a snapshot; a trade
+/// print becomes a `Trade`. With it, books, strategies and venues built for L2 data
+/// run on MBO data unchanged, and the L3 detail stays in the stream for those that
+/// want it.
+///
+/// The flags of the record (its `FLAG_LAST`) go to the last event it becomes, so a
+/// consumer still sees a consistent book only at the end of a venue message.
+#[derive(Clone, Debug)]
+pub struct MboToL2 {
+    book: L3Book,
+    refused: u64,
+    /// Inside a snapshot (its records carry `FLAG_SNAPSHOT`).
+    in_snapshot: bool,
+}
+
+impl MboToL2 {
+    /// An expander for one instrument's MBO stream.
+    pub fn new(instrument: InstrumentId) -> Self {
+        Self {
+            book: L3Book::with_capacity(instrument, 4096),
+            refused: 0,
+            in_snapshot: false,
+        }
+    }
+
+    /// The order-by-order book built so far.
+    pub fn book(&self) -> &L3Book {
+        &self.book
+    }
+
+    /// Records the book refused (a cancel of an order added before the data began, a
+    /// duplicate add): counted, never fatal, the book stays as it was.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Expands `ev` into `out`; events other than `Order` pass through unchanged.
+    pub fn push(&mut self, ev: &MarketEvent, out: &mut impl FnMut(MarketEvent)) {
+        let MarketEventKind::Order {
+            action,
+            side,
+            order_id,
+            price,
+            qty,
+        } = ev.kind
+        else {
+            out(*ev);
+            return;
+        };
+        let with = |kind, flags| MarketEvent { kind, flags, ..*ev };
+        let inner = ev.flags & !FLAG_LAST;
+        let snapshot = ev.flags & FLAG_SNAPSHOT != 0;
+        if snapshot && !self.in_snapshot && action != MboAction::Clear {
+            // A snapshot that does not open with a clear (Databento's files begin
+            // with the day's resting orders so): it still replaces the book.
+            self.book.clear();
+            out(with(MarketEventKind::Clear, inner));
+        }
+        self.in_snapshot = snapshot || action == MboAction::Clear;
+        match action {
+            MboAction::Clear => {
+                self.book.clear();
+                out(with(ev.kind, inner));
+                out(with(MarketEventKind::Clear, ev.flags | FLAG_SNAPSHOT));
+                return;
+            }
+            MboAction::Trade => {
+                if let Some(aggressor) = side {
+                    out(with(
+                        MarketEventKind::Trade {
+                            aggressor,
+                            price,
+                            qty,
+                        },
+                        ev.flags,
+                    ));
+                } else if ev.is_last() {
+                    // A print with no aggressor (an auction) changes nothing for L2
+                    // consumers, but the message still ends here.
+                    out(*ev);
+                }
+                return;
+            }
+            MboAction::Fill => {
+                out(*ev);
+                return;
+            }
+            MboAction::Add | MboAction::Cancel | MboAction::Modify => {}
+        }
+        let before = self.book.order(order_id).map(|o| (o.side, o.price));
+        if self
+            .book
+            .apply(action, order_id, side, price, qty, false)
+            .is_err()
+        {
+            self.refused += 1;
+        }
+        let after = self.book.order(order_id).map(|o| (o.side, o.price));
+        let levels = match (before, after) {
+            (Some(b), Some(a)) if a != b => [Some(b), Some(a)],
+            (Some(b), _) => [Some(b), None],
+            (None, a) => [a, None],
+        };
+        let n = levels.iter().flatten().count();
+        // Refused with no level to show, the order event itself ends the message.
+        out(with(ev.kind, if n == 0 { ev.flags } else { inner }));
+        for (k, (side, price)) in levels.into_iter().flatten().enumerate() {
+            let flags = if k + 1 == n { ev.flags } else { inner };
+            let qty = self.book.level_qty(side, price);
+            out(with(MarketEventKind::Level { side, price, qty }, flags));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +485,93 @@ mod tests {
             .unwrap();
         assert!(b.order(1).is_none());
         assert_eq!(pos(&b, 3).orders_ahead, 0);
+    }
+
+    #[test]
+    fn mbo_records_become_the_level_events_they_amount_to() {
+        let mut x = MboToL2::new(InstrumentId(3));
+        let rec = |action, id, side, price, qty, flags| MarketEvent {
+            ts_exchange: 1,
+            ts_recv: 2,
+            seq: 3,
+            instrument: InstrumentId(3),
+            flags,
+            kind: MarketEventKind::Order {
+                action,
+                side,
+                order_id: id,
+                price: Price(price),
+                qty: Qty(qty),
+            },
+        };
+        let run = |x: &mut MboToL2, e: MarketEvent| {
+            let mut v = Vec::new();
+            x.push(&e, &mut |e| v.push((e.kind, e.flags)));
+            v
+        };
+        let lvl = |side, p, q| MarketEventKind::Level {
+            side,
+            price: Price(p),
+            qty: Qty(q),
+        };
+        let (b, s) = (Some(Side::Buy), Some(Side::Sell));
+        let add = rec(MboAction::Add, 1, b, 100, 5, 0);
+        assert_eq!(
+            run(&mut x, add),
+            vec![(add.kind, 0), (lvl(Side::Buy, 100, 5), 0)]
+        );
+        let add2 = rec(MboAction::Add, 2, b, 100, 2, FLAG_LAST);
+        assert_eq!(
+            run(&mut x, add2),
+            vec![(add2.kind, 0), (lvl(Side::Buy, 100, 7), FLAG_LAST)],
+            "the record's FLAG_LAST goes to its last event"
+        );
+        // A price change touches two levels.
+        let m = rec(MboAction::Modify, 1, b, 99, 5, FLAG_LAST);
+        assert_eq!(
+            run(&mut x, m),
+            vec![
+                (m.kind, 0),
+                (lvl(Side::Buy, 100, 2), 0),
+                (lvl(Side::Buy, 99, 5), FLAG_LAST)
+            ]
+        );
+        // An execution changes no level (the venue's cancel that follows does); a
+        // trade print becomes a trade; a cancel of an unknown order is refused and
+        // counted, and still ends the message.
+        let f = rec(MboAction::Fill, 2, b, 100, 1, 0);
+        assert_eq!(run(&mut x, f), vec![(f.kind, 0)]);
+        let t = rec(MboAction::Trade, 0, s, 100, 1, 0);
+        let print = MarketEventKind::Trade {
+            aggressor: Side::Sell,
+            price: Price(100),
+            qty: Qty(1),
+        };
+        assert_eq!(run(&mut x, t), vec![(print, 0)]);
+        let c = rec(MboAction::Cancel, 42, b, 100, 1, FLAG_LAST);
+        assert_eq!(run(&mut x, c), vec![(c.kind, FLAG_LAST)]);
+        assert_eq!(x.refused(), 1);
+        // A snapshot that opens without a clear gets one.
+        let snap = rec(MboAction::Add, 7, s, 101, 1, FLAG_SNAPSHOT);
+        assert_eq!(
+            run(&mut x, snap),
+            vec![
+                (MarketEventKind::Clear, FLAG_SNAPSHOT),
+                (snap.kind, FLAG_SNAPSHOT),
+                (lvl(Side::Sell, 101, 1), FLAG_SNAPSHOT)
+            ]
+        );
+        let snap2 = rec(MboAction::Add, 8, s, 101, 1, FLAG_SNAPSHOT | FLAG_LAST);
+        assert_eq!(run(&mut x, snap2).len(), 2, "no second clear inside it");
+        let r = rec(MboAction::Clear, 0, None, 0, 0, 0);
+        assert_eq!(
+            run(&mut x, r),
+            vec![(r.kind, 0), (MarketEventKind::Clear, FLAG_SNAPSHOT)]
+        );
+        assert_eq!(x.book().order_count(), 0);
+        // Other events pass through.
+        let q = MarketEvent { kind: print, ..add };
+        assert_eq!(run(&mut x, q), vec![(print, 0)]);
     }
 
     #[test]

@@ -21,5 +21,6 @@ mod sequence;
 pub use book::L2Book;
 pub use cache::{BookView, CacheSizes, HotCache, TradeTick};
 pub use error::BookError;
-pub use l3::{L3Book, L3Error, MboAction, QueuePosition, RestingOrder};
+pub use hft_core::MboAction;
+pub use l3::{L3Book, L3Error, MboToL2, QueuePosition, RestingOrder};
 pub use sequence::{SequenceGap, SequenceTracker};

@@ -800,6 +800,12 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
         ts,
     };
     match ledger_call(l.propose(vec![cmd])).await {
+        Ok(o) if o.rejected > 0 => error(
+            StatusCode::CONFLICT,
+            format!(
+                "kill switch {scope}: a change asked for after this one is already in force (see \"kills\" in GET /v1/ledger/positions); ask again if this one is still wanted"
+            ),
+        ),
         Ok(o) => {
             let v =
                 json!({ "scope": scope.to_string(), "engaged": body.engaged, "index": o.index });

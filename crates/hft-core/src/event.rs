@@ -74,6 +74,67 @@ pub enum MarketEventKind {
         /// Trade quantity.
         qty: Qty,
     },
+    /// One change to one order, from a market-by-order feed (Databento MBO). Readers
+    /// follow it with the `Level` events it amounts to, so L2 books ignore it; it is
+    /// there for whoever needs each order's place in its queue (the backtest venue's
+    /// exact FIFO fills).
+    Order {
+        /// What happened to the order.
+        action: MboAction,
+        /// The order's side (`None` where the venue does not say, e.g. auction fills).
+        side: Option<Side>,
+        /// The venue's order id.
+        order_id: u64,
+        /// Limit price (the fill price for `Fill`).
+        price: Price,
+        /// Size: added, cancelled, executed, or the new size for `Modify`.
+        qty: Qty,
+    },
+}
+
+/// An order-by-order action as market-by-order feeds send it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MboAction {
+    /// A new order rests.
+    Add,
+    /// `size` of the order is cancelled (the rest stays).
+    Cancel,
+    /// The order now has this price and size.
+    Modify,
+    /// A resting order traded (`size` executed). On feeds that also send the book change
+    /// as its own cancel or modify (Databento/CME), pass those and not the fill.
+    Fill,
+    /// A trade print: no book change.
+    Trade,
+    /// The book is cleared (start of a snapshot or a reset).
+    Clear,
+}
+
+impl MboAction {
+    /// From Databento's action character (`A`, `C`, `M`, `F`, `T`, `R`).
+    pub fn from_databento(c: u8) -> Option<Self> {
+        Some(match c {
+            b'A' => MboAction::Add,
+            b'C' => MboAction::Cancel,
+            b'M' => MboAction::Modify,
+            b'F' => MboAction::Fill,
+            b'T' => MboAction::Trade,
+            b'R' => MboAction::Clear,
+            _ => return None,
+        })
+    }
+
+    /// Databento's action character: how the store keeps it.
+    pub const fn as_databento(self) -> u8 {
+        match self {
+            MboAction::Add => b'A',
+            MboAction::Cancel => b'C',
+            MboAction::Modify => b'M',
+            MboAction::Fill => b'F',
+            MboAction::Trade => b'T',
+            MboAction::Clear => b'R',
+        }
+    }
 }
 
 /// Time in force of a new order.

@@ -13,7 +13,7 @@ mod position;
 pub use error::CoreError;
 pub use event::{
     FLAG_LAST, FLAG_SNAPSHOT, FLAG_WARMUP, Fill, Liquidity, MarketEvent, MarketEventKind,
-    OrderCommand, OrderKind, OrderReport, OrderReportKind, RejectReason, TimeInForce,
+    MboAction, OrderCommand, OrderKind, OrderReport, OrderReportKind, RejectReason, TimeInForce,
 };
 pub use fixed::{Decimal, MAX_SCALE, MONEY_SCALE, Money, Price, Qty, div_round, div_round_i64};
 pub use ids::{ClientOrderId, ExecId, InstrumentId, NANOS_PER_SEC, Nanos, Side, StrategyId};

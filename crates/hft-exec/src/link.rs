@@ -8,8 +8,8 @@
 
 use crate::wire::{ORDER_WIRE_LEN, WireError};
 use hft_core::{
-    ClientOrderId, ExecId, Fill, InstrumentId, Liquidity, MarketEvent, MarketEventKind, Money,
-    OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, SpecViolation,
+    ClientOrderId, ExecId, Fill, InstrumentId, Liquidity, MarketEvent, MarketEventKind, MboAction,
+    Money, OrderReport, OrderReportKind, Price, Qty, RejectReason, Side, SpecViolation,
 };
 
 /// Frame types.
@@ -171,6 +171,17 @@ pub fn encode_market(e: &MarketEvent, out: &mut [u8; MARKET_LEN]) {
     out[20] = e.flags;
     let (tag, s, a, b, c, d) = match e.kind {
         MarketEventKind::Clear => (0, 0, 0, 0, 0, 0),
+        MarketEventKind::Order {
+            action,
+            side,
+            order_id,
+            price,
+            qty,
+        } => {
+            out[23] = action.as_databento();
+            let s = side.map_or(2, |s| s as u8);
+            (4, s, price.raw(), qty.raw(), order_id as i64, 0)
+        }
         MarketEventKind::Level { side, price, qty } => {
             (1, side as u8, price.raw(), qty.raw(), 0, 0)
         }
@@ -226,7 +237,18 @@ pub fn decode_market(b: &[u8]) -> Result<MarketEvent, WireError> {
             price: Price(v(0)),
             qty: Qty(v(1)),
         },
-        _ => return Err(field(21, "event kind must be 0 to 3")),
+        4 => MarketEventKind::Order {
+            action: MboAction::from_databento(b[23])
+                .ok_or_else(|| field(23, "order action must be one of A C M F T R"))?,
+            side: match b[22] {
+                2 => None,
+                s => Some(side(s, 22)?),
+            },
+            order_id: get(b, 40),
+            price: Price(v(0)),
+            qty: Qty(v(1)),
+        },
+        _ => return Err(field(21, "event kind must be 0 to 4")),
     };
     let mut inst = [0u8; 4];
     inst.copy_from_slice(&b[16..20]);
@@ -398,6 +420,37 @@ mod tests {
         };
         encode_report(&rej, &mut b);
         assert_eq!(decode_report(&b), Ok(rej));
+    }
+
+    #[test]
+    fn order_by_order_events_round_trip() {
+        for (action, side) in [
+            (MboAction::Add, Some(Side::Sell)),
+            (MboAction::Fill, None),
+            (MboAction::Clear, Some(Side::Buy)),
+        ] {
+            let e = MarketEvent {
+                ts_exchange: 5,
+                ts_recv: 0,
+                seq: 6,
+                instrument: InstrumentId(2),
+                flags: 1,
+                kind: MarketEventKind::Order {
+                    action,
+                    side,
+                    order_id: u64::MAX - 3,
+                    price: Price(-7),
+                    qty: Qty(9),
+                },
+            };
+            let mut b = [0u8; MARKET_LEN];
+            encode_market(&e, &mut b);
+            assert_eq!(decode_market(&b), Ok(e));
+        }
+        let mut b = [0u8; MARKET_LEN];
+        b[21] = 4;
+        b[23] = b'X';
+        assert!(decode_market(&b).is_err(), "an unknown action is refused");
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub enum Rejection {
     BadAmount,
     /// Proposed by an owner whose epoch the strategy's fence has passed.
     StaleEpoch,
+    /// A kill switch change asked for before the one in force for its scope: a
+    /// request held up (an election, a client's retry through another node) must not
+    /// undo a later engage or release.
+    StaleKill,
 }
 
 /// A booked position with the instrument rules its notional needs.
@@ -142,6 +146,9 @@ impl LedgerState {
                 Applied::Done
             }
             Command::Kill { scope, engaged, ts } => {
+                if self.kills.get(scope).is_some_and(|&(_, at)| *ts < at) {
+                    return Applied::Rejected(Rejection::StaleKill);
+                }
                 self.kills.insert(scope.clone(), (*engaged, *ts));
                 Applied::Done
             }
@@ -795,6 +802,40 @@ mod tests {
         st.apply(&kill(KillScope::Global, false));
         st.apply(&kill(KillScope::Venue("x".into()), false));
         assert!(!st.is_killed("mm", "x"));
+    }
+
+    #[test]
+    fn a_kill_switch_change_asked_for_earlier_does_not_undo_a_later_one() {
+        let mut st = LedgerState::new();
+        let kill = |engaged, ts| Command::Kill {
+            scope: KillScope::Strategy("mm".into()),
+            engaged,
+            ts,
+        };
+        // Engaged at 10 through one node, released at 20; the first engage request,
+        // also sent at 5 to a node that was electing, commits last.
+        assert_eq!(st.apply(&kill(true, 10)), Applied::Done);
+        assert_eq!(st.apply(&kill(false, 20)), Applied::Done);
+        assert_eq!(
+            st.apply(&kill(true, 5)),
+            Applied::Rejected(Rejection::StaleKill)
+        );
+        assert!(!st.is_killed("mm", "x"), "the release stands");
+        // And the other way round: a late release does not lift a later engage.
+        assert_eq!(st.apply(&kill(true, 30)), Applied::Done);
+        assert_eq!(
+            st.apply(&kill(false, 25)),
+            Applied::Rejected(Rejection::StaleKill)
+        );
+        assert!(st.is_killed("mm", "x"));
+        // The order survives a snapshot.
+        let mut back = LedgerState::decode(&st.encode()).unwrap();
+        assert_eq!(
+            back.apply(&kill(false, 29)),
+            Applied::Rejected(Rejection::StaleKill)
+        );
+        assert_eq!(back.apply(&kill(false, 30)), Applied::Done);
+        assert!(!back.is_killed("mm", "x"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (`<local_ts_ns> <json>` lines, gzip or plain) and Databento DBN (MBO, MBP-1, trades).
 
 use crate::StoreError;
-use crate::schema::{Row, RowKind, SIDE_NONE};
+use crate::schema::{Row, RowKind, SIDE_NONE, flags_from_databento};
 use crate::writer::{SeriesMeta, StoreWriter};
 use dbn::decode::{DbnMetadata, DecodeRecordRef};
 use hft_feed::InstrumentRegistry;
@@ -600,6 +600,12 @@ fn import_dbn(
             .map_or(key, |m| m.raw_symbol.clone())
     };
     let mut series_cache: Vec<(u32, SeriesMeta)> = Vec::new();
+    // Per instrument, the messages seen so far. Databento's sequence numbers count a
+    // whole venue channel, so one instrument's messages skip numbers and a consumer
+    // would take every skip for a lost message. Historical files come gap-free, and
+    // each series' messages are numbered 0, 1, 2... instead (the records of one
+    // message share a number: a message ends with the record flagged last).
+    let mut messages: Vec<(u32, u64)> = Vec::new();
     let mut stats = ImportStats::default();
     loop {
         let rec = match decoder.decode_record_ref() {
@@ -624,7 +630,7 @@ fn import_dbn(
                 ts_exchange: m.hd.ts_event,
                 ts_recv: m.ts_recv,
                 seq: u64::from(m.sequence),
-                flags: m.flags.raw(),
+                flags: flags_from_databento(m.flags.raw()),
                 kind: RowKind::Order as u8,
                 side: side_of(m.side),
                 price: m.price,
@@ -639,7 +645,7 @@ fn import_dbn(
                 ts_exchange: t.hd.ts_event,
                 ts_recv: t.ts_recv,
                 seq: u64::from(t.sequence),
-                flags: t.flags.raw(),
+                flags: flags_from_databento(t.flags.raw()),
                 kind: RowKind::Trade as u8,
                 side: side_of(t.side),
                 price: t.price,
@@ -653,7 +659,7 @@ fn import_dbn(
                 ts_exchange: q.hd.ts_event,
                 ts_recv: q.ts_recv,
                 seq: u64::from(q.sequence),
-                flags: q.flags.raw(),
+                flags: flags_from_databento(q.flags.raw()),
                 kind: RowKind::Quote as u8,
                 side: SIDE_NONE,
                 price: l.bid_px,
@@ -668,6 +674,20 @@ fn import_dbn(
             stats.skipped += 1;
             continue;
         };
+        let k = messages
+            .iter()
+            .position(|(i, _)| *i == id)
+            .unwrap_or_else(|| {
+                messages.push((id, 0));
+                messages.len() - 1
+            });
+        let row = Row {
+            seq: messages[k].1,
+            ..row
+        };
+        if row.flags & hft_core::FLAG_LAST != 0 {
+            messages[k].1 += 1;
+        }
         let series = match series_cache.iter().find(|(i, _)| *i == id) {
             Some((_, s)) => s.clone(),
             None => {

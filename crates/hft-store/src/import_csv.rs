@@ -9,7 +9,7 @@
 
 use crate::StoreError;
 use crate::import::ImportStats;
-use crate::schema::{Row, RowKind, SIDE_NONE};
+use crate::schema::{Row, RowKind, SIDE_NONE, flags_from_databento};
 use crate::writer::{SeriesMeta, StoreWriter};
 use hft_core::{FLAG_LAST, FLAG_SNAPSHOT};
 use hft_feed::binance::{WIRE_SCALE, parse_wire};
@@ -373,8 +373,9 @@ fn parse(layout: CsvLayout, line: &str, venue: Option<&str>) -> Result<Parsed, S
                 [c @ (b'A' | b'C' | b'M' | b'F' | b'T' | b'R')] => *c,
                 _ => return Err(field_err("action", f.get(6), "one of A C M F T R")),
             };
-            let flags =
-                u8::try_from(f.u64(12)?).map_err(|_| field_err("flags", f.get(12), "a byte"))?;
+            let flags = flags_from_databento(
+                u8::try_from(f.u64(12)?).map_err(|_| field_err("flags", f.get(12), "a byte"))?,
+            );
             Ok(Parsed {
                 series: series(venue_or("databento".into()), f.get(5), 9, 0),
                 rows: vec![Row {

@@ -3,7 +3,7 @@
 use crate::StoreError;
 use crate::schema::{Row, RowKind, SCHEMA_VERSION};
 use arrow_array::{Array, Int64Array, RecordBatch, UInt8Array, UInt64Array};
-use hft_book::L2Book;
+use hft_book::{L2Book, MboToL2};
 use hft_core::{FLAG_LAST, InstrumentId};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -182,8 +182,8 @@ impl Columns {
         })
     }
 
-    /// The market event of row `i` (`i < len`), read straight from the columns (`None`
-    /// for order-by-order rows); the same as `row(i).to_event(id)`, without the row.
+    /// The market event of row `i` (`i < len`), read straight from the columns; the
+    /// same as `row(i).to_event(id)`, without the row.
     #[inline]
     fn event(&self, i: usize, id: InstrumentId) -> Option<hft_core::MarketEvent> {
         use hft_core::{MarketEventKind as K, Price, Qty, Side};
@@ -207,7 +207,20 @@ impl Columns {
                 ask: Price(self.px2.values()[i]),
                 ask_qty: Qty(self.qt2.values()[i]),
             },
-            RowKind::Order => return None,
+            RowKind::Order => {
+                let (ids, actions) = self.orders.as_ref()?;
+                K::Order {
+                    action: hft_core::MboAction::from_databento(actions.values()[i])?,
+                    side: match self.sd.values()[i] {
+                        0 => Some(Side::Buy),
+                        1 => Some(Side::Sell),
+                        _ => None,
+                    },
+                    order_id: ids.values()[i],
+                    price,
+                    qty,
+                }
+            }
         };
         Some(hft_core::MarketEvent {
             ts_exchange: self.te.values()[i],
@@ -327,6 +340,20 @@ pub struct MergedReader {
     heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
     heads: Vec<Option<Row>>,
     current: Option<usize>,
+    /// Per series, the L3 book that turns its order rows into L2 levels (made at the
+    /// series' first order row).
+    mbo: Vec<Option<MboToL2>>,
+}
+
+/// Appends `e` to `out`, with the L2 events an order event amounts to.
+#[inline]
+fn emit(mbo: &mut Option<MboToL2>, e: hft_core::MarketEvent, out: &mut Vec<hft_core::MarketEvent>) {
+    if matches!(e.kind, hft_core::MarketEventKind::Order { .. }) {
+        mbo.get_or_insert_with(|| MboToL2::new(e.instrument))
+            .push(&e, &mut |x| out.push(x));
+    } else {
+        out.push(e);
+    }
 }
 
 impl MergedReader {
@@ -366,6 +393,7 @@ impl MergedReader {
             heap: std::collections::BinaryHeap::new(),
             heads: Vec::new(),
             current: None,
+            mbo: Vec::new(),
         };
         for (_, (meta, files)) in by_series {
             me.series.push(meta);
@@ -378,6 +406,7 @@ impl MergedReader {
                 to,
             });
             me.heads.push(None);
+            me.mbo.push(None);
         }
         for i in 0..me.cursors.len() {
             me.heads[i] = me.cursors[i].next_row()?;
@@ -426,8 +455,10 @@ impl MergedReader {
 }
 
 impl MergedReader {
-    /// Appends up to `max` next market events in time order to `out`, each with its
-    /// series index as instrument id (order-by-order rows are skipped); returns how many.
+    /// Appends the next market events in time order to `out`, each with its series
+    /// index as instrument id; returns how many. That is up to `max`, and up to two
+    /// more when the last row is an order record: each is followed by the `Level`
+    /// events it amounts to ([`MboToL2`]), so L2 consumers run on MBO data as is.
     /// Runs of one series are copied straight out of the decoded columns, which makes
     /// this the fast way to replay.
     pub fn next_events(
@@ -442,7 +473,7 @@ impl MergedReader {
             };
             let id = InstrumentId(i as u32);
             if let Some(e) = row.to_event(id) {
-                out.push(e);
+                emit(&mut self.mbo[i], e, out);
             }
             if self.current != Some(i) {
                 continue;
@@ -455,9 +486,10 @@ impl MergedReader {
                 continue;
             }
             if let Some(e) = head.to_event(id) {
-                out.push(e);
+                emit(&mut self.mbo[i], e, out);
             }
             let c = &mut self.cursors[i];
+            let mbo = &mut self.mbo[i];
             if let Some(cols) = &c.batch {
                 while c.pos < cols.len && out.len() - start < max {
                     let ts = cols.te.values()[c.pos];
@@ -466,7 +498,7 @@ impl MergedReader {
                     }
                     if ts >= c.from && ts <= c.to {
                         if let Some(e) = cols.event(c.pos, id) {
-                            out.push(e);
+                            emit(mbo, e, out);
                         }
                     }
                     c.pos += 1;

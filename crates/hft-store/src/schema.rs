@@ -6,7 +6,25 @@ use hft_core::{MarketEvent, MarketEventKind, Side};
 use std::sync::Arc;
 
 /// Version written into every file; readers refuse versions they do not know.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Databento's record flags that mean something here: the last record of a venue
+/// event, and a record of a snapshot.
+const DBN_F_LAST: u8 = 1 << 7;
+const DBN_F_SNAPSHOT: u8 = 1 << 5;
+
+/// A Databento record's flags as `FLAG_*` bits (every row stores hft's flags; version
+/// 1 kept the vendor's on order rows, where its `F_MAYBE_BAD_BOOK` read as warm-up).
+pub fn flags_from_databento(raw: u8) -> u8 {
+    let mut f = 0;
+    if raw & DBN_F_LAST != 0 {
+        f |= hft_core::FLAG_LAST;
+    }
+    if raw & DBN_F_SNAPSHOT != 0 {
+        f |= hft_core::FLAG_SNAPSHOT;
+    }
+    f
+}
 
 /// What a row holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +68,7 @@ pub struct Row {
     pub ts_recv: u64,
     /// Venue sequence number.
     pub seq: u64,
-    /// `FLAG_*` bits (or the vendor's flags for order records).
+    /// `FLAG_*` bits.
     pub flags: u8,
     /// `RowKind` byte.
     pub kind: u8,
@@ -121,10 +139,25 @@ impl Row {
                 qty2: ask_qty.raw(),
                 ..base
             },
+            MarketEventKind::Order {
+                action,
+                side,
+                order_id,
+                price,
+                qty,
+            } => Row {
+                kind: RowKind::Order as u8,
+                side: side.map_or(SIDE_NONE, side_byte),
+                price: price.raw(),
+                qty: qty.raw(),
+                order_id,
+                action: action.as_databento(),
+                ..base
+            },
         }
     }
 
-    /// The normalised event of a row (`None` for order-by-order records).
+    /// The normalised event of a row (`None` for an order record with an unknown action).
     pub fn to_event(&self, instrument: hft_core::InstrumentId) -> Option<MarketEvent> {
         use hft_core::{Price, Qty};
         let side = match self.side {
@@ -150,7 +183,17 @@ impl Row {
                 ask: Price(self.price2),
                 ask_qty: Qty(self.qty2),
             },
-            RowKind::Order => return None,
+            RowKind::Order => MarketEventKind::Order {
+                action: hft_core::MboAction::from_databento(self.action)?,
+                side: match self.side {
+                    0 => Some(Side::Buy),
+                    1 => Some(Side::Sell),
+                    _ => None,
+                },
+                order_id: self.order_id,
+                price: Price(self.price),
+                qty: Qty(self.qty),
+            },
         };
         Some(MarketEvent {
             ts_exchange: self.ts_exchange,

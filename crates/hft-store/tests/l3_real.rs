@@ -6,13 +6,13 @@
 
 use hft_book::{L2Book, L3Book, MboAction};
 use hft_core::{FLAG_LAST, InstrumentId, MarketEvent, MarketEventKind, Price, Qty, Side};
-use hft_store::{RowKind, data_files, import, read_file};
+use hft_store::{MergedReader, RowKind, data_files, import, read_file};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// Databento record flags (order rows keep the vendor's flags).
-const F_LAST: u8 = 128;
-const F_SNAPSHOT: u8 = 32;
+/// The flags the importer maps Databento's `F_LAST` and `F_SNAPSHOT` to.
+const F_LAST: u8 = hft_core::FLAG_LAST;
+const F_SNAPSHOT: u8 = hft_core::FLAG_SNAPSHOT;
 
 fn mbo_file() -> PathBuf {
     let dir = std::env::var_os("DATA").map_or_else(
@@ -173,4 +173,59 @@ fn ev(kind: MarketEventKind) -> MarketEvent {
         flags: FLAG_LAST,
         kind,
     }
+}
+
+#[test]
+fn the_reader_turns_mbo_records_into_levels_that_match_the_order_book() {
+    let root = std::env::temp_dir().join(format!("hft-l3-reader-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    import(&mbo_file(), &root, None, false).unwrap();
+    let mut r = MergedReader::open(&root, &Default::default(), 0, u64::MAX).unwrap();
+    let n = r.series().len();
+    // An order book fed only the order events, and an L2 book fed only the rest.
+    let mut l3: Vec<L3Book> = (0..n)
+        .map(|i| L3Book::with_capacity(InstrumentId(i as u32), 16_384))
+        .collect();
+    let mut l2: Vec<L2Book> = (0..n)
+        .map(|i| L2Book::with_capacity(InstrumentId(i as u32), 4096))
+        .collect();
+    let (mut orders, mut trades, mut checked, mut mismatches) = (0u64, 0u64, 0u64, 0u64);
+    let mut events = Vec::new();
+    while r.next_events(&mut events, 4096).unwrap() > 0 {
+        for e in events.drain(..) {
+            let i = e.instrument.index();
+            match e.kind {
+                MarketEventKind::Order {
+                    action,
+                    side,
+                    order_id,
+                    price,
+                    qty,
+                } => {
+                    orders += 1;
+                    let _ = l3[i].apply(action, order_id, side, price, qty, false);
+                }
+                MarketEventKind::Trade { .. } => trades += 1,
+                _ => {
+                    let _ = l2[i].apply(&e);
+                }
+            }
+            if e.is_last() {
+                checked += 1;
+                for s in [Side::Buy, Side::Sell] {
+                    let a: Vec<(Price, Qty)> = l3[i].levels(s).map(|(p, q, _)| (p, q)).collect();
+                    let b: Vec<(Price, Qty)> = l2[i].levels(s).collect();
+                    mismatches += u64::from(a != b);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(orders > 60_000, "{orders} order events");
+    assert!(trades > 1_000, "{trades} trade prints");
+    assert!(checked > 10_000, "{checked} message ends");
+    assert_eq!(
+        mismatches, 0,
+        "the L2 view equals the order book at every message end"
+    );
 }

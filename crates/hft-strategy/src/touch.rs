@@ -78,7 +78,9 @@ impl Strategy for TouchMaker {
         // The venue's best bid/offer stream, else the book after a depth message.
         let (bid, ask) = match ev.kind {
             MarketEventKind::Quote { bid, ask, .. } => (Some(bid), Some(ask)),
-            MarketEventKind::Level { .. } | MarketEventKind::Clear => {
+            MarketEventKind::Level { .. }
+            | MarketEventKind::Clear
+            | MarketEventKind::Order { .. } => {
                 let b = ctx.book(self.instrument);
                 (b.best_bid().map(|l| l.0), b.best_ask().map(|l| l.0))
             }
