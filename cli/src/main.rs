@@ -1763,10 +1763,8 @@ fn bench(cmd: BenchCmd) -> Result<u8, Exit> {
                 "events": r.events,
                 "import_events_per_s": r.import_events_per_s.round(),
                 "replay_events_per_s": r.replay_events_per_s.round(),
-                "replay_one_thread_events_per_s": r.replay_one_thread_events_per_s.round(),
                 "capture_replay_events_per_s": r.capture_replay_events_per_s.round(),
                 "ratio": (r.replay_events_per_s / r.capture_replay_events_per_s.max(1e-9) * 100.0).round() / 100.0,
-                "one_thread_ratio": (r.replay_one_thread_events_per_s / r.capture_replay_events_per_s.max(1e-9) * 100.0).round() / 100.0,
             });
             print_bench(&v, json);
         }

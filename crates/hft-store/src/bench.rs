@@ -19,11 +19,8 @@ pub struct StoreBench {
     pub events: u64,
     /// Import (decode, normalise, write Parquet) events per second.
     pub import_events_per_s: f64,
-    /// Replay from the store, events per second (best of the rounds), with batches
-    /// decoded on the reader's own thread.
+    /// Replay from the store, events per second (best of the rounds).
     pub replay_events_per_s: f64,
-    /// The same with every batch decoded by the replaying thread.
-    pub replay_one_thread_events_per_s: f64,
     /// Replay from the raw capture (gunzip, decode, normalise), events per second.
     pub capture_replay_events_per_s: f64,
 }
@@ -82,16 +79,9 @@ pub fn store_bench(
     let imported = crate::import_with(capture, scratch, &opts)?;
     let import_s = t.elapsed().as_secs_f64();
     let (mut best_store, mut best_capture, mut events) = (f64::MAX, f64::MAX, 0u64);
-    let mut best_one_thread = f64::MAX;
-    let replay = |decode_thread: bool| -> Result<(f64, u64), StoreError> {
+    for _ in 0..rounds.max(1) {
         let t = Instant::now();
-        let mut r = MergedReader::open_with(
-            scratch,
-            &SeriesFilter::default(),
-            0,
-            u64::MAX,
-            decode_thread,
-        )?;
+        let mut r = MergedReader::open(scratch, &SeriesFilter::default(), 0, u64::MAX)?;
         let mut n = 0u64;
         let mut batch = Vec::with_capacity(REPLAY_BATCH);
         loop {
@@ -102,13 +92,8 @@ pub fn store_bench(
             n += batch.len() as u64;
             std::hint::black_box(&batch);
         }
-        Ok((t.elapsed().as_secs_f64(), n))
-    };
-    for _ in 0..rounds.max(1) {
-        let (secs, n) = replay(true)?;
-        best_store = best_store.min(secs);
+        best_store = best_store.min(t.elapsed().as_secs_f64());
         events = n;
-        best_one_thread = best_one_thread.min(replay(false)?.0);
         let t = Instant::now();
         std::hint::black_box(replay_capture(capture, instruments)?);
         best_capture = best_capture.min(t.elapsed().as_secs_f64());
@@ -118,7 +103,6 @@ pub fn store_bench(
         events,
         import_events_per_s: imported.rows as f64 / import_s.max(1e-9),
         replay_events_per_s: per_s(best_store),
-        replay_one_thread_events_per_s: per_s(best_one_thread),
         capture_replay_events_per_s: per_s(best_capture),
     })
 }

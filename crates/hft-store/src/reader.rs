@@ -275,103 +275,10 @@ pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<File
     Ok(meta)
 }
 
-/// The decoded batches of one series, file after file.
-struct SeriesFiles {
-    files: std::collections::VecDeque<PathBuf>,
-    reader: Option<(PathBuf, ParquetRecordBatchReader)>,
-    from: u64,
-    to: u64,
-}
-
-impl SeriesFiles {
-    /// The next batch, `None` after the last file.
-    fn next_batch(&mut self) -> Result<Option<Columns>, StoreError> {
-        loop {
-            if let Some((path, reader)) = self.reader.as_mut() {
-                match reader.next() {
-                    Some(batch) => {
-                        let b = batch
-                            .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
-                        return Columns::of(&b, path).map(Some);
-                    }
-                    None => self.reader = None,
-                }
-            }
-            let Some(next) = self.files.pop_front() else {
-                return Ok(None);
-            };
-            let (_, reader) = open_file(&next, self.from, self.to)?;
-            self.reader = Some((next, reader));
-        }
-    }
-}
-
-/// Decompresses and decodes batches on a thread of its own while the reader's caller
-/// works through the ones before: decoding is most of a replay's cost, and a second
-/// core takes it off the replay's path. One thread for all series, and one batch
-/// decoded ahead per series, so memory stays two batches per series.
-struct Prefetch {
-    ask: std::sync::mpsc::Sender<usize>,
-    answers: Vec<std::sync::mpsc::Receiver<Result<Option<Columns>, StoreError>>>,
-    /// Series with a request out.
-    asked: Vec<bool>,
-}
-
-impl Prefetch {
-    fn start(series: Vec<SeriesFiles>) -> Result<Self, StoreError> {
-        let (ask, requests) = std::sync::mpsc::channel::<usize>();
-        let n = series.len();
-        let (senders, answers): (Vec<_>, Vec<_>) =
-            (0..n).map(|_| std::sync::mpsc::sync_channel(1)).unzip();
-        let mut series = series;
-        std::thread::Builder::new()
-            .name("store-decode".into())
-            .spawn(move || {
-                // Ends when the reader (and with it the request sender) is dropped.
-                while let Ok(i) = requests.recv() {
-                    let batch = series[i].next_batch();
-                    if senders[i].send(batch).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| {
-                StoreError::Format(format!("cannot start the store's decode thread: {e}"))
-            })?;
-        let mut me = Self {
-            ask,
-            answers,
-            asked: vec![false; n],
-        };
-        for i in 0..n {
-            me.request(i);
-        }
-        Ok(me)
-    }
-
-    fn request(&mut self, i: usize) {
-        self.asked[i] = self.ask.send(i).is_ok();
-    }
-
-    /// The batch asked for last (waiting for it if it is still being decoded); the
-    /// next one is asked for at once.
-    fn take(&mut self, i: usize) -> Option<Result<Option<Columns>, StoreError>> {
-        if !self.asked[i] {
-            return None;
-        }
-        self.asked[i] = false;
-        let got = self.answers[i].recv().ok()?;
-        if matches!(got, Ok(Some(_))) {
-            self.request(i);
-        }
-        Some(got)
-    }
-}
-
 /// The rows of one series in time order, a batch in memory at a time.
 struct SeriesCursor {
-    /// The series' files when decoded by the caller (no decode thread).
-    inline: Option<SeriesFiles>,
+    files: std::collections::VecDeque<PathBuf>,
+    reader: Option<(PathBuf, ParquetRecordBatchReader)>,
     batch: Option<Columns>,
     pos: usize,
     from: u64,
@@ -379,25 +286,7 @@ struct SeriesCursor {
 }
 
 impl SeriesCursor {
-    fn next_batch(
-        &mut self,
-        i: usize,
-        prefetch: &mut Option<Prefetch>,
-    ) -> Result<Option<Columns>, StoreError> {
-        if let Some(got) = prefetch.as_mut().and_then(|p| p.take(i)) {
-            return got;
-        }
-        match self.inline.as_mut() {
-            Some(files) => files.next_batch(),
-            None => Ok(None),
-        }
-    }
-
-    fn next_row(
-        &mut self,
-        i: usize,
-        prefetch: &mut Option<Prefetch>,
-    ) -> Result<Option<Row>, StoreError> {
+    fn next_row(&mut self) -> Result<Option<Row>, StoreError> {
         loop {
             if let Some(cols) = &self.batch {
                 while self.pos < cols.len {
@@ -409,11 +298,24 @@ impl SeriesCursor {
                     }
                 }
             }
+            self.batch = None;
             self.pos = 0;
-            self.batch = self.next_batch(i, prefetch)?;
-            if self.batch.is_none() {
-                return Ok(None);
+            if let Some((path, reader)) = self.reader.as_mut() {
+                match reader.next() {
+                    Some(batch) => {
+                        let b = batch
+                            .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
+                        self.batch = Some(Columns::of(&b, path)?);
+                        continue;
+                    }
+                    None => self.reader = None,
+                }
             }
+            let Some(next) = self.files.pop_front() else {
+                return Ok(None);
+            };
+            let (_, reader) = open_file(&next, self.from, self.to)?;
+            self.reader = Some((next, reader));
         }
     }
 }
@@ -438,56 +340,29 @@ pub struct MergedReader {
     heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
     heads: Vec<Option<Row>>,
     current: Option<usize>,
-    /// The decode thread, when there is one.
-    prefetch: Option<Prefetch>,
     /// Per series, the L3 book that turns its order rows into L2 levels (made at the
     /// series' first order row).
     mbo: Vec<Option<MboToL2>>,
 }
 
 /// Appends `e` to `out`, with the L2 events an order event amounts to.
-#[inline(always)]
+#[inline]
 fn emit(mbo: &mut Option<MboToL2>, e: hft_core::MarketEvent, out: &mut Vec<hft_core::MarketEvent>) {
     if matches!(e.kind, hft_core::MarketEventKind::Order { .. }) {
-        expand(mbo, &e, out);
+        mbo.get_or_insert_with(|| MboToL2::new(e.instrument))
+            .push(&e, &mut |x| out.push(x));
     } else {
         out.push(e);
     }
 }
 
-/// The order-event half of [`emit`], out of line so that the common path stays small.
-#[inline(never)]
-fn expand(
-    mbo: &mut Option<MboToL2>,
-    e: &hft_core::MarketEvent,
-    out: &mut Vec<hft_core::MarketEvent>,
-) {
-    mbo.get_or_insert_with(|| MboToL2::new(e.instrument))
-        .push(e, &mut |x| out.push(x));
-}
-
 impl MergedReader {
     /// Opens the series under `root` that pass `filter`, for exchange times in `[from, to]`.
-    /// Batches are decoded on a thread of their own when the machine has a core to
-    /// spare for it.
     pub fn open(
         root: &Path,
         filter: &SeriesFilter,
         from: u64,
         to: u64,
-    ) -> Result<Self, StoreError> {
-        let spare = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-        Self::open_with(root, filter, from, to, spare)
-    }
-
-    /// [`MergedReader::open`], with batches decoded on a thread of their own (`decode_thread`)
-    /// or by the caller.
-    pub fn open_with(
-        root: &Path,
-        filter: &SeriesFilter,
-        from: u64,
-        to: u64,
-        decode_thread: bool,
     ) -> Result<Self, StoreError> {
         let mut by_series: BTreeMap<(String, String), (FileMeta, Vec<PathBuf>)> = BTreeMap::new();
         for path in data_files(root)? {
@@ -518,26 +393,13 @@ impl MergedReader {
             heap: std::collections::BinaryHeap::new(),
             heads: Vec::new(),
             current: None,
-            prefetch: None,
             mbo: Vec::new(),
         };
-        let mut sources = Vec::new();
         for (_, (meta, files)) in by_series {
             me.series.push(meta);
-            let source = SeriesFiles {
+            me.cursors.push(SeriesCursor {
                 files: files.into(),
                 reader: None,
-                from,
-                to,
-            };
-            let inline = if decode_thread {
-                sources.push(source);
-                None
-            } else {
-                Some(source)
-            };
-            me.cursors.push(SeriesCursor {
-                inline,
                 batch: None,
                 pos: 0,
                 from,
@@ -546,11 +408,8 @@ impl MergedReader {
             me.heads.push(None);
             me.mbo.push(None);
         }
-        if decode_thread {
-            me.prefetch = Some(Prefetch::start(sources)?);
-        }
         for i in 0..me.cursors.len() {
-            me.heads[i] = me.cursors[i].next_row(i, &mut me.prefetch)?;
+            me.heads[i] = me.cursors[i].next_row()?;
             if let Some(r) = &me.heads[i] {
                 me.heap.push(std::cmp::Reverse((r.ts_exchange, i)));
             }
@@ -587,7 +446,7 @@ impl MergedReader {
         let Some(row) = self.heads[i].take() else {
             return Ok(None);
         };
-        self.heads[i] = self.cursors[i].next_row(i, &mut self.prefetch)?;
+        self.heads[i] = self.cursors[i].next_row()?;
         if self.heads[i].is_some() {
             self.current = Some(i);
         }
@@ -645,7 +504,7 @@ impl MergedReader {
                     c.pos += 1;
                 }
             }
-            self.heads[i] = self.cursors[i].next_row(i, &mut self.prefetch)?;
+            self.heads[i] = self.cursors[i].next_row()?;
             if self.heads[i].is_none() {
                 self.current = None;
             }

@@ -187,7 +187,7 @@ fn the_reader_turns_mbo_records_into_levels_that_match_the_order_book() {
         .map(|i| L3Book::with_capacity(InstrumentId(i as u32), 16_384))
         .collect();
     let mut l2: Vec<L2Book> = (0..n)
-        .map(|i| L2Book::with_capacity(InstrumentId(i as u32), 1024))
+        .map(|i| L2Book::with_capacity(InstrumentId(i as u32), 4096))
         .collect();
     let (mut orders, mut trades, mut checked, mut mismatches) = (0u64, 0u64, 0u64, 0u64);
     let mut events = Vec::new();

@@ -242,17 +242,11 @@ fn merged_reader_interleaves_series_in_time_order_within_a_range() {
         while let Some((i, row)) = r.next_row().unwrap() {
             by_row.push(row.to_event(hft_core::InstrumentId(i as u32)).unwrap());
         }
-        // Batches decoded on the reader's thread or by the caller: the same events.
-        for (max, decode_thread) in [(1, true), (7, false), (4096, true), (4096, false)] {
-            let mut r =
-                MergedReader::open_with(&root, &SeriesFilter::default(), from, to, decode_thread)
-                    .unwrap();
+        for max in [1, 7, 4096] {
+            let mut r = MergedReader::open(&root, &SeriesFilter::default(), from, to).unwrap();
             let mut by_batch = Vec::new();
             while r.next_events(&mut by_batch, max).unwrap() > 0 {}
-            assert_eq!(
-                by_batch, by_row,
-                "range {from}..={to}, batches of {max}, decode thread {decode_thread}"
-            );
+            assert_eq!(by_batch, by_row, "range {from}..={to}, batches of {max}");
         }
     }
     let one = Row {
