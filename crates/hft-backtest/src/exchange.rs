@@ -62,7 +62,7 @@ pub struct Exchange {
     /// Recorded orders ahead of ours that executed in the current venue message, with
     /// the quantity already taken off our queue position: the book change the venue
     /// sends after the execution must not take it off again.
-    executed_ahead: Vec<(u64, i64)>,
+    executed_ahead: Vec<(usize, u64, i64)>,
     /// Reports produced by the last call, in order.
     pub out: Vec<FillOrReport>,
 }
@@ -120,7 +120,7 @@ impl Exchange {
             if !self.orders.is_empty() {
                 self.fill_crossed(i, bid, ask, t);
             }
-            self.executed_ahead.clear();
+            self.executed_ahead.retain(|e| e.0 != i);
         }
     }
 
@@ -196,7 +196,20 @@ impl Exchange {
                     k += 1;
                 }
             }
-            MarketEventKind::Clear | MarketEventKind::Quote { .. } => {
+            MarketEventKind::Clear => {
+                let _ = book.apply(ev);
+                // A clear that no order event announced (a stress scenario's, or a
+                // snapshot's start): the recorded queues go with it.
+                if let Some(l3) = self.l3[i].as_mut() {
+                    l3.clear();
+                    for o in &mut self.orders {
+                        if o.cmd.instrument.index() == i {
+                            o.priority = RESET;
+                        }
+                    }
+                }
+            }
+            MarketEventKind::Quote { .. } => {
                 let _ = book.apply(ev);
             }
             MarketEventKind::Order {
@@ -250,10 +263,14 @@ impl Exchange {
                     MboAction::Modify => r.qty.raw() - qty.raw(),
                     _ => qty.raw().min(r.qty.raw()),
                 };
-                let gone = match self.executed_ahead.iter_mut().find(|e| e.0 == id) {
+                let gone = match self
+                    .executed_ahead
+                    .iter_mut()
+                    .find(|e| (e.0, e.1) == (i, id))
+                {
                     Some(e) => {
-                        let already = e.1.min(gone);
-                        e.1 -= already;
+                        let already = e.2.min(gone);
+                        e.2 -= already;
                         gone - already
                     }
                     None => gone,
@@ -289,7 +306,7 @@ impl Exchange {
                     k += 1;
                 }
                 if ahead_of_some {
-                    self.executed_ahead.push((id, executed));
+                    self.executed_ahead.push((i, id, executed));
                 }
             }
             (MboAction::Clear, _) => {

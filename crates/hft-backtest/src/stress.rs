@@ -5,8 +5,7 @@
 
 use hft_book::L2Book;
 use hft_core::{
-    FLAG_LAST, FLAG_SNAPSHOT, InstrumentId, MarketEvent, MarketEventKind, MboAction, Nanos, Price,
-    Qty, Side,
+    FLAG_LAST, FLAG_SNAPSHOT, InstrumentId, MarketEvent, MarketEventKind, Nanos, Price, Qty, Side,
 };
 
 /// A scenario.
@@ -47,8 +46,16 @@ impl Scenario {
         Some(vec![(a - 1, base), (a, l), (b, l), (b + 1, base)])
     }
 
-    /// The rewritten events.
+    /// The rewritten events. Order-by-order events are left out: a scenario rewrites
+    /// levels and trades, which the recorded orders would no longer add up to, so the
+    /// venue queues by its L2 model under stress.
     pub fn apply(&self, events: &[MarketEvent], instruments: usize) -> Vec<MarketEvent> {
+        let events: Vec<MarketEvent> = events
+            .iter()
+            .filter(|e| !matches!(e.kind, MarketEventKind::Order { .. }))
+            .copied()
+            .collect();
+        let events = &events[..];
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Vec::new();
         };
@@ -119,9 +126,7 @@ fn shift_prices(e: &mut MarketEvent, bps: i64) {
             *bid = shift(*bid, bps);
             *ask = shift(*ask, bps);
         }
-        MarketEventKind::Order { action, price, .. } if *action != MboAction::Clear => {
-            *price = shift(*price, bps)
-        }
+        // Order events are left out before any rewrite (see `apply`).
         MarketEventKind::Clear | MarketEventKind::Order { .. } => {}
     }
 }
@@ -133,14 +138,14 @@ fn scale_sizes(e: &mut MarketEvent, f: f64) {
         }
     };
     match &mut e.kind {
-        MarketEventKind::Level { qty, .. } | MarketEventKind::Order { qty, .. } => s(qty),
+        MarketEventKind::Level { qty, .. } => s(qty),
         MarketEventKind::Quote {
             bid_qty, ask_qty, ..
         } => {
             s(bid_qty);
             s(ask_qty);
         }
-        MarketEventKind::Trade { .. } | MarketEventKind::Clear => {}
+        MarketEventKind::Trade { .. } | MarketEventKind::Clear | MarketEventKind::Order { .. } => {}
     }
 }
 

@@ -330,10 +330,11 @@ fn check(side: Side, price: Price, qty: Qty) -> Result<(), BookError> {
     Ok(())
 }
 
-/// Turns market-by-order events into what L2 consumers read: each `Order` event is
-/// passed on and followed by the `Level` events it amounts to (the order's old level
-/// and its new one) or, for a clear, by a `Clear` that starts a snapshot; a trade
-/// print becomes a `Trade`. With it, books, strategies and venues built for L2 data
+/// Turns market-by-order events into what L2 consumers read: each order's add,
+/// cancel, modify, execution or clear is passed on as its `Order` event, followed by
+/// the `Level` events it amounts to (the order's old level and its new one) or, for a
+/// clear, by a `Clear` that starts a snapshot; a trade print becomes a `Trade` (and is
+/// dropped when it names no aggressor and ends no message). With it, books, strategies and venues built for L2 data
 /// run on MBO data unchanged, and the L3 detail stays in the stream for those that
 /// want it.
 ///

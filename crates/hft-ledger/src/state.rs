@@ -146,8 +146,15 @@ impl LedgerState {
                 Applied::Done
             }
             Command::Kill { scope, engaged, ts } => {
-                if self.kills.get(scope).is_some_and(|&(_, at)| *ts < at) {
-                    return Applied::Rejected(Rejection::StaleKill);
+                if let Some(&(now, at)) = self.kills.get(scope)
+                    && *ts < at
+                {
+                    // Asking for what is already in force is no conflict.
+                    return if now == *engaged {
+                        Applied::Done
+                    } else {
+                        Applied::Rejected(Rejection::StaleKill)
+                    };
                 }
                 self.kills.insert(scope.clone(), (*engaged, *ts));
                 Applied::Done
@@ -835,6 +842,10 @@ mod tests {
             Applied::Rejected(Rejection::StaleKill)
         );
         assert_eq!(back.apply(&kill(false, 30)), Applied::Done);
+        assert!(!back.is_killed("mm", "x"));
+        // A late request for the state already in force changes nothing and is no
+        // conflict.
+        assert_eq!(back.apply(&kill(false, 1)), Applied::Done);
         assert!(!back.is_killed("mm", "x"));
     }
 

@@ -346,14 +346,24 @@ pub struct MergedReader {
 }
 
 /// Appends `e` to `out`, with the L2 events an order event amounts to.
-#[inline]
+#[inline(always)]
 fn emit(mbo: &mut Option<MboToL2>, e: hft_core::MarketEvent, out: &mut Vec<hft_core::MarketEvent>) {
     if matches!(e.kind, hft_core::MarketEventKind::Order { .. }) {
-        mbo.get_or_insert_with(|| MboToL2::new(e.instrument))
-            .push(&e, &mut |x| out.push(x));
+        expand(mbo, &e, out);
     } else {
         out.push(e);
     }
+}
+
+/// The order-event half of [`emit`], out of line so that the common path stays small.
+#[inline(never)]
+fn expand(
+    mbo: &mut Option<MboToL2>,
+    e: &hft_core::MarketEvent,
+    out: &mut Vec<hft_core::MarketEvent>,
+) {
+    mbo.get_or_insert_with(|| MboToL2::new(e.instrument))
+        .push(e, &mut |x| out.push(x));
 }
 
 impl MergedReader {
