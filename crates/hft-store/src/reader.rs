@@ -211,11 +211,7 @@ impl Columns {
                 let (ids, actions) = self.orders.as_ref()?;
                 K::Order {
                     action: hft_core::MboAction::from_databento(actions.values()[i])?,
-                    side: match self.sd.values()[i] {
-                        0 => Some(Side::Buy),
-                        1 => Some(Side::Sell),
-                        _ => None,
-                    },
+                    side: crate::schema::side_from_byte(self.sd.values()[i]),
                     order_id: ids.values()[i],
                     price,
                     qty,

@@ -59,6 +59,15 @@ impl RowKind {
 /// Side byte: 0 buy, 1 sell, 2 none.
 pub const SIDE_NONE: u8 = 2;
 
+/// The side a stored side byte names (`None` for [`SIDE_NONE`]).
+pub(crate) fn side_from_byte(b: u8) -> Option<Side> {
+    match b {
+        0 => Some(Side::Buy),
+        1 => Some(Side::Sell),
+        _ => None,
+    }
+}
+
 /// One stored row.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Row {
@@ -185,11 +194,7 @@ impl Row {
             },
             RowKind::Order => MarketEventKind::Order {
                 action: hft_core::MboAction::from_databento(self.action)?,
-                side: match self.side {
-                    0 => Some(Side::Buy),
-                    1 => Some(Side::Sell),
-                    _ => None,
-                },
+                side: side_from_byte(self.side),
                 order_id: self.order_id,
                 price: Price(self.price),
                 qty: Qty(self.qty),
