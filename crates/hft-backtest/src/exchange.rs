@@ -35,6 +35,14 @@ struct Resting {
 /// A resting order's priority while the recorded book is being rebuilt.
 const RESET: u64 = u64::MAX;
 
+/// Our orders on instrument `i` lose their places when its recorded book is cleared,
+/// until the snapshot that rebuilds it is over.
+fn reset_queue(orders: &mut [Resting], i: usize) {
+    for o in orders.iter_mut().filter(|o| o.cmd.instrument.index() == i) {
+        o.priority = RESET;
+    }
+}
+
 /// A fill with what the report needs beyond the venue report.
 #[derive(Clone, Copy, Debug)]
 pub struct FillRecord {
@@ -202,11 +210,7 @@ impl Exchange {
                 // snapshot's start): the recorded queues go with it.
                 if let Some(l3) = self.l3[i].as_mut() {
                     l3.clear();
-                    for o in &mut self.orders {
-                        if o.cmd.instrument.index() == i {
-                            o.priority = RESET;
-                        }
-                    }
+                    reset_queue(&mut self.orders, i);
                 }
             }
             MarketEventKind::Quote { .. } => {
@@ -309,13 +313,7 @@ impl Exchange {
                     self.executed_ahead.push((i, id, executed));
                 }
             }
-            (MboAction::Clear, _) => {
-                for o in &mut self.orders {
-                    if o.cmd.instrument.index() == i {
-                        o.priority = RESET;
-                    }
-                }
-            }
+            (MboAction::Clear, _) => reset_queue(&mut self.orders, i),
             _ => {}
         }
         let _ = book.apply(action, id, side, price, qty, false);
