@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 use crate::Exit;
 use crate::venue_cmd::{Harness, Net};
 
+/// Members of the run's etcd cluster (one can die without losing quorum).
+const ETCD_MEMBERS: usize = 3;
+
 /// `hft chaos run` arguments.
 #[derive(Args, Debug)]
 pub struct ChaosArgs {
@@ -255,9 +258,16 @@ pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
         },
         net,
     );
-    let keep = a.report.is_some() || !matches!(&result, Ok((_, true)));
-    if !keep {
-        let _ = std::fs::remove_dir_all(&dir);
+    if a.report.is_none() {
+        if matches!(&result, Ok((_, true))) {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            // Keep the logs to read, not the etcd members' data (hundreds of MB each
+            // run; a long run of failing seeds would fill the disk).
+            for i in 0..ETCD_MEMBERS {
+                let _ = std::fs::remove_dir_all(dir.join("etcd").join(format!("etcd-{i}")));
+            }
+        }
     }
     let (mut v, clean) =
         result.map_err(|e| Exit(1, anyhow!("{e:#} (logs in {})", dir.display())))?;
@@ -375,7 +385,7 @@ fn arm(h: &mut Harness, token: &str, id: u64, name: &str, actions: &str) -> anyh
 }
 
 fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
-    let mut h = Harness::launch(r.etcd_bin, r.dir, net, 3, r.nodes)?;
+    let mut h = Harness::launch(r.etcd_bin, r.dir, net, ETCD_MEMBERS, r.nodes)?;
     let plan = schedule(r.seed, r.faults, h.names.len(), r.kinds);
     let token = h.admin_token()?;
     let mut log = Vec::new();

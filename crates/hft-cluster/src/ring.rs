@@ -2,7 +2,8 @@
 //! spins first and parks only when there is nothing to do, so a busy pipeline never
 //! makes a syscall and an idle node does not burn the CPU.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
@@ -19,9 +20,16 @@ pub enum IdleMode {
 /// The wake-up side of a consumer thread, shared with its producers.
 #[derive(Debug, Default)]
 pub struct Parker {
-    sleeping: AtomicBool,
+    /// `AWAKE`, `PARKED` (woken by unpark) or `POLLING` (woken through `event`).
+    state: AtomicU8,
     thread: OnceLock<Thread>,
+    /// An eventfd, made the first time the consumer sleeps on a socket.
+    event: OnceLock<Option<OwnedFd>>,
 }
+
+const AWAKE: u8 = 0;
+const PARKED: u8 = 1;
+const POLLING: u8 = 2;
 
 impl Parker {
     /// A parker to be claimed by its consumer thread.
@@ -35,12 +43,23 @@ impl Parker {
     }
 
     /// Called by a producer after it pushed: a load when the consumer is awake, an
-    /// unpark only when it sleeps.
+    /// unpark or an eventfd write only when it sleeps.
     #[inline]
     pub fn wake(&self) {
-        if self.sleeping.load(Ordering::SeqCst) {
-            if let Some(t) = self.thread.get() {
-                t.unpark();
+        match self.state.load(Ordering::SeqCst) {
+            AWAKE => {}
+            PARKED => {
+                if let Some(t) = self.thread.get() {
+                    t.unpark();
+                }
+            }
+            _ => {
+                if let Some(Some(fd)) = self.event.get() {
+                    let one = 1u64.to_ne_bytes();
+                    // SAFETY: writes 8 bytes from a live buffer to an eventfd we own; a
+                    // full counter (EAGAIN) already means "wake up".
+                    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+                }
             }
         }
     }
@@ -48,11 +67,54 @@ impl Parker {
     /// Parks the consumer unless `has_work` turns true after announcing the sleep (the
     /// re-check closes the race with a producer that pushed just before).
     pub fn park(&self, timeout: Duration, has_work: impl Fn() -> bool) {
-        self.sleeping.store(true, Ordering::SeqCst);
+        self.state.store(PARKED, Ordering::SeqCst);
         if !has_work() {
             std::thread::park_timeout(timeout);
         }
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.state.store(AWAKE, Ordering::SeqCst);
+    }
+
+    /// Sleeps until a producer wakes the consumer, `fd` turns readable, or `timeout`
+    /// passes: a thread that serves both rings and a socket sleeps without polling
+    /// either. Falls back to `park` if no eventfd can be made.
+    pub fn park_on(&self, fd: RawFd, timeout: Duration, has_work: impl Fn() -> bool) {
+        let event = self.event.get_or_init(|| {
+            // SAFETY: eventfd takes no pointers; a non-negative result is a new fd
+            // that nothing else owns.
+            let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            // SAFETY: see above.
+            (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) })
+        });
+        let Some(event) = event else {
+            return self.park(timeout, has_work);
+        };
+        self.state.store(POLLING, Ordering::SeqCst);
+        if !has_work() {
+            let mut fds = [
+                libc::pollfd {
+                    fd: event.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let ts = libc::timespec {
+                tv_sec: timeout.as_secs() as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: two initialised pollfds and a timespec, all alive for the call.
+            let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+            if n > 0 && fds[0].revents & libc::POLLIN != 0 {
+                let mut count = [0u8; 8];
+                // SAFETY: reads at most 8 bytes into a live 8-byte buffer.
+                unsafe { libc::read(event.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+            }
+        }
+        self.state.store(AWAKE, Ordering::SeqCst);
     }
 }
 
@@ -82,9 +144,25 @@ impl Idler {
     /// woken or `timeout` unless `has_work` turned true meanwhile.
     #[inline]
     pub fn idle(&mut self, parker: &Parker, timeout: Duration, has_work: impl Fn() -> bool) {
+        self.idle_on(parker, None, timeout, has_work);
+    }
+
+    /// `idle`, but the sleep also ends when `fd` (a socket the thread serves) turns
+    /// readable.
+    #[inline]
+    pub fn idle_on(
+        &mut self,
+        parker: &Parker,
+        fd: Option<RawFd>,
+        timeout: Duration,
+        has_work: impl Fn() -> bool,
+    ) {
         self.spins = self.spins.saturating_add(1);
         if self.mode == IdleMode::Park && self.spins > SPIN_BEFORE_PARK {
-            parker.park(timeout, has_work);
+            match fd {
+                Some(fd) => parker.park_on(fd, timeout, has_work),
+                None => parker.park(timeout, has_work),
+            }
         } else {
             std::hint::spin_loop();
         }

@@ -26,6 +26,12 @@ pub trait VenuePort: Send + 'static {
     /// Ends the session: what rests at the venue is cancelled and every report up to
     /// then is delivered.
     fn finish(&mut self, now: Nanos, out: &mut impl VenueOutput);
+    /// A socket the gateway may sleep on when idle, so that the venue's next message
+    /// wakes it at once instead of at its next poll; `None` for a venue inside the
+    /// process, whose next event time `idle_for` already tells.
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
     /// True once the venue refuses this session (a newer owner took its strategy over,
     /// or the link is gone): the node must stop the engine.
     fn ended(&self) -> bool {
@@ -362,7 +368,18 @@ impl VenuePort for RemoteVenue {
     }
 
     fn idle_for(&self, _: Nanos) -> Duration {
-        Duration::from_micros(200)
+        if self.pending.is_empty() {
+            // The gateway sleeps on the socket (`wait_fd`): a message ends the wait.
+            Duration::from_millis(100)
+        } else {
+            // The socket pushed back: retry the write soon.
+            Duration::from_micros(200)
+        }
+    }
+
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        (!self.broken).then(|| self.stream.as_raw_fd())
     }
 
     fn flow_events(&self) -> u64 {

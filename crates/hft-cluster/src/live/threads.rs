@@ -535,9 +535,20 @@ impl<V: VenuePort> GatewayThread<V> {
             if worked {
                 idler.reset();
             } else {
-                let wait = self.venue.idle_for(self.clock.now());
+                let now = self.clock.now();
+                let wait = if fanout.booked_backlog.is_empty() && !fanout.resync.contains(&true) {
+                    // Sleep no later than the next status publication.
+                    self.venue
+                        .idle_for(now)
+                        .min(Duration::from_nanos(next_status.saturating_sub(now)))
+                } else {
+                    // A ring was full: retry soon.
+                    Duration::from_micros(200)
+                };
                 let orders = &self.orders;
-                idler.idle(&self.parker, wait, || orders.iter().any(|r| !r.is_empty()));
+                idler.idle_on(&self.parker, self.venue.wait_fd(), wait, || {
+                    orders.iter().any(|r| !r.is_empty())
+                });
             }
         }
         (self.venue, lat)
