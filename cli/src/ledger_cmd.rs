@@ -977,7 +977,7 @@ pub fn kill(a: KillArgs) -> Result<u8, Exit> {
     let v = post(
         &a.ep,
         "/v1/kill",
-        &json!({ "scope": scope, "engaged": !a.release }),
+        &json!({ "scope": scope, "engaged": !a.release, "at_ns": hft_cluster::coord::now_ns() }),
     )?;
     if a.ep.json {
         println!("{v}");

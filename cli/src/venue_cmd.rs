@@ -833,7 +833,11 @@ impl Harness {
         strategy: &str,
         engaged: bool,
     ) -> anyhow::Result<()> {
-        let body = json!({ "scope": format!("strategy:{strategy}"), "engaged": engaged });
+        // One decision, one time: a request a slow node takes up after the retry
+        // elsewhere succeeded carries the same time and cannot undo a later change.
+        let at_ns = hft_cluster::coord::now_ns();
+        let body =
+            json!({ "scope": format!("strategy:{strategy}"), "engaged": engaged, "at_ns": at_ns });
         let body = body.to_string();
         // The ledger may be electing after an earlier fault, or nodes restarting after
         // fencing themselves: ask again for a while, supervising.

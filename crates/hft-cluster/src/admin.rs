@@ -12,7 +12,9 @@
 //! - `POST /v1/ledger/transfer-leader` — `{"to": ID}`.
 //! - `POST /v1/ledger/fence` — `{"strategy", "epoch"}`: refuse fills from older owners.
 //!
-//! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool}`.
+//! - `POST /v1/kill` — `{"scope": "global"|"strategy:NAME"|"venue:NAME", "engaged": bool,
+//!   "at_ns": u64?}`; `at_ns` (when the caller decided) orders changes, so a retried
+//!   request never undoes a later one (409).
 //! - `GET  /v1/audit` — the audit trail; `GET /openapi.json` — the OpenAPI document.
 //!
 //! Probes, without a token (they tell a status code and nothing else):
@@ -766,7 +768,15 @@ async fn transfer(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes)
 struct KillReq {
     scope: String,
     engaged: bool,
+    /// When the caller decided (ns since the epoch, its clock): the change's time in the
+    /// ledger, so that a request a node takes up late (the caller timed out and asked
+    /// another node) cannot undo a later change. The node's clock when absent.
+    #[serde(default)]
+    at_ns: Option<u64>,
 }
+
+/// How far ahead of the node's clock a kill request's `at_ns` may be (clock skew).
+const KILL_MAX_SKEW_NS: u64 = 5_000_000_000;
 
 /// Engages (trader) or releases (admin) a kill switch in the ledger, where every node
 /// sees it.
@@ -793,7 +803,21 @@ async fn kill(st: web::Data<AdminState>, req: HttpRequest, body: web::Bytes) -> 
             );
         }
     };
-    let ts = crate::coord::now_ns();
+    let now = crate::coord::now_ns();
+    let ts = match body.at_ns {
+        Some(at) if at > now.saturating_add(KILL_MAX_SKEW_NS) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "at_ns: {at} is {} ms ahead of this node's clock; send the time the change was decided, or leave at_ns out",
+                    (at - now) / 1_000_000
+                ),
+            );
+        }
+        Some(at) => at,
+        None => now,
+    };
+    tracing::info!(scope = %scope, engaged = body.engaged, at_ns = ts, by = who.as_ref().map_or("-", |p| p.name.as_str()), "kill switch change asked");
     let cmd = Command::Kill {
         scope: scope.clone(),
         engaged: body.engaged,

@@ -173,3 +173,71 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
     drop(l);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A kill switch change is ordered by when its caller decided (`at_ns`), not by when a
+/// node took the request up: an engage retried elsewhere and taken up late by a slow
+/// node cannot undo the release that followed it.
+#[test]
+fn a_late_kill_request_cannot_undo_a_later_change() {
+    let dir = std::env::temp_dir().join(format!("hft-admin-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let l = common::btc_ledger(&dir);
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminState {
+            trading: None,
+            node: 1,
+            ledger: Some(l.ledger.clone()),
+            fenced: None,
+            auth: None,
+            audit: None,
+        },
+        None,
+    )
+    .unwrap();
+    let url = format!("http://{}/v1/kill", srv.addr);
+    let now = hft_cluster::coord::now_ns();
+    let kill = |engaged: bool, at: u64| {
+        call(
+            "POST",
+            &url,
+            Some(&json!({"scope": "strategy:mm", "engaged": engaged, "at_ns": at}).to_string()),
+        )
+    };
+    let engaged = || {
+        let (_, v) = call(
+            "GET",
+            &format!("http://{}/v1/ledger/positions", srv.addr),
+            None,
+        );
+        v["kills"].to_string()
+    };
+    let (st, v) = kill(true, now - 3_000_000_000);
+    assert_eq!(st, 200, "{v}");
+    // The same decision asked again (a retry) is answered, not refused.
+    let (st, v) = kill(true, now - 3_000_000_000);
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = kill(false, now - 1_000_000_000);
+    assert_eq!(st, 200, "{v}");
+    let released = engaged();
+    // The engage decided before the release, taken up now: refused, the release holds.
+    let (st, v) = kill(true, now - 2_000_000_000);
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(engaged(), released);
+    // A time far ahead of the node's clock is a bad request.
+    let (st, v) = kill(true, now + 60_000_000_000);
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("at_ns"), "{v}");
+    assert_eq!(engaged(), released);
+    // Without at_ns the node's clock orders the change: it is in force.
+    let (st, v) = call(
+        "POST",
+        &url,
+        Some(r#"{"scope": "strategy:mm", "engaged": true}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_ne!(engaged(), released);
+    drop(srv);
+    drop(l);
+    let _ = std::fs::remove_dir_all(&dir);
+}
