@@ -902,8 +902,7 @@ fn run(args: RunArgs) -> Result<u8, Exit> {
         }
         report
     };
-    print!("{}", report.table());
-    write_summary(&report, args.summary_json.as_deref())?;
+    finish_session(&config, &report, args.summary_json.as_deref())?;
     Ok(if report.killed { 3 } else { 0 })
 }
 
@@ -1191,6 +1190,7 @@ fn backtest_sweep(
 
 fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Exit> {
     let mut runs = Vec::new();
+    let interval_s = hft_backtest::peer_setup().sample_interval as f64 / 1e9;
     for cfg in [a, b] {
         let loaded = backtest_data(data, Some(cfg))?;
         let (specs, engines) = backtest_engines(Some(cfg), &loaded.specs)?;
@@ -1201,34 +1201,21 @@ fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Ex
         runs.push((o, m));
     }
     let r = hft_backtest::report::ab_compare(&runs[0].0, &runs[1].0, 2_000, 1);
-    let v = json!({
-        "a": {"config": a.display().to_string(), "pnl": runs[0].1.pnl, "fills": runs[0].1.fills, "max_drawdown": runs[0].1.max_drawdown},
-        "b": {"config": b.display().to_string(), "pnl": runs[1].1.pnl, "fills": runs[1].1.fills, "max_drawdown": runs[1].1.max_drawdown},
-        "intervals": r.intervals,
-        "mean_diff_per_interval": r.mean_diff,
-        "ci95": [r.ci.0, r.ci.1],
-        "verdict": r.verdict,
-    });
+    let mut v = r.json();
+    v["a"] = json!({"config": a.display().to_string(), "pnl": runs[0].1.pnl, "fills": runs[0].1.fills, "max_drawdown": runs[0].1.max_drawdown});
+    v["b"] = json!({"config": b.display().to_string(), "pnl": runs[1].1.pnl, "fills": runs[1].1.fills, "max_drawdown": runs[1].1.max_drawdown});
     if json_out {
         println!("{v}");
     } else {
         println!(
-            "A {}: PnL {:.4}, {} fills\nB {}: PnL {:.4}, {} fills\nA - B per 1 s interval: {:.6} (95% CI {:.6} .. {:.6}, {} intervals): {}",
+            "A {}: PnL {:.4}, {} fills\nB {}: PnL {:.4}, {} fills\n{}",
             a.display(),
             runs[0].1.pnl,
             runs[0].1.fills,
             b.display(),
             runs[1].1.pnl,
             runs[1].1.fills,
-            r.mean_diff,
-            r.ci.0,
-            r.ci.1,
-            r.intervals,
-            match r.verdict {
-                "A" => "A is better",
-                "B" => "B is better",
-                _ => "no significant difference",
-            }
+            r.line(interval_s),
         );
     }
     Ok(0)
@@ -1292,10 +1279,24 @@ fn backtest(data: &Path, report: Option<&Path>, config: Option<&Path>) -> Result
 }
 
 /// Writes the session summary as JSON to `path`, if given.
-fn write_summary(report: &SessionReport, path: Option<&Path>) -> Result<(), Exit> {
+/// Prints a session's table (and its live A/B result, if the config splits strategies
+/// into variants) and writes the JSON summary to `path`.
+fn finish_session(
+    config: &Config,
+    report: &SessionReport,
+    path: Option<&Path>,
+) -> Result<(), Exit> {
+    print!("{}", report.table());
+    let ab = live_ab(config, report);
+    if let Some((_, line)) = &ab {
+        println!("{line}");
+    }
     if let Some(path) = path {
-        let text =
-            serde_json::to_string_pretty(&summary_json(report)).context("rendering the summary")?;
+        let mut summary = summary_json(report);
+        if let Some((v, _)) = ab {
+            summary["ab"] = v;
+        }
+        let text = serde_json::to_string_pretty(&summary).context("rendering the summary")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the summary to {}", path.display()))?;
     }
@@ -1353,6 +1354,51 @@ fn status_line(
         latency[1].load(Ordering::Relaxed),
         parts.join("  ")
     )
+}
+
+/// A live A/B test: the summed PnL paths of the strategies of variant A and of variant
+/// B, compared interval by interval with the paired bootstrap of `hft backtest ab`.
+/// None when no strategy has a variant (or the session ran none of them).
+fn live_ab(config: &Config, r: &SessionReport) -> Option<(serde_json::Value, String)> {
+    use hft_config::Variant;
+    let variant_of = |name: &str| {
+        config
+            .strategies
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.variant)
+    };
+    let arm: Vec<Option<Variant>> = r.strategies.iter().map(|s| variant_of(&s.name)).collect();
+    let path = |v: Variant| r.pnl_path.sum_of(|i| arm.get(i) == Some(&Some(v)));
+    let names = |v: Variant| -> Vec<&str> {
+        r.strategies
+            .iter()
+            .zip(&arm)
+            .filter(|(_, a)| **a == Some(v))
+            .map(|(s, _)| s.name.as_str())
+            .collect()
+    };
+    let (na, nb) = (names(Variant::A), names(Variant::B));
+    if na.is_empty() || nb.is_empty() {
+        return None;
+    }
+    let (pa, pb) = (path(Variant::A), path(Variant::B));
+    let res = hft_backtest::report::ab_compare_paths(&pa, &pb, 2_000, r.seed);
+    let last = |p: &[i64]| hft_core::Money(p.last().copied().unwrap_or(0)).to_string();
+    let interval_s = r.pnl_path.interval_ns as f64 / 1e9;
+    let mut v = res.json();
+    v["interval_s"] = json!(interval_s);
+    v["a"] = json!({"strategies": na, "pnl": last(&pa)});
+    v["b"] = json!({"strategies": nb, "pnl": last(&pb)});
+    let line = format!(
+        "A/B: A ({}) PnL {}, B ({}) PnL {}\n{}",
+        na.join(", "),
+        last(&pa),
+        nb.join(", "),
+        last(&pb),
+        res.line(interval_s)
+    );
+    Some((v, line))
 }
 
 fn summary_json(r: &SessionReport) -> serde_json::Value {

@@ -112,8 +112,7 @@ pub fn replay_paper(
     });
     let report = hft_cluster::paper::run_paper(&config, specs, map, source, "replay")
         .map_err(|e| fail(2, e))?;
-    print!("{}", report.table());
-    crate::write_summary(&report, summary_json)?;
+    crate::finish_session(&config, &report, summary_json)?;
     if let Some(e) = error.into_inner() {
         return Err(fail(1, format!("replay stopped early: {e}")));
     }

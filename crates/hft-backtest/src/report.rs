@@ -497,11 +497,17 @@ pub struct AbResult {
 /// paired by interval, and the mean difference is resampled `rounds` times with a
 /// seeded generator (the same inputs give the same interval).
 pub fn ab_compare(a: &Outcome, b: &Outcome, rounds: usize, seed: u64) -> AbResult {
+    let path = |o: &Outcome| -> Vec<i64> { o.samples.iter().map(|s| s.pnl).collect() };
+    ab_compare_paths(&path(a), &path(b), rounds, seed)
+}
+
+/// `ab_compare` over two PnL paths sampled at the same instants (money raw units): two
+/// backtests on the same data, or the two arms of a live A/B test over one session.
+pub fn ab_compare_paths(a: &[i64], b: &[i64], rounds: usize, seed: u64) -> AbResult {
     use rand::{Rng, SeedableRng};
-    let steps = |o: &Outcome| -> Vec<f64> {
-        o.samples
-            .windows(2)
-            .map(|w| money(w[1].pnl - w[0].pnl))
+    let steps = |p: &[i64]| -> Vec<f64> {
+        p.windows(2)
+            .map(|w| money(w[1].saturating_sub(w[0])))
             .collect()
     };
     let (sa, sb) = (steps(a), steps(b));
@@ -535,6 +541,35 @@ pub fn ab_compare(a: &Outcome, b: &Outcome, rounds: usize, seed: u64) -> AbResul
         ci,
         intervals: n,
         verdict,
+    }
+}
+
+impl AbResult {
+    /// The result as the `ab` fields of a JSON report.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "intervals": self.intervals,
+            "mean_diff_per_interval": self.mean_diff,
+            "ci95": [self.ci.0, self.ci.1],
+            "verdict": self.verdict,
+        })
+    }
+
+    /// One line for people: the difference per interval of `interval_s`, its interval
+    /// and the verdict.
+    pub fn line(&self, interval_s: f64) -> String {
+        format!(
+            "A - B per {interval_s} s interval: {:.6} (95% CI {:.6} .. {:.6}, {} intervals): {}",
+            self.mean_diff,
+            self.ci.0,
+            self.ci.1,
+            self.intervals,
+            match self.verdict {
+                "A" => "A is better",
+                "B" => "B is better",
+                _ => "no significant difference",
+            }
+        )
     }
 }
 

@@ -41,7 +41,10 @@ pub fn run_deterministic(config: &Config, seed: u64, duration: Duration) -> Sess
     };
     let mut session = SimSession::new(parts.venue, parts.slots, timing, 0);
     let until = duration.as_nanos().min(u128::from(u64::MAX)) as u64;
-    session.run_until(until, |_| false);
+    let mut pnl_path = report::PnlPath::new(report::PNL_SAMPLE_INTERVAL_NS);
+    session.run_sampled(until, report::PNL_SAMPLE_INTERVAL_NS, |s| {
+        pnl_path.offer_slots(s.slots());
+    });
     session.shutdown();
     let venue_events = session.venue().flow_events();
     let slots = session.into_slots();
@@ -52,5 +55,6 @@ pub fn run_deterministic(config: &Config, seed: u64, duration: Duration) -> Sess
         venue_events,
         &slots,
         parts.kill.is_engaged(),
+        pnl_path,
     )
 }

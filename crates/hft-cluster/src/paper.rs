@@ -43,7 +43,10 @@ pub fn run_paper<I: Iterator<Item = MarketEvent>>(
         timer_interval: config.engine.timer_interval_ms * 1_000_000,
     };
     let mut session = SimSession::new(market, slots, timing, start);
-    session.run_until(Nanos::MAX, |_| false);
+    let mut pnl_path = crate::report::PnlPath::new(crate::report::PNL_SAMPLE_INTERVAL_NS);
+    session.run_sampled(Nanos::MAX, crate::report::PNL_SAMPLE_INTERVAL_NS, |s| {
+        pnl_path.offer_slots(s.slots());
+    });
     session.shutdown();
     let venue_events = session.venue().venue().stats().events;
     let duration = session.now().saturating_sub(start) as f64 / NANOS_PER_SEC as f64;
@@ -55,6 +58,7 @@ pub fn run_paper<I: Iterator<Item = MarketEvent>>(
         venue_events,
         &slots,
         kill.is_engaged(),
+        pnl_path,
     ))
 }
 

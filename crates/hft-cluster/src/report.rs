@@ -75,6 +75,83 @@ pub struct SessionReport {
     pub md_resyncs: u64,
     /// What the ledger booked (live mode with the ledger enabled).
     pub ledger: Option<LedgerSummary>,
+    /// Each strategy's PnL over the session, for comparing strategies interval by
+    /// interval (a live A/B test).
+    pub pnl_path: PnlPath,
+}
+
+/// Every strategy's PnL sampled at a fixed interval over a session. Memory is bounded:
+/// past `MAX_ROWS` samples every other one is dropped and the interval doubles, so a
+/// session of any length keeps between half and all of `MAX_ROWS` rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PnlPath {
+    /// Nanoseconds between consecutive rows.
+    pub interval_ns: u64,
+    /// One row per sample: each strategy's PnL after fees marked at its mid, money raw
+    /// units, in the order of the report's strategies.
+    pub rows: Vec<Vec<i64>>,
+    /// Samples offered since the start; every `stride`-th is kept.
+    offered: u64,
+    stride: u64,
+}
+
+/// Samples the interval of which a PnL path starts with.
+pub const PNL_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
+
+impl PnlPath {
+    /// Rows kept at most.
+    pub const MAX_ROWS: usize = 16_384;
+
+    /// An empty path sampled every `interval_ns`.
+    pub fn new(interval_ns: u64) -> Self {
+        Self {
+            interval_ns,
+            rows: Vec::new(),
+            offered: 0,
+            stride: 1,
+        }
+    }
+
+    /// One sample, taken `interval_ns` (as given to `new`) after the previous one.
+    pub fn offer(&mut self, pnl: impl Iterator<Item = i64>) {
+        let keep = self.offered.is_multiple_of(self.stride);
+        self.offered += 1;
+        if !keep {
+            return;
+        }
+        if self.rows.len() == Self::MAX_ROWS {
+            let mut i = 0;
+            self.rows.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+            self.interval_ns *= 2;
+            if !(self.offered - 1).is_multiple_of(self.stride) {
+                return;
+            }
+        }
+        self.rows.push(pnl.collect());
+    }
+
+    /// A sample of the slots' engines.
+    pub fn offer_slots(&mut self, slots: &[StrategySlot]) {
+        self.offer(slots.iter().map(|s| s.engine.pnl().raw()));
+    }
+
+    /// The summed PnL of the strategies `pick` selects, per row.
+    pub fn sum_of(&self, pick: impl Fn(usize) -> bool) -> Vec<i64> {
+        self.rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .filter(|&(i, _)| pick(i))
+                    .map(|(_, v)| *v)
+                    .fold(0i64, i64::saturating_add)
+            })
+            .collect()
+    }
 }
 
 /// The ledger's side of a session.
@@ -109,6 +186,7 @@ impl SessionReport {
         venue_events: u64,
         slots: &[StrategySlot],
         killed: bool,
+        pnl_path: PnlPath,
     ) -> Self {
         let mut all = hft_telemetry::latency_histogram();
         let mut digest = Sha256::new();
@@ -159,6 +237,7 @@ impl SessionReport {
             md_dropped: 0,
             md_resyncs: 0,
             ledger: None,
+            pnl_path,
         }
     }
 

@@ -22,7 +22,7 @@ use std::path::Path;
 pub use error::{ConfigError, Diagnostic, ErrorKind, Origin, Position};
 pub use model::{
     Config, EngineConfig, InstrumentConfig, LedgerConfig, LogFormat, NodeConfig, SimulatorConfig,
-    StrategyConfig, StrategyKind, TelemetryConfig,
+    StrategyConfig, StrategyKind, TelemetryConfig, Variant,
 };
 
 /// The embedded default configuration: the bottom layer of every load, compiled in so a

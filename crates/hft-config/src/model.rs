@@ -133,10 +133,33 @@ pub struct StrategyConfig {
     pub instrument: InstrumentId,
     /// A disabled strategy is validated but not started.
     pub enabled: bool,
+    /// Which arm of a live A/B test it runs in, if any: the session compares the PnL of
+    /// the strategies of arm A with those of arm B.
+    pub variant: Option<Variant>,
     /// Which strategy and its parameters.
     pub kind: StrategyKind,
     /// Its pre-trade limits.
     pub risk: RiskLimits,
+}
+
+/// An arm of a live A/B test (`variant = "A"` or `"B"` on a strategy): the instruments are
+/// split between two parameter sets that trade side by side over the same period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The control arm.
+    A,
+    /// The challenger arm.
+    B,
+}
+
+impl Variant {
+    /// "A" or "B", as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+        }
+    }
 }
 
 /// The strategy kind with its parameters; in TOML the kind is the name of the sub-table.
@@ -285,6 +308,7 @@ impl Config {
             name: s.name.clone(),
             instrument: symbol,
             enabled: s.enabled,
+            variant: s.variant.map(|v| v.as_str().to_owned()),
             ..RawStrategy::default()
         };
         match &s.kind {

@@ -212,6 +212,8 @@ pub(crate) struct RawStrategy {
     pub(crate) name: String,
     pub(crate) instrument: String,
     pub(crate) enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) variant: Option<String>,
     /// The kind is the name of the sub-table; exactly one is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) market_making: Option<RawMarketMaking>,
@@ -234,6 +236,7 @@ impl Default for RawStrategy {
             name: String::new(),
             instrument: String::new(),
             enabled: true,
+            variant: None,
             market_making: None,
             touch: None,
             cross_arb: None,

@@ -18,7 +18,7 @@ use hft_strategy::{MarketMakingParams, TouchParams};
 use crate::error::ErrorKind;
 use crate::model::{
     Config, EngineConfig, FEE_BPS_SCALE, InstrumentConfig, LedgerConfig, LogFormat, NodeConfig,
-    SimulatorConfig, StrategyConfig, StrategyKind, TelemetryConfig,
+    SimulatorConfig, StrategyConfig, StrategyKind, TelemetryConfig, Variant,
 };
 use crate::path::FieldPath;
 use crate::raw::{RawConfig, RawInstrument, RawMarketMaking, RawSim, RawStrategy, RawStrategyRisk};
@@ -194,6 +194,25 @@ pub(crate) fn validate(raw: &RawConfig) -> Check<Config> {
             ));
         }
         strategies.push(st);
+    }
+    // A live A/B test needs both arms running.
+    let arms = |v| strategies.iter().any(|s| s.enabled && s.variant == Some(v));
+    if let Some((has, missing)) = [(Variant::A, Variant::B), (Variant::B, Variant::A)]
+        .into_iter()
+        .find(|&(has, missing)| arms(has) && !arms(missing))
+    {
+        return Err(Problem::invalid(
+            stp.clone(),
+            format!(
+                "enabled strategies run variant {} of an A/B test but none runs variant {}",
+                has.as_str(),
+                missing.as_str()
+            ),
+            format!(
+                "give at least one enabled strategy variant = \"{}\", or remove the variants",
+                missing.as_str()
+            ),
+        ));
     }
 
     let lp = root.key("ledger");
@@ -408,10 +427,23 @@ fn strategy(
     let spec = &inst.spec;
     let kind = strategy_kind(path, rs, instruments, symbols, spec)?;
     let risk = strategy_risk(&path.key("risk"), &rs.risk, spec)?;
+    let variant = match rs.variant.as_deref() {
+        None => None,
+        Some("A") => Some(Variant::A),
+        Some("B") => Some(Variant::B),
+        Some(other) => {
+            return Err(Problem::invalid(
+                path.key("variant"),
+                format!("unknown A/B variant {other:?}"),
+                "use variant = \"A\" or variant = \"B\", or leave it out",
+            ));
+        }
+    };
     Ok(StrategyConfig {
         name,
         instrument: spec.id,
         enabled: rs.enabled,
+        variant,
         kind,
         risk,
     })

@@ -181,6 +181,20 @@ impl<V: SessionVenue> SimSession<V> {
         &self.venue
     }
 
+    /// `run_until(until)` in steps of `every` simulated nanoseconds, calling `sample`
+    /// after each step (also after the last, short one, or when the data runs out).
+    pub fn run_sampled(&mut self, until: Nanos, every: Nanos, mut sample: impl FnMut(&Self)) {
+        let mut next = self.now;
+        loop {
+            next = next.saturating_add(every.max(1)).min(until);
+            self.run_until(next, |_| false);
+            sample(self);
+            if self.now < next || next >= until {
+                break;
+            }
+        }
+    }
+
     /// Runs until simulated time `until` (or forever with `Nanos::MAX` until `stop`
     /// returns true, checked every 4096 steps).
     pub fn run_until(&mut self, until: Nanos, mut stop: impl FnMut(&SimSession<V>) -> bool) {

@@ -262,6 +262,9 @@ pub fn run_with<V: VenuePort>(
 
     let started = Instant::now();
     let mut next_status = started + opts.status_interval;
+    let sample_every = Duration::from_nanos(crate::report::PNL_SAMPLE_INTERVAL_NS);
+    let mut next_sample = started + sample_every;
+    let mut pnl_path = crate::report::PnlPath::new(crate::report::PNL_SAMPLE_INTERVAL_NS);
     loop {
         // Waiting on the reload channel wakes the loop the moment a reload arrives.
         let mut arrived = match &opts.reload {
@@ -281,6 +284,14 @@ pub fn run_with<V: VenuePort>(
         if Instant::now() >= next_status {
             next_status += opts.status_interval;
             on_status(&view, elapsed);
+        }
+        while Instant::now() >= next_sample {
+            next_sample += sample_every;
+            pnl_path.offer(
+                view.engines
+                    .iter()
+                    .map(|e| e.live.pnl.load(Ordering::Relaxed)),
+            );
         }
         while let Some(r) = arrived
             .take()
@@ -330,6 +341,7 @@ pub fn run_with<V: VenuePort>(
         venue.flow_events(),
         &slots,
         kill.is_engaged(),
+        pnl_path,
     );
     report.md_dropped = gateway_live.md_dropped.load(Ordering::Relaxed);
     report.md_resyncs = gateway_live.md_resyncs.load(Ordering::Relaxed);
