@@ -6,16 +6,22 @@
 # non-zero if any seed found a violation or could not finish.
 #
 #   scripts/chaos-long.sh 1 100 2
+#   BIN=/var/tmp/hft-chaos-long/hft scripts/chaos-long.sh 101 150 2   # same binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 first=${1:-1} last=${2:-100} jobs=${3:-2}
 out=${OUT:-/var/tmp/hft-chaos-long}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/hft-target}"
-cargo build --release --locked --features failpoints --bin hft
-# A copy: another build in the same target directory must not swap the binary mid-run.
 mkdir -p "$out"
-bin="$out/hft"
-cp "$CARGO_TARGET_DIR/release/hft" "$bin"
+if [ -n "${BIN:-}" ]; then
+  # More seeds on a binary an earlier run built (one build, one set of results).
+  bin=$BIN
+else
+  cargo build --release --locked --features failpoints --bin hft
+  # A copy: another build in the same target directory must not swap the binary mid-run.
+  bin="$out/hft"
+  cp "$CARGO_TARGET_DIR/release/hft" "$bin"
+fi
 run_seed() {
   local s=$1 t0
   t0=$(date +%s)
@@ -28,7 +34,7 @@ run_seed() {
 }
 export -f run_seed
 export bin out
-seq "$first" "$last" | xargs -P "$jobs" -I{} bash -c 'run_seed {}' | tee "$out/runs.log"
+seq "$first" "$last" | xargs -P "$jobs" -I{} bash -c 'run_seed {}' | tee -a "$out/runs.log"
 python3 - "$out" "$first" "$last" <<'PY'
 import glob, json, sys
 out, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -795,3 +795,67 @@ fn the_operators_node_arguments_parse() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("venue-without-port"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_live_ab_split_reports_the_arms_difference_with_an_interval_and_a_verdict() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/ab-live.toml");
+    let run = |name: &str| {
+        let f = tmp(name);
+        let o = hft()
+            .args(["run", "--deterministic", "--duration", "30s", "--config"])
+            .arg(&example)
+            .arg("--summary-json")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(out.contains("A/B: A (mm-1-a, mm-3-a)"), "{out}");
+        assert!(out.contains("per 1 s interval"), "{out}");
+        summary(&f)
+    };
+    let s = run("ab1.json");
+    let ab = &s["ab"];
+    assert_eq!(
+        ab["a"]["strategies"],
+        serde_json::json!(["mm-1-a", "mm-3-a"])
+    );
+    assert_eq!(
+        ab["b"]["strategies"],
+        serde_json::json!(["mm-2-b", "mm-4-b"])
+    );
+    // One interval per second of the session, from its start.
+    assert_eq!(ab["intervals"], 30, "{ab}");
+    let (lo, mean, hi) = (
+        ab["ci95"][0].as_f64().unwrap(),
+        ab["mean_diff_per_interval"].as_f64().unwrap(),
+        ab["ci95"][1].as_f64().unwrap(),
+    );
+    assert!(lo <= mean && mean <= hi, "{ab}");
+    let verdict = if lo > 0.0 {
+        "A"
+    } else if hi < 0.0 {
+        "B"
+    } else {
+        "no difference"
+    };
+    assert_eq!(ab["verdict"], verdict);
+    // Each arm's PnL is its strategies' PnL at the end of the session.
+    let pnl = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    for (arm, suffix) in [("a", "-a"), ("b", "-b")] {
+        let sum: f64 = s["strategies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| st["name"].as_str().unwrap().ends_with(suffix))
+            .map(|st| pnl(&st["realized_pnl"]) + pnl(&st["unrealized_pnl"]))
+            .sum();
+        assert!(
+            (pnl(&ab[arm]["pnl"]) - sum).abs() < 1e-6,
+            "{arm}: {ab} vs {sum}"
+        );
+        assert!(s["fills"].as_u64().unwrap() > 0);
+    }
+    // The same session gives the same comparison.
+    assert_eq!(run("ab2.json")["ab"], *ab);
+}

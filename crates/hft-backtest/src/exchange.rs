@@ -168,7 +168,10 @@ impl Exchange {
                 price,
                 qty,
             } => {
-                let mut left = qty.raw();
+                let qty = qty.raw();
+                // Our orders at the trade's price, before this one in the queue: their
+                // quantity stands between the recorded queue and the orders behind.
+                let mut ours_ahead = 0;
                 let mut k = 0;
                 while k < self.orders.len() {
                     let o = self.orders[k];
@@ -188,16 +191,15 @@ impl Exchange {
                         // come with the order events.
                         0
                     } else if price == o.price {
-                        // The trade eats the queue ahead first.
-                        let past = left - o.ahead;
-                        self.orders[k].ahead = (o.ahead - left).max(0);
+                        // The trade eats the recorded queue ahead and our earlier
+                        // orders first (`orders` is in arrival order: time priority).
+                        let past = qty - o.ahead - ours_ahead;
+                        ours_ahead += o.leaves;
+                        self.orders[k].ahead = (o.ahead - qty).max(0);
                         past.clamp(0, o.leaves)
                     } else {
                         0
                     };
-                    if !through && price == o.price {
-                        left = (left - o.ahead - take).max(0);
-                    }
                     if take > 0 && self.fill_resting(k, take, t) {
                         continue;
                     }
@@ -358,7 +360,9 @@ impl Exchange {
             t.saturating_sub(o.arrived),
         );
         if leaves == 0 {
-            self.orders.swap_remove(k);
+            // `remove`, not `swap_remove`: the vector's order is our orders' time
+            // priority (a handful of orders; the shift is cheap).
+            self.orders.remove(k);
             true
         } else {
             self.orders[k].leaves = leaves;
@@ -420,7 +424,7 @@ impl Exchange {
                 .position(|o| o.cmd.cl_ord_id == cmd.cl_ord_id)
             {
                 Some(k) => {
-                    self.orders.swap_remove(k);
+                    self.orders.remove(k);
                     self.report(cmd, t, OrderReportKind::Canceled);
                 }
                 None => self.report(
@@ -648,6 +652,46 @@ mod tests {
         assert_eq!(x.orders[0].ahead, 7);
         mbo(&mut x, &mut l2, (Fill, 9, Side::Buy, 99, 4), true, 40);
         assert!(fills(&mut x).is_empty(), "7 lots are still ahead");
+    }
+
+    #[test]
+    fn our_orders_at_one_price_fill_in_time_priority() {
+        let spec = InstrumentSpec::new(InstrumentId(0), "X", 0, 0, Price(1), Qty(1));
+        let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
+        let lvl = |q| MarketEventKind::Level {
+            side: Side::Buy,
+            price: Price(99),
+            qty: Qty(q),
+        };
+        let sell = |q| MarketEventKind::Trade {
+            aggressor: Side::Sell,
+            price: Price(99),
+            qty: Qty(q),
+        };
+        // The queue at 99: 10 recorded, our 1, (our 2, cancelled), our 3, 5 recorded
+        // that joined later, our 4.
+        x.on_market(&ev(lvl(10)), 0);
+        x.submit(&buy(1, 99, 5, true), 10);
+        x.submit(&buy(2, 99, 5, true), 11);
+        x.submit(&buy(3, 99, 5, true), 12);
+        let cancel = OrderCommand {
+            kind: OrderKind::Cancel,
+            ..buy(2, 99, 5, true)
+        };
+        x.submit(&cancel, 13);
+        x.on_market(&ev(lvl(15)), 14);
+        x.submit(&buy(4, 99, 5, true), 15);
+        fills(&mut x);
+        // 20 traded: the 10 recorded ahead, then our 1 and our 3, in that order.
+        x.on_market(&ev(sell(20)), 20);
+        assert_eq!(
+            fills(&mut x),
+            vec![(99, 5, Liquidity::Maker, 10), (99, 5, Liquidity::Maker, 8)]
+        );
+        // Our 4 had 15 recorded ahead, all traded by now: the next trade reaches it.
+        x.on_market(&ev(sell(7)), 30);
+        assert_eq!(fills(&mut x), vec![(99, 5, Liquidity::Maker, 15)]);
+        assert!(x.orders.is_empty());
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn run_deterministic(config: &Config, seed: u64, duration: Duration) -> Sess
     let mut session = SimSession::new(parts.venue, parts.slots, timing, 0);
     let until = duration.as_nanos().min(u128::from(u64::MAX)) as u64;
     let mut pnl_path = report::PnlPath::new(report::PNL_SAMPLE_INTERVAL_NS);
+    pnl_path.offer_slots(session.slots());
     session.run_sampled(until, report::PNL_SAMPLE_INTERVAL_NS, |s| {
         pnl_path.offer_slots(s.slots());
     });

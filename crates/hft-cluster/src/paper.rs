@@ -44,6 +44,7 @@ pub fn run_paper<I: Iterator<Item = MarketEvent>>(
     };
     let mut session = SimSession::new(market, slots, timing, start);
     let mut pnl_path = crate::report::PnlPath::new(crate::report::PNL_SAMPLE_INTERVAL_NS);
+    pnl_path.offer_slots(session.slots());
     session.run_sampled(Nanos::MAX, crate::report::PNL_SAMPLE_INTERVAL_NS, |s| {
         pnl_path.offer_slots(s.slots());
     });

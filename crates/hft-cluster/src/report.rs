@@ -114,7 +114,7 @@ impl PnlPath {
 
     /// One sample, taken `interval_ns` (as given to `new`) after the previous one.
     pub fn offer(&mut self, pnl: impl Iterator<Item = i64>) {
-        let keep = self.offered.is_multiple_of(self.stride);
+        let keep = self.offered % self.stride == 0;
         self.offered += 1;
         if !keep {
             return;
@@ -127,7 +127,7 @@ impl PnlPath {
             });
             self.stride *= 2;
             self.interval_ns *= 2;
-            if !(self.offered - 1).is_multiple_of(self.stride) {
+            if (self.offered - 1) % self.stride != 0 {
                 return;
             }
         }
@@ -358,5 +358,28 @@ impl SessionReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PnlPath;
+
+    #[test]
+    fn a_pnl_path_thins_to_bounded_memory_and_keeps_an_even_grid() {
+        let mut p = PnlPath::new(1_000);
+        let n = 5 * PnlPath::MAX_ROWS as i64 + 3;
+        // Two strategies: one earns the sample's index, the other loses it.
+        for k in 0..n {
+            p.offer([k, -k].into_iter());
+        }
+        assert!(p.rows.len() <= PnlPath::MAX_ROWS && p.rows.len() > PnlPath::MAX_ROWS / 2);
+        // 5 x MAX_ROWS samples: thinned three times, every 8th sample kept.
+        assert_eq!(p.interval_ns, 8_000);
+        for (i, r) in p.rows.iter().enumerate() {
+            assert_eq!(r, &[8 * i as i64, -8 * i as i64]);
+        }
+        assert_eq!(p.sum_of(|i| i == 0)[3], 24);
+        assert!(p.sum_of(|_| true).iter().all(|&v| v == 0));
     }
 }

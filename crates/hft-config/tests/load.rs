@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use hft_config::{
     Config, ConfigError, DEFAULT_TOML, Diagnostic, ErrorKind, LogFormat, Origin, Position,
-    StrategyKind, check_file, load, load_str,
+    StrategyKind, Variant, check_file, load, load_str,
 };
 use hft_core::{InstrumentId, Money, Price, Qty};
 use proptest::prelude::*;
@@ -693,4 +693,56 @@ fn bad_strategy_kinds_say_what_and_how_to_fix() {
          [[strategies]]\nname = \"s\"\ninstrument = \"A\"\n[strategies.pairs]\nother = \"B\"\n",
     );
     assert!(d.hint.contains("same qty_scale"), "{d}");
+}
+
+#[test]
+fn ab_variants_are_checked_and_both_arms_are_required() {
+    let mm = |name: &str, inst: &str, variant: &str| {
+        format!(
+            "[[strategies]]\nname = \"{name}\"\ninstrument = \"{inst}\"\n{variant}[strategies.market_making]\norder_qty = \"0.010\"\n"
+        )
+    };
+    let c = load_str(
+        "overlay.toml",
+        &(mm("a", "BTC-USD", "variant = \"A\"\n") + &mm("b", "ETH-USD", "variant = \"B\"\n")),
+        no_env(),
+    )
+    .unwrap();
+    let v: Vec<_> = c.strategies.iter().map(|s| s.variant).collect();
+    assert_eq!(v, [Some(Variant::A), Some(Variant::B)]);
+    // The variant survives the effective configuration.
+    assert_eq!(
+        load_str("shown.toml", &c.to_toml_string(), no_env()).unwrap(),
+        c
+    );
+
+    let d = overlay_err(&(mm("a", "BTC-USD", "variant = \"C\"\n") + &mm("b", "ETH-USD", "")));
+    assert_eq!(d.field, "strategies[0].variant");
+    assert!(d.message.contains("\"C\""), "{}", d.message);
+    assert!(d.hint.contains("variant = \"A\""), "{}", d.hint);
+
+    // One arm alone is no test: refused before the run.
+    let d = overlay_err(&(mm("a", "BTC-USD", "variant = \"A\"\n") + &mm("b", "ETH-USD", "")));
+    assert_eq!(d.field, "strategies");
+    assert!(d.message.contains("none runs variant B"), "{}", d.message);
+    // A disabled strategy does not count as an arm.
+    let d = overlay_err(
+        &(mm("a", "BTC-USD", "variant = \"A\"\n")
+            + &mm("b", "ETH-USD", "variant = \"B\"\nenabled = false\n")),
+    );
+    assert!(d.message.contains("none runs variant B"), "{}", d.message);
+}
+
+#[test]
+fn every_example_config_loads() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            load(Some(&p), no_env()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "{n} examples in {}", dir.display());
 }

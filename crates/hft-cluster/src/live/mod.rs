@@ -44,6 +44,15 @@ pub struct LiveView {
     pub gateway: Arc<GatewayLive>,
 }
 
+impl LiveView {
+    /// Each engine's PnL as of its last update, money raw units.
+    pub fn pnls(&self) -> impl Iterator<Item = i64> + '_ {
+        self.engines
+            .iter()
+            .map(|e| e.live.pnl.load(Ordering::Relaxed))
+    }
+}
+
 /// One engine as the status line sees it.
 #[derive(Clone)]
 pub struct EngineView {
@@ -265,6 +274,7 @@ pub fn run_with<V: VenuePort>(
     let sample_every = Duration::from_nanos(crate::report::PNL_SAMPLE_INTERVAL_NS);
     let mut next_sample = started + sample_every;
     let mut pnl_path = crate::report::PnlPath::new(crate::report::PNL_SAMPLE_INTERVAL_NS);
+    pnl_path.offer(view.pnls());
     loop {
         // Waiting on the reload channel wakes the loop the moment a reload arrives.
         let mut arrived = match &opts.reload {
@@ -287,11 +297,7 @@ pub fn run_with<V: VenuePort>(
         }
         while Instant::now() >= next_sample {
             next_sample += sample_every;
-            pnl_path.offer(
-                view.engines
-                    .iter()
-                    .map(|e| e.live.pnl.load(Ordering::Relaxed)),
-            );
+            pnl_path.offer(view.pnls());
         }
         while let Some(r) = arrived
             .take()
