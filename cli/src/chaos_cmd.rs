@@ -258,16 +258,9 @@ pub fn run(a: ChaosArgs) -> Result<u8, Exit> {
         },
         net,
     );
-    if a.report.is_none() {
-        if matches!(&result, Ok((_, true))) {
-            let _ = std::fs::remove_dir_all(&dir);
-        } else {
-            // Keep the logs to read, not the etcd members' data (hundreds of MB each
-            // run; a long run of failing seeds would fill the disk).
-            for i in 0..ETCD_MEMBERS {
-                let _ = std::fs::remove_dir_all(dir.join("etcd").join(format!("etcd-{i}")));
-            }
-        }
+    let keep = a.report.is_some() || !matches!(&result, Ok((_, true)));
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
     }
     let (mut v, clean) =
         result.map_err(|e| Exit(1, anyhow!("{e:#} (logs in {})", dir.display())))?;

@@ -1194,10 +1194,13 @@ fn backtest_ab(a: &Path, b: &Path, data: &Path, json_out: bool) -> Result<u8, Ex
     for cfg in [a, b] {
         let loaded = backtest_data(data, Some(cfg))?;
         let (specs, engines) = backtest_engines(Some(cfg), &loaded.specs)?;
-        let setup = hft_backtest::peer_setup();
-        let sample_s = setup.sample_interval as f64 / 1e9;
-        let o = hft_backtest::run::run(setup, specs.clone(), engines, &loaded.events);
-        let m = hft_backtest::report::metrics(&o, &specs, sample_s);
+        let o = hft_backtest::run::run(
+            hft_backtest::peer_setup(),
+            specs.clone(),
+            engines,
+            &loaded.events,
+        );
+        let m = hft_backtest::report::metrics(&o, &specs, interval_s);
         runs.push((o, m));
     }
     let r = hft_backtest::report::ab_compare(&runs[0].0, &runs[1].0, 2_000, 1);
@@ -1384,20 +1387,29 @@ fn live_ab(config: &Config, r: &SessionReport) -> Option<(serde_json::Value, Str
     }
     let (pa, pb) = (path(Variant::A), path(Variant::B));
     let res = hft_backtest::report::ab_compare_paths(&pa, &pb, 2_000, r.seed);
-    let last = |p: &[i64]| hft_core::Money(p.last().copied().unwrap_or(0)).to_string();
+    // The arms' PnL at the end (the path's last sample may be up to an interval old).
+    let total = |v: Variant| {
+        let raw = r
+            .strategies
+            .iter()
+            .zip(&arm)
+            .filter(|(_, a)| **a == Some(v))
+            .map(|(s, _)| s.realized_pnl.raw().saturating_add(s.unrealized_pnl.raw()))
+            .fold(0i64, i64::saturating_add);
+        hft_core::Money(raw).to_string()
+    };
     let interval_s = r.pnl_path.interval_ns as f64 / 1e9;
     let mut v = res.json();
     v["interval_s"] = json!(interval_s);
-    v["a"] = json!({"strategies": na, "pnl": last(&pa)});
-    v["b"] = json!({"strategies": nb, "pnl": last(&pb)});
+    let (ta, tb) = (total(Variant::A), total(Variant::B));
     let line = format!(
-        "A/B: A ({}) PnL {}, B ({}) PnL {}\n{}",
+        "A/B: A ({}) PnL {ta}, B ({}) PnL {tb}\n{}",
         na.join(", "),
-        last(&pa),
         nb.join(", "),
-        last(&pb),
         res.line(interval_s)
     );
+    v["a"] = json!({"strategies": na, "pnl": ta});
+    v["b"] = json!({"strategies": nb, "pnl": tb});
     Some((v, line))
 }
 

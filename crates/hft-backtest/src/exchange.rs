@@ -170,8 +170,9 @@ impl Exchange {
             } => {
                 let qty = qty.raw();
                 // Our orders at the trade's price, before this one in the queue: their
-                // quantity stands between the recorded queue and the orders behind.
-                let mut ours_ahead = 0;
+                // quantity stands between the recorded queue and the orders behind, and
+                // what they took of the trade the recorded queue did not give.
+                let (mut ours_ahead, mut absorbed) = (0, 0);
                 let mut k = 0;
                 while k < self.orders.len() {
                     let o = self.orders[k];
@@ -193,10 +194,11 @@ impl Exchange {
                     } else if price == o.price {
                         // The trade eats the recorded queue ahead and our earlier
                         // orders first (`orders` is in arrival order: time priority).
-                        let past = qty - o.ahead - ours_ahead;
+                        let take = (qty - o.ahead - ours_ahead).clamp(0, o.leaves);
+                        self.orders[k].ahead = (o.ahead - (qty - absorbed)).max(0);
                         ours_ahead += o.leaves;
-                        self.orders[k].ahead = (o.ahead - qty).max(0);
-                        past.clamp(0, o.leaves)
+                        absorbed += take;
+                        take
                     } else {
                         0
                     };
@@ -688,10 +690,12 @@ mod tests {
             fills(&mut x),
             vec![(99, 5, Liquidity::Maker, 10), (99, 5, Liquidity::Maker, 8)]
         );
-        // Our 4 had 15 recorded ahead, all traded by now: the next trade reaches it.
+        // Of the 20, our orders took 10: 10 of the 15 recorded ahead of our 4 traded,
+        // 5 are still ahead of it.
+        assert_eq!(x.orders[0].ahead, 5);
         x.on_market(&ev(sell(7)), 30);
-        assert_eq!(fills(&mut x), vec![(99, 5, Liquidity::Maker, 15)]);
-        assert!(x.orders.is_empty());
+        assert_eq!(fills(&mut x), vec![(99, 2, Liquidity::Maker, 15)]);
+        assert_eq!(x.orders[0].leaves, 3);
     }
 
     #[test]

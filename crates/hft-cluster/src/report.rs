@@ -99,7 +99,7 @@ pub struct PnlPath {
 pub const PNL_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
 
 impl PnlPath {
-    /// Rows kept at most.
+    /// Rows kept at most (even: see `offer`).
     pub const MAX_ROWS: usize = 16_384;
 
     /// An empty path sampled every `interval_ns`.
@@ -125,11 +125,9 @@ impl PnlPath {
                 i += 1;
                 i % 2 == 1
             });
+            // Every kept sample is a multiple of the new stride too (MAX_ROWS is even).
             self.stride *= 2;
             self.interval_ns *= 2;
-            if (self.offered - 1) % self.stride != 0 {
-                return;
-            }
         }
         self.rows.push(pnl.collect());
     }

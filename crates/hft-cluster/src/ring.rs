@@ -3,7 +3,7 @@
 //! makes a syscall and an idle node does not burn the CPU.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
@@ -42,32 +42,52 @@ impl Parker {
         let _ = self.thread.set(std::thread::current());
     }
 
-    /// Called by a producer after it pushed: a load when the consumer is awake, an
-    /// unpark or an eventfd write only when it sleeps.
+    /// Called by a producer after it pushed: a fence and a load when the consumer is
+    /// awake; when it sleeps, the first producer to see it marks it awake and wakes it
+    /// (one unpark or eventfd write per sleep).
     #[inline]
     pub fn wake(&self) {
-        match self.state.load(Ordering::SeqCst) {
-            AWAKE => {}
-            PARKED => {
-                if let Some(t) = self.thread.get() {
-                    t.unpark();
-                }
+        // The push (a release store) must be visible before the state is read, and the
+        // consumer's state store before it reads the ring: without the fences on both
+        // sides, each can read the other's old value and the wake-up is lost (x86
+        // reorders a store with a later load).
+        fence(Ordering::SeqCst);
+        let state = self.state.load(Ordering::Relaxed);
+        if state == AWAKE
+            || self
+                .state
+                .compare_exchange(state, AWAKE, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if state == PARKED {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
             }
-            _ => {
-                if let Some(Some(fd)) = self.event.get() {
-                    let one = 1u64.to_ne_bytes();
-                    // SAFETY: writes 8 bytes from a live buffer to an eventfd we own; a
-                    // full counter (EAGAIN) already means "wake up".
-                    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-                }
-            }
+        } else {
+            self.signal_event();
         }
     }
+
+    #[cfg(target_os = "linux")]
+    fn signal_event(&self) {
+        if let Some(Some(fd)) = self.event.get() {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live buffer to an eventfd we own; a full
+            // counter (EAGAIN) already means "wake up".
+            unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn signal_event(&self) {}
 
     /// Parks the consumer unless `has_work` turns true after announcing the sleep (the
     /// re-check closes the race with a producer that pushed just before).
     pub fn park(&self, timeout: Duration, has_work: impl Fn() -> bool) {
         self.state.store(PARKED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if !has_work() {
             std::thread::park_timeout(timeout);
         }
@@ -76,7 +96,16 @@ impl Parker {
 
     /// Sleeps until a producer wakes the consumer, `fd` turns readable, or `timeout`
     /// passes: a thread that serves both rings and a socket sleeps without polling
+    /// either. Falls back to `park` if no eventfd can be made (or off Linux).
+    #[cfg(not(target_os = "linux"))]
+    pub fn park_on(&self, _fd: RawFd, timeout: Duration, has_work: impl Fn() -> bool) {
+        self.park(timeout, has_work);
+    }
+
+    /// Sleeps until a producer wakes the consumer, `fd` turns readable, or `timeout`
+    /// passes: a thread that serves both rings and a socket sleeps without polling
     /// either. Falls back to `park` if no eventfd can be made.
+    #[cfg(target_os = "linux")]
     pub fn park_on(&self, fd: RawFd, timeout: Duration, has_work: impl Fn() -> bool) {
         let event = self.event.get_or_init(|| {
             // SAFETY: eventfd takes no pointers; a non-negative result is a new fd
@@ -89,6 +118,7 @@ impl Parker {
             return self.park(timeout, has_work);
         };
         self.state.store(POLLING, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if !has_work() {
             let mut fds = [
                 libc::pollfd {

@@ -146,8 +146,10 @@ impl LedgerState {
                 Applied::Done
             }
             Command::Kill { scope, engaged, ts } => {
+                // Older than the change in force: stale. At the same time, two
+                // different decisions: the engage wins (fail safe).
                 if let Some(&(now, at)) = self.kills.get(scope)
-                    && *ts < at
+                    && (*ts < at || (*ts == at && now && !*engaged))
                 {
                     // Asking for what is already in force is no conflict.
                     return if now == *engaged {
@@ -796,10 +798,14 @@ mod tests {
     #[test]
     fn kill_switches_cover_their_scope() {
         let mut st = LedgerState::new();
-        let kill = |scope, engaged| Command::Kill {
-            scope,
-            engaged,
-            ts: 5,
+        let ts = std::cell::Cell::new(5);
+        let kill = |scope, engaged| {
+            ts.set(ts.get() + 1);
+            Command::Kill {
+                scope,
+                engaged,
+                ts: ts.get(),
+            }
         };
         st.apply(&kill(KillScope::Venue("x".into()), true));
         assert!(st.is_killed("mm", "x"));
@@ -841,7 +847,16 @@ mod tests {
             back.apply(&kill(false, 29)),
             Applied::Rejected(Rejection::StaleKill)
         );
-        assert_eq!(back.apply(&kill(false, 30)), Applied::Done);
+        // Two different decisions at one time: the engage wins, whichever commits first.
+        assert_eq!(
+            back.apply(&kill(false, 30)),
+            Applied::Rejected(Rejection::StaleKill)
+        );
+        assert!(back.is_killed("mm", "x"));
+        assert_eq!(back.apply(&kill(false, 31)), Applied::Done);
+        assert_eq!(back.apply(&kill(true, 31)), Applied::Done);
+        assert!(back.is_killed("mm", "x"));
+        assert_eq!(back.apply(&kill(false, 32)), Applied::Done);
         assert!(!back.is_killed("mm", "x"));
         // A late request for the state already in force changes nothing and is no
         // conflict.

@@ -208,7 +208,7 @@ pub fn run_with<V: VenuePort>(
         reports: rep_txs,
         strategies,
         booked: booked_tx,
-        parker: gw_parker,
+        parker: gw_parker.clone(),
         clock,
         stop: stop.clone(),
         live: gateway_live.clone(),
@@ -246,6 +246,7 @@ pub fn run_with<V: VenuePort>(
                 let _ = t.join();
             }
             stop.store(true, Ordering::SeqCst);
+            gw_parker.wake();
             let _ = gateway.join();
             return Err(format!("cannot start the actor tree: {e}"));
         }
@@ -295,9 +296,14 @@ pub fn run_with<V: VenuePort>(
             next_status += opts.status_interval;
             on_status(&view, elapsed);
         }
-        while Instant::now() >= next_sample {
-            next_sample += sample_every;
+        let now = Instant::now();
+        if now >= next_sample {
+            // One sample however late: a stalled loop repeating one would make
+            // intervals without change that never were.
             pnl_path.offer(view.pnls());
+            while next_sample <= now {
+                next_sample += sample_every;
+            }
         }
         while let Some(r) = arrived
             .take()
@@ -335,6 +341,8 @@ pub fn run_with<V: VenuePort>(
         );
     }
     stop.store(true, Ordering::SeqCst);
+    // The gateway may sleep on its venue's socket: wake it to see the stop.
+    gw_parker.wake();
     let (venue, lat) = gateway.join().map_err(|_| "the gateway thread panicked")?;
     for (slot, h) in slots.iter_mut().zip(lat) {
         slot.latency = h;
