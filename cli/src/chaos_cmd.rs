@@ -431,7 +431,9 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                 let name = CRASH_POINTS[*point];
                 entry["point"] = json!(name);
                 arm(&mut h, &token, victim, name, "return")?;
-                let hit = wait_exit(&mut h, victim, Duration::from_secs(15));
+                // The point is reached on the victim's next fill (or order, or ledger
+                // append): on a loaded machine that can take a while.
+                let hit = wait_exit(&mut h, victim, Duration::from_secs(30));
                 entry["hit"] = json!(hit);
                 h.cluster.kill(victim);
                 wait_moved(&mut h, k, &owned, &mut entry)?;
