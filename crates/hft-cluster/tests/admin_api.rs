@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use hft_cluster::admin::{AdminState, serve};
+use hft_cluster::admin::{AdminServer, AdminState, serve};
+use hft_cluster::booking::SessionLedger;
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
@@ -40,11 +41,9 @@ fn fill(exec_id: u64, side: &str, qty: i64) -> Value {
     })
 }
 
-#[test]
-fn ledger_endpoints_book_read_and_refuse_bad_requests() {
-    let dir = std::env::temp_dir().join(format!("hft-admin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let l = common::btc_ledger(&dir);
+/// A one-member ledger in `dir` behind an admin API without authentication.
+fn ledger_api(dir: &std::path::Path) -> (SessionLedger, AdminServer) {
+    let l = common::btc_ledger(dir);
     let srv = serve(
         "127.0.0.1:0".parse().unwrap(),
         AdminState {
@@ -58,6 +57,14 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
         None,
     )
     .unwrap();
+    (l, srv)
+}
+
+#[test]
+fn ledger_endpoints_book_read_and_refuse_bad_requests() {
+    let dir = std::env::temp_dir().join(format!("hft-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (l, srv) = ledger_api(&dir);
     let url = |p: &str| format!("http://{}{p}", srv.addr);
 
     let body = json!([fill(1, "buy", 500), fill(2, "sell", 200)]).to_string();
@@ -181,20 +188,7 @@ fn ledger_endpoints_book_read_and_refuse_bad_requests() {
 fn a_late_kill_request_cannot_undo_a_later_change() {
     let dir = std::env::temp_dir().join(format!("hft-admin-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let l = common::btc_ledger(&dir);
-    let srv = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        AdminState {
-            trading: None,
-            node: 1,
-            ledger: Some(l.ledger.clone()),
-            fenced: None,
-            auth: None,
-            audit: None,
-        },
-        None,
-    )
-    .unwrap();
+    let (l, srv) = ledger_api(&dir);
     let url = format!("http://{}/v1/kill", srv.addr);
     let now = hft_cluster::coord::now_ns();
     let kill = |engaged: bool, at: u64| {
