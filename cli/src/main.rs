@@ -1372,42 +1372,37 @@ fn live_ab(config: &Config, r: &SessionReport) -> Option<(serde_json::Value, Str
             .and_then(|s| s.variant)
     };
     let arm: Vec<Option<Variant>> = r.strategies.iter().map(|s| variant_of(&s.name)).collect();
-    let path = |v: Variant| r.pnl_path.sum_of(|i| arm.get(i) == Some(&Some(v)));
-    let names = |v: Variant| -> Vec<&str> {
-        r.strategies
-            .iter()
-            .zip(&arm)
-            .filter(|(_, a)| **a == Some(v))
-            .map(|(s, _)| s.name.as_str())
-            .collect()
+    // Per arm: its strategies' names and their PnL at the end (the path's last sample
+    // may be up to an interval old).
+    let side = |v: Variant| {
+        let of_arm = || {
+            r.strategies
+                .iter()
+                .zip(&arm)
+                .filter(move |(_, a)| **a == Some(v))
+                .map(|(s, _)| s)
+        };
+        let names: Vec<&str> = of_arm().map(|s| s.name.as_str()).collect();
+        let pnl = of_arm()
+            .map(|s| s.realized_pnl.raw().saturating_add(s.unrealized_pnl.raw()))
+            .fold(0i64, i64::saturating_add);
+        let path = r.pnl_path.sum_of(|i| arm.get(i) == Some(&Some(v)));
+        (names, hft_core::Money(pnl).to_string(), path)
     };
-    let (na, nb) = (names(Variant::A), names(Variant::B));
+    let ((na, ta, pa), (nb, tb, pb)) = (side(Variant::A), side(Variant::B));
     if na.is_empty() || nb.is_empty() {
         return None;
     }
-    let (pa, pb) = (path(Variant::A), path(Variant::B));
     let res = hft_backtest::report::ab_compare_paths(&pa, &pb, 2_000, r.seed);
-    // The arms' PnL at the end (the path's last sample may be up to an interval old).
-    let total = |v: Variant| {
-        let raw = r
-            .strategies
-            .iter()
-            .zip(&arm)
-            .filter(|(_, a)| **a == Some(v))
-            .map(|(s, _)| s.realized_pnl.raw().saturating_add(s.unrealized_pnl.raw()))
-            .fold(0i64, i64::saturating_add);
-        hft_core::Money(raw).to_string()
-    };
     let interval_s = r.pnl_path.interval_ns as f64 / 1e9;
-    let mut v = res.json();
-    v["interval_s"] = json!(interval_s);
-    let (ta, tb) = (total(Variant::A), total(Variant::B));
     let line = format!(
         "A/B: A ({}) PnL {ta}, B ({}) PnL {tb}\n{}",
         na.join(", "),
         nb.join(", "),
         res.line(interval_s)
     );
+    let mut v = res.json();
+    v["interval_s"] = json!(interval_s);
     v["a"] = json!({"strategies": na, "pnl": ta});
     v["b"] = json!({"strategies": nb, "pnl": tb});
     Some((v, line))
