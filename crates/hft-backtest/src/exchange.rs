@@ -1,5 +1,6 @@
-//! The simulated venue of a backtest: its own copy of each recorded book, our resting
-//! orders with their place in the queue, and fills by the queue model.
+//! The simulated venue of a backtest: each recorded book (its own copy, or the
+//! engines' when they see the market at the venue's time), our resting orders with
+//! their place in the queue, and fills by the queue model.
 
 use crate::model::QueueModel;
 use hft_book::{L2Book, L3Book};
@@ -57,7 +58,24 @@ pub struct FillRecord {
 /// The backtest venue for all instruments.
 pub struct Exchange {
     specs: Vec<InstrumentSpec>,
+    /// The venue's own copy of each recorded book; empty while it reads the engines'
+    /// copy instead (see [`Exchange::share`]).
     books: Vec<L2Book>,
+    /// True while the venue reads the books it is handed (`ext`) instead of its own.
+    shared: bool,
+    /// Shared books: level changes of the message in hand at prices where our orders
+    /// rest, (instrument, side, price, qty). The engines apply the message after the
+    /// venue has taken it, so the book handed over does not show these yet.
+    pending: Vec<(usize, Side, Price, i64)>,
+    /// Shared books: the message in hand began with a clear.
+    pending_clear: bool,
+    /// Shared books: the instrument whose message ended and waits for [`Exchange::settle`].
+    unsettled: Option<usize>,
+    /// Per instrument, the next event starts a venue message.
+    at_start: Vec<bool>,
+    /// Per instrument, twice the mid before the message in hand: the reference for
+    /// fills the message causes (the book half-way through a message never existed).
+    msg_mid: Vec<Option<i64>>,
     orders: Vec<Resting>,
     model: QueueModel,
     exec_seq: u64,
@@ -94,6 +112,12 @@ impl Exchange {
                 .map(|s| L2Book::for_spec(s, BOOK_LEVELS))
                 .collect(),
             specs,
+            shared: false,
+            pending: Vec::with_capacity(16),
+            pending_clear: false,
+            unsettled: None,
+            at_start: vec![true; n],
+            msg_mid: vec![None; n],
             orders: Vec::with_capacity(64),
             model,
             exec_seq: 0,
@@ -110,37 +134,126 @@ impl Exchange {
         &self.crossed
     }
 
-    /// Applies a recorded event at venue time `t`.
+    /// From now on the venue reads the books handed to each call (`ext`: an engine's,
+    /// which takes every recorded event right after the venue, at the same time)
+    /// instead of keeping its own copy: one book update per event instead of two.
     ///
-    /// The book is the venue's only at the end of a message: between the levels of
-    /// one depth diff it can be crossed for a moment that never existed at the venue.
-    /// So resting orders the book trades through fill when a message ends.
-    #[inline(always)]
-    pub fn on_market(&mut self, ev: &MarketEvent, t: Nanos) {
-        let i = ev.instrument.index();
-        self.apply_market(ev, t);
-        if ev.is_last() && i < self.books.len() {
-            let book = &self.books[i];
-            let (bid, ask) = (book.best_bid(), book.best_ask());
-            if let (Some((b, _)), Some((a, _))) = (bid, ask) {
-                self.crossed[i] += u64::from(b >= a);
-            }
-            if !self.orders.is_empty() {
-                self.fill_crossed(i, bid, ask, t);
-            }
-            self.executed_ahead.retain(|e| e.0 != i);
+    /// The engine applies a message after the venue has taken it and before
+    /// [`Exchange::settle`]; the venue keeps what it needs of the message meanwhile
+    /// (the old size of levels where our orders rest). A clear that the engines do not
+    /// take, or a caller that stops handing the venue events with the engines, calls
+    /// [`Exchange::unshare`] first.
+    pub fn share(&mut self) {
+        self.books = Vec::new();
+        self.shared = true;
+    }
+
+    /// True while the venue reads the books handed to it.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Takes a copy of the shared books (`ext`, up to date) and keeps its own from now
+    /// on.
+    pub fn unshare(&mut self, ext: &[L2Book]) {
+        if self.shared {
+            self.books = ext.to_vec();
+            self.shared = false;
         }
     }
 
-    fn apply_market(&mut self, ev: &MarketEvent, t: Nanos) {
+    /// The book of instrument `i` as the venue sees it.
+    #[inline(always)]
+    fn book<'a>(&'a self, i: usize, ext: &'a [L2Book]) -> &'a L2Book {
+        if self.shared { &ext[i] } else { &self.books[i] }
+    }
+
+    /// Applies a recorded event at venue time `t`. `ext` is the shared books (see
+    /// [`Exchange::share`]), ignored while the venue keeps its own.
+    ///
+    /// The book is the venue's only at the end of a message: between the levels of
+    /// one depth diff it can be crossed for a moment that never existed at the venue.
+    /// So resting orders the book trades through fill when a message ends (with shared
+    /// books, in [`Exchange::settle`]).
+    #[inline(always)]
+    pub fn on_market(&mut self, ev: &MarketEvent, t: Nanos, ext: &[L2Book]) {
         let i = ev.instrument.index();
-        let Some(book) = self.books.get_mut(i) else {
+        if i >= self.specs.len() {
             return;
-        };
+        }
+        if self.shared && ev.kind == MarketEventKind::Clear && ev.flags & FLAG_SNAPSHOT == 0 {
+            // A clear no snapshot follows (a stress scenario's): the engines do not
+            // take it, so the venue's book parts from theirs here.
+            self.unshare(ext);
+        }
+        if self.at_start[i] {
+            self.msg_mid[i] = self.book(i, ext).mid_x2();
+        }
+        self.at_start[i] = ev.is_last();
+        self.apply_market(ev, i, t, ext);
+        if self.shared {
+            if ev.is_last() {
+                self.unsettled = Some(i);
+            }
+        } else if ev.is_last() {
+            self.end_message(i, t, ext);
+        }
+    }
+
+    /// With shared books: the engines have now applied every event handed to
+    /// [`Exchange::on_market`] since the last call; if the last of them closed a
+    /// message, resting orders the book now trades through fill.
+    #[inline(always)]
+    pub fn settle(&mut self, t: Nanos, ext: &[L2Book]) {
+        if !self.shared {
+            return;
+        }
+        self.pending.clear();
+        self.pending_clear = false;
+        if let Some(i) = self.unsettled.take() {
+            self.end_message(i, t, ext);
+        }
+    }
+
+    /// The end of a message on instrument `i`, the book now up to date.
+    #[inline(always)]
+    fn end_message(&mut self, i: usize, t: Nanos, ext: &[L2Book]) {
+        let book = self.book(i, ext);
+        let (bid, ask) = (book.best_bid(), book.best_ask());
+        let mid = book.mid_x2();
+        if let (Some((b, _)), Some((a, _))) = (bid, ask) {
+            self.crossed[i] += u64::from(b >= a);
+        }
+        if !self.orders.is_empty() {
+            self.fill_crossed(i, bid, ask, mid, t);
+        }
+        self.executed_ahead.retain(|e| e.0 != i);
+    }
+
+    /// The size of a level before the event in hand changes it.
+    fn level_before(&self, i: usize, side: Side, price: Price, ext: &[L2Book]) -> i64 {
+        if !self.shared {
+            return self.books[i].qty_at(side, price).raw();
+        }
+        match self
+            .pending
+            .iter()
+            .rev()
+            .find(|p| (p.0, p.1, p.2) == (i, side, price))
+        {
+            Some(p) => p.3,
+            None if self.pending_clear => 0,
+            None => ext[i].qty_at(side, price).raw(),
+        }
+    }
+
+    fn apply_market(&mut self, ev: &MarketEvent, i: usize, t: Nanos, ext: &[L2Book]) {
         let exact = self.l3[i].is_some();
         match ev.kind {
             MarketEventKind::Level { side, price, qty } if self.orders.is_empty() || exact => {
-                let _ = book.apply_level(side, price, qty);
+                if !self.shared {
+                    let _ = self.books[i].apply_level(side, price, qty);
+                }
             }
             MarketEventKind::Level { side, price, qty } => {
                 // The level's old size matters only to our orders resting there.
@@ -149,11 +262,17 @@ impl Exchange {
                     .iter()
                     .any(|o| o.cmd.instrument.index() == i && o.side == side && o.price == price);
                 let before = if ours {
-                    book.qty_at(side, price).raw()
+                    self.level_before(i, side, price, ext)
                 } else {
                     0
                 };
-                let _ = book.apply(ev);
+                if self.shared {
+                    if ours {
+                        self.pending.push((i, side, price, qty.raw()));
+                    }
+                } else {
+                    let _ = self.books[i].apply(ev);
+                }
                 let after = qty.raw();
                 if ours && after < before {
                     for o in self.orders.iter_mut() {
@@ -202,14 +321,19 @@ impl Exchange {
                     } else {
                         0
                     };
-                    if take > 0 && self.fill_resting(k, take, t) {
+                    if take > 0 && self.fill_resting(k, take, t, self.msg_mid[i]) {
                         continue;
                     }
                     k += 1;
                 }
             }
             MarketEventKind::Clear => {
-                let _ = book.apply(ev);
+                if self.shared {
+                    self.pending.clear();
+                    self.pending_clear = true;
+                } else {
+                    let _ = self.books[i].apply(ev);
+                }
                 // A clear that no order event announced (a stress scenario's, or a
                 // snapshot's start): the recorded queues go with it.
                 if let Some(l3) = self.l3[i].as_mut() {
@@ -217,9 +341,8 @@ impl Exchange {
                     reset_queue(&mut self.orders, i);
                 }
             }
-            MarketEventKind::Quote { .. } => {
-                let _ = book.apply(ev);
-            }
+            // An L2 book takes nothing from a quote (see `L2Book::apply`).
+            MarketEventKind::Quote { .. } => {}
             MarketEventKind::Order {
                 action,
                 side,
@@ -307,7 +430,7 @@ impl Exchange {
                         // The venue reached an order behind ours: ours went first.
                         let take = left.min(o.leaves);
                         left -= take;
-                        if self.fill_resting(k, take, t) {
+                        if self.fill_resting(k, take, t, self.msg_mid[i]) {
                             continue;
                         }
                     }
@@ -330,6 +453,7 @@ impl Exchange {
         i: usize,
         bid: Option<(Price, Qty)>,
         ask: Option<(Price, Qty)>,
+        mid_x2: Option<i64>,
         t: Nanos,
     ) {
         let mut k = 0;
@@ -340,15 +464,16 @@ impl Exchange {
                     Side::Buy => ask.is_some_and(|(p, _)| p < o.price),
                     Side::Sell => bid.is_some_and(|(p, _)| p > o.price),
                 };
-            if crossed && self.fill_resting(k, o.leaves, t) {
+            if crossed && self.fill_resting(k, o.leaves, t, mid_x2) {
                 continue;
             }
             k += 1;
         }
     }
 
-    /// Fills `qty` of resting order `k`; true when it left the book.
-    fn fill_resting(&mut self, k: usize, qty: i64, t: Nanos) -> bool {
+    /// Fills `qty` of resting order `k` (twice the mid then: `mid_x2`); true when it
+    /// left the book.
+    fn fill_resting(&mut self, k: usize, qty: i64, t: Nanos, mid_x2: Option<i64>) -> bool {
         let o = self.orders[k];
         let leaves = o.leaves - qty;
         self.fill(
@@ -360,6 +485,7 @@ impl Exchange {
             Liquidity::Maker,
             t,
             t.saturating_sub(o.arrived),
+            mid_x2,
         );
         if leaves == 0 {
             // `remove`, not `swap_remove`: the vector's order is our orders' time
@@ -383,6 +509,7 @@ impl Exchange {
         liquidity: Liquidity,
         t: Nanos,
         queue_wait: Nanos,
+        mid_x2: Option<i64>,
     ) {
         self.exec_seq += 1;
         let spec = &self.specs[cmd.instrument.index()];
@@ -395,7 +522,6 @@ impl Exchange {
             liquidity,
         }
         .report(spec, cmd, t);
-        let mid_x2 = self.books[cmd.instrument.index()].mid_x2();
         self.out.push(FillOrReport::Fill(FillRecord {
             report,
             queue_wait,
@@ -412,8 +538,8 @@ impl Exchange {
         }));
     }
 
-    /// An order command reaches the venue at `t`.
-    pub fn submit(&mut self, cmd: &OrderCommand, t: Nanos) {
+    /// An order command reaches the venue at `t`; `ext` as for [`Exchange::on_market`].
+    pub fn submit(&mut self, cmd: &OrderCommand, t: Nanos, ext: &[L2Book]) {
         let i = cmd.instrument.index();
         let Some(spec) = self.specs.get(i) else {
             self.report(cmd, t, OrderReportKind::Rejected(RejectReason::Malformed));
@@ -446,7 +572,9 @@ impl Exchange {
                     self.report(cmd, t, OrderReportKind::Rejected(RejectReason::Spec(v)));
                     return;
                 }
-                let (levels, n) = hft_exec::takeable(&self.books[i], side, price);
+                let book = self.book(i, ext);
+                let (levels, n) = hft_exec::takeable(book, side, price);
+                let (mid_x2, ahead) = (book.mid_x2(), book.qty_at(side, price).raw());
                 let crosses = |p: Price| match side {
                     Side::Buy => p <= price,
                     Side::Sell => p >= price,
@@ -475,7 +603,17 @@ impl Exchange {
                     }
                     let take = leaves.min(avail.raw());
                     leaves -= take;
-                    self.fill(cmd, side, p, Qty(take), Qty(leaves), Liquidity::Taker, t, 0);
+                    self.fill(
+                        cmd,
+                        side,
+                        p,
+                        Qty(take),
+                        Qty(leaves),
+                        Liquidity::Taker,
+                        t,
+                        0,
+                        mid_x2,
+                    );
                 }
                 if leaves == 0 {
                     return;
@@ -484,7 +622,6 @@ impl Exchange {
                     self.report(cmd, t, OrderReportKind::Canceled);
                     return;
                 }
-                let ahead = self.books[i].qty_at(side, price).raw();
                 // Behind every recorded order resting now, ahead of every later one.
                 let priority = self.l3[i].as_ref().map_or(0, L3Book::next_priority);
                 self.orders.push(Resting {
@@ -568,7 +705,7 @@ mod tests {
                 qty: Qty(qty),
             })
         };
-        l2.push(&e, &mut |e| x.on_market(&e, t));
+        l2.push(&e, &mut |e| x.on_market(&e, t, &[]));
     }
 
     #[test]
@@ -581,7 +718,7 @@ mod tests {
         for (id, side, p) in [(1, b, 99), (2, b, 99), (3, s, 101)] {
             mbo(&mut x, &mut l2, (Add, id, side, p, 5), true, 0);
         }
-        x.submit(&buy(1, 99, 3, true), 10);
+        x.submit(&buy(1, 99, 3, true), 10, &[]);
         assert!(
             fills(&mut x).is_empty(),
             "rests behind orders 1 and 2 (10 lots)"
@@ -597,6 +734,7 @@ mod tests {
                 qty: Qty(50),
             }),
             22,
+            &[],
         );
         assert!(fills(&mut x).is_empty());
         // Order 1 executes 2 and the venue then books the change as a cancel of 2:
@@ -630,7 +768,7 @@ mod tests {
         let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
         let mut l2 = hft_book::MboToL2::new(InstrumentId(0));
         mbo(&mut x, &mut l2, (Add, 1, Side::Buy, 99, 5), true, 0);
-        x.submit(&buy(1, 99, 1, true), 10);
+        x.submit(&buy(1, 99, 1, true), 10, &[]);
         mbo(&mut x, &mut l2, (Clear, 0, Side::Buy, 0, 0), false, 20);
         // The snapshot rebuilds the level; where we stood in it is lost.
         let snap = |id| MarketEvent {
@@ -644,7 +782,7 @@ mod tests {
             })
         };
         for id in [7, 8] {
-            l2.push(&snap(id), &mut |e| x.on_market(&e, 20));
+            l2.push(&snap(id), &mut |e| x.on_market(&e, 20, &[]));
         }
         // After it, both rebuilt orders (8 lots) are ahead of ours: the first
         // execution takes one of them off, and a later order is behind.
@@ -672,20 +810,20 @@ mod tests {
         };
         // The queue at 99: 10 recorded, our 1, (our 2, cancelled), our 3, 5 recorded
         // that joined later, our 4.
-        x.on_market(&ev(lvl(10)), 0);
-        x.submit(&buy(1, 99, 5, true), 10);
-        x.submit(&buy(2, 99, 5, true), 11);
-        x.submit(&buy(3, 99, 5, true), 12);
+        x.on_market(&ev(lvl(10)), 0, &[]);
+        x.submit(&buy(1, 99, 5, true), 10, &[]);
+        x.submit(&buy(2, 99, 5, true), 11, &[]);
+        x.submit(&buy(3, 99, 5, true), 12, &[]);
         let cancel = OrderCommand {
             kind: OrderKind::Cancel,
             ..buy(2, 99, 5, true)
         };
-        x.submit(&cancel, 13);
-        x.on_market(&ev(lvl(15)), 14);
-        x.submit(&buy(4, 99, 5, true), 15);
+        x.submit(&cancel, 13, &[]);
+        x.on_market(&ev(lvl(15)), 14, &[]);
+        x.submit(&buy(4, 99, 5, true), 15, &[]);
         fills(&mut x);
         // 20 traded: the 10 recorded ahead, then our 1 and our 3, in that order.
-        x.on_market(&ev(sell(20)), 20);
+        x.on_market(&ev(sell(20)), 20, &[]);
         assert_eq!(
             fills(&mut x),
             vec![(99, 5, Liquidity::Maker, 10), (99, 5, Liquidity::Maker, 8)]
@@ -693,7 +831,7 @@ mod tests {
         // Of the 20, our orders took 10: 10 of the 15 recorded ahead of our 4 traded,
         // 5 are still ahead of it.
         assert_eq!(x.orders[0].ahead, 5);
-        x.on_market(&ev(sell(7)), 30);
+        x.on_market(&ev(sell(7)), 30, &[]);
         assert_eq!(fills(&mut x), vec![(99, 2, Liquidity::Maker, 15)]);
         assert_eq!(x.orders[0].leaves, 3);
     }
@@ -707,21 +845,21 @@ mod tests {
             price: Price(p),
             qty: Qty(q),
         };
-        x.on_market(&ev(lvl(Side::Buy, 99, 5)), 0);
-        x.on_market(&ev(lvl(Side::Sell, 101, 5)), 0);
+        x.on_market(&ev(lvl(Side::Buy, 99, 5)), 0, &[]);
+        x.on_market(&ev(lvl(Side::Sell, 101, 5)), 0, &[]);
         assert_eq!(x.crossed(), &[0]);
-        x.submit(&buy(1, 99, 3, true), 10);
+        x.submit(&buy(1, 99, 3, true), 10, &[]);
         assert!(fills(&mut x).is_empty(), "rests behind 5");
         let sell = |q| MarketEventKind::Trade {
             aggressor: Side::Sell,
             price: Price(99),
             qty: Qty(q),
         };
-        x.on_market(&ev(sell(4)), 20);
+        x.on_market(&ev(sell(4)), 20, &[]);
         assert!(fills(&mut x).is_empty(), "1 still ahead");
         // Cancels at the level do not move a risk-averse queue...
-        x.on_market(&ev(lvl(Side::Buy, 99, 4)), 25);
-        x.on_market(&ev(sell(3)), 30);
+        x.on_market(&ev(lvl(Side::Buy, 99, 4)), 25, &[]);
+        x.on_market(&ev(sell(3)), 30, &[]);
         // ... so of this trade 1 goes to the order ahead and 2 to ours.
         assert_eq!(fills(&mut x), vec![(99, 2, Liquidity::Maker, 20)]);
         // A trade through the price fills the rest.
@@ -732,10 +870,11 @@ mod tests {
                 qty: Qty(1),
             }),
             40,
+            &[],
         );
         assert_eq!(fills(&mut x), vec![(99, 1, Liquidity::Maker, 30)]);
         // Post-only that would cross is refused; a taker walks the book.
-        x.submit(&buy(2, 101, 1, true), 50);
+        x.submit(&buy(2, 101, 1, true), 50, &[]);
         assert!(matches!(
             x.out.pop(),
             Some(FillOrReport::Report(OrderReport {
@@ -743,7 +882,7 @@ mod tests {
                 ..
             }))
         ));
-        x.submit(&buy(3, 101, 7, false), 60);
+        x.submit(&buy(3, 101, 7, false), 60, &[]);
         assert_eq!(fills(&mut x), vec![(101, 5, Liquidity::Taker, 0)]);
         // Its remainder rests at 101; a sell that would meet it is a self-trade.
         let sell_cmd = OrderCommand {
@@ -757,9 +896,9 @@ mod tests {
             },
             ..buy(4, 0, 1, false)
         };
-        x.submit(&sell_cmd, 70);
+        x.submit(&sell_cmd, 70, &[]);
         // Bad data is counted: a bid above the ask after a message.
-        x.on_market(&ev(lvl(Side::Buy, 150, 1)), 80);
+        x.on_market(&ev(lvl(Side::Buy, 150, 1)), 80, &[]);
         assert_eq!(x.crossed(), &[1]);
         assert!(matches!(
             x.out.pop(),

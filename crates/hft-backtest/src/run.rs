@@ -210,6 +210,12 @@ pub fn run_source(
 ) -> Outcome {
     let n = specs.len();
     let mut venue = Exchange::new(specs, setup.queue);
+    // With no feed latency the venue and the engines take each recorded event in one
+    // step (below), so their books are equal at every moment either reads one: the
+    // venue reads the first engine's instead of keeping a copy.
+    if setup.feed == FeedLatency::Zero && engines.first().is_some_and(|e| e.books().len() == n) {
+        venue.share();
+    }
     // Re-borrowed from `src` after every refill; indices are into this window, and
     // `dropped` events lie before it.
     let mut events: &[MarketEvent] = src.events();
@@ -247,6 +253,17 @@ pub fn run_source(
     // Engines see one sequence number per venue message, renumbered per instrument.
     let mut msg_seq = vec![0u64; n];
     let mut at_start = vec![true; n];
+
+    // The books the venue reads while it shares the first engine's.
+    macro_rules! ext {
+        () => {
+            if venue.is_shared() {
+                engines[0].books()
+            } else {
+                &[]
+            }
+        };
+    }
 
     macro_rules! dispatch {
         ($engine:expr, $t:expr) => {{
@@ -317,7 +334,8 @@ pub fn run_source(
         };
     }
     // The venue has just taken `events[li]` at `t`; it takes the rest of that
-    // message, then the engines take the whole message in one call.
+    // message, then the engines take the whole message in one call, then the venue
+    // settles the message (on the engines' book when it shares it).
     macro_rules! deliver_message {
         ($t:expr) => {{
             let first = &events[li];
@@ -337,10 +355,9 @@ pub fn run_source(
                     {
                         break;
                     }
-                    venue.on_market(e, $t);
+                    venue.on_market(e, $t, ext!());
                     end += 1;
                 }
-                drain_venue!($t);
                 xi = end;
                 if at_start[i] {
                     msg_seq[i] += 1;
@@ -354,6 +371,8 @@ pub fn run_source(
                         eng.on_market_msg(run, msg_seq[i], $t, &mut Outbox { buf: &mut outbox });
                     dispatch!(eng, $t);
                 }
+                venue.settle($t, ext!());
+                drain_venue!($t);
             }
         }};
     }
@@ -407,15 +426,24 @@ pub fn run_source(
             next_sample = now + setup.sample_interval;
             samples.push(sample(now, &engines));
         }
-        // With no feed latency the venue and the engines see an event at the same time:
-        // when nothing else is due first, both take it in one step.
+        // With no feed latency the venue and the engines see an event at the same time,
+        // and both take it in one step.
+        //
+        // Taking it together changes nothing an engine or the venue sees, even when an
+        // order or a report falls due at the same time: the venue still takes every
+        // message of that time before the order arrives, and an engine still hears of
+        // each message, in order, before the report; an order the engine sends in
+        // reply arrives after any order it sent before.
         if tx == t {
             let e = &events[xi];
+            let local_too = setup.feed == FeedLatency::Zero && li == xi && tl == t;
+            if !local_too {
+                // The engines fall behind the venue: it needs its own book from here.
+                venue.unshare(ext!());
+            }
             xi += 1;
             xt_last = t;
-            venue.on_market(e, t);
-            let local_too =
-                setup.feed == FeedLatency::Zero && li + 1 == xi && tl == t && tv > t && tr > t;
+            venue.on_market(e, t, ext!());
             if !local_too {
                 drain_venue!(t);
                 continue;
@@ -437,7 +465,7 @@ pub fn run_source(
                     break;
                 }
                 xi += 1;
-                venue.on_market(e, t);
+                venue.on_market(e, t, ext!());
                 deliver_message!(t);
             }
             continue;
@@ -445,7 +473,7 @@ pub fn run_source(
             let Some(Reverse(s)) = to_venue.pop() else {
                 continue;
             };
-            venue.submit(&s.item, t);
+            venue.submit(&s.item, t, ext!());
             drain_venue!(t);
             continue;
         }

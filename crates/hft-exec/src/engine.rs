@@ -229,6 +229,12 @@ impl Engine {
         &self.books[id.index()]
     }
 
+    /// Every instrument's book, by instrument index: a backtest venue that sees the
+    /// market when the engine does reads these instead of keeping a copy.
+    pub fn books(&self) -> &[L2Book] {
+        &self.books
+    }
+
     /// Twice the mid of an instrument's book (exact in raw units), if both sides are
     /// present: what reports compare execution prices with.
     pub fn mid_x2(&self, id: InstrumentId) -> Option<i64> {
