@@ -85,6 +85,9 @@ pub struct Exchange {
     /// our orders then stand in its queues exactly (FIFO) and the queue model is not
     /// used.
     l3: Vec<Option<L3Book>>,
+    /// Per instrument, the recorded order-by-order book was cleared and the snapshot
+    /// that rebuilds it is not over: an order arriving now has no place yet either.
+    rebuilding: Vec<bool>,
     /// Recorded orders ahead of ours that executed in the current venue message, with
     /// the quantity already taken off our queue position: the book change the venue
     /// sends after the execution must not take it off again.
@@ -123,6 +126,7 @@ impl Exchange {
             exec_seq: 0,
             crossed: vec![0; n],
             l3: vec![None; n],
+            rebuilding: vec![false; n],
             executed_ahead: Vec::new(),
             out: Vec::with_capacity(64),
         }
@@ -339,6 +343,7 @@ impl Exchange {
                 if let Some(l3) = self.l3[i].as_mut() {
                     l3.clear();
                     reset_queue(&mut self.orders, i);
+                    self.rebuilding[i] = true;
                 }
             }
             // An L2 book takes nothing from a quote (see `L2Book::apply`).
@@ -372,6 +377,7 @@ impl Exchange {
             .take()
             .unwrap_or_else(|| L3Book::with_capacity(hft_core::InstrumentId(i as u32), 4096));
         if !snapshot {
+            self.rebuilding[i] = false;
             // The book is whole again: an order caught by a reset goes behind the
             // level as rebuilt.
             for o in &mut self.orders {
@@ -382,6 +388,12 @@ impl Exchange {
             }
         }
         let recorded = book.order(id).copied();
+        // A change the recorded book refuses (a cancel of more than the order holds,
+        // an order it does not know) moves nobody's place.
+        if book.apply(action, id, side, price, qty, false).is_err() {
+            self.l3[i] = Some(book);
+            return;
+        }
         let at = |o: &Resting, r: &hft_book::RestingOrder| {
             o.cmd.instrument.index() == i && o.side == r.side && o.price == r.price
         };
@@ -440,10 +452,12 @@ impl Exchange {
                     self.executed_ahead.push((i, id, executed));
                 }
             }
-            (MboAction::Clear, _) => reset_queue(&mut self.orders, i),
+            (MboAction::Clear, _) => {
+                reset_queue(&mut self.orders, i);
+                self.rebuilding[i] = true;
+            }
             _ => {}
         }
-        let _ = book.apply(action, id, side, price, qty, false);
         self.l3[i] = Some(book);
     }
 
@@ -623,7 +637,12 @@ impl Exchange {
                     return;
                 }
                 // Behind every recorded order resting now, ahead of every later one.
-                let priority = self.l3[i].as_ref().map_or(0, L3Book::next_priority);
+                // While the recorded book is rebuilt, behind all of it once it is whole.
+                let priority = match &self.l3[i] {
+                    Some(_) if self.rebuilding[i] => RESET,
+                    Some(l3) => l3.next_priority(),
+                    None => 0,
+                };
                 self.orders.push(Resting {
                     cmd: *cmd,
                     side,
@@ -792,6 +811,53 @@ mod tests {
         assert_eq!(x.orders[0].ahead, 7);
         mbo(&mut x, &mut l2, (Fill, 9, Side::Buy, 99, 4), true, 40);
         assert!(fills(&mut x).is_empty(), "7 lots are still ahead");
+    }
+
+    #[test]
+    fn an_order_arriving_while_the_book_is_rebuilt_goes_behind_the_rebuilt_level() {
+        use MboAction::{Add, Clear, Fill};
+        let spec = InstrumentSpec::new(InstrumentId(0), "X", 0, 0, Price(1), Qty(1));
+        let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
+        let mut l2 = hft_book::MboToL2::new(InstrumentId(0));
+        mbo(&mut x, &mut l2, (Add, 1, Side::Buy, 99, 5), true, 0);
+        mbo(&mut x, &mut l2, (Clear, 0, Side::Buy, 0, 0), false, 20);
+        let snap = |id| MarketEvent {
+            flags: FLAG_SNAPSHOT,
+            ..ev(MarketEventKind::Order {
+                action: Add,
+                side: Some(Side::Buy),
+                order_id: id,
+                price: Price(99),
+                qty: Qty(4),
+            })
+        };
+        l2.push(&snap(7), &mut |e| x.on_market(&e, 20, &[]));
+        // Half-way through the snapshot: the venue's queue is not known yet.
+        x.submit(&buy(1, 99, 1, true), 21, &[]);
+        l2.push(&snap(8), &mut |e| x.on_market(&e, 22, &[]));
+        // Both rebuilt orders are ahead of ours, not just the one sent before it.
+        mbo(&mut x, &mut l2, (Fill, 8, Side::Buy, 99, 1), true, 30);
+        assert_eq!(x.orders[0].ahead, 7);
+        mbo(&mut x, &mut l2, (Fill, 8, Side::Buy, 99, 3), true, 31);
+        let f = fills(&mut x);
+        assert!(f.is_empty(), "order 7 is still ahead: {f:?}");
+    }
+
+    #[test]
+    fn a_change_the_recorded_book_refuses_moves_nobodys_place() {
+        use MboAction::{Add, Cancel};
+        let spec = InstrumentSpec::new(InstrumentId(0), "X", 0, 0, Price(1), Qty(1));
+        let mut x = Exchange::new(vec![spec], QueueModel::RiskAverse);
+        let mut l2 = hft_book::MboToL2::new(InstrumentId(0));
+        mbo(&mut x, &mut l2, (Add, 1, Side::Buy, 99, 5), true, 0);
+        x.submit(&buy(1, 99, 1, true), 10, &[]);
+        assert_eq!(x.orders[0].ahead, 5);
+        // More than order 1 holds, and an order nobody added: both refused.
+        mbo(&mut x, &mut l2, (Cancel, 1, Side::Buy, 99, 9), true, 20);
+        mbo(&mut x, &mut l2, (Cancel, 42, Side::Buy, 99, 1), true, 21);
+        assert_eq!(x.orders[0].ahead, 5);
+        mbo(&mut x, &mut l2, (Cancel, 1, Side::Buy, 99, 2), true, 22);
+        assert_eq!(x.orders[0].ahead, 3);
     }
 
     #[test]
