@@ -169,6 +169,8 @@ pub struct Stream {
     buf: Vec<MarketEvent>,
     batch: usize,
     done: bool,
+    /// Events read so far, for progress in rows.
+    loaded: u64,
     error: Option<hft_store::StoreError>,
     _store: StoreRoot,
 }
@@ -196,6 +198,7 @@ impl Stream {
         Ok(Self {
             specs,
             reader,
+            loaded: buf.len() as u64,
             buf,
             batch,
             done: false,
@@ -221,7 +224,7 @@ impl run::Source for Stream {
         if !self.done {
             match self.reader.next_events(&mut self.buf, self.batch) {
                 Ok(0) => self.done = true,
-                Ok(_) => {}
+                Ok(n) => self.loaded += n as u64,
                 Err(e) => {
                     self.error = Some(e);
                     self.done = true;
@@ -233,8 +236,16 @@ impl run::Source for Stream {
     fn exhausted(&self) -> bool {
         self.done
     }
+    /// In rows: order-by-order rows become more events than rows.
     fn total(&self) -> Option<u64> {
         Some(self.reader.series().iter().map(|m| m.rows).sum())
+    }
+    /// The run's events in rows, at the rows-per-event ratio of what was read: exact
+    /// where each row is one event, and never past the total on order-by-order data,
+    /// whose rows become more events than rows.
+    fn done(&self, events: u64) -> u64 {
+        let rows = u128::from(self.reader.rows_read());
+        (u128::from(events) * rows / u128::from(self.loaded.max(1))) as u64
     }
 }
 

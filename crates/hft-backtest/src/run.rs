@@ -151,8 +151,14 @@ pub trait Source {
     fn refill(&mut self, keep: usize) -> usize;
     /// True once the stream has nothing more to load.
     fn exhausted(&self) -> bool;
-    /// Events in the whole stream, if known (for progress).
+    /// The stream's length for progress, if known: events, or any unit the stream
+    /// counts its input in ([`Source::done`] uses the same).
     fn total(&self) -> Option<u64>;
+    /// How far the run is, in the unit of [`Source::total`], once it has taken
+    /// `events` events.
+    fn done(&self, events: u64) -> u64 {
+        events
+    }
 }
 
 impl<S: Source + ?Sized> Source for &mut S {
@@ -167,6 +173,9 @@ impl<S: Source + ?Sized> Source for &mut S {
     }
     fn total(&self) -> Option<u64> {
         (**self).total()
+    }
+    fn done(&self, events: u64) -> u64 {
+        (**self).done(events)
     }
 }
 
@@ -400,7 +409,7 @@ pub fn run_source(
         if dropped + li as u64 >= next_progress {
             next_progress = dropped + li as u64 + step;
             if let Some(p) = progress.as_mut() {
-                p(dropped + li as u64, total);
+                p(src.done(dropped + li as u64), total);
             }
         }
         // `NEVER` stands for "nothing due" so the earliest is a plain minimum.

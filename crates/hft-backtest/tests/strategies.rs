@@ -394,4 +394,25 @@ fn progress_is_reported_about_every_percent_in_memory_and_streamed() {
         seen.iter().all(|&(d, a)| a == o.events && d <= a),
         "{seen:?}"
     );
+
+    // Order-by-order rows become more events than rows: progress stays in rows.
+    let path = common::data("cme_databento/esh4-glbx-mdp3-20231225.mbo.dbn.zst");
+    let mut stream = hft_backtest::Stream::open(&path, &[], 65_536).unwrap();
+    let mut setup = peer_setup();
+    let c = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let c2 = c.clone();
+    setup.progress = Some(Box::new(move |done, all| c2.borrow_mut().push((done, all))));
+    let specs = stream.specs.clone();
+    let o = hft_backtest::run::run_source(
+        setup,
+        specs.clone(),
+        hft_backtest::touch_engines(&specs),
+        &mut stream,
+    );
+    let seen = c.borrow().clone();
+    let rows = seen.first().map_or(0, |s| s.1);
+    assert!(o.events > rows, "{} events from {rows} rows", o.events);
+    assert!(seen.iter().all(|&(d, a)| a == rows && d <= a), "{seen:?}");
+    let last = seen.last().map_or(0, |s| s.0);
+    assert!(last * 100 >= rows * 90, "progress ends at {last} of {rows}");
 }

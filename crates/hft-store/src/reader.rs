@@ -339,6 +339,8 @@ pub struct MergedReader {
     /// Per series, the L3 book that turns its order rows into L2 levels (made at the
     /// series' first order row).
     mbo: Vec<Option<MboToL2>>,
+    /// Rows [`MergedReader::next_events`] has taken so far.
+    rows_read: u64,
 }
 
 /// Appends `e` to `out`, with the L2 events an order event amounts to.
@@ -400,6 +402,7 @@ impl MergedReader {
             heads: Vec::new(),
             current: None,
             mbo: Vec::new(),
+            rows_read: 0,
         };
         for (_, (meta, files)) in by_series {
             me.series.push(meta);
@@ -461,6 +464,12 @@ impl MergedReader {
 }
 
 impl MergedReader {
+    /// Rows taken by [`MergedReader::next_events`] so far: progress against the rows of
+    /// [`MergedReader::series`], which the events outnumber on order-by-order data.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
     /// Appends the next market events in time order to `out`, each with its series
     /// index as instrument id; returns how many. That is up to `max`, and up to two
     /// more when the last row is an order record: each is followed by the `Level`
@@ -477,6 +486,7 @@ impl MergedReader {
             let Some((i, row)) = self.next_row()? else {
                 break;
             };
+            self.rows_read += 1;
             let id = InstrumentId(i as u32);
             if let Some(e) = row.to_event(id) {
                 emit(&mut self.mbo[i], e, out);
@@ -494,8 +504,10 @@ impl MergedReader {
             if let Some(e) = head.to_event(id) {
                 emit(&mut self.mbo[i], e, out);
             }
+            self.rows_read += 1;
             let c = &mut self.cursors[i];
             let mbo = &mut self.mbo[i];
+            let pos = c.pos;
             if let Some(cols) = &c.batch {
                 while c.pos < cols.len && out.len() - start < max {
                     let ts = cols.te.values()[c.pos];
@@ -510,6 +522,7 @@ impl MergedReader {
                     c.pos += 1;
                 }
             }
+            self.rows_read += (c.pos - pos) as u64;
             self.heads[i] = self.cursors[i].next_row()?;
             if self.heads[i].is_none() {
                 self.current = None;
