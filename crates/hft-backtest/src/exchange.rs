@@ -71,10 +71,11 @@ pub struct Exchange {
     pending_clear: bool,
     /// Shared books: the instrument whose message ended and waits for [`Exchange::settle`].
     unsettled: Option<usize>,
-    /// Per instrument, the next event starts a venue message.
+    /// Own books: per instrument, the next event starts a venue message.
     at_start: Vec<bool>,
-    /// Per instrument, twice the mid before the message in hand: the reference for
-    /// fills the message causes (the book half-way through a message never existed).
+    /// Own books: per instrument, twice the mid before the message in hand, the
+    /// reference for fills the message causes (the book half-way through a message
+    /// never existed). Shared books still show that state until the message settles.
     msg_mid: Vec<Option<i64>>,
     orders: Vec<Resting>,
     model: QueueModel,
@@ -163,6 +164,7 @@ impl Exchange {
         if self.shared {
             self.books = ext.to_vec();
             self.shared = false;
+            self.at_start.fill(true);
         }
     }
 
@@ -190,10 +192,12 @@ impl Exchange {
             // take it, so the venue's book parts from theirs here.
             self.unshare(ext);
         }
-        if self.at_start[i] {
-            self.msg_mid[i] = self.book(i, ext).mid_x2();
+        if !self.shared {
+            if self.at_start[i] {
+                self.msg_mid[i] = self.books[i].mid_x2();
+            }
+            self.at_start[i] = ev.is_last();
         }
-        self.at_start[i] = ev.is_last();
         self.apply_market(ev, i, t, ext);
         if self.shared {
             if ev.is_last() {
@@ -232,6 +236,15 @@ impl Exchange {
             self.fill_crossed(i, bid, ask, mid, t);
         }
         self.executed_ahead.retain(|e| e.0 != i);
+    }
+
+    /// Twice the mid before the message in hand, for the fills it causes.
+    fn pre_message_mid(&self, i: usize, ext: &[L2Book]) -> Option<i64> {
+        if self.shared {
+            ext[i].mid_x2()
+        } else {
+            self.msg_mid[i]
+        }
     }
 
     /// The size of a level before the event in hand changes it.
@@ -325,8 +338,11 @@ impl Exchange {
                     } else {
                         0
                     };
-                    if take > 0 && self.fill_resting(k, take, t, self.msg_mid[i]) {
-                        continue;
+                    if take > 0 {
+                        let mid = self.pre_message_mid(i, ext);
+                        if self.fill_resting(k, take, t, mid) {
+                            continue;
+                        }
                     }
                     k += 1;
                 }
@@ -356,7 +372,7 @@ impl Exchange {
                 qty,
             } => {
                 let snapshot = ev.flags & FLAG_SNAPSHOT != 0;
-                self.on_order(i, action, (order_id, side, price, qty), snapshot, t);
+                self.on_order(i, action, (order_id, side, price, qty), snapshot, t, ext);
             }
         }
     }
@@ -371,6 +387,7 @@ impl Exchange {
         (id, side, price, qty): (u64, Option<Side>, Price, Qty),
         snapshot: bool,
         t: Nanos,
+        ext: &[L2Book],
     ) {
         // Out of `self` while our orders fill.
         let mut book = self.l3[i]
@@ -442,7 +459,8 @@ impl Exchange {
                         // The venue reached an order behind ours: ours went first.
                         let take = left.min(o.leaves);
                         left -= take;
-                        if self.fill_resting(k, take, t, self.msg_mid[i]) {
+                        let mid = self.pre_message_mid(i, ext);
+                        if self.fill_resting(k, take, t, mid) {
                             continue;
                         }
                     }
