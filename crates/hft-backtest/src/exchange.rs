@@ -798,6 +798,20 @@ mod tests {
         assert!(x.orders.is_empty());
     }
 
+    /// Recorded buy order `id` of 4 at 99, as a snapshot sends it.
+    fn snap(id: u64) -> MarketEvent {
+        MarketEvent {
+            flags: FLAG_SNAPSHOT,
+            ..ev(MarketEventKind::Order {
+                action: MboAction::Add,
+                side: Some(Side::Buy),
+                order_id: id,
+                price: Price(99),
+                qty: Qty(4),
+            })
+        }
+    }
+
     #[test]
     fn a_book_reset_puts_a_resting_order_behind_the_rebuilt_level() {
         use MboAction::{Add, Clear, Fill};
@@ -808,16 +822,6 @@ mod tests {
         x.submit(&buy(1, 99, 1, true), 10, &[]);
         mbo(&mut x, &mut l2, (Clear, 0, Side::Buy, 0, 0), false, 20);
         // The snapshot rebuilds the level; where we stood in it is lost.
-        let snap = |id| MarketEvent {
-            flags: FLAG_SNAPSHOT,
-            ..ev(MarketEventKind::Order {
-                action: Add,
-                side: Some(Side::Buy),
-                order_id: id,
-                price: Price(99),
-                qty: Qty(4),
-            })
-        };
         for id in [7, 8] {
             l2.push(&snap(id), &mut |e| x.on_market(&e, 20, &[]));
         }
@@ -839,16 +843,6 @@ mod tests {
         let mut l2 = hft_book::MboToL2::new(InstrumentId(0));
         mbo(&mut x, &mut l2, (Add, 1, Side::Buy, 99, 5), true, 0);
         mbo(&mut x, &mut l2, (Clear, 0, Side::Buy, 0, 0), false, 20);
-        let snap = |id| MarketEvent {
-            flags: FLAG_SNAPSHOT,
-            ..ev(MarketEventKind::Order {
-                action: Add,
-                side: Some(Side::Buy),
-                order_id: id,
-                price: Price(99),
-                qty: Qty(4),
-            })
-        };
         l2.push(&snap(7), &mut |e| x.on_market(&e, 20, &[]));
         // Half-way through the snapshot: the venue's queue is not known yet.
         x.submit(&buy(1, 99, 1, true), 21, &[]);

@@ -357,6 +357,24 @@ fn a_streamed_run_equals_the_in_memory_run() {
     assert_eq!(streamed.engines[0].pnl(), mem.engines[0].pnl());
 }
 
+/// A streamed touch-maker run over `path` with the progress reports it made.
+fn streamed_with_progress(path: &std::path::Path) -> (Outcome, Vec<(u64, u64)>) {
+    let mut stream = hft_backtest::Stream::open(path, &[], 65_536).unwrap();
+    let mut setup = peer_setup();
+    let c = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let c2 = c.clone();
+    setup.progress = Some(Box::new(move |done, all| c2.borrow_mut().push((done, all))));
+    let specs = stream.specs.clone();
+    let o = hft_backtest::run::run_source(
+        setup,
+        specs.clone(),
+        hft_backtest::touch_engines(&specs),
+        &mut stream,
+    );
+    let seen = c.borrow().clone();
+    (o, seen)
+}
+
 #[test]
 fn progress_is_reported_about_every_percent_in_memory_and_streamed() {
     let path = common::capture("spot_ethusdt_20240808.gz");
@@ -376,19 +394,7 @@ fn progress_is_reported_about_every_percent_in_memory_and_streamed() {
     assert!(seen.iter().all(|&(d, a)| a == o.events && d <= a));
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
 
-    let mut stream = hft_backtest::Stream::open(&path, &[], 65_536).unwrap();
-    let mut setup = peer_setup();
-    let c = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let c2 = c.clone();
-    setup.progress = Some(Box::new(move |done, all| c2.borrow_mut().push((done, all))));
-    let specs = stream.specs.clone();
-    let o = hft_backtest::run::run_source(
-        setup,
-        specs.clone(),
-        hft_backtest::touch_engines(&specs),
-        &mut stream,
-    );
-    let seen = c.borrow().clone();
+    let (o, seen) = streamed_with_progress(&path);
     assert!((95..=101).contains(&seen.len()), "{} calls", seen.len());
     assert!(
         seen.iter().all(|&(d, a)| a == o.events && d <= a),
@@ -397,19 +403,7 @@ fn progress_is_reported_about_every_percent_in_memory_and_streamed() {
 
     // Order-by-order rows become more events than rows: progress stays in rows.
     let path = common::data("cme_databento/esh4-glbx-mdp3-20231225.mbo.dbn.zst");
-    let mut stream = hft_backtest::Stream::open(&path, &[], 65_536).unwrap();
-    let mut setup = peer_setup();
-    let c = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let c2 = c.clone();
-    setup.progress = Some(Box::new(move |done, all| c2.borrow_mut().push((done, all))));
-    let specs = stream.specs.clone();
-    let o = hft_backtest::run::run_source(
-        setup,
-        specs.clone(),
-        hft_backtest::touch_engines(&specs),
-        &mut stream,
-    );
-    let seen = c.borrow().clone();
+    let (o, seen) = streamed_with_progress(&path);
     let rows = seen.first().map_or(0, |s| s.1);
     assert!(o.events > rows, "{} events from {rows} rows", o.events);
     assert!(seen.iter().all(|&(d, a)| a == rows && d <= a), "{seen:?}");
