@@ -552,6 +552,9 @@ fn backtest_writes_a_report_and_reruns_byte_identically() {
         3,
         "equity, drawdown and position plots"
     );
+    // One instrument: its position in its own units, not raw ones; waits in ms.
+    assert!(html.contains("<h2>Position</h2>"), "{html}");
+    assert!(html.contains(" ms</td>"), "{html}");
     let o = hft()
         .args(["backtest", "--data"])
         .arg(dir.join("missing.gz"))

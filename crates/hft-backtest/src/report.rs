@@ -296,10 +296,24 @@ fn html(o: &Outcome, m: &Metrics, attribution: &[Attribution]) -> String {
         ("turnover", format!("{:.2}", m.turnover)),
         ("fill ratio", format!("{:.4}", m.fill_ratio)),
         ("hit rate", format!("{:.4}", m.hit_rate)),
-        ("mean queue wait", format!("{:.0} ns", m.mean_queue_wait_ns)),
+        (
+            "mean queue wait",
+            format!("{:.3} ms", m.mean_queue_wait_ns / 1e6),
+        ),
         ("orders / fills", format!("{} / {}", m.orders, m.fills)),
         ("events / span", format!("{} / {:.1} s", m.events, m.span_s)),
     ];
+    // The samples sum every strategy's position: in the instruments' units when they
+    // share a quantity scale, else only raw units add up.
+    let scales: Vec<u8> = o
+        .engines
+        .iter()
+        .map(|e| e.spec(e.instrument()).qty_scale)
+        .collect();
+    let (position_title, unit) = match scales.first() {
+        Some(&q) if scales.iter().all(|&x| x == q) => ("Position", 10f64.powi(i32::from(q))),
+        _ => ("Position (raw units: the instruments' scales differ)", 1.0),
+    };
     let table: String = rows
         .iter()
         .map(|(k, v)| format!("<tr><td>{k}</td><td>{v}</td></tr>"))
@@ -315,8 +329,8 @@ fn html(o: &Outcome, m: &Metrics, attribution: &[Attribution]) -> String {
         ),
         chart("Drawdown", &dd, "#d62728"),
         chart(
-            "Position (raw units)",
-            &pts(&|s| s.position as f64),
+            position_title,
+            &pts(&|s| s.position as f64 / unit),
             "#2ca02c"
         ),
         attribution_chart(attribution),
