@@ -36,14 +36,6 @@ struct Resting {
 /// A resting order's priority while the recorded book is being rebuilt.
 const RESET: u64 = u64::MAX;
 
-/// Our orders on instrument `i` lose their places when its recorded book is cleared,
-/// until the snapshot that rebuilds it is over.
-fn reset_queue(orders: &mut [Resting], i: usize) {
-    for o in orders.iter_mut().filter(|o| o.cmd.instrument.index() == i) {
-        o.priority = RESET;
-    }
-}
-
 /// A fill with what the report needs beyond the venue report.
 #[derive(Clone, Copy, Debug)]
 pub struct FillRecord {
@@ -238,6 +230,20 @@ impl Exchange {
         self.executed_ahead.retain(|e| e.0 != i);
     }
 
+    /// Our orders on instrument `i` lose their places when its recorded book is
+    /// cleared, and orders arriving later have none either, until the snapshot that
+    /// rebuilds it is over.
+    fn reset_queue(&mut self, i: usize) {
+        for o in self
+            .orders
+            .iter_mut()
+            .filter(|o| o.cmd.instrument.index() == i)
+        {
+            o.priority = RESET;
+        }
+        self.rebuilding[i] = true;
+    }
+
     /// Twice the mid before the message in hand, for the fills it causes.
     fn pre_message_mid(&self, i: usize, ext: &[L2Book]) -> Option<i64> {
         if self.shared {
@@ -358,8 +364,7 @@ impl Exchange {
                 // snapshot's start): the recorded queues go with it.
                 if let Some(l3) = self.l3[i].as_mut() {
                     l3.clear();
-                    reset_queue(&mut self.orders, i);
-                    self.rebuilding[i] = true;
+                    self.reset_queue(i);
                 }
             }
             // An L2 book takes nothing from a quote (see `L2Book::apply`).
@@ -470,10 +475,7 @@ impl Exchange {
                     self.executed_ahead.push((i, id, executed));
                 }
             }
-            (MboAction::Clear, _) => {
-                reset_queue(&mut self.orders, i);
-                self.rebuilding[i] = true;
-            }
+            (MboAction::Clear, _) => self.reset_queue(i),
             _ => {}
         }
         self.l3[i] = Some(book);
