@@ -2,11 +2,13 @@
 
 use crate::StoreError;
 use crate::schema::{Row, RowKind, SCHEMA_VERSION};
-use arrow_array::{Array, Int64Array, RecordBatch, UInt8Array, UInt64Array};
 use hft_book::{L2Book, MboToL2};
 use hft_core::{FLAG_LAST, InstrumentId};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::Type as PhysicalType;
+use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
+use parquet::data_type::{Int32Type, Int64Type};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -48,152 +50,143 @@ pub struct FileMeta {
     pub rows: u64,
 }
 
-fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T, StoreError> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| StoreError::Input {
-            path: path.to_path_buf(),
-            at: format!("column {name}"),
-            reason: "missing or of the wrong type".into(),
-        })
-}
-
-/// Opens a data file: its metadata and a batch reader limited to the row groups that
-/// can hold exchange timestamps in `[from, to]` (from the row groups' statistics).
-fn open_file(
-    path: &Path,
-    from: u64,
-    to: u64,
-) -> Result<(FileMeta, ParquetRecordBatchReader), StoreError> {
-    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StoreError::parquet(path, e))?;
-    let md = builder.metadata().file_metadata();
-    let kv = |k: &str| {
-        md.key_value_metadata().and_then(|kvs| {
-            kvs.iter()
-                .find(|x| x.key == k)
-                .and_then(|x| x.value.clone())
-        })
-    };
-    let version: u32 = kv("hft.schema_version")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if version != SCHEMA_VERSION {
-        return Err(StoreError::Input {
-            path: path.to_path_buf(),
-            at: "metadata".into(),
-            reason: format!("schema version {version}, this build reads {SCHEMA_VERSION}"),
-        });
-    }
-    let meta = FileMeta {
-        venue: kv("hft.venue").unwrap_or_default(),
-        symbol: kv("hft.symbol").unwrap_or_default(),
-        price_scale: kv("hft.price_scale")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        qty_scale: kv("hft.qty_scale")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        rows: md.num_rows().max(0) as u64,
-    };
-    let groups: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, rg)| {
-            let stats = rg.column(0).statistics();
-            let bound =
-                |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-            match stats.map(|s| (bound(s.min_bytes_opt()), bound(s.max_bytes_opt()))) {
-                Some((Some(min), Some(max))) => max >= from && min <= to,
-                _ => true,
-            }
-        })
-        .map(|(i, _)| i)
-        .collect();
-    // Files without order-by-order rows (the `kind` column never reaches `Order`) skip
-    // the order columns; the rows read back with zeros there, as written.
-    let has_orders = builder.metadata().row_groups().iter().any(|rg| {
-        rg.column(KIND_COLUMN)
-            .statistics()
-            .and_then(|s| s.max_bytes_opt().and_then(|b| b.first().copied()))
-            .is_none_or(|max| max >= RowKind::Order as u8)
-    });
-    let columns = if has_orders { 12 } else { 10 };
-    let mask = ProjectionMask::roots(builder.parquet_schema(), 0..columns);
-    let reader = builder
-        .with_row_groups(groups)
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| StoreError::parquet(path, e))?;
-    Ok((meta, reader))
-}
-
 /// Position of `kind` in the schema.
 const KIND_COLUMN: usize = 4;
 
 /// Rows decoded at a time per series: the reader's memory is this many rows per open
-/// series, whatever the file size.
-const BATCH_ROWS: usize = 32_768;
+/// series, whatever the file size, and a batch's columns stay in the core's cache
+/// between decoding them and building events from them.
+const BATCH_ROWS: usize = 4_096;
 
-/// The columns of one decoded batch; rows are read out of them in place.
+/// The stored columns in schema order, with their physical types (`true`: INT64).
+const COLUMNS: [(&str, bool); 12] = [
+    ("ts_exchange", true),
+    ("ts_recv", true),
+    ("seq", true),
+    ("flags", false),
+    ("kind", false),
+    ("side", false),
+    ("price", true),
+    ("qty", true),
+    ("price2", true),
+    ("qty2", true),
+    ("order_id", true),
+    ("action", false),
+];
+
+/// Columns read when a file has no order-by-order rows.
+const L2_COLUMNS: usize = 10;
+
+/// The decoded values of one batch of rows. Rows are read out of them in place, and
+/// the buffers are reused from batch to batch, so replay allocates per file, not per
+/// batch. Parquet is read through its column readers rather than Arrow arrays: the
+/// arrays would be built, cast from INT32 and reference-counted per batch only to be
+/// read back here.
+#[derive(Default)]
 struct Columns {
-    te: UInt64Array,
-    tr: UInt64Array,
-    sq: UInt64Array,
-    fl: UInt8Array,
-    kd: UInt8Array,
-    sd: UInt8Array,
-    px: Int64Array,
-    qt: Int64Array,
-    px2: Int64Array,
-    qt2: Int64Array,
-    /// Absent when the file has no order-by-order rows.
-    orders: Option<(UInt64Array, UInt8Array)>,
+    te: Vec<i64>,
+    tr: Vec<i64>,
+    sq: Vec<i64>,
+    fl: Vec<i32>,
+    kd: Vec<i32>,
+    sd: Vec<i32>,
+    px: Vec<i64>,
+    qt: Vec<i64>,
+    px2: Vec<i64>,
+    qt2: Vec<i64>,
+    /// Empty when the file has no order-by-order rows.
+    oid: Vec<i64>,
+    act: Vec<i32>,
     len: usize,
 }
 
 impl Columns {
-    fn of(b: &RecordBatch, path: &Path) -> Result<Self, StoreError> {
-        let orders = if b.column_by_name("order_id").is_some() {
-            Some((
-                col::<UInt64Array>(b, "order_id", path)?.clone(),
-                col::<UInt8Array>(b, "action", path)?.clone(),
-            ))
-        } else {
-            None
-        };
-        Ok(Self {
-            te: col::<UInt64Array>(b, "ts_exchange", path)?.clone(),
-            tr: col::<UInt64Array>(b, "ts_recv", path)?.clone(),
-            sq: col::<UInt64Array>(b, "seq", path)?.clone(),
-            fl: col::<UInt8Array>(b, "flags", path)?.clone(),
-            kd: col::<UInt8Array>(b, "kind", path)?.clone(),
-            sd: col::<UInt8Array>(b, "side", path)?.clone(),
-            px: col::<Int64Array>(b, "price", path)?.clone(),
-            qt: col::<Int64Array>(b, "qty", path)?.clone(),
-            px2: col::<Int64Array>(b, "price2", path)?.clone(),
-            qt2: col::<Int64Array>(b, "qty2", path)?.clone(),
-            orders,
-            len: b.num_rows(),
-        })
+    /// Exchange timestamp of row `i`.
+    #[inline(always)]
+    fn ts(&self, i: usize) -> u64 {
+        self.te[i] as u64
     }
 
-    /// The market event of row `i` (`i < len`), read straight from the columns; the
-    /// same as `row(i).to_event(id)`, without the row.
+    /// Row `i` (`i < len`).
     #[inline]
+    fn row(&self, i: usize) -> Row {
+        let (order_id, action) = (
+            self.oid.get(i).map_or(0, |&v| v as u64),
+            self.act.get(i).map_or(0, |&v| v as u8),
+        );
+        let kind = self.kd[i] as u8;
+        let (price2, qty2) = if kind == RowKind::Quote as u8 {
+            (self.px2[i], self.qt2[i])
+        } else {
+            (0, 0)
+        };
+        Row {
+            ts_exchange: self.ts(i),
+            ts_recv: self.tr[i] as u64,
+            seq: self.sq[i] as u64,
+            flags: self.fl[i] as u8,
+            kind,
+            side: self.sd[i] as u8,
+            price: self.px[i],
+            qty: self.qt[i],
+            price2,
+            qty2,
+            order_id,
+            action,
+        }
+    }
+}
+
+/// A decoded batch as slices of one length, so that reading row `i < len` out of them
+/// needs one bounds check, not one per column.
+struct View<'a> {
+    te: &'a [i64],
+    tr: &'a [i64],
+    sq: &'a [i64],
+    fl: &'a [i32],
+    kd: &'a [i32],
+    sd: &'a [i32],
+    px: &'a [i64],
+    qt: &'a [i64],
+    px2: &'a [i64],
+    qt2: &'a [i64],
+    oid: &'a [i64],
+    act: &'a [i32],
+}
+
+impl Columns {
+    fn view(&self) -> View<'_> {
+        let n = self.len;
+        View {
+            te: &self.te[..n],
+            tr: &self.tr[..n],
+            sq: &self.sq[..n],
+            fl: &self.fl[..n],
+            kd: &self.kd[..n],
+            sd: &self.sd[..n],
+            px: &self.px[..n],
+            qt: &self.qt[..n],
+            px2: &self.px2[..n],
+            qt2: &self.qt2[..n],
+            oid: &self.oid[..self.oid.len().min(n)],
+            act: &self.act[..self.act.len().min(n)],
+        }
+    }
+}
+
+impl View<'_> {
+    /// The market event of row `i`, read straight from the columns; the same as
+    /// `row(i).to_event(id)`, without the row.
+    #[inline(always)]
     fn event(&self, i: usize, id: InstrumentId) -> Option<hft_core::MarketEvent> {
         use hft_core::{MarketEventKind as K, Price, Qty, Side};
-        let side = if self.sd.values()[i] == 1 {
+        let side = if self.sd[i] == 1 {
             Side::Sell
         } else {
             Side::Buy
         };
-        let (price, qty) = (Price(self.px.values()[i]), Qty(self.qt.values()[i]));
-        let kind = match RowKind::from_u8(self.kd.values()[i])? {
+        let (price, qty) = (Price(self.px[i]), Qty(self.qt[i]));
+        let kind = match RowKind::from_u8(self.kd[i] as u8)? {
             RowKind::Clear => K::Clear,
             RowKind::Level => K::Level { side, price, qty },
             RowKind::Trade => K::Trade {
@@ -204,66 +197,306 @@ impl Columns {
             RowKind::Quote => K::Quote {
                 bid: price,
                 bid_qty: qty,
-                ask: Price(self.px2.values()[i]),
-                ask_qty: Qty(self.qt2.values()[i]),
+                ask: Price(self.px2[i]),
+                ask_qty: Qty(self.qt2[i]),
             },
-            RowKind::Order => {
-                let (ids, actions) = self.orders.as_ref()?;
-                K::Order {
-                    action: hft_core::MboAction::from_databento(actions.values()[i])?,
-                    side: crate::schema::side_from_byte(self.sd.values()[i]),
-                    order_id: ids.values()[i],
-                    price,
-                    qty,
-                }
-            }
+            RowKind::Order => K::Order {
+                action: hft_core::MboAction::from_databento(*self.act.get(i)? as u8)?,
+                side: crate::schema::side_from_byte(self.sd[i] as u8),
+                order_id: *self.oid.get(i)? as u64,
+                price,
+                qty,
+            },
         };
         Some(hft_core::MarketEvent {
-            ts_exchange: self.te.values()[i],
-            ts_recv: self.tr.values()[i],
-            seq: self.sq.values()[i],
+            ts_exchange: self.te[i] as u64,
+            ts_recv: self.tr[i] as u64,
+            seq: self.sq[i] as u64,
             instrument: id,
-            flags: self.fl.values()[i],
+            flags: self.fl[i] as u8,
             kind,
         })
     }
 
-    /// Row `i` (`i < len`).
-    #[inline]
-    fn row(&self, i: usize) -> Row {
-        let (order_id, action) = self
-            .orders
-            .as_ref()
-            .map_or((0, 0), |(o, a)| (o.values()[i], a.values()[i]));
-        let kind = self.kd.values()[i];
-        let (price2, qty2) = if kind == RowKind::Quote as u8 {
-            (self.px2.values()[i], self.qt2.values()[i])
-        } else {
-            (0, 0)
-        };
-        Row {
-            ts_exchange: self.te.values()[i],
-            ts_recv: self.tr.values()[i],
-            seq: self.sq.values()[i],
-            flags: self.fl.values()[i],
-            kind,
-            side: self.sd.values()[i],
-            price: self.px.values()[i],
-            qty: self.qt.values()[i],
-            price2,
-            qty2,
-            order_id,
-            action,
+    /// Appends the events of rows `pos..` of series `series` that come before `bound`
+    /// (exchange time, then series) and lie in `[from, to]`, until `out` holds `limit`
+    /// events; returns the first row not taken.
+    #[inline(always)]
+    fn run(
+        &self,
+        mut pos: usize,
+        series: usize,
+        bound: (u64, usize),
+        (from, to): (u64, u64),
+        limit: usize,
+        mbo: &mut Option<MboToL2>,
+        out: &mut Vec<hft_core::MarketEvent>,
+    ) -> usize {
+        let id = InstrumentId(series as u32);
+        while pos < self.te.len() && out.len() < limit {
+            let ts = self.te[pos] as u64;
+            if (ts, series) > bound {
+                break;
+            }
+            if ts >= from && ts <= to {
+                if let Some(e) = self.event(pos, id) {
+                    emit(mbo, e, out);
+                }
+            }
+            pos += 1;
         }
+        pos
+    }
+}
+
+/// A column reader of either physical type the schema uses, or the one value a column
+/// holds throughout a row group (its statistics' minimum and maximum are equal): the
+/// second price and size of row groups without quotes, say, are filled in, not decoded.
+enum ColReader {
+    I64(ColumnReaderImpl<Int64Type>),
+    I32(ColumnReaderImpl<Int32Type>),
+    Const64(i64),
+    Const32(i32),
+}
+
+/// The single value of a column chunk whose statistics bound it to one, if they do.
+fn constant_of(chunk: &parquet::file::metadata::ColumnChunkMetaData) -> Option<Statistics> {
+    let s = chunk.statistics()?;
+    if s.null_count_opt().is_some_and(|n| n > 0) {
+        return None;
+    }
+    match (s.min_bytes_opt(), s.max_bytes_opt()) {
+        (Some(min), Some(max)) if min == max => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The rows of a data file, decoded a batch at a time from the row groups that can hold
+/// the time range asked for.
+struct FileRows {
+    path: PathBuf,
+    file: SerializedFileReader<File>,
+    /// Row groups still to read, with their row counts.
+    groups: std::collections::VecDeque<(usize, usize)>,
+    /// Columns to read: all, or the L2 ones when the file has no order rows.
+    columns: usize,
+    /// Readers of the current row group's columns, and the rows it has left.
+    group: Vec<ColReader>,
+    left: usize,
+}
+
+impl FileRows {
+    /// Opens a data file for exchange times in `[from, to]`; row groups outside the range
+    /// (by their statistics) are skipped unread.
+    fn open(path: &Path, from: u64, to: u64) -> Result<(FileMeta, Self), StoreError> {
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let file = SerializedFileReader::new(file).map_err(|e| StoreError::parquet(path, e))?;
+        let bad = |at: String, reason: String| StoreError::Input {
+            path: path.to_path_buf(),
+            at,
+            reason,
+        };
+        let md = file.metadata().file_metadata();
+        let kv = |k: &str| {
+            md.key_value_metadata().and_then(|kvs| {
+                kvs.iter()
+                    .find(|x| x.key == k)
+                    .and_then(|x| x.value.clone())
+            })
+        };
+        let version: u32 = kv("hft.schema_version")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if version != SCHEMA_VERSION {
+            return Err(bad(
+                "metadata".into(),
+                format!("schema version {version}, this build reads {SCHEMA_VERSION}"),
+            ));
+        }
+        let schema = md.schema_descr();
+        if schema.num_columns() != COLUMNS.len() {
+            return Err(bad(
+                "schema".into(),
+                format!(
+                    "{} columns, expected {}",
+                    schema.num_columns(),
+                    COLUMNS.len()
+                ),
+            ));
+        }
+        for (i, (name, wide)) in COLUMNS.iter().enumerate() {
+            let c = schema.column(i);
+            let ty = if *wide {
+                PhysicalType::INT64
+            } else {
+                PhysicalType::INT32
+            };
+            if c.name() != *name || c.physical_type() != ty || c.max_def_level() != 0 {
+                return Err(bad(
+                    format!("column {i}"),
+                    format!(
+                        "{} {:?} (optional: {}), expected required {name} {ty:?}",
+                        c.name(),
+                        c.physical_type(),
+                        c.max_def_level() != 0
+                    ),
+                ));
+            }
+        }
+        let meta = FileMeta {
+            venue: kv("hft.venue").unwrap_or_default(),
+            symbol: kv("hft.symbol").unwrap_or_default(),
+            price_scale: kv("hft.price_scale")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            qty_scale: kv("hft.qty_scale")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            rows: md.num_rows().max(0) as u64,
+        };
+        let row_groups = file.metadata().row_groups();
+        let groups = row_groups
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| {
+                let stats = rg.column(0).statistics();
+                let bound =
+                    |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+                match stats.map(|s| (bound(s.min_bytes_opt()), bound(s.max_bytes_opt()))) {
+                    Some((Some(min), Some(max))) => max >= from && min <= to,
+                    _ => true,
+                }
+            })
+            .map(|(i, rg)| (i, rg.num_rows().max(0) as usize))
+            .collect();
+        // Files without order-by-order rows (the `kind` column never reaches `Order`) skip
+        // the order columns; the rows read back with zeros there, as written.
+        let has_orders = row_groups.iter().any(|rg| {
+            rg.column(KIND_COLUMN)
+                .statistics()
+                .and_then(|s| s.max_bytes_opt().and_then(|b| b.first().copied()))
+                .is_none_or(|max| max >= RowKind::Order as u8)
+        });
+        let rows = Self {
+            path: path.to_path_buf(),
+            file,
+            groups,
+            columns: if has_orders {
+                COLUMNS.len()
+            } else {
+                L2_COLUMNS
+            },
+            group: Vec::new(),
+            left: 0,
+        };
+        Ok((meta, rows))
+    }
+
+    /// Decodes the next batch into `cols`; false at the end of the file.
+    fn next_batch(&mut self, cols: &mut Columns) -> Result<bool, StoreError> {
+        while self.left == 0 {
+            let Some((g, rows)) = self.groups.pop_front() else {
+                return Ok(false);
+            };
+            let rg = self
+                .file
+                .get_row_group(g)
+                .map_err(|e| StoreError::parquet(&self.path, e))?;
+            self.group.clear();
+            for c in 0..self.columns {
+                let reader = match constant_of(rg.metadata().column(c)) {
+                    Some(Statistics::Int64(v)) => v.min_opt().map(|&v| ColReader::Const64(v)),
+                    Some(Statistics::Int32(v)) => v.min_opt().map(|&v| ColReader::Const32(v)),
+                    _ => None,
+                };
+                let reader = match reader {
+                    Some(r) => r,
+                    None => match rg
+                        .get_column_reader(c)
+                        .map_err(|e| StoreError::parquet(&self.path, e))?
+                    {
+                        ColumnReader::Int64ColumnReader(r) => ColReader::I64(r),
+                        ColumnReader::Int32ColumnReader(r) => ColReader::I32(r),
+                        _ => {
+                            return Err(StoreError::Format(format!(
+                                "{}: column {c} has an unexpected type",
+                                self.path.display()
+                            )));
+                        }
+                    },
+                };
+                self.group.push(reader);
+            }
+            self.left = rows;
+        }
+        let n = self.left.min(BATCH_ROWS);
+        // Order columns not read stay empty, and their rows read back as zeros.
+        cols.oid.clear();
+        cols.act.clear();
+        let Columns {
+            te,
+            tr,
+            sq,
+            fl,
+            kd,
+            sd,
+            px,
+            qt,
+            px2,
+            qt2,
+            oid,
+            act,
+            ..
+        } = cols;
+        let (mut wide, mut narrow) = (
+            [te, tr, sq, px, qt, px2, qt2, oid].into_iter(),
+            [fl, kd, sd, act].into_iter(),
+        );
+        for (c, reader) in self.group.iter_mut().enumerate() {
+            let read = match reader {
+                ColReader::I64(r) => wide.next().map(|v| {
+                    v.clear();
+                    r.read_records(n, None, None, v)
+                }),
+                ColReader::I32(r) => narrow.next().map(|v| {
+                    v.clear();
+                    r.read_records(n, None, None, v)
+                }),
+                ColReader::Const64(c) => wide.next().map(|v| {
+                    v.clear();
+                    v.resize(n, *c);
+                    Ok((n, n, n))
+                }),
+                ColReader::Const32(c) => narrow.next().map(|v| {
+                    v.clear();
+                    v.resize(n, *c);
+                    Ok((n, n, n))
+                }),
+            };
+            let got = match read {
+                Some(Ok((rows, _, _))) => rows,
+                Some(Err(e)) => return Err(StoreError::parquet(&self.path, e)),
+                None => 0,
+            };
+            if got != n {
+                return Err(StoreError::Format(format!(
+                    "{}: column {} gave {got} of {n} rows",
+                    self.path.display(),
+                    COLUMNS[c].0
+                )));
+            }
+        }
+        cols.len = n;
+        self.left -= n;
+        Ok(true)
     }
 }
 
 /// Streams the rows of one file to `f`, with its metadata first.
 pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<FileMeta, StoreError> {
-    let (meta, reader) = open_file(path, 0, u64::MAX)?;
-    for batch in reader {
-        let b = batch.map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
-        let cols = Columns::of(&b, path)?;
+    let (meta, mut rows) = FileRows::open(path, 0, u64::MAX)?;
+    let mut cols = Columns::default();
+    while rows.next_batch(&mut cols)? {
         for i in 0..cols.len {
             f(&meta, &cols.row(i));
         }
@@ -274,8 +507,8 @@ pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<File
 /// The rows of one series in time order, a batch in memory at a time.
 struct SeriesCursor {
     files: std::collections::VecDeque<PathBuf>,
-    reader: Option<(PathBuf, ParquetRecordBatchReader)>,
-    batch: Option<Columns>,
+    reader: Option<FileRows>,
+    batch: Columns,
     pos: usize,
     from: u64,
     to: u64,
@@ -284,34 +517,26 @@ struct SeriesCursor {
 impl SeriesCursor {
     fn next_row(&mut self) -> Result<Option<Row>, StoreError> {
         loop {
-            if let Some(cols) = &self.batch {
-                while self.pos < cols.len {
-                    let i = self.pos;
-                    self.pos += 1;
-                    let ts = cols.te.values()[i];
-                    if ts >= self.from && ts <= self.to {
-                        return Ok(Some(cols.row(i)));
-                    }
+            while self.pos < self.batch.len {
+                let i = self.pos;
+                self.pos += 1;
+                let ts = self.batch.ts(i);
+                if ts >= self.from && ts <= self.to {
+                    return Ok(Some(self.batch.row(i)));
                 }
             }
-            self.batch = None;
+            self.batch.len = 0;
             self.pos = 0;
-            if let Some((path, reader)) = self.reader.as_mut() {
-                match reader.next() {
-                    Some(batch) => {
-                        let b = batch
-                            .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
-                        self.batch = Some(Columns::of(&b, path)?);
-                        continue;
-                    }
-                    None => self.reader = None,
+            if let Some(reader) = self.reader.as_mut() {
+                if reader.next_batch(&mut self.batch)? {
+                    continue;
                 }
+                self.reader = None;
             }
             let Some(next) = self.files.pop_front() else {
                 return Ok(None);
             };
-            let (_, reader) = open_file(&next, self.from, self.to)?;
-            self.reader = Some((next, reader));
+            self.reader = Some(FileRows::open(&next, self.from, self.to)?.1);
         }
     }
 }
@@ -374,7 +599,7 @@ impl MergedReader {
     ) -> Result<Self, StoreError> {
         let mut by_series: BTreeMap<(String, String), (FileMeta, Vec<PathBuf>)> = BTreeMap::new();
         for path in data_files(root)? {
-            let (meta, _) = open_file(&path, u64::MAX, 0)?;
+            let (meta, _) = FileRows::open(&path, u64::MAX, 0)?;
             if filter.venue.as_ref().is_some_and(|v| *v != meta.venue)
                 || (!filter.symbols.is_empty() && !filter.symbols.contains(&meta.symbol))
             {
@@ -409,7 +634,7 @@ impl MergedReader {
             me.cursors.push(SeriesCursor {
                 files: files.into(),
                 reader: None,
-                batch: None,
+                batch: Columns::default(),
                 pos: 0,
                 from,
                 to,
@@ -482,6 +707,7 @@ impl MergedReader {
         max: usize,
     ) -> Result<usize, StoreError> {
         let start = out.len();
+        out.reserve(max + 2);
         while out.len() - start < max {
             let Some((i, row)) = self.next_row()? else {
                 break;
@@ -506,22 +732,16 @@ impl MergedReader {
             }
             self.rows_read += 1;
             let c = &mut self.cursors[i];
-            let mbo = &mut self.mbo[i];
             let pos = c.pos;
-            if let Some(cols) = &c.batch {
-                while c.pos < cols.len && out.len() - start < max {
-                    let ts = cols.te.values()[c.pos];
-                    if (ts, i) > bound {
-                        break;
-                    }
-                    if ts >= c.from && ts <= c.to {
-                        if let Some(e) = cols.event(c.pos, id) {
-                            emit(mbo, e, out);
-                        }
-                    }
-                    c.pos += 1;
-                }
-            }
+            c.pos = c.batch.view().run(
+                pos,
+                i,
+                bound,
+                (c.from, c.to),
+                start + max,
+                &mut self.mbo[i],
+                out,
+            );
             self.rows_read += (c.pos - pos) as u64;
             self.heads[i] = self.cursors[i].next_row()?;
             if self.heads[i].is_none() {
