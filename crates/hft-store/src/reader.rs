@@ -137,6 +137,18 @@ impl Columns {
     }
 }
 
+/// Where a run of one series' rows stops: before the first row that comes after `bound`
+/// (exchange time, then series), once `out` holds `limit` events; rows outside
+/// `[from, to]` are passed over.
+#[derive(Clone, Copy)]
+struct Run {
+    series: usize,
+    bound: (u64, usize),
+    from: u64,
+    to: u64,
+    limit: usize,
+}
+
 /// A decoded batch as slices of one length, so that reading row `i < len` out of them
 /// needs one bounds check, not one per column.
 struct View<'a> {
@@ -218,20 +230,23 @@ impl View<'_> {
         })
     }
 
-    /// Appends the events of rows `pos..` of series `series` that come before `bound`
-    /// (exchange time, then series) and lie in `[from, to]`, until `out` holds `limit`
-    /// events; returns the first row not taken.
+    /// Appends the events of rows `pos..` that `run` lets through; returns the first row
+    /// not taken.
     #[inline(always)]
     fn run(
         &self,
         mut pos: usize,
-        series: usize,
-        bound: (u64, usize),
-        (from, to): (u64, u64),
-        limit: usize,
+        run: &Run,
         mbo: &mut Option<MboToL2>,
         out: &mut Vec<hft_core::MarketEvent>,
     ) -> usize {
+        let Run {
+            series,
+            bound,
+            from,
+            to,
+            limit,
+        } = *run;
         let id = InstrumentId(series as u32);
         while pos < self.te.len() && out.len() < limit {
             let ts = self.te[pos] as u64;
@@ -733,15 +748,14 @@ impl MergedReader {
             self.rows_read += 1;
             let c = &mut self.cursors[i];
             let pos = c.pos;
-            c.pos = c.batch.view().run(
-                pos,
-                i,
+            let run = Run {
+                series: i,
                 bound,
-                (c.from, c.to),
-                start + max,
-                &mut self.mbo[i],
-                out,
-            );
+                from: c.from,
+                to: c.to,
+                limit: start + max,
+            };
+            c.pos = c.batch.view().run(pos, &run, &mut self.mbo[i], out);
             self.rows_read += (c.pos - pos) as u64;
             self.heads[i] = self.cursors[i].next_row()?;
             if self.heads[i].is_none() {
