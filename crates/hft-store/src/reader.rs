@@ -248,6 +248,18 @@ impl View<'_> {
             limit,
         } = *run;
         let id = InstrumentId(series as u32);
+        if self.oid.is_empty() && from == 0 && to == u64::MAX {
+            // No order rows and no time filter: a row is an event, so the run's end is
+            // found on the timestamps alone and the rows up to it go out unchecked.
+            let room = limit.saturating_sub(out.len());
+            let last = self.te.len().min(pos.saturating_add(room));
+            let end = self.te[pos..last]
+                .iter()
+                .position(|&ts| (ts as u64, series) > bound)
+                .map_or(last, |k| pos + k);
+            out.extend((pos..end).filter_map(|i| self.event(i, id)));
+            return end;
+        }
         while pos < self.te.len() && out.len() < limit {
             let ts = self.te[pos] as u64;
             if (ts, series) > bound {

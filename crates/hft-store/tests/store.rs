@@ -71,6 +71,138 @@ fn partitioned_rows_read_back_exactly() {
     assert_eq!(back, rows);
 }
 
+/// Rows of every kind, in segments that hold some columns at one value (so that whole
+/// row groups have constant columns, which the reader fills in from the statistics
+/// instead of decoding) next to segments where they vary, read back row by row and as
+/// events, with and without order-by-order rows in the file.
+#[test]
+fn row_groups_with_constant_columns_read_back_exactly() {
+    for with_orders in [false, true] {
+        let root = tmp(&format!("constant-columns-{with_orders}"));
+        let series = SeriesMeta {
+            venue: "v".into(),
+            symbol: "K".into(),
+            price_scale: 2,
+            qty_scale: 3,
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let kinds: &[RowKind] = if with_orders {
+            &[
+                RowKind::Level,
+                RowKind::Trade,
+                RowKind::Quote,
+                RowKind::Clear,
+                RowKind::Order,
+            ]
+        } else {
+            &[
+                RowKind::Level,
+                RowKind::Trade,
+                RowKind::Quote,
+                RowKind::Clear,
+            ]
+        };
+        let mut rows = Vec::new();
+        for segment in 0..24u64 {
+            // Bit k of the segment number holds column group k still for 300 rows.
+            let hold = |k: u64| segment >> k & 1 == 1;
+            for i in 0..300u64 {
+                let r = next();
+                let n = segment * 300 + i;
+                let kind = if hold(0) {
+                    RowKind::Level
+                } else {
+                    kinds[(r % kinds.len() as u64) as usize]
+                };
+                let (price2, qty2) = if kind == RowKind::Quote {
+                    (5_000 + (r >> 8 & 7) as i64, 1 + (r >> 11 & 7) as i64)
+                } else {
+                    (0, 0)
+                };
+                rows.push(Row {
+                    ts_exchange: 1_000_000 + n * 10,
+                    ts_recv: 1_000_500 + n * 10 + (r >> 20 & 3),
+                    seq: if hold(1) { 77 } else { n },
+                    flags: if hold(2) { 1 } else { (r >> 24 & 1) as u8 },
+                    kind: kind as u8,
+                    side: if kind == RowKind::Order && r >> 40 & 3 == 2 {
+                        2
+                    } else {
+                        (r >> 30 & 1) as u8
+                    },
+                    price: if hold(3) {
+                        4_000
+                    } else {
+                        4_000 + (r >> 32 & 63) as i64
+                    },
+                    qty: if hold(3) {
+                        9
+                    } else {
+                        1 + (r >> 44 & 63) as i64
+                    },
+                    price2,
+                    qty2,
+                    order_id: if kind == RowKind::Order {
+                        1 + (r >> 50 & 31)
+                    } else {
+                        0
+                    },
+                    action: if kind == RowKind::Order {
+                        b"ACMFT"[(r >> 56) as usize % 5]
+                    } else {
+                        0
+                    },
+                });
+            }
+        }
+        let mut w = StoreWriter::create(&root).unwrap().with_row_group_rows(100);
+        for r in &rows {
+            w.append(&series, r).unwrap();
+        }
+        w.finish().unwrap();
+        let mut back = Vec::new();
+        for f in data_files(&root).unwrap() {
+            read_file(&f, |_, r| back.push(*r)).unwrap();
+        }
+        assert_eq!(back, rows, "orders: {with_orders}");
+        let id = hft_core::InstrumentId(0);
+        let want: Vec<_> = rows.iter().filter_map(|r| r.to_event(id)).collect();
+        for max in [1, 7, 4096] {
+            let mut r = hft_store::MergedReader::open(
+                &root,
+                &hft_store::SeriesFilter::default(),
+                0,
+                u64::MAX,
+            )
+            .unwrap();
+            let mut got = Vec::new();
+            while r.next_events(&mut got, max).unwrap() > 0 {}
+            // Order rows become the L2 events they amount to (levels, trades); the
+            // events of the other rows come through as they are.
+            let order_ts: std::collections::HashSet<u64> = rows
+                .iter()
+                .filter(|r| r.kind == RowKind::Order as u8)
+                .map(|r| r.ts_exchange)
+                .collect();
+            let others = |v: &[hft_core::MarketEvent]| {
+                v.iter()
+                    .filter(|e| !order_ts.contains(&e.ts_exchange))
+                    .copied()
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(others(&got), others(&want), "batches of {max}");
+            assert_eq!(with_orders, got.len() != want.len() || got != want);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
 #[test]
 fn real_captures_and_dbn_import_into_uncrossed_books() {
     let data = data_dir();
