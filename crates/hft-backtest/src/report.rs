@@ -22,10 +22,18 @@ pub struct Metrics {
     pub realized: f64,
     /// Fees paid (negative: rebates earned).
     pub fees: f64,
-    /// Annualised Sharpe ratio of per-sample PnL changes.
+    /// Sharpe ratio over the run: the mean per-sample PnL change over its standard
+    /// deviation, times the square root of the number of samples, i.e. how many standard
+    /// errors the mean change lies from zero. Unlike an annualised figure it means
+    /// something on a run of minutes, and it ranks runs over the same span (a sweep) as
+    /// the annualised one would.
     pub sharpe: f64,
-    /// Annualised Sortino ratio.
+    /// Sortino ratio over the run: as `sharpe`, with the downside deviation.
     pub sortino: f64,
+    /// Annualised Sharpe ratio, for runs of at least [`ANNUALISE_MIN_SPAN_S`].
+    pub sharpe_annualised: Option<f64>,
+    /// Annualised Sortino ratio, for runs of at least [`ANNUALISE_MIN_SPAN_S`].
+    pub sortino_annualised: Option<f64>,
     /// Largest fall from a PnL peak, quote currency.
     pub max_drawdown: f64,
     /// Traded notional, quote currency.
@@ -46,6 +54,29 @@ pub struct Metrics {
     pub span_s: f64,
 }
 
+/// Shortest run whose Sharpe and Sortino ratios are also given annualised. Below a day
+/// the annualising factor, the square root of the samples in a year, turns the noise of
+/// a few minutes into ratios in the thousands that say nothing about the strategy.
+pub const ANNUALISE_MIN_SPAN_S: f64 = 86_400.0;
+
+/// Sharpe and Sortino ratios of per-sample PnL changes `steps` taken every `sample_s`
+/// over `span_s`: over the run, then annualised when the run is long enough.
+fn risk_ratios(steps: &[f64], sample_s: f64, span_s: f64) -> [(f64, Option<f64>); 2] {
+    let n = steps.len().max(1) as f64;
+    let mean = steps.iter().sum::<f64>() / n;
+    let sd = (steps.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let down = (steps.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
+    let per_sample = |den: f64| if den > 0.0 { mean / den } else { 0.0 };
+    let annual = (365.0 * 86_400.0 / sample_s.max(1e-9)).sqrt();
+    [sd, down].map(|den| {
+        let r = per_sample(den);
+        (
+            r * n.sqrt(),
+            (span_s >= ANNUALISE_MIN_SPAN_S).then_some(r * annual),
+        )
+    })
+}
+
 /// Computes the metrics of a run; `sample_s` is the equity sampling period.
 pub fn metrics(o: &Outcome, specs: &[InstrumentSpec], sample_s: f64) -> Metrics {
     let pnl = o.samples.last().map_or(0, |s| s.pnl);
@@ -62,12 +93,9 @@ pub fn metrics(o: &Outcome, specs: &[InstrumentSpec], sample_s: f64) -> Metrics 
         .windows(2)
         .map(|w| money(w[1].pnl - w[0].pnl))
         .collect();
-    let n = steps.len().max(1) as f64;
-    let mean = steps.iter().sum::<f64>() / n;
-    let sd = (steps.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let down = (steps.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
-    let annual = (365.0 * 86_400.0 / sample_s.max(1e-9)).sqrt();
-    let ratio = |num: f64, den: f64| if den > 0.0 { num / den * annual } else { 0.0 };
+    let span_s = o.span as f64 / 1e9;
+    let [(sharpe, sharpe_annualised), (sortino, sortino_annualised)] =
+        risk_ratios(&steps, sample_s, span_s);
     let (mut peak, mut dd) = (i64::MIN, 0i64);
     for s in &o.samples {
         peak = peak.max(s.pnl);
@@ -100,8 +128,10 @@ pub fn metrics(o: &Outcome, specs: &[InstrumentSpec], sample_s: f64) -> Metrics 
         pnl: money(pnl),
         realized: money(realized),
         fees: money(fees),
-        sharpe: ratio(mean, sd),
-        sortino: ratio(mean, down),
+        sharpe,
+        sortino,
+        sharpe_annualised,
+        sortino_annualised,
         max_drawdown: money(dd),
         turnover: money(turnover),
         fill_ratio: filled_orders.len() as f64 / orders.max(1) as f64,
@@ -110,7 +140,7 @@ pub fn metrics(o: &Outcome, specs: &[InstrumentSpec], sample_s: f64) -> Metrics 
         orders,
         fills: o.fills.len() as u64,
         events: o.events,
-        span_s: o.span as f64 / 1e9,
+        span_s,
     }
 }
 
@@ -158,6 +188,8 @@ pub fn write(
         "fees": round(m.fees, 8),
         "sharpe": round(m.sharpe, 6),
         "sortino": round(m.sortino, 6),
+        "sharpe_annualised": m.sharpe_annualised.map(|x| round(x, 6)),
+        "sortino_annualised": m.sortino_annualised.map(|x| round(x, 6)),
         "max_drawdown": round(m.max_drawdown, 8),
         "turnover": round(m.turnover, 8),
         "fill_ratio": round(m.fill_ratio, 6),
@@ -286,12 +318,20 @@ fn html(o: &Outcome, m: &Metrics, attribution: &[Attribution]) -> String {
             (x, y - peak)
         })
         .collect();
+    let annualised = |x: Option<f64>| {
+        x.map_or_else(
+            || "— (run shorter than a day)".to_owned(),
+            |x| format!("{x:.3}"),
+        )
+    };
     let rows = [
         ("PnL after fees", format!("{:.4}", m.pnl)),
         ("realized", format!("{:.4}", m.realized)),
         ("fees", format!("{:.4}", m.fees)),
-        ("Sharpe (annualised)", format!("{:.3}", m.sharpe)),
-        ("Sortino (annualised)", format!("{:.3}", m.sortino)),
+        ("Sharpe (over the run)", format!("{:.3}", m.sharpe)),
+        ("Sortino (over the run)", format!("{:.3}", m.sortino)),
+        ("Sharpe (annualised)", annualised(m.sharpe_annualised)),
+        ("Sortino (annualised)", annualised(m.sortino_annualised)),
         ("max drawdown", format!("{:.4}", m.max_drawdown)),
         ("turnover", format!("{:.2}", m.turnover)),
         ("fill ratio", format!("{:.4}", m.fill_ratio)),
@@ -608,6 +648,27 @@ mod tests {
             span: 500,
             crossed: Vec::new(),
         }
+    }
+
+    #[test]
+    fn risk_ratios_are_annualised_only_over_a_day_or_more() {
+        // Alternating +3, -1: mean 1, standard deviation 2, downside deviation 1/sqrt(2).
+        let steps: Vec<f64> = (0..400)
+            .map(|i| if i % 2 == 0 { 3.0 } else { -1.0 })
+            .collect();
+        let [(sharpe, sharpe_y), (sortino, sortino_y)] = risk_ratios(&steps, 1.0, 400.0);
+        assert!((sharpe - 0.5 * 20.0).abs() < 1e-9, "{sharpe}");
+        assert!((sortino - 2f64.sqrt() * 20.0).abs() < 1e-9, "{sortino}");
+        assert_eq!((sharpe_y, sortino_y), (None, None), "400 s is too short");
+        let [(_, sharpe_y), (_, sortino_y)] = risk_ratios(&steps, 216.0, 86_400.0);
+        let year = (365.0f64 * 400.0).sqrt(); // samples of 216 s in a year
+        assert!((sharpe_y.unwrap() - 0.5 * year).abs() < 1e-6);
+        assert!((sortino_y.unwrap() - 2f64.sqrt() * year).abs() < 1e-6);
+        // A flat run has no ratio rather than a division by zero.
+        assert_eq!(
+            risk_ratios(&[0.0; 10], 1.0, 10.0),
+            [(0.0, None), (0.0, None)]
+        );
     }
 
     #[test]
