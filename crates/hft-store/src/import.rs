@@ -469,7 +469,7 @@ fn import_tardis(
     // snapshot state) can carry FLAG_LAST.
     let mut pending: Option<(SeriesMeta, Row)> = None;
     let mut in_snapshot = false;
-    let mut group = 0u64;
+    let mut numbers = MessageNumbers::new(writer.root());
     while let Some(next) = lines.next_line() {
         let (n, text) = next.map_err(|(line, e)| bad(line, e.to_string()))?;
         stats.messages += 1;
@@ -515,33 +515,68 @@ fn import_tardis(
                 && pr.flags == row.flags;
             if !same_message {
                 pr.flags |= FLAG_LAST;
-                group += 1;
+                *numbers.current(&ps)? += 1;
             }
             writer.append(&ps, &pr)?;
         }
+        let seq = *numbers.current(&series)?;
         if starts_snapshot {
             let clear = Row {
                 kind: RowKind::Clear as u8,
                 flags: FLAG_SNAPSHOT,
                 side: SIDE_NONE,
-                seq: group + 1,
+                seq,
                 ..row
             };
             writer.append(&series, &clear)?;
         }
-        pending = Some((
-            series,
-            Row {
-                seq: group + 1,
-                ..row
-            },
-        ));
+        pending = Some((series, Row { seq, ..row }));
     }
     if let Some((ps, mut pr)) = pending {
         pr.flags |= FLAG_LAST;
         writer.append(&ps, &pr)?;
     }
     Ok(stats)
+}
+
+/// Numbers each series' messages 1, 2, 3..., the records of one message sharing a
+/// number, for sources whose own numbers cannot serve as a gap-free message sequence.
+/// Numbering continues from the highest number the store already holds for the series,
+/// so files imported one after another (one per day, say) replay as one unbroken
+/// sequence: a consumer takes a number that goes back, or skips, for lost messages and
+/// stops trusting its book until the next snapshot.
+struct MessageNumbers {
+    root: std::path::PathBuf,
+    next: Vec<((String, String), u64)>,
+}
+
+impl MessageNumbers {
+    fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            next: Vec::new(),
+        }
+    }
+
+    /// The number of the current message of `series`.
+    fn current(&mut self, series: &SeriesMeta) -> Result<&mut u64, StoreError> {
+        let k = match self
+            .next
+            .iter()
+            .position(|((v, s), _)| *v == series.venue && *s == series.symbol)
+        {
+            Some(k) => k,
+            None => {
+                let last = crate::reader::last_seq(&self.root, &series.venue, &series.symbol)?;
+                self.next.push((
+                    (series.venue.clone(), series.symbol.clone()),
+                    last.map_or(1, |l| l.saturating_add(1)),
+                ));
+                self.next.len() - 1
+            }
+        };
+        Ok(&mut self.next[k].1)
+    }
 }
 
 fn side_of(c: std::ffi::c_char) -> u8 {
@@ -600,12 +635,13 @@ fn import_dbn(
             .map_or(key, |m| m.raw_symbol.clone())
     };
     let mut series_cache: Vec<(u32, SeriesMeta)> = Vec::new();
-    // Per instrument, the messages seen so far. Databento's sequence numbers count a
-    // whole venue channel, so one instrument's messages skip numbers and a consumer
-    // would take every skip for a lost message. Historical files come gap-free, and
-    // each series' messages are numbered 0, 1, 2... instead (the records of one
-    // message share a number: a message ends with the record flagged last).
-    let mut messages: Vec<(u32, u64)> = Vec::new();
+    // Databento's sequence numbers count a whole venue channel, so one instrument's
+    // messages skip numbers and a consumer would take every skip for a lost message.
+    // Historical files come gap-free, and each series' messages are numbered instead
+    // (a message ends with the record flagged last). A series is a symbol: two
+    // instrument ids the symbology maps to one symbol (a contract re-listed under a
+    // new id) share its numbering.
+    let mut numbers = MessageNumbers::new(writer.root());
     let mut stats = ImportStats::default();
     loop {
         let rec = match decoder.decode_record_ref() {
@@ -674,20 +710,6 @@ fn import_dbn(
             stats.skipped += 1;
             continue;
         };
-        let k = messages
-            .iter()
-            .position(|(i, _)| *i == id)
-            .unwrap_or_else(|| {
-                messages.push((id, 0));
-                messages.len() - 1
-            });
-        let row = Row {
-            seq: messages[k].1,
-            ..row
-        };
-        if row.flags & hft_core::FLAG_LAST != 0 {
-            messages[k].1 += 1;
-        }
         let series = match series_cache.iter().find(|(i, _)| *i == id) {
             Some((_, s)) => s.clone(),
             None => {
@@ -701,6 +723,14 @@ fn import_dbn(
                 s
             }
         };
+        let number = numbers.current(&series)?;
+        let row = Row {
+            seq: *number,
+            ..row
+        };
+        if row.flags & hft_core::FLAG_LAST != 0 {
+            *number += 1;
+        }
         writer.append(&series, &row)?;
     }
     Ok(stats)

@@ -50,6 +50,9 @@ pub struct FileMeta {
     pub rows: u64,
 }
 
+/// Position of `seq` in the schema.
+const SEQ_COLUMN: usize = 2;
+
 /// Position of `kind` in the schema.
 const KIND_COLUMN: usize = 4;
 
@@ -517,6 +520,39 @@ impl FileRows {
         self.left -= n;
         Ok(true)
     }
+}
+
+/// The highest sequence number stored for `venue`/`symbol` under `root` (from the files'
+/// statistics, without reading their rows), or `None` when the store has no rows of it.
+pub fn last_seq(root: &Path, venue: &str, symbol: &str) -> Result<Option<u64>, StoreError> {
+    let dir = root
+        .join(format!("venue={venue}"))
+        .join(format!("symbol={symbol}"));
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut last = None;
+    for path in data_files(&dir)? {
+        let (_, rows) = FileRows::open(&path, 0, u64::MAX)?;
+        for (g, rg) in rows.file.metadata().row_groups().iter().enumerate() {
+            match rg.column(SEQ_COLUMN).statistics() {
+                Some(Statistics::Int64(v)) => {
+                    if let Some(&max) = v.max_opt() {
+                        last = last.max(Some(max as u64));
+                    }
+                }
+                _ if rg.num_rows() == 0 => {}
+                _ => {
+                    return Err(StoreError::Input {
+                        path: path.clone(),
+                        at: format!("row group {g}, seq statistics"),
+                        reason: "missing; import the file again to rewrite it".into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(last)
 }
 
 /// Streams the rows of one file to `f`, with its metadata first.

@@ -144,6 +144,11 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// A writer into `root` (created if missing).
     pub fn create(root: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;

@@ -203,6 +203,160 @@ fn row_groups_with_constant_columns_read_back_exactly() {
     }
 }
 
+/// Sequence numbers of one series' events as a replay of the store gives them.
+fn replayed_seqs(root: &std::path::Path) -> Vec<(String, u64)> {
+    let mut r =
+        hft_store::MergedReader::open(root, &hft_store::SeriesFilter::default(), 0, u64::MAX)
+            .unwrap();
+    let names: Vec<String> = r.series().iter().map(|s| s.symbol.clone()).collect();
+    let mut out = Vec::new();
+    let mut events = Vec::new();
+    while r.next_events(&mut events, 4096).unwrap() > 0 {}
+    for e in events {
+        out.push((names[e.instrument.index()].clone(), e.seq));
+    }
+    out
+}
+
+/// Every series' events number their messages 1, 2, 3... with no gap and no going back.
+fn assert_gap_free(seqs: &[(String, u64)], symbols: &[&str], messages: usize) {
+    for s in symbols {
+        let mine: Vec<u64> = seqs
+            .iter()
+            .filter(|(x, _)| x == s)
+            .map(|(_, q)| *q)
+            .collect();
+        assert_eq!(mine, (1..=messages as u64).collect::<Vec<_>>(), "{s}");
+    }
+}
+
+/// A DBN trades file for `ids` (one trade each per time step, every trade its own
+/// message), with symbology mapping both ids of `ESZ4` over two days and `NQZ4` to 30.
+fn write_dbn_trades(path: &std::path::Path, ids: &[u32], t0: u64, steps: u64) {
+    use dbn::encode::{DbnEncoder, EncodeRecord};
+    use time::{Date, Month};
+    let day = |d| Date::from_calendar_date(2024, Month::August, d).unwrap();
+    let interval = |d0, d1, id: &str| dbn::MappingInterval {
+        start_date: day(d0),
+        end_date: day(d1),
+        symbol: id.to_owned(),
+    };
+    let meta = dbn::Metadata::builder()
+        .dataset("GLBX.MDP3")
+        .schema(Some(dbn::Schema::Trades))
+        .start(t0)
+        .stype_in(Some(dbn::SType::RawSymbol))
+        .stype_out(dbn::SType::InstrumentId)
+        .mappings(vec![
+            dbn::SymbolMapping {
+                raw_symbol: "ESZ4".into(),
+                intervals: vec![interval(1, 2, "11"), interval(2, 4, "12")],
+            },
+            dbn::SymbolMapping {
+                raw_symbol: "NQZ4".into(),
+                intervals: vec![interval(1, 4, "30")],
+            },
+        ])
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = DbnEncoder::new(std::io::BufWriter::new(file), &meta).unwrap();
+    for k in 0..steps {
+        for (j, &id) in ids.iter().enumerate() {
+            let ts = t0 + k * 1_000_000 + j as u64;
+            let t = dbn::TradeMsg {
+                hd: dbn::RecordHeader::new::<dbn::TradeMsg>(dbn::rtype::MBP_0, 1, id, ts),
+                price: 5_000_000_000_000 + k as i64 * 250_000_000,
+                size: 1 + k as u32 % 5,
+                action: b'T' as std::ffi::c_char,
+                side: b'A' as std::ffi::c_char,
+                flags: dbn::FlagSet::new(dbn::flags::LAST),
+                ts_recv: ts + 500,
+                // The venue's channel numbering: skips between one instrument's trades.
+                sequence: (k * 7 + j as u64 * 3) as u32,
+                ..Default::default()
+            };
+            enc.encode_record(&t).unwrap();
+        }
+    }
+}
+
+/// Databento numbers a whole channel; the import numbers each series' messages, per
+/// symbol (two instrument ids of one contract share a numbering) and on from what the
+/// store holds, so a second day imported after the first replays without a gap.
+#[test]
+fn dbn_imports_number_each_symbols_messages_across_ids_and_files() {
+    let root = tmp("dbn-seq");
+    let dir = tmp("dbn-seq-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let day1 = dir.join("day1.trades.dbn");
+    let day2 = dir.join("day2.trades.dbn");
+    let t0 = 1_722_470_400_000_000_000; // 2024-08-01
+    // Day one: ESZ4 trades under id 11, then under id 12, interleaved with NQZ4 (30).
+    write_dbn_trades(&day1, &[11, 30, 12], t0, 50);
+    write_dbn_trades(&day2, &[12, 30], t0 + 86_400_000_000_000, 40);
+    import(&day1, &root, None, false).unwrap();
+    import(&day2, &root, None, false).unwrap();
+    let seqs = replayed_seqs(&root);
+    // ESZ4: 100 messages on day one (ids 11 and 12), 40 on day two.
+    let es: Vec<u64> = seqs
+        .iter()
+        .filter(|(s, _)| s == "ESZ4")
+        .map(|(_, q)| *q)
+        .collect();
+    assert_eq!(es, (1..=140).collect::<Vec<_>>());
+    assert_gap_free(&seqs, &["NQZ4"], 90);
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Tardis file interleaving two symbols numbers each one's messages on its own, and a
+/// second file continues where the first stopped.
+#[test]
+fn tardis_imports_number_each_symbols_messages_across_files() {
+    let root = tmp("tardis-seq");
+    let dir = tmp("tardis-seq-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, t0: u64, n: u64| {
+        let mut text = format!("{}\n", hft_feed::tardis::L2_HEADER);
+        for k in 0..n {
+            for sym in ["BTCUSDT", "ETHUSDT"] {
+                let ts = t0 + k * 1_000;
+                // Two levels per message: same local time, same snapshot state.
+                text.push_str(&format!(
+                    "binance,{sym},{ts},{},false,bid,{}.5,1.25\n",
+                    ts + 7,
+                    100 + k
+                ));
+                text.push_str(&format!(
+                    "binance,{sym},{ts},{},false,ask,{}.5,2\n",
+                    ts + 7,
+                    101 + k
+                ));
+            }
+        }
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let first = write("a.csv", 1_700_000_000_000_000, 30);
+    let second = write("b.csv", 1_700_000_100_000_000, 20);
+    import(&first, &root, None, false).unwrap();
+    import(&second, &root, None, false).unwrap();
+    let seqs = replayed_seqs(&root);
+    // Each message is two rows with one number.
+    for sym in ["BTCUSDT", "ETHUSDT"] {
+        let mine: Vec<u64> = seqs
+            .iter()
+            .filter(|(s, _)| s == sym)
+            .map(|(_, q)| *q)
+            .collect();
+        let want: Vec<u64> = (1..=50).flat_map(|m| [m, m]).collect();
+        assert_eq!(mine, want, "{sym}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn real_captures_and_dbn_import_into_uncrossed_books() {
     let data = data_dir();
