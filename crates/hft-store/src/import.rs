@@ -545,13 +545,13 @@ fn import_tardis(
 /// so files imported one after another (one per day, say) replay as one unbroken
 /// sequence: a consumer takes a number that goes back, or skips, for lost messages and
 /// stops trusting its book until the next snapshot.
-struct MessageNumbers {
+pub(crate) struct MessageNumbers {
     root: std::path::PathBuf,
     next: Vec<((String, String), u64)>,
 }
 
 impl MessageNumbers {
-    fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
             next: Vec::new(),
@@ -559,7 +559,7 @@ impl MessageNumbers {
     }
 
     /// The number of the current message of `series`.
-    fn current(&mut self, series: &SeriesMeta) -> Result<&mut u64, StoreError> {
+    pub(crate) fn current(&mut self, series: &SeriesMeta) -> Result<&mut u64, StoreError> {
         let k = match self
             .next
             .iter()

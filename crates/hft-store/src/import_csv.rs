@@ -566,6 +566,7 @@ pub(crate) fn import_csv(
     // The last row of a multi-row message is held back until the next line tells
     // whether the message goes on, so it can carry FLAG_LAST.
     let mut pending: Option<(SeriesMeta, Row, (u64, u64))> = None;
+    let mut numbers = crate::import::MessageNumbers::new(writer.root());
     while let Some(next) = lines.next_line() {
         let (n, text) = next.map_err(|(line, e)| bad(line, e.to_string()))?;
         stats.messages += 1;
@@ -588,7 +589,16 @@ pub(crate) fn import_csv(
             bridge.write(writer, &s, r, &mut stats)?;
         }
         let Some(key) = p.message else {
-            for r in p.rows {
+            for mut r in p.rows {
+                if layout == CsvLayout::DatabentoMbo {
+                    // As for DBN files: the channel's numbers skip between one
+                    // instrument's messages, so each series' messages are numbered.
+                    let number = numbers.current(&p.series)?;
+                    r.seq = *number;
+                    if r.flags & FLAG_LAST != 0 {
+                        *number += 1;
+                    }
+                }
                 bridge.write(writer, &p.series, r, &mut stats)?;
             }
             continue;

@@ -309,6 +309,40 @@ fn dbn_imports_number_each_symbols_messages_across_ids_and_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The CME sample as DBN and as Databento's CSV: both imports number each symbol's
+/// messages 1, 2, 3... (the channel's own numbers skip), identically.
+#[test]
+fn databento_mbo_csv_and_dbn_number_messages_alike() {
+    let cme = data_dir().join("cme_databento");
+    let mut by_format = Vec::new();
+    for file in [
+        "esh4-glbx-mdp3-20231225.mbo.dbn.zst",
+        "esh4-glbx-mdp3-20231225.mbo.csv.gz",
+    ] {
+        let root = tmp(&format!("mbo-seq-{file}"));
+        import(&cme.join(file), &root, None, false).unwrap();
+        let mut r =
+            hft_store::MergedReader::open(&root, &hft_store::SeriesFilter::default(), 0, u64::MAX)
+                .unwrap();
+        let names: Vec<String> = r.series().iter().map(|s| s.symbol.clone()).collect();
+        let mut seqs: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        while let Some((i, row)) = r.next_row().unwrap() {
+            seqs.entry(names[i].clone()).or_default().push(row.seq);
+        }
+        for (sym, v) in &seqs {
+            assert_eq!(v.first(), Some(&1), "{file} {sym}");
+            assert!(
+                v.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1),
+                "{file} {sym}: a number skips or goes back"
+            );
+        }
+        by_format.push(seqs);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    assert!(!by_format[0].is_empty());
+    assert_eq!(by_format[0], by_format[1]);
+}
+
 /// A Tardis file interleaving two symbols numbers each one's messages on its own, and a
 /// second file continues where the first stopped.
 #[test]
