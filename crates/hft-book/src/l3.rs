@@ -291,6 +291,18 @@ impl L3Book {
         level.map(|(p, l)| (Price(*p), Qty(l.qty), l.queue.len()))
     }
 
+    /// Resting orders with their ids, bids best first and then asks best first, each
+    /// level in queue order: the book as a snapshot lists it, so that replaying the
+    /// list as adds into an empty book rebuilds it, queue places included.
+    pub fn orders(&self) -> impl Iterator<Item = (u64, RestingOrder)> + '_ {
+        self.bids
+            .values()
+            .rev()
+            .chain(self.asks.values())
+            .flat_map(|l| l.queue.values())
+            .filter_map(|id| self.orders.get(id).map(|o| (*id, *o)))
+    }
+
     /// The L2 view of a side, best first: price, total quantity, order count.
     pub fn levels(&self, side: Side) -> Box<dyn Iterator<Item = (Price, Qty, usize)> + '_> {
         let f = |(p, l): (&i64, &Level)| (Price(*p), Qty(l.qty), l.queue.len());
@@ -634,6 +646,16 @@ mod tests {
                 for (&id, o) in &b.orders {
                     let pos = b.queue_position(id).unwrap();
                     prop_assert!(pos.qty_ahead.raw() + o.qty.raw() <= pos.level_qty.raw());
+                }
+                // The snapshot listing, added in order to an empty book, rebuilds it
+                // with every order in its queue place.
+                let mut copy = book();
+                for (id, o) in b.orders() {
+                    prop_assert!(copy.add(id, o.side, o.price, o.qty).is_ok());
+                }
+                prop_assert_eq!(copy.order_count(), b.order_count());
+                for &id in b.orders.keys() {
+                    prop_assert_eq!(copy.queue_position(id), b.queue_position(id));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Reading a store back: row streams per file, and `inspect` summaries.
 
 use crate::StoreError;
-use crate::schema::{Row, RowKind, SCHEMA_VERSION};
+use crate::schema::{Row, RowKind, SCHEMA_VERSION, SIDE_NONE};
 use hft_book::{L2Book, MboToL2};
 use hft_core::{FLAG_LAST, InstrumentId};
 use parquet::basic::Type as PhysicalType;
@@ -422,6 +422,25 @@ impl FileRows {
         Ok((meta, rows))
     }
 
+    /// Whether a row group that ends before `from` holds a clear (its `kind` statistics
+    /// reach `Clear`).
+    fn clears_before(&self, from: u64) -> bool {
+        let bound = |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+        self.file.metadata().row_groups().iter().any(|rg| {
+            let ends_before = rg
+                .column(0)
+                .statistics()
+                .and_then(|s| bound(s.max_bytes_opt()))
+                .is_some_and(|max| max < from);
+            let clears = rg
+                .column(KIND_COLUMN)
+                .statistics()
+                .and_then(|s| s.min_bytes_opt().and_then(|b| b.first().copied()))
+                .is_some_and(|min| min == RowKind::Clear as u8);
+            ends_before && clears
+        })
+    }
+
     /// Decodes the next batch into `cols`; false at the end of the file.
     fn next_batch(&mut self, cols: &mut Columns) -> Result<bool, StoreError> {
         while self.left == 0 {
@@ -567,6 +586,109 @@ pub fn read_file(path: &Path, mut f: impl FnMut(&FileMeta, &Row)) -> Result<File
     Ok(meta)
 }
 
+/// The book of a series as its rows before a replay's start leave it. A replay from the
+/// middle of the data starts with this book as a snapshot, so that consumers begin with
+/// the book as it stood, not with the partial book the deltas after the start would
+/// build.
+struct WarmUp {
+    l2: L2Book,
+    /// For order-by-order series: the L3 book, with every order's queue place.
+    l3: Option<MboToL2>,
+    /// The last row taken: the snapshot carries its sequence number.
+    last: Option<Row>,
+    /// Whether any row changed the L2 book (series of trades or quotes alone have no
+    /// book to warm up).
+    levels: bool,
+}
+
+impl WarmUp {
+    fn new() -> Self {
+        Self {
+            l2: L2Book::with_capacity(InstrumentId(0), 1024),
+            l3: None,
+            last: None,
+            levels: false,
+        }
+    }
+
+    fn absorb(&mut self, row: &Row) {
+        let Some(ev) = row.to_event(InstrumentId(0)) else {
+            return;
+        };
+        match RowKind::from_u8(row.kind) {
+            Some(RowKind::Order) => self
+                .l3
+                .get_or_insert_with(|| MboToL2::new(InstrumentId(0)))
+                .push(&ev, &mut |_| {}),
+            Some(RowKind::Clear | RowKind::Level) => {
+                // A level the book cannot hold is what the replay itself would refuse.
+                let _ = self.l2.apply(&ev);
+                self.levels = true;
+            }
+            _ => {}
+        }
+        self.last = Some(*row);
+    }
+
+    /// Queues the snapshot rows of the book at time `at`: the resting orders as adds for
+    /// an order-by-order series (a clear when none rest), else a clear and the levels.
+    /// Nothing when no row before the start built a book.
+    fn snapshot(&self, at: u64, out: &mut std::collections::VecDeque<Row>) {
+        use hft_core::{FLAG_LAST, FLAG_SNAPSHOT};
+        let Some(last) = self.last else { return };
+        let base = Row {
+            ts_exchange: at,
+            ts_recv: last.ts_recv.max(at),
+            seq: last.seq,
+            flags: FLAG_SNAPSHOT,
+            side: SIDE_NONE,
+            ..Row::default()
+        };
+        let start = out.len();
+        if let Some(l3) = &self.l3 {
+            for (id, o) in l3.book().orders() {
+                out.push_back(Row {
+                    kind: RowKind::Order as u8,
+                    side: o.side as u8,
+                    price: o.price.raw(),
+                    qty: o.qty.raw(),
+                    order_id: id,
+                    action: hft_core::MboAction::Add.as_databento(),
+                    ..base
+                });
+            }
+            if out.len() == start {
+                out.push_back(Row {
+                    kind: RowKind::Order as u8,
+                    action: hft_core::MboAction::Clear.as_databento(),
+                    ..base
+                });
+            }
+        } else if self.levels {
+            out.push_back(Row {
+                kind: RowKind::Clear as u8,
+                ..base
+            });
+            for side in [hft_core::Side::Buy, hft_core::Side::Sell] {
+                for (price, qty) in self.l2.levels(side) {
+                    out.push_back(Row {
+                        kind: RowKind::Level as u8,
+                        side: side as u8,
+                        price: price.raw(),
+                        qty: qty.raw(),
+                        ..base
+                    });
+                }
+            }
+        }
+        if out.len() > start {
+            if let Some(r) = out.back_mut() {
+                r.flags |= FLAG_LAST;
+            }
+        }
+    }
+}
+
 /// The rows of one series in time order, a batch in memory at a time.
 struct SeriesCursor {
     files: std::collections::VecDeque<PathBuf>,
@@ -575,17 +697,35 @@ struct SeriesCursor {
     pos: usize,
     from: u64,
     to: u64,
+    /// Until the first row at or after `from`: the book the rows before it build.
+    warm: Option<WarmUp>,
+    /// Rows to hand out before the batch's (the warm-up's snapshot).
+    queued: std::collections::VecDeque<Row>,
 }
 
 impl SeriesCursor {
     fn next_row(&mut self) -> Result<Option<Row>, StoreError> {
+        if let Some(r) = self.queued.pop_front() {
+            return Ok(Some(r));
+        }
         loop {
             while self.pos < self.batch.len {
                 let i = self.pos;
                 self.pos += 1;
                 let ts = self.batch.ts(i);
                 if ts >= self.from && ts <= self.to {
-                    return Ok(Some(self.batch.row(i)));
+                    let row = self.batch.row(i);
+                    if let Some(warm) = self.warm.take() {
+                        warm.snapshot(self.from, &mut self.queued);
+                        self.queued.push_back(row);
+                        return Ok(self.queued.pop_front());
+                    }
+                    return Ok(Some(row));
+                }
+                if ts < self.from {
+                    if let Some(warm) = self.warm.as_mut() {
+                        warm.absorb(&self.batch.row(i));
+                    }
                 }
             }
             self.batch.len = 0;
@@ -599,7 +739,9 @@ impl SeriesCursor {
             let Some(next) = self.files.pop_front() else {
                 return Ok(None);
             };
-            self.reader = Some(FileRows::open(&next, self.from, self.to)?.1);
+            // While warming up, the row groups before the start are read too.
+            let from = if self.warm.is_some() { 0 } else { self.from };
+            self.reader = Some(FileRows::open(&next, from, self.to)?.1);
         }
     }
 }
@@ -662,7 +804,7 @@ impl MergedReader {
     ) -> Result<Self, StoreError> {
         let mut by_series: BTreeMap<(String, String), (FileMeta, Vec<PathBuf>)> = BTreeMap::new();
         for path in data_files(root)? {
-            let (meta, _) = FileRows::open(&path, u64::MAX, 0)?;
+            let (meta, rows) = FileRows::open(&path, u64::MAX, 0)?;
             if filter.venue.as_ref().is_some_and(|v| *v != meta.venue)
                 || (!filter.symbols.is_empty() && !filter.symbols.contains(&meta.symbol))
             {
@@ -681,6 +823,11 @@ impl MergedReader {
                     )
                 });
             entry.0.rows += meta.rows;
+            // A replay from the middle warms up from the last file before the start
+            // with a clear (a snapshot): the files before it cannot change the book.
+            if from > 0 && rows.clears_before(from) {
+                entry.1.clear();
+            }
             entry.1.push(path);
         }
         let mut me = Self {
@@ -701,6 +848,8 @@ impl MergedReader {
                 pos: 0,
                 from,
                 to,
+                warm: (from > 0).then(WarmUp::new),
+                queued: std::collections::VecDeque::new(),
             });
             me.heads.push(None);
             me.mbo.push(None);
@@ -785,6 +934,10 @@ impl MergedReader {
             }
             // Rows of series `i` that still come before every other series' head: its
             // head, then straight from the decoded columns.
+            if !self.cursors[i].queued.is_empty() {
+                // Queued rows (a warm-up snapshot) come before the batch's.
+                continue;
+            }
             let bound = self.heap.peek().map_or((u64::MAX, usize::MAX), |r| r.0);
             let Some(head) = self.heads[i] else { continue };
             if (head.ts_exchange, i) > bound {

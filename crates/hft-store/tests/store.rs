@@ -203,6 +203,166 @@ fn row_groups_with_constant_columns_read_back_exactly() {
     }
 }
 
+/// After each venue message of a replay from `from`: its sequence number and the L2
+/// book of every series, best levels first.
+type Books = Vec<(u64, Vec<(i64, i64)>, Vec<(i64, i64)>)>;
+
+fn books_after_each_message(
+    root: &std::path::Path,
+    from: u64,
+) -> (Books, Vec<hft_core::MarketEvent>) {
+    use hft_core::Side;
+    let mut r =
+        hft_store::MergedReader::open(root, &hft_store::SeriesFilter::default(), from, u64::MAX)
+            .unwrap();
+    let mut events = Vec::new();
+    while r.next_events(&mut events, 1000).unwrap() > 0 {}
+    let mut book = hft_book::L2Book::with_capacity(hft_core::InstrumentId(0), 1024);
+    let mut out = Vec::new();
+    for e in &events {
+        let _ = book.apply(e);
+        if e.is_last() {
+            let side = |s| {
+                book.levels(s)
+                    .map(|(p, q)| (p.raw(), q.raw()))
+                    .collect::<Vec<_>>()
+            };
+            out.push((e.seq, side(Side::Buy), side(Side::Sell)));
+        }
+    }
+    (out, events)
+}
+
+/// A replay that starts in the middle of the data starts from the book as it stood
+/// there, as a snapshot, not from the partial book the later deltas would build: from
+/// then on its book equals that of a replay from the beginning, message by message.
+#[test]
+fn a_replay_from_the_middle_starts_from_the_book_as_it_stood() {
+    let root = tmp("warm-up");
+    let series = SeriesMeta {
+        venue: "v".into(),
+        symbol: "W".into(),
+        price_scale: 0,
+        qty_scale: 0,
+    };
+    let day = 86_400_000_000_000u64;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut w = StoreWriter::create(&root).unwrap().with_row_group_rows(500);
+    // Four days of messages, one a minute; a snapshot opens days one and three.
+    for m in 0..4 * 1_440u64 {
+        let ts = 10 * day + m * 60_000_000_000;
+        let seq = m + 1;
+        let row = |kind: RowKind, side: u8, price: i64, qty: i64, flags: u8| Row {
+            ts_exchange: ts,
+            ts_recv: ts + 1,
+            seq,
+            flags,
+            kind: kind as u8,
+            side,
+            price,
+            qty,
+            ..Row::default()
+        };
+        let mut rows = Vec::new();
+        if m % 2_880 == 0 {
+            rows.push(row(RowKind::Clear, 2, 0, 0, hft_core::FLAG_SNAPSHOT));
+            for k in 0..5 {
+                rows.push(row(RowKind::Level, 0, 995 - k, 10, hft_core::FLAG_SNAPSHOT));
+                rows.push(row(
+                    RowKind::Level,
+                    1,
+                    1_005 + k,
+                    10,
+                    hft_core::FLAG_SNAPSHOT,
+                ));
+            }
+        } else {
+            for _ in 0..1 + next() % 3 {
+                let r = next();
+                let side = (r & 1) as u8;
+                let price = if side == 0 {
+                    990 + (r >> 8) % 10
+                } else {
+                    1_001 + (r >> 8) % 10
+                } as i64;
+                rows.push(row(
+                    RowKind::Level,
+                    side,
+                    price,
+                    ((r >> 16) % 4 * 5) as i64,
+                    0,
+                ));
+            }
+            if next() % 4 == 0 {
+                rows.push(row(RowKind::Trade, 0, 1_001, 1, 0));
+            }
+        }
+        if let Some(r) = rows.last_mut() {
+            r.flags |= hft_core::FLAG_LAST;
+        }
+        for r in &rows {
+            w.append(&series, r).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let (full, _) = books_after_each_message(&root, 0);
+    // From the middle of day two (after one snapshot) and of day four (after the second,
+    // where the files before day three are skipped).
+    for from in [11 * day + day / 2 + 7, 13 * day + day / 3] {
+        let (part, events) = books_after_each_message(&root, from);
+        assert_eq!(events[0].kind, hft_core::MarketEventKind::Clear);
+        assert!(events[0].flags & hft_core::FLAG_SNAPSHOT != 0);
+        assert!(events[0].ts_exchange >= from);
+        // The snapshot is a message of its own (numbered as the last one before the
+        // start), then the replay's messages follow in step with the full replay.
+        let first = part[1].0;
+        assert_eq!(part[0].0, first - 1);
+        let k = full.iter().position(|m| m.0 == first).unwrap();
+        assert_eq!(&full[k - 1].1, &part[0].1, "the snapshot's bids");
+        assert_eq!(&full[k - 1].2, &part[0].2, "the snapshot's asks");
+        assert_eq!(&full[k..], &part[1..], "from {from}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The same on the CME order-by-order sample: a replay from its middle starts with the
+/// resting orders as a snapshot, and the L2 books match a replay from the beginning.
+#[test]
+fn a_replay_of_order_by_order_data_from_the_middle_starts_from_the_resting_orders() {
+    let root = tmp("warm-up-mbo");
+    import(
+        &data_dir().join("cme_databento/esh4-glbx-mdp3-20231225.mbo.dbn.zst"),
+        &root,
+        None,
+        false,
+    )
+    .unwrap();
+    let (full, all) = books_after_each_message(&root, 0);
+    let from = all[all.len() / 2].ts_exchange;
+    let (part, events) = books_after_each_message(&root, from);
+    // The snapshot's adds replace the book: a clear, then each order with its level.
+    assert_eq!(events[0].kind, hft_core::MarketEventKind::Clear);
+    assert!(matches!(
+        events[1].kind,
+        hft_core::MarketEventKind::Order {
+            action: hft_core::MboAction::Add,
+            ..
+        }
+    ));
+    assert!(events[1].flags & hft_core::FLAG_SNAPSHOT != 0);
+    let first = part[1].0;
+    let k = full.iter().position(|m| m.0 == first).unwrap();
+    assert_eq!((&full[k - 1].1, &full[k - 1].2), (&part[0].1, &part[0].2));
+    assert_eq!(&full[k..], &part[1..]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 /// Sequence numbers of one series' events as a replay of the store gives them.
 fn replayed_seqs(root: &std::path::Path) -> Vec<(String, u64)> {
     let mut r =
