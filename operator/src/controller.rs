@@ -73,6 +73,25 @@ impl Context {
     }
 }
 
+/// What of a Strategy or RiskPolicy can change its cluster's configuration: a new spec
+/// (its generation) or the start of its deletion. Used as a predicate on the watches
+/// that trigger the cluster's reconcile: the operator rewrites these resources' status
+/// as positions and PnL move, and those updates alone must not re-render and re-apply
+/// the whole cluster. The removal that follows a finalizer is seen by the cluster's
+/// periodic reconcile; by then the resource is already rendered disabled.
+pub fn cluster_trigger<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let m = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        m.uid.as_deref(),
+        m.generation,
+        m.deletion_timestamp.is_some(),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
 /// Sets condition `type_` to `status` with a reason and message; the transition time
 /// changes only when the status does, as Kubernetes conventions ask.
 pub fn set_condition(

@@ -11,7 +11,7 @@ use hft_operator::crd::{RiskPolicy, Strategy, TradingCluster};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 #[derive(Parser)]
@@ -130,19 +130,30 @@ async fn run(metrics: SocketAddr, namespace: Option<String>) -> anyhow::Result<(
         admin_url: None,
     });
     let wc = watcher::Config::default();
-    // A cluster is reconciled again when its objects, Strategies or RiskPolicy change.
+    // A cluster is reconciled again when its objects change, or the spec of one of its
+    // Strategies or its RiskPolicy (not their status, which the operator writes).
     let clusters = Controller::new(api::<TradingCluster>(&client, ns), wc.clone())
         .owns(api::<StatefulSet>(&client, ns), wc.clone())
         .owns(api::<Service>(&client, ns), wc.clone())
         .owns(api::<ConfigMap>(&client, ns), wc.clone())
-        .watches(api::<Strategy>(&client, ns), wc.clone(), |s| {
-            let ns = s.namespace()?;
-            Some(ObjectRef::new(&s.spec.cluster).within(&ns))
-        })
-        .watches(api::<RiskPolicy>(&client, ns), wc.clone(), |p| {
-            let ns = p.namespace()?;
-            Some(ObjectRef::new(&p.spec.cluster).within(&ns))
-        })
+        .watches_stream(
+            watcher(api::<Strategy>(&client, ns), wc.clone())
+                .touched_objects()
+                .predicate_filter(controller::cluster_trigger, PredicateConfig::default()),
+            |s| {
+                let ns = s.namespace()?;
+                Some(ObjectRef::new(&s.spec.cluster).within(&ns))
+            },
+        )
+        .watches_stream(
+            watcher(api::<RiskPolicy>(&client, ns), wc.clone())
+                .touched_objects()
+                .predicate_filter(controller::cluster_trigger, PredicateConfig::default()),
+            |p| {
+                let ns = p.namespace()?;
+                Some(ObjectRef::new(&p.spec.cluster).within(&ns))
+            },
+        )
         .shutdown_on_signal()
         .run(
             controller::reconcile_cluster,

@@ -741,3 +741,42 @@ async fn a_deleted_strategy_is_held_until_its_position_is_flat() {
     );
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
 }
+
+/// Through kube's own predicate filter, as the cluster controller's Strategy watch uses
+/// it: status updates (the operator's own writes as positions move) do not reach the
+/// cluster's reconcile; a new spec and the start of a deletion do.
+#[tokio::test]
+async fn only_a_strategys_spec_and_deletion_trigger_its_cluster() {
+    use futures::StreamExt;
+    use kube::runtime::{PredicateConfig, WatchStreamExt};
+    let s = |extra: Value| -> Strategy {
+        serde_json::from_value(strategy("mm", "market_making", "1", extra)).unwrap()
+    };
+    let seen: Vec<Strategy> = vec![
+        s(json!({})),
+        s(json!({"status": {"node": 2, "position": "0.5"}})),
+        s(json!({"status": {"node": 2, "position": "0.7"}})),
+        s(json!({"metadata": {"generation": 3}, "status": {"position": "0.7"}})),
+        s(json!({"metadata": {"generation": 3, "resourceVersion": "9"}})),
+        s(json!({"metadata": {"generation": 3, "deletionTimestamp": "2026-11-27T00:00:00Z"}})),
+    ];
+    let passed: Vec<Strategy> =
+        futures::stream::iter(seen.into_iter().map(Ok::<_, kube::runtime::watcher::Error>))
+            .predicate_filter(controller::cluster_trigger, PredicateConfig::default())
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+    let marks: Vec<(Option<i64>, bool)> = passed
+        .iter()
+        .map(|s| {
+            (
+                s.metadata.generation,
+                s.metadata.deletion_timestamp.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        vec![(Some(2), false), (Some(3), false), (Some(3), true)]
+    );
+}
