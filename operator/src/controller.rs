@@ -44,6 +44,9 @@ pub enum Error {
     /// The resource has no namespace.
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    /// A cluster's admin API refused or failed a call.
+    #[error("admin API: {0}")]
+    Admin(String),
     /// A deleted Strategy is not flat yet: its finalizer stays; look again after the
     /// duration (not a failure).
     #[error("Strategy {0} is not flat yet")]
@@ -793,10 +796,10 @@ async fn policy(p: &RiskPolicy, ctx: &Context) -> Result<Action, Error> {
         .ok_or_else(|| Error::NoNamespace(p.name_any()))?;
     let generation = p.metadata.generation;
     let mut status = p.status.clone().unwrap_or_default();
-    let base = Api::<TradingCluster>::namespaced(ctx.client.clone(), &ns)
+    let tc = Api::<TradingCluster>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&p.spec.cluster)
-        .await?
-        .and_then(|tc| tc.spec.config_overlay);
+        .await?;
+    let base = tc.as_ref().and_then(|tc| tc.spec.config_overlay.clone());
     let r = render(base.as_deref(), Some(&p.spec), &[]);
     let bad = r.cluster_invalid;
     set_condition(
@@ -820,8 +823,93 @@ async fn policy(p: &RiskPolicy, ctx: &Context) -> Result<Action, Error> {
         bad.as_ref().map_or_else(String::new, |e| e.to_string()),
     );
     status.observed_generation = generation;
+    let pushed = match (&tc, bad.is_none()) {
+        (Some(tc), true) => push_kill_switch(p, tc, ctx, &ns, &mut status).await,
+        _ => Ok(()),
+    };
     patch_status::<RiskPolicy>(ctx, &ns, &p.name_any(), json!({ "status": status })).await?;
+    pushed?;
     Ok(Action::await_change())
+}
+
+/// Sets the cluster's global kill switch in its ledger when the policy's `killSwitch`
+/// changes, so that it holds on every node at once (the configuration alone takes
+/// effect as engines start). Only the policy's own changes are pushed: a policy
+/// created released asks nothing, and one never releases a switch it did not engage,
+/// so an operator engaging it by hand in an incident is not overruled by a reconcile.
+/// The change carries the time the operator first saw it; the ledger refuses it (409)
+/// when someone changed the switch after that, and the status says so.
+async fn push_kill_switch(
+    p: &RiskPolicy,
+    tc: &TradingCluster,
+    ctx: &Context,
+    ns: &str,
+    status: &mut crate::crd::RiskPolicyStatus,
+) -> Result<(), Error> {
+    let want = p.spec.kill_switch;
+    let push = match &status.kill_switch_pushed {
+        Some(k) if k.engaged == want && k.done => return Ok(()),
+        Some(k) if k.engaged == want => k.clone(),
+        None if !want => return Ok(()),
+        _ => {
+            // First seen now: recorded before the call, so a retry (or another operator
+            // replica) asks with the same time.
+            let k = crate::crd::KillSwitchPush {
+                engaged: want,
+                at_ns: hft_cluster::coord::now_ns(),
+                done: false,
+                message: String::new(),
+            };
+            status.kill_switch_pushed = Some(k.clone());
+            patch_status::<RiskPolicy>(ctx, ns, &p.name_any(), json!({ "status": status })).await?;
+            k
+        }
+    };
+    let token = admin_token(ctx, tc, ns).await.map_err(Error::Admin)?;
+    let body = json!({ "scope": "global", "engaged": want, "at_ns": push.at_ns });
+    let url = format!("{}/v1/kill", ctx.admin_url(tc));
+    let what = if want { "engaged" } else { "released" };
+    let (done, warning, reason, message) = match admin_call(url, token, Some(body)).await {
+        Ok(v) => (
+            true,
+            false,
+            if want {
+                "KillSwitchEngaged"
+            } else {
+                "KillSwitchReleased"
+            },
+            format!(
+                "global kill switch {what} in the ledger (entry {})",
+                v["index"]
+            ),
+        ),
+        Err(e) if e.contains(": 409 ") => (
+            true,
+            true,
+            "KillSwitchSuperseded",
+            format!("not {what}: the switch was changed after the policy asked ({e})"),
+        ),
+        Err(e) => (false, true, "KillSwitchNotApplied", e),
+    };
+    set_condition(
+        &mut status.conditions,
+        p.metadata.generation,
+        "Degraded",
+        !done,
+        if done { "KillSwitchInForce" } else { reason },
+        if done { String::new() } else { message.clone() },
+    );
+    status.kill_switch_pushed = Some(crate::crd::KillSwitchPush {
+        done,
+        message: message.clone(),
+        ..push
+    });
+    publish(ctx, p, warning, reason, message.clone()).await;
+    if done {
+        Ok(())
+    } else {
+        Err(Error::Admin(message))
+    }
 }
 
 /// How a failed reconcile is retried.

@@ -411,7 +411,30 @@ pub struct RiskPolicyStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Invalid`.
+    /// `Ready`, `Invalid`, `Degraded`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The kill switch as this policy last asked the cluster's ledger to set it (in
+    /// force on every node at once, not at their next start); absent until the policy
+    /// first engages it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_switch_pushed: Option<KillSwitchPush>,
+}
+
+/// One change of the global kill switch asked of a cluster by its RiskPolicy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KillSwitchPush {
+    /// Engaged or released.
+    pub engaged: bool,
+    /// When the operator first saw the policy ask for it, ns since the epoch: the time
+    /// the ledger orders kill switch changes by, the same on every retry, so a change
+    /// made later by someone else (`hft kill`) is never undone by this one.
+    pub at_ns: u64,
+    /// The ledger took it (or a later change was already in force); false while the
+    /// operator still retries.
+    pub done: bool,
+    /// What the ledger answered.
+    #[serde(default)]
+    pub message: String,
 }

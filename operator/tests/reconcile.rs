@@ -780,3 +780,184 @@ async fn only_a_strategys_spec_and_deletion_trigger_its_cluster() {
         vec![(Some(2), false), (Some(3), false), (Some(3), true)]
     );
 }
+
+/// A RiskPolicy with `status` as it stands; the cluster `prod` of namespace `trading`.
+fn risk_policy(kill: bool, status: Value) -> hft_operator::crd::RiskPolicy {
+    serde_json::from_value(
+        json!({ "apiVersion": "hft.dev/v1alpha1", "kind": "RiskPolicy",
+        "metadata": { "name": "prod", "namespace": NS, "uid": "uid-rp", "generation": 4 },
+        "spec": { "cluster": "prod", "killSwitch": kill },
+        "status": status }),
+    )
+    .unwrap()
+}
+
+/// A call to the node's admin API, off the runtime that drives its ledger.
+async fn admin(url: String, body: Option<Value>) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let r = match body {
+            Some(b) => ureq::post(&url).send_json(b),
+            None => ureq::get(&url).call(),
+        };
+        r.unwrap().body_mut().read_json().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The global kill switch as the node's ledger holds it: (engaged, time of the change).
+async fn ledger_kill(url: &str) -> Option<(bool, u64)> {
+    let v = admin(format!("{url}/v1/ledger/positions"), None).await;
+    v["kills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scope"] == "global")
+        .map(|k| (k["engaged"].as_bool().unwrap(), k["ts"].as_u64().unwrap()))
+}
+
+/// One policy reconcile that pushes its kill switch: the cluster lookup, the change
+/// recorded in the status before the call (when `first`), the admin token, the event,
+/// the final status. Returns the event's reason and the final status.
+async fn policy_push(
+    p: hft_operator::crd::RiskPolicy,
+    n: &Node,
+    etcd: &[String],
+    first: bool,
+) -> (Result<Action, controller::Error>, Value, Value) {
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_policy(
+        Arc::new(p.clone()),
+        ctx(client, Some(n.url.clone())),
+    ));
+    let g = api
+        .expect("GET", &format!("{P}/tradingclusters/prod"))
+        .await;
+    respond(
+        g.reply,
+        StatusCode::OK,
+        &serde_json::to_value(cluster(3, etcd)).unwrap(),
+    );
+    let echo = serde_json::to_value(&p).unwrap();
+    if first {
+        let pending = api
+            .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
+            .await;
+        let k = &pending.body["status"]["killSwitchPushed"];
+        assert_eq!(k["done"], false, "recorded before the call: {k}");
+        respond(pending.reply, StatusCode::OK, &echo);
+    }
+    secret(&mut api).await;
+    let ev = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+        .await;
+    let event = ev.body.clone();
+    respond(ev.reply, StatusCode::CREATED, &event);
+    let st = api
+        .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
+        .await;
+    let status = st.body["status"].clone();
+    respond(st.reply, StatusCode::OK, &echo);
+    (task.await.unwrap(), event, status)
+}
+
+/// A RiskPolicy that engages the kill switch sets it in the ledger at once (not only in
+/// the configuration engines read at start), and releases what it engaged; a policy
+/// created released asks nothing, and a change made by hand after the policy's is not
+/// undone by it.
+#[tokio::test]
+async fn a_risk_policys_kill_switch_is_set_in_the_ledger_at_once() {
+    let etcd = etcd();
+    let n = node(Some(&etcd)).await;
+    // Created released: the cluster lookup and the status, nothing sent to the ledger.
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_policy(
+        Arc::new(risk_policy(false, json!({}))),
+        ctx(client, Some(n.url.clone())),
+    ));
+    let g = api
+        .expect("GET", &format!("{P}/tradingclusters/prod"))
+        .await;
+    respond(
+        g.reply,
+        StatusCode::OK,
+        &serde_json::to_value(cluster(3, &etcd.clients)).unwrap(),
+    );
+    let st = api
+        .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
+        .await;
+    assert!(st.body["status"].get("killSwitchPushed").is_none());
+    respond(
+        st.reply,
+        StatusCode::OK,
+        &serde_json::to_value(risk_policy(false, json!({}))).unwrap(),
+    );
+    task.await.unwrap().unwrap();
+    assert_eq!(ledger_kill(&n.url).await, None);
+    // Engaged.
+    let (r, event, status) =
+        policy_push(risk_policy(true, json!({})), &n, &etcd.clients, true).await;
+    r.unwrap();
+    assert_eq!(event["reason"], "KillSwitchEngaged");
+    let pushed = status["killSwitchPushed"].clone();
+    assert_eq!(
+        (pushed["engaged"].clone(), pushed["done"].clone()),
+        (json!(true), json!(true))
+    );
+    let at = pushed["atNs"].as_u64().unwrap();
+    assert_eq!(ledger_kill(&n.url).await, Some((true, at)));
+    // Engaged and pushed: a reconcile asks nothing more of the ledger.
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_policy(
+        Arc::new(risk_policy(true, json!({ "killSwitchPushed": pushed }))),
+        ctx(client, Some(n.url.clone())),
+    ));
+    let g = api
+        .expect("GET", &format!("{P}/tradingclusters/prod"))
+        .await;
+    respond(
+        g.reply,
+        StatusCode::OK,
+        &serde_json::to_value(cluster(3, &etcd.clients)).unwrap(),
+    );
+    let st = api
+        .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
+        .await;
+    respond(
+        st.reply,
+        StatusCode::OK,
+        &serde_json::to_value(risk_policy(false, json!({}))).unwrap(),
+    );
+    task.await.unwrap().unwrap();
+    // Released by the policy.
+    let (r, event, _) = policy_push(
+        risk_policy(false, json!({ "killSwitchPushed": pushed })),
+        &n,
+        &etcd.clients,
+        true,
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(event["reason"], "KillSwitchReleased");
+    assert_eq!(ledger_kill(&n.url).await.map(|k| k.0), Some(false));
+    // Someone engages it by hand; a policy change the operator saw before that (a retry
+    // of an engage-then-release, say) does not undo it.
+    let by_hand = hft_cluster::coord::now_ns();
+    let v = admin(
+        format!("{}/v1/kill", n.url),
+        Some(json!({ "scope": "global", "engaged": true, "at_ns": by_hand })),
+    )
+    .await;
+    assert_eq!(v["engaged"], true);
+    let stale = json!({ "killSwitchPushed": {
+        "engaged": false, "atNs": by_hand - 1_000_000, "done": false, "message": "" } });
+    let (r, event, status) = policy_push(risk_policy(false, stale), &n, &etcd.clients, false).await;
+    r.unwrap();
+    assert_eq!(event["reason"], "KillSwitchSuperseded");
+    assert_eq!(status["killSwitchPushed"]["done"], true);
+    assert_eq!(
+        ledger_kill(&n.url).await,
+        Some((true, by_hand)),
+        "the later change stands"
+    );
+}
