@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use hft_operator::controller::{self, Context};
 use hft_operator::crd::{RiskPolicy, Strategy, TradingCluster};
+use hft_operator::leader::Elector;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::reflector::ObjectRef;
@@ -47,8 +48,28 @@ enum Cmd {
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
+        /// Namespace of the Lease that replicas elect their leader on (the operator's
+        /// own; the chart passes it through the downward API).
+        #[arg(long, env = "POD_NAMESPACE")]
+        leader_election_namespace: Option<String>,
+        /// This replica's name in the election (the pod's name).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Run without leader election: only safe when a single replica can run.
+        #[arg(long)]
+        no_leader_election: bool,
     },
 }
+
+/// The Lease replicas elect their leader on.
+const LEASE: &str = "hft-operator";
+/// How long a leader's lease lasts without renewal before another replica takes over.
+const LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often a candidate tries, and a leader renews.
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a leader keeps reconciling while its renewals fail: well inside the lease
+/// duration, so it has stopped before anyone else may start.
+const LEASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -80,6 +101,9 @@ fn main() -> ExitCode {
             metrics,
             namespace,
             json_logs,
+            leader_election_namespace,
+            identity,
+            no_leader_election,
         } => {
             hft_telemetry::init_tracing(json_logs, "info");
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -93,7 +117,20 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(metrics, namespace)) {
+            let election = if no_leader_election {
+                None
+            } else {
+                match leader_election_namespace {
+                    Some(ns) => Some((ns, identity.unwrap_or_else(hostname))),
+                    None => {
+                        eprintln!(
+                            "error: leader election needs the operator's namespace: pass --leader-election-namespace (or set POD_NAMESPACE), or --no-leader-election when one replica runs"
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            match rt.block_on(run(metrics, namespace, election)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -114,12 +151,36 @@ where
     }
 }
 
-async fn run(metrics: SocketAddr, namespace: Option<String>) -> anyhow::Result<()> {
+/// This host's name, for the election when no pod name is given.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| format!("hft-operator-{}", std::process::id()))
+}
+
+async fn run(
+    metrics: SocketAddr,
+    namespace: Option<String>,
+    election: Option<(String, String)>,
+) -> anyhow::Result<()> {
     hft_telemetry::install_metrics(Some(metrics))
         .map_err(|e| anyhow::anyhow!("metrics on {metrics}: {e}"))?;
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes API (in-cluster service account or kubeconfig): {e}")
     })?;
+    let elector = election.map(|(lease_ns, identity)| {
+        Elector::new(
+            Api::namespaced(client.clone(), &lease_ns),
+            LEASE,
+            &identity,
+            LEASE_DURATION,
+        )
+    });
+    if let Some(e) = &elector {
+        tracing::info!(lease = LEASE, "waiting to lead");
+        e.acquire(LEASE_RETRY).await;
+        tracing::info!(lease = LEASE, "leading");
+    }
     let ns = namespace.as_deref();
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -178,6 +239,19 @@ async fn run(metrics: SocketAddr, namespace: Option<String>) -> anyhow::Result<(
         .run(controller::reconcile_policy, controller::retry, ctx)
         .for_each(|_| async {});
     tracing::info!(namespace = ns.unwrap_or("(all)"), "hft-operator running");
-    tokio::join!(clusters, strategies, policies);
-    Ok(())
+    let controllers = async {
+        tokio::join!(clusters, strategies, policies);
+    };
+    match &elector {
+        // Losing the lease ends the process: the replica restarts as a candidate, and
+        // nothing it had in flight outlives its leadership.
+        Some(e) => tokio::select! {
+            () = controllers => Ok(()),
+            lost = e.keep(LEASE_RETRY, LEASE_DEADLINE) => Err(lost),
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    }
 }

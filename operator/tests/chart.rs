@@ -77,12 +77,18 @@ fn the_chart_lints_renders_and_validates_against_kubernetes_1_33() {
     let all = render_and_validate(&t, &[]);
     assert!(all.contains("kind: ClusterRole\n"), "{all}");
     assert!(all.contains("runAsNonRoot: true"));
+    // Leader election: a Role on the one Lease, in the release's namespace, and the
+    // namespace passed to the pods.
+    assert_eq!(all.matches("\nkind: Role\n").count(), 1, "{all}");
+    assert!(all.contains("coordination.k8s.io") && all.contains("resourceNames: [\"hft-operator\"]"));
+    assert!(all.contains("name: POD_NAMESPACE"));
     // Watching one namespace: a Role there instead of a ClusterRole.
     let one = render_and_validate(&t, &["watchNamespace=trading"]);
-    assert!(one.contains("kind: Role\n") && one.contains("namespace: trading"));
+    assert_eq!(one.matches("\nkind: Role\n").count(), 2, "{one}");
+    assert!(one.contains("namespace: trading"));
     assert!(one.contains("--namespace=trading"));
     // values.schema.json refuses what the chart does not support.
-    for bad in ["replicas=2", "image.pullPolicy=Sometimes", "metrics.port=0"] {
+    for bad in ["replicas=9", "image.pullPolicy=Sometimes", "metrics.port=0"] {
         let o = run(Command::new(t.join("helm")).args([
             "template",
             "rel",

@@ -961,3 +961,145 @@ async fn a_risk_policys_kill_switch_is_set_in_the_ledger_at_once() {
         "the later change stands"
     );
 }
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+
+/// A Lease as the API server would hold it.
+fn lease(holder: &str, version: &str, transitions: i32) -> Value {
+    json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": "hft-operator", "namespace": "ops", "resourceVersion": version },
+            "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15,
+                      "acquireTime": "2026-11-27T00:00:00.000000Z",
+                      "renewTime": "2026-11-27T00:00:00.000000Z",
+                      "leaseTransitions": transitions } })
+}
+
+/// One election round of `e` at `at`, the lease lookup answered with `current` (None:
+/// no lease); returns the outcome and the write it made, if any (already answered
+/// with `answer`).
+async fn election_round(
+    e: &Arc<hft_operator::leader::Elector>,
+    api: &mut ApiServer,
+    at: std::time::Instant,
+    current: Option<Value>,
+    answer: Option<StatusCode>,
+) -> (hft_operator::leader::Outcome, Option<(String, Value)>) {
+    let task = {
+        let e = e.clone();
+        tokio::spawn(async move { e.round(at).await })
+    };
+    let g = api.expect("GET", &format!("{LEASES}/hft-operator")).await;
+    match current {
+        Some(l) => respond(g.reply, StatusCode::OK, &l),
+        None => not_found(g.reply, "lease"),
+    }
+    let mut wrote = None;
+    if let Some(status) = answer {
+        let w = api.next().await;
+        let mut echo = w.body.clone();
+        if status == StatusCode::CONFLICT {
+            echo = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": "Conflict", "code": 409,
+                "message": "the object has been modified" });
+        }
+        respond(w.reply, status, &echo);
+        wrote = Some((format!("{} {}", w.method, w.path), w.body));
+    }
+    (task.await.unwrap().unwrap(), wrote)
+}
+
+/// Operator replicas elect one leader on a Lease: the first creates it; another takes
+/// over only after seeing it unrenewed for a lease duration on its own clock, writing
+/// back the version it read, so that of two racing candidates one wins; the leader
+/// renews.
+#[tokio::test]
+async fn operator_replicas_elect_one_leader_on_a_lease() {
+    use hft_operator::leader::{Elector, Outcome};
+    let elector = |client: Client, id: &str| {
+        Arc::new(Elector::new(
+            kube::Api::namespaced(client, "ops"),
+            "hft-operator",
+            id,
+            Duration::from_secs(15),
+        ))
+    };
+    let t0 = std::time::Instant::now();
+    let secs = |s| t0 + Duration::from_secs(s);
+    // No lease: A creates it and leads.
+    let (client, mut api) = mock();
+    let a = elector(client, "op-a");
+    let (out, wrote) = election_round(&a, &mut api, t0, None, Some(StatusCode::CREATED)).await;
+    assert_eq!(out, Outcome::Leading);
+    let (call, body) = wrote.unwrap();
+    assert_eq!(call, format!("POST {LEASES}"));
+    assert_eq!(body["spec"]["holderIdentity"], "op-a");
+    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+    // B sees A's lease: it follows, and keeps following while the record is renewed or
+    // for less than a lease duration unchanged.
+    let (client, mut api_b) = mock();
+    let b = elector(client, "op-b");
+    let following = Outcome::Following {
+        holder: "op-a".into(),
+    };
+    for (at, version) in [(0, "1"), (10, "1"), (20, "2"), (34, "2")] {
+        let (out, wrote) = election_round(
+            &b,
+            &mut api_b,
+            secs(at),
+            Some(lease("op-a", version, 0)),
+            None,
+        )
+        .await;
+        assert_eq!((out, wrote), (following.clone(), None), "at {at} s");
+    }
+    // Unchanged for 15 s on B's clock (since 20 s): B takes it over, with the version it
+    // read, a new holder and one more transition.
+    let (out, wrote) = election_round(
+        &b,
+        &mut api_b,
+        secs(35),
+        Some(lease("op-a", "2", 0)),
+        Some(StatusCode::OK),
+    )
+    .await;
+    assert_eq!(out, Outcome::Leading);
+    let (call, body) = wrote.unwrap();
+    assert_eq!(call, format!("PUT {LEASES}/hft-operator"));
+    assert_eq!(body["metadata"]["resourceVersion"], "2");
+    assert_eq!(body["spec"]["holderIdentity"], "op-b");
+    assert_eq!(body["spec"]["leaseTransitions"], 1);
+    // C raced B for the same lapsed record and lost: a conflict, so it follows.
+    let (client, mut api_c) = mock();
+    let c = elector(client, "op-c");
+    election_round(&c, &mut api_c, secs(20), Some(lease("op-a", "2", 0)), None).await;
+    let (out, _) = election_round(
+        &c,
+        &mut api_c,
+        secs(35),
+        Some(lease("op-a", "2", 0)),
+        Some(StatusCode::CONFLICT),
+    )
+    .await;
+    assert_eq!(out, following);
+    // The leader renews its own lease, keeping the version check and the transitions.
+    let (out, wrote) = election_round(
+        &b,
+        &mut api_b,
+        secs(37),
+        Some(lease("op-b", "3", 1)),
+        Some(StatusCode::OK),
+    )
+    .await;
+    assert_eq!(out, Outcome::Leading);
+    let (call, body) = wrote.unwrap();
+    assert_eq!(call, format!("PUT {LEASES}/hft-operator"));
+    assert_eq!(body["metadata"]["resourceVersion"], "3");
+    assert_eq!(
+        (
+            body["spec"]["holderIdentity"].clone(),
+            body["spec"]["leaseTransitions"].clone()
+        ),
+        (json!("op-b"), json!(1))
+    );
+    assert_ne!(body["spec"]["renewTime"], "2026-11-27T00:00:00.000000Z");
+}
