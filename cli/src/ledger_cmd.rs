@@ -90,6 +90,12 @@ pub struct NodeArgs {
     /// founding one with the peers as voters.
     #[arg(long)]
     join: bool,
+    /// Members 1..=N found the ledger together (the voters of its first
+    /// configuration); a node with a higher id joins, as with --join. Lets every node of
+    /// a group take the same arguments, the peers it may grow to listed in advance (a
+    /// Kubernetes StatefulSet). Default: every peer listed is a founder.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    founders: Option<u64>,
     /// Admin API address.
     #[arg(long, default_value = "127.0.0.1:7080")]
     admin: SocketAddr,
@@ -217,10 +223,21 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         .ledger_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("hft-data/ledger-{}", args.id)));
-    let bootstrap = if args.join {
-        Vec::new()
-    } else {
-        peers.keys().copied().collect()
+    if let Some(n) = args.founders {
+        if !(1..=n).all(|id| peers.contains_key(&id)) {
+            return Err(Exit(
+                2,
+                anyhow!(
+                    "--founders {n}: --ledger-peers must list members 1 to {n}, the ledger's first voters"
+                ),
+            ));
+        }
+    }
+    let bootstrap = match args.founders {
+        _ if args.join => Vec::new(),
+        Some(n) if args.id > n => Vec::new(),
+        Some(n) => (1..=n).collect(),
+        None => peers.keys().copied().collect(),
     };
     // A trading node runs the cluster's configuration (etcd; the embedded default when
     // none is stored) and follows it; the others only need the instruments.

@@ -47,6 +47,10 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 fn spawn(dir: &Path, peers: &str, id: u64, admin: &str) -> Child {
+    spawn_with(dir, peers, id, admin, &[])
+}
+
+fn spawn_with(dir: &Path, peers: &str, id: u64, admin: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hft"))
         .args([
             "node",
@@ -61,6 +65,7 @@ fn spawn(dir: &Path, peers: &str, id: u64, admin: &str) -> Child {
             "--admin",
             admin,
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join(format!("node{id}.log"))).expect("log file"))
         .spawn()
@@ -558,4 +563,94 @@ fn a_node_whose_ledger_storage_fails_stops() {
         .map(|f| f["exec_id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, vec![1]);
+}
+
+/// Members' ids of a node's ledger configuration, as its status reports them.
+fn members(admin: &str, kind: &str) -> Option<Vec<u64>> {
+    let s = get(admin, "/v1/ledger/status")?;
+    s[kind]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_u64).collect())
+}
+
+fn post(admin: &str, path: &str, body: Value) -> (u16, Value) {
+    match agent()
+        .post(format!("http://{admin}{path}"))
+        .send_json(body)
+    {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        ),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+/// Every node of a group takes one set of arguments, listing the members it may grow
+/// to (a Kubernetes StatefulSet's pods do): with `--founders 2`, nodes 1 and 2 found the
+/// ledger and node 3 waits to be added; added as a learner and promoted, it holds what
+/// was booked before it came.
+#[test]
+fn a_group_grows_past_its_founders_with_one_set_of_arguments() {
+    let dir = std::env::temp_dir().join(format!("hft-ledger-founders-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = free_ports(6);
+    let peers = (1..=3)
+        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut c = Cluster {
+        dir: dir.clone(),
+        peers: peers.clone(),
+        nodes: Vec::new(),
+    };
+    for id in 1..=3u64 {
+        let admin = format!("127.0.0.1:{}", ports[2 + id as usize]);
+        let child = spawn_with(&dir, &peers, id, &admin, &["--founders", "2"]);
+        c.nodes.push(Node {
+            id,
+            admin,
+            child: Some(child),
+        });
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    let l = loop {
+        if let Some(l) = leader(&c) {
+            break l;
+        }
+        assert!(Instant::now() < end, "no ledger leader within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(l <= 2, "node 3 is no founder, yet it leads");
+    let la = c.nodes[l as usize - 1].admin.clone();
+    assert_eq!(members(&la, "voters"), Some(vec![1, 2]));
+    assert_eq!(members(&la, "learners"), Some(vec![]));
+    for exec in 1..=20 {
+        assert!(propose(&la, exec), "fill {exec}");
+    }
+    // Node 3 runs, outside the ledger until it is added.
+    let third = c.nodes[2].admin.clone();
+    let before = get(&third, "/v1/ledger/status").expect("node 3 answers");
+    assert_ne!(before["role"], "Leader");
+    let addr = format!("127.0.0.1:{}", ports[2]);
+    let (code, v) = post(
+        &la,
+        "/v1/ledger/members",
+        json!({ "action": "add-learner", "id": 3, "addr": addr }),
+    );
+    assert_eq!(code, 200, "{v}");
+    // It catches up as a learner, then is promoted to a voter.
+    let end = Instant::now() + Duration::from_secs(30);
+    while get(&third, "/v1/ledger/positions").is_none_or(|p| p["fills"].as_u64() < Some(20)) {
+        assert!(Instant::now() < end, "node 3 did not catch up within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = post(
+        &la,
+        "/v1/ledger/members",
+        json!({ "action": "promote", "id": 3 }),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(members(&la, "voters"), Some(vec![1, 2, 3]));
 }

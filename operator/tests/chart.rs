@@ -80,7 +80,9 @@ fn the_chart_lints_renders_and_validates_against_kubernetes_1_33() {
     // Leader election: a Role on the one Lease, in the release's namespace, and the
     // namespace passed to the pods.
     assert_eq!(all.matches("\nkind: Role\n").count(), 1, "{all}");
-    assert!(all.contains("coordination.k8s.io") && all.contains("resourceNames: [\"hft-operator\"]"));
+    assert!(
+        all.contains("coordination.k8s.io") && all.contains("resourceNames: [\"hft-operator\"]")
+    );
     assert!(all.contains("name: POD_NAMESPACE"));
     // Watching one namespace: a Role there instead of a ClusterRole.
     let one = render_and_validate(&t, &["watchNamespace=trading"]);
