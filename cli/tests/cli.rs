@@ -767,7 +767,7 @@ fn the_operators_node_arguments_parse() {
         }
     }))
     .unwrap();
-    let sts = hft_operator::resources::stateful_set(&tc, 3);
+    let sts = hft_operator::resources::stateful_set(&tc, 3, 3);
     let c = &sts.spec.unwrap().template.spec.unwrap().containers[0];
     // Kubernetes expands $(POD_NAME) from the container's environment.
     let args: Vec<String> = c

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -357,6 +357,87 @@ async fn remove_members(
     Ok(replicas)
 }
 
+/// Brings the ledger up to `replicas` members. Each pod above the members started as a
+/// joiner (`--founders`) and is added as a learner; a learner is promoted to a voter
+/// once its pod is Ready, which its readiness probe answers only once the member has
+/// caught up with the ledger, so a promotion never leaves a voter that cannot vote.
+/// Returns the learners still catching up.
+async fn add_members(
+    ctx: &Context,
+    tc: &TradingCluster,
+    ns: &str,
+    replicas: i32,
+) -> Result<Vec<i64>, String> {
+    let token = admin_token(ctx, tc, ns).await?;
+    let base = ctx.admin_url(tc);
+    let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
+        .await
+        .map_err(|e| format!("cannot read the ledger members: {e}"))?;
+    let ids = |k: &str| -> Vec<i64> {
+        st[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_i64())
+            .collect()
+    };
+    let (voters, mut learners) = (ids("voters"), ids("learners"));
+    let members = format!("{base}/v1/ledger/members");
+    for id in 1..=i64::from(replicas) {
+        if voters.contains(&id) || learners.contains(&id) {
+            continue;
+        }
+        let addr = resources::ledger_addr(tc, id as i32);
+        let add = json!({ "action": "add-learner", "id": id, "addr": addr });
+        admin_call(members.clone(), token.clone(), Some(add))
+            .await
+            .map_err(|e| format!("cannot add ledger member {id}: {e}"))?;
+        publish(
+            ctx,
+            tc,
+            false,
+            "MemberAdded",
+            format!(
+                "ledger member {id} ({addr}) added as a learner; it votes once its pod is ready"
+            ),
+        )
+        .await;
+        learners.push(id);
+    }
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let mut waiting = Vec::new();
+    for id in learners.into_iter().filter(|&id| id <= i64::from(replicas)) {
+        let pod = pods
+            .get_opt(&format!("{}-{}", tc.name_any(), id - 1))
+            .await
+            .map_err(|e| format!("cannot read the pod of member {id}: {e}"))?;
+        let ready = pod
+            .and_then(|p| p.status)
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if !ready {
+            waiting.push(id);
+            continue;
+        }
+        admin_call(
+            members.clone(),
+            token.clone(),
+            Some(json!({ "action": "promote", "id": id })),
+        )
+        .await
+        .map_err(|e| format!("cannot promote ledger member {id}: {e}"))?;
+        publish(
+            ctx,
+            tc,
+            false,
+            "MemberPromoted",
+            format!("ledger member {id} caught up and now votes"),
+        )
+        .await;
+    }
+    Ok(waiting)
+}
+
 async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let ns = tc
         .namespace()
@@ -374,6 +455,14 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
         .await?
         .and_then(|s| s.spec.and_then(|s| s.replicas))
         .unwrap_or(0);
+    // The members that founded the ledger: the replicas of its first reconcile (for a
+    // cluster made by an operator without this field, the pods it had).
+    let founders = status.founders.unwrap_or(if current > 0 {
+        current
+    } else {
+        tc.spec.replicas
+    });
+    status.founders = Some(founders);
     let mut replicas = tc.spec.replicas;
     if current > replicas {
         match remove_members(ctx, tc, &ns, replicas, current).await {
@@ -453,7 +542,7 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
         &resources::pdb(tc),
     )
     .await?;
-    let sts = apply(&sts_api, &resources::stateful_set(tc, replicas)).await?;
+    let sts = apply(&sts_api, &resources::stateful_set(tc, replicas, founders)).await?;
     if tc.spec.metrics.enabled && tc.spec.metrics.service_monitor {
         let crds = Api::<CustomResourceDefinition>::all(client.clone());
         if crds
@@ -473,19 +562,41 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
             apply(&Api::namespaced_with(client.clone(), &ns, &ar), &sm).await?;
         }
     }
+    // Scale-up: the pods above the founders join the ledger.
+    let mut joining = Vec::new();
+    if tc.spec.replicas > founders && replicas == tc.spec.replicas {
+        match add_members(ctx, tc, &ns, replicas).await {
+            Ok(w) => joining = w,
+            Err(e) => {
+                degraded.get_or_insert(("MemberAddFailed", e));
+            }
+        }
+    }
     let st = sts.status.unwrap_or_default();
     status.replicas = st.replicas;
     status.ready_replicas = st.ready_replicas.unwrap_or(0);
     status.observed_generation = generation;
     let want = tc.spec.replicas;
-    let progressing = status.ready_replicas < want || replicas != want;
+    let progressing = status.ready_replicas < want || replicas != want || !joining.is_empty();
+    let mut message = format!("{} of {want} nodes ready", status.ready_replicas);
+    if !joining.is_empty() {
+        message.push_str(&format!(
+            "; ledger members {joining:?} catching up as learners"
+        ));
+    }
     set_condition(
         &mut status.conditions,
         generation,
         "Progressing",
         progressing,
-        if progressing { "Rolling" } else { "Stable" },
-        format!("{} of {want} nodes ready", status.ready_replicas),
+        if !joining.is_empty() {
+            "AddingMembers"
+        } else if progressing {
+            "Rolling"
+        } else {
+            "Stable"
+        },
+        message,
     );
     set_condition(
         &mut status.conditions,

@@ -236,6 +236,10 @@ pub struct TradingClusterStatus {
     /// etcd revision of the configuration the operator last wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_revision: Option<i64>,
+    /// Members that founded the ledger (the replicas at creation); pods above them
+    /// join, and the operator adds them as learners and promotes them once ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub founders: Option<i32>,
     /// `Ready`, `Progressing`, `Degraded`, `Invalid`.
     #[serde(default)]
     pub conditions: Vec<Condition>,

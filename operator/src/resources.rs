@@ -77,19 +77,27 @@ fn meta(tc: &TradingCluster, name: String) -> ObjectMeta {
     }
 }
 
-/// Each member's ledger address, `ID=HOST:PORT`, comma-separated: the stable DNS
-/// names of the StatefulSet's pods.
-pub fn ledger_peers(tc: &TradingCluster, replicas: i32) -> String {
+/// Most nodes a TradingCluster has (the CRD's bound on `replicas`).
+pub const MAX_NODES: i32 = 9;
+
+/// The ledger address of member `id`: the stable DNS name of the StatefulSet's pod
+/// with ordinal `id - 1`.
+pub fn ledger_addr(tc: &TradingCluster, id: i32) -> String {
     let ns = tc.namespace().unwrap_or_else(|| "default".into());
-    (0..replicas.max(0))
-        .map(|i| {
-            format!(
-                "{}={}-{i}.{}.{ns}.svc:{LEDGER_PORT}",
-                i + 1,
-                tc.name_any(),
-                nodes_service(tc)
-            )
-        })
+    format!(
+        "{}-{}.{}.{ns}.svc:{LEDGER_PORT}",
+        tc.name_any(),
+        id - 1,
+        nodes_service(tc)
+    )
+}
+
+/// Every member the cluster may grow to, `ID=HOST:PORT`, comma-separated. The pods'
+/// arguments list them all, whatever `replicas` is now, so that a scale changes no pod
+/// template and rolls no pod; members not in the ledger are never dialled.
+pub fn ledger_peers(tc: &TradingCluster) -> String {
+    (1..=MAX_NODES)
+        .map(|id| format!("{id}={}", ledger_addr(tc, id)))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -182,18 +190,19 @@ fn env(name: &str, value: &str) -> EnvVar {
 }
 
 /// The StatefulSet of nodes with `replicas` pods (the operator lowers it only after
-/// the members above it have left the ledger).
-pub fn stateful_set(tc: &TradingCluster, replicas: i32) -> StatefulSet {
+/// the members above it have left the ledger). Members 1..=`founders` founded the
+/// ledger; pods above them start as joiners, which the operator adds.
+pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> StatefulSet {
     let spec = &tc.spec;
     let name = tc.name_any();
     let ns = tc.namespace().unwrap_or_else(|| "default".into());
-    let peers = ledger_peers(tc, replicas.max(spec.replicas));
     let mut args = vec![
         "node".to_owned(),
         "--id=from-hostname".to_owned(),
         format!("--cluster={name}"),
         format!("--etcd={}", spec.etcd.endpoints.join(",")),
-        format!("--ledger-peers={peers}"),
+        format!("--ledger-peers={}", ledger_peers(tc)),
+        format!("--founders={}", founders.max(1)),
         format!("--ledger-listen=0.0.0.0:{LEDGER_PORT}"),
         format!("--ledger-dir={DATA}/ledger"),
         format!("--admin=0.0.0.0:{ADMIN_PORT}"),

@@ -192,7 +192,13 @@ struct Round {
     new_revision: bool,
     /// A configuration is written at all (else no ConfigMap apply).
     written: bool,
+    /// A scale-up step after the applies.
+    scale_up: Option<ScaleUp>,
 }
+
+/// Members added, then the learners' pods looked up, with whether each is ready (a
+/// ready one is promoted).
+type ScaleUp = (Vec<i64>, Vec<(i64, bool)>);
 
 /// The requests of a TradingCluster reconcile after the scale-down step: the inputs,
 /// the event of a new configuration revision, the applies, the ServiceMonitor CRD
@@ -249,6 +255,47 @@ async fn cluster_requests(api: &mut ApiServer, r: Round) -> (Value, Value, Value
         )
         .await;
     not_found(crd.reply, "servicemonitors");
+    if let Some((added, pods)) = r.scale_up {
+        secret(api).await;
+        for id in added {
+            let ev = api
+                .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+                .await;
+            assert_eq!(ev.body["reason"], "MemberAdded", "{}", ev.body);
+            assert!(
+                ev.body["note"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("member {id} "))
+            );
+            let body = ev.body.clone();
+            respond(ev.reply, StatusCode::CREATED, &body);
+        }
+        for (id, ready) in pods {
+            let g = api
+                .expect(
+                    "GET",
+                    &format!("/api/v1/namespaces/trading/pods/prod-{}", id - 1),
+                )
+                .await;
+            respond(
+                g.reply,
+                StatusCode::OK,
+                &json!({ "apiVersion": "v1", "kind": "Pod",
+                    "metadata": { "name": format!("prod-{}", id - 1), "namespace": NS },
+                    "status": { "conditions": [{ "type": "Ready",
+                        "status": if ready { "True" } else { "False" } }] } }),
+            );
+            if ready {
+                let ev = api
+                    .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+                    .await;
+                assert_eq!(ev.body["reason"], "MemberPromoted", "{}", ev.body);
+                let body = ev.body.clone();
+                respond(ev.reply, StatusCode::CREATED, &body);
+            }
+        }
+    }
     let st = api
         .expect("PATCH", &format!("{P}/tradingclusters/prod/status"))
         .await;
@@ -267,6 +314,7 @@ fn round(strategies: Vec<Value>, ready: i32, new_revision: bool) -> Round {
         ready,
         new_revision,
         written: true,
+        scale_up: None,
     }
 }
 
@@ -300,12 +348,22 @@ async fn a_new_cluster_gets_its_objects_and_etcd_its_configuration() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(args.contains(&"--id=from-hostname"), "{args:?}");
+    // Every member the cluster may grow to, whatever its size now (a scale changes no
+    // pod template); the three of a new cluster found the ledger.
+    let peers = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--ledger-peers="))
+        .unwrap();
     assert!(
-        args.contains(
-            &"--ledger-peers=1=prod-0.prod-nodes.trading.svc:7100,2=prod-1.prod-nodes.trading.svc:7100,3=prod-2.prod-nodes.trading.svc:7100"
-        ),
-        "{args:?}"
+        peers.starts_with("1=prod-0.prod-nodes.trading.svc:7100,2=prod-1.prod-nodes.trading.svc:7100,3=prod-2.prod-nodes.trading.svc:7100,4="),
+        "{peers}"
     );
+    assert!(
+        peers.ends_with(",9=prod-8.prod-nodes.trading.svc:7100"),
+        "{peers}"
+    );
+    assert!(args.contains(&"--founders=3"), "{args:?}");
+    assert_eq!(status["founders"], 3);
     assert_eq!(
         sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"],
         "/healthz/ready"
@@ -357,6 +415,7 @@ async fn an_invalid_risk_policy_writes_nothing_and_says_why() {
             ready: 3,
             new_revision: false,
             written: false,
+            scale_up: None,
         },
     )
     .await;
@@ -1102,4 +1161,70 @@ async fn operator_replicas_elect_one_leader_on_a_lease() {
         (json!("op-b"), json!(1))
     );
     assert_ne!(body["spec"]["renewTime"], "2026-11-27T00:00:00.000000Z");
+}
+
+/// Scale-up from one founder to three: the new pods start as joiners; the operator adds
+/// each as a learner in the ledger, and promotes a learner to a voter only once its pod
+/// is ready (caught up), reporting the rest as catching up.
+#[tokio::test]
+async fn a_scale_up_adds_the_new_members_and_promotes_them_once_ready() {
+    let etcd = etcd();
+    let n = node(Some(&etcd)).await;
+    let mut tc = cluster(3, &etcd.clients);
+    tc.status = Some(hft_operator::crd::TradingClusterStatus {
+        founders: Some(1),
+        ..Default::default()
+    });
+    let reconcile = |round: Round| {
+        let tc = tc.clone();
+        let url = n.url.clone();
+        async move {
+            let (client, mut api) = mock();
+            let task = tokio::spawn(controller::reconcile_cluster(
+                Arc::new(tc),
+                ctx(client, Some(url)),
+            ));
+            existing_sts(&mut api, 1).await;
+            let (_, sts, status) = cluster_requests(&mut api, round).await;
+            task.await.unwrap().unwrap();
+            (sts, status)
+        }
+    };
+    // Both new pods still catching up: added as learners, neither promoted.
+    let (sts, status) = reconcile(Round {
+        scale_up: Some((vec![2, 3], vec![(2, false), (3, false)])),
+        ..round(vec![], 1, true)
+    })
+    .await;
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let args = sts["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--founders=1"), "{args}");
+    let st = n.ledger.status().await.unwrap();
+    assert_eq!(
+        (st.voters.clone(), st.learners.clone()),
+        (vec![1], vec![2, 3])
+    );
+    let p = condition(&status, "Progressing");
+    assert_eq!(
+        (p["status"].as_str(), p["reason"].as_str()),
+        (Some("True"), Some("AddingMembers"))
+    );
+    assert!(p["message"].as_str().unwrap().contains("[2, 3]"), "{p}");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    // Member 2's pod is ready: it is promoted; 3 is still a learner.
+    let (_, status) = reconcile(Round {
+        scale_up: Some((vec![], vec![(2, true), (3, false)])),
+        // The cluster object still has no revision in its status: the event again.
+        ..round(vec![], 2, true)
+    })
+    .await;
+    let st = n.ledger.status().await.unwrap();
+    assert_eq!((st.voters, st.learners), (vec![1, 2], vec![3]));
+    assert!(
+        condition(&status, "Progressing")["message"]
+            .as_str()
+            .unwrap()
+            .contains("[3]")
+    );
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
 }
