@@ -274,7 +274,7 @@ fn rendered(tc: &TradingCluster, strategies: &[Strategy], policy: Option<&RiskPo
 /// Writes the configuration to the cluster's etcd if it changed; its revision.
 async fn write_config(tc: &TradingCluster, text: &str) -> Result<i64, String> {
     let mut coord = hft_cluster::coord::Coord::connect(
-        &tc.spec.etcd.endpoints,
+        &resources::etcd_endpoints(tc),
         &tc.name_any(),
         Duration::from_secs(5),
     )
@@ -438,6 +438,39 @@ async fn add_members(
     Ok(waiting)
 }
 
+/// Marks a cluster whose spec cannot be acted on `Invalid` (and not Ready) with the
+/// reason, writing nothing else; the reconcile waits for the spec to change.
+async fn invalid_cluster(
+    ctx: &Context,
+    tc: &TradingCluster,
+    ns: &str,
+    mut status: crate::crd::TradingClusterStatus,
+    reason: &str,
+    why: String,
+) -> Result<Action, Error> {
+    let generation = tc.metadata.generation;
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Invalid",
+        true,
+        reason,
+        why.clone(),
+    );
+    set_condition(
+        &mut status.conditions,
+        generation,
+        "Ready",
+        false,
+        "Invalid",
+        why.clone(),
+    );
+    status.observed_generation = generation;
+    publish(ctx, tc, true, "InvalidSpec", why).await;
+    patch_status::<TradingCluster>(ctx, ns, &tc.name_any(), json!({ "status": status })).await?;
+    Ok(Action::await_change())
+}
+
 async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let ns = tc
         .namespace()
@@ -446,6 +479,9 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let client = ctx.client.clone();
     let generation = tc.metadata.generation;
     let mut status = tc.status.clone().unwrap_or_default();
+    if let Some(why) = tc.spec.etcd.problem() {
+        return invalid_cluster(ctx, tc, &ns, status, "InvalidEtcd", why).await;
+    }
     let mut degraded: Option<(&str, String)> = None;
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     // Scale-down: the members above the new size leave the ledger first; the
@@ -473,6 +509,37 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
             }
         }
     }
+    // A managed etcd comes first: the configuration goes there once it is up.
+    let mut etcd_starting = None;
+    if let Some(m) = &tc.spec.etcd.managed {
+        let existing = sts_api
+            .get_opt(&resources::etcd_name(tc))
+            .await?
+            .and_then(|s| s.spec.and_then(|s| s.replicas));
+        if let Some(n) = existing.filter(|&n| n != m.replicas) {
+            let why = format!(
+                "spec.etcd.managed.replicas: the managed etcd has {n} members and cannot change size (set it back to {n})"
+            );
+            return invalid_cluster(ctx, tc, &ns, status, "EtcdResize", why).await;
+        }
+        let svc = Api::<Service>::namespaced(client.clone(), &ns);
+        apply(&svc, &resources::etcd_service(tc)).await?;
+        if let Some(e) = resources::etcd_stateful_set(tc, m.replicas) {
+            let e = apply(&sts_api, &e).await?;
+            let ready = e.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            if ready < m.replicas {
+                etcd_starting = Some(format!(
+                    "managed etcd: {ready} of {} members ready",
+                    m.replicas
+                ));
+            }
+        }
+        apply(
+            &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
+            &resources::etcd_pdb(tc),
+        )
+        .await?;
+    }
     // Configuration: every Strategy and the RiskPolicy of this cluster, checked, into
     // etcd; nothing is written when it does not check (the nodes keep the last good).
     let (strategies, policy) = cluster_inputs(ctx, &ns, &name).await?;
@@ -493,6 +560,8 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     );
     let mut written = None;
     match &r.text {
+        // Written at the first reconcile after the managed etcd is up.
+        Some(_) if etcd_starting.is_some() => {}
         Some(text) => match write_config(tc, text).await {
             Ok(rev) => {
                 if status.config_revision != Some(rev) {
@@ -577,11 +646,19 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     status.ready_replicas = st.ready_replicas.unwrap_or(0);
     status.observed_generation = generation;
     let want = tc.spec.replicas;
-    let progressing = status.ready_replicas < want || replicas != want || !joining.is_empty();
+    let progressing = status.ready_replicas < want
+        || replicas != want
+        || !joining.is_empty()
+        || etcd_starting.is_some();
     let mut message = format!("{} of {want} nodes ready", status.ready_replicas);
     if !joining.is_empty() {
         message.push_str(&format!(
             "; ledger members {joining:?} catching up as learners"
+        ));
+    }
+    if let Some(e) = &etcd_starting {
+        message.push_str(&format!(
+            "; {e}, the configuration is written once it is up"
         ));
     }
     set_condition(
@@ -589,7 +666,9 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
         generation,
         "Progressing",
         progressing,
-        if !joining.is_empty() {
+        if etcd_starting.is_some() {
+            "EtcdStarting"
+        } else if !joining.is_empty() {
             "AddingMembers"
         } else if progressing {
             "Rolling"

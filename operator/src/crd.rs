@@ -124,13 +124,69 @@ impl PullPolicy {
     }
 }
 
-/// Where etcd is.
+/// Where etcd is: an existing one (`endpoints`) or one the operator runs (`managed`);
+/// exactly one of the two.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdSpec {
     /// Client URLs of an existing etcd (`http://etcd-0.etcd:2379`, ...).
-    #[schemars(length(min = 1, max = 9))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 9))]
     pub endpoints: Vec<String>,
+    /// An etcd the operator runs for this cluster, as a StatefulSet of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedEtcd>,
+}
+
+impl EtcdSpec {
+    /// Why the spec names no etcd or two, if it does.
+    pub fn problem(&self) -> Option<String> {
+        match (self.endpoints.is_empty(), self.managed.is_some()) {
+            (true, false) => Some(
+                "spec.etcd: give the endpoints of an existing etcd, or `managed: {}` for one the operator runs".into(),
+            ),
+            (false, true) => Some(
+                "spec.etcd: endpoints and managed are both set; keep one".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// An etcd run by the operator: its members are fixed when it is created (etcd's own
+/// membership changes are not automated), so `replicas` cannot change afterwards.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedEtcd {
+    /// Members: 1 (testing), 3 or 5.
+    #[serde(default = "ManagedEtcd::default_replicas")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: i32,
+    /// The etcd image (3.5 or later).
+    #[serde(default = "ManagedEtcd::default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Each member's volume.
+    #[serde(default = "ManagedEtcd::default_storage")]
+    pub storage: StorageSpec,
+    /// CPU and memory of each member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl ManagedEtcd {
+    fn default_replicas() -> i32 {
+        3
+    }
+    fn default_image() -> String {
+        "quay.io/coreos/etcd:v3.5.17".into()
+    }
+    fn default_storage() -> StorageSpec {
+        StorageSpec {
+            size: "1Gi".into(),
+            storage_class_name: None,
+        }
+    }
 }
 
 /// The venue link.

@@ -34,15 +34,240 @@ const DATA: &str = "/var/lib/hft";
 
 /// Labels every object of a cluster carries; the StatefulSet selects on them.
 pub fn labels(tc: &TradingCluster) -> BTreeMap<String, String> {
+    component_labels(tc, "node")
+}
+
+fn component_labels(tc: &TradingCluster, component: &str) -> BTreeMap<String, String> {
     [
         ("app.kubernetes.io/name", "hft".to_owned()),
         ("app.kubernetes.io/instance", tc.name_any()),
         ("app.kubernetes.io/managed-by", "hft-operator".to_owned()),
-        ("app.kubernetes.io/component", "node".to_owned()),
+        ("app.kubernetes.io/component", component.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// etcd's client and peer ports.
+const ETCD_CLIENT_PORT: i32 = 2379;
+const ETCD_PEER_PORT: i32 = 2380;
+
+/// Name of a managed etcd's StatefulSet and headless Service.
+pub fn etcd_name(tc: &TradingCluster) -> String {
+    format!("{}-etcd", tc.name_any())
+}
+
+/// DNS name of managed etcd member `i` (its pod's, under the headless Service).
+fn etcd_host(tc: &TradingCluster, i: i32) -> String {
+    let ns = tc.namespace().unwrap_or_else(|| "default".into());
+    format!("{0}-{i}.{0}.{ns}.svc", etcd_name(tc))
+}
+
+/// The etcd client URLs the nodes and the operator use: the managed members' stable
+/// names, or the endpoints given.
+pub fn etcd_endpoints(tc: &TradingCluster) -> Vec<String> {
+    match &tc.spec.etcd.managed {
+        Some(m) => (0..m.replicas)
+            .map(|i| format!("http://{}:{ETCD_CLIENT_PORT}", etcd_host(tc, i)))
+            .collect(),
+        None => tc.spec.etcd.endpoints.clone(),
+    }
+}
+
+/// The headless Service of a managed etcd: its members' stable names and peer traffic
+/// (not-ready addresses published: members must find each other to become ready).
+pub fn etcd_service(tc: &TradingCluster) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            labels: Some(component_labels(tc, "etcd")),
+            ..meta(tc, etcd_name(tc))
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(component_labels(tc, "etcd")),
+            ports: Some(vec![
+                port("client", ETCD_CLIENT_PORT),
+                port("peer", ETCD_PEER_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The PodDisruptionBudget of a managed etcd: one member down at a time keeps its
+/// quorum.
+pub fn etcd_pdb(tc: &TradingCluster) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: ObjectMeta {
+            labels: Some(component_labels(tc, "etcd")),
+            ..meta(tc, etcd_name(tc))
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(component_labels(tc, "etcd")),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// The StatefulSet of a managed etcd with `replicas` members, all named in its
+/// initial cluster; `None` when the cluster uses an existing etcd.
+pub fn etcd_stateful_set(tc: &TradingCluster, replicas: i32) -> Option<StatefulSet> {
+    let m = tc.spec.etcd.managed.as_ref()?;
+    let name = etcd_name(tc);
+    let ns = tc.namespace().unwrap_or_else(|| "default".into());
+    let me = format!("$(POD_NAME).{name}.{ns}.svc");
+    let initial = (0..replicas)
+        .map(|i| format!("{name}-{i}=http://{}:{ETCD_PEER_PORT}", etcd_host(tc, i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = vec![
+        "--name=$(POD_NAME)".to_owned(),
+        "--data-dir=/var/lib/etcd/data".to_owned(),
+        format!("--listen-client-urls=http://0.0.0.0:{ETCD_CLIENT_PORT}"),
+        format!("--advertise-client-urls=http://{me}:{ETCD_CLIENT_PORT}"),
+        format!("--listen-peer-urls=http://0.0.0.0:{ETCD_PEER_PORT}"),
+        format!("--initial-advertise-peer-urls=http://{me}:{ETCD_PEER_PORT}"),
+        format!("--initial-cluster={initial}"),
+        "--initial-cluster-state=new".to_owned(),
+        format!("--initial-cluster-token={name}"),
+        // Old revisions go after an hour: placement and leases write often.
+        "--auto-compaction-mode=periodic".to_owned(),
+        "--auto-compaction-retention=1h".to_owned(),
+    ];
+    let container = Container {
+        name: "etcd".into(),
+        image: Some(m.image.clone()),
+        command: Some(vec!["etcd".into()]),
+        args: Some(args),
+        env: Some(vec![pod_name_env()]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("client".into()),
+                container_port: ETCD_CLIENT_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("peer".into()),
+                container_port: ETCD_PEER_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        resources: m.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: "/var/lib/etcd".into(),
+            ..VolumeMount::default()
+        }]),
+        // Ready once the member is part of a cluster with a leader.
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/health".into()),
+                port: IntOrString::Int(ETCD_CLIENT_PORT),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Some(StatefulSet {
+        metadata: ObjectMeta {
+            labels: Some(component_labels(tc, "etcd")),
+            ..meta(tc, name.clone())
+        },
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(name),
+            selector: LabelSelector {
+                match_labels: Some(component_labels(tc, "etcd")),
+                ..LabelSelector::default()
+            },
+            // Every member at once: none is ready before a majority runs.
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: None,
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(component_labels(tc, "etcd")),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        fs_group: Some(65532),
+                        run_as_non_root: Some(true),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![data_claim(&m.storage)]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    })
+}
+
+/// The volume claim template `data` of `storage`.
+fn data_claim(storage: &crate::crd::StorageSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(
+                    [("storage".to_owned(), Quantity(storage.size.clone()))]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..VolumeResourceRequirements::default()
+            }),
+            storage_class_name: storage.storage_class_name.clone(),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// `POD_NAME` from the pod's own name (the downward API).
+fn pod_name_env() -> EnvVar {
+    EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
 }
 
 /// Name of the headless Service (the nodes' DNS names live under it).
@@ -200,7 +425,7 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
         "node".to_owned(),
         "--id=from-hostname".to_owned(),
         format!("--cluster={name}"),
-        format!("--etcd={}", spec.etcd.endpoints.join(",")),
+        format!("--etcd={}", etcd_endpoints(tc).join(",")),
         format!("--ledger-peers={}", ledger_peers(tc)),
         format!("--founders={}", founders.max(1)),
         format!("--ledger-listen=0.0.0.0:{LEDGER_PORT}"),
@@ -282,17 +507,7 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
             ..ContainerPort::default()
         },
     ];
-    let mut envs = vec![EnvVar {
-        name: "POD_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }];
+    let mut envs = vec![pod_name_env()];
     if spec.metrics.enabled {
         ports.push(ContainerPort {
             name: Some("metrics".into()),
@@ -339,19 +554,6 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
         }),
         ..Container::default()
     };
-    let mut claim_spec = PersistentVolumeClaimSpec {
-        access_modes: Some(vec!["ReadWriteOnce".into()]),
-        resources: Some(VolumeResourceRequirements {
-            requests: Some(
-                [("storage".to_owned(), Quantity(spec.storage.size.clone()))]
-                    .into_iter()
-                    .collect(),
-            ),
-            ..VolumeResourceRequirements::default()
-        }),
-        ..PersistentVolumeClaimSpec::default()
-    };
-    claim_spec.storage_class_name = spec.storage.storage_class_name.clone();
     StatefulSet {
         metadata: meta(tc, name.clone()),
         spec: Some(StatefulSetSpec {
@@ -399,14 +601,7 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".into()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(claim_spec),
-                ..PersistentVolumeClaim::default()
-            }]),
+            volume_claim_templates: Some(vec![data_claim(&spec.storage)]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

@@ -1228,3 +1228,161 @@ async fn a_scale_up_adds_the_new_members_and_promotes_them_once_ready() {
     );
     assert_eq!(condition(&status, "Degraded")["status"], "False");
 }
+
+/// A cluster with a managed etcd: `spec.etcd.managed` instead of endpoints.
+fn managed_cluster(members: i32) -> TradingCluster {
+    let mut tc = cluster(3, &[]);
+    tc.spec.etcd = serde_json::from_value(json!({ "managed": { "replicas": members } })).unwrap();
+    tc
+}
+
+/// A new cluster with a managed etcd gets the etcd's headless Service, StatefulSet and
+/// PodDisruptionBudget first; its nodes point at the etcd members' stable names; while
+/// etcd is not up yet nothing is written to it and the cluster says so.
+#[tokio::test]
+async fn a_managed_etcd_is_created_before_the_nodes_that_use_it() {
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_cluster(
+        Arc::new(managed_cluster(3)),
+        ctx(client, None),
+    ));
+    let g = api
+        .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
+        .await;
+    not_found(g.reply, "statefulsets");
+    let g = api
+        .expect(
+            "GET",
+            "/apis/apps/v1/namespaces/trading/statefulsets/prod-etcd",
+        )
+        .await;
+    not_found(g.reply, "statefulsets");
+    let svc = api
+        .expect_apply("/api/v1/namespaces/trading/services/prod-etcd", json!({}))
+        .await;
+    assert_eq!(svc["spec"]["clusterIP"], "None");
+    assert_eq!(svc["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(
+        svc["spec"]["selector"]["app.kubernetes.io/component"],
+        "etcd"
+    );
+    let etcd = api
+        .expect_apply(
+            "/apis/apps/v1/namespaces/trading/statefulsets/prod-etcd",
+            json!({ "status": { "replicas": 3, "readyReplicas": 1 } }),
+        )
+        .await;
+    assert_eq!(etcd["spec"]["replicas"], 3);
+    assert_eq!(etcd["metadata"]["ownerReferences"][0]["uid"], "uid-prod");
+    let args = etcd["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--initial-cluster=prod-etcd-0=http://prod-etcd-0.prod-etcd.trading.svc:2380,prod-etcd-1=http://prod-etcd-1.prod-etcd.trading.svc:2380,prod-etcd-2=http://prod-etcd-2.prod-etcd.trading.svc:2380"),
+        "{args}"
+    );
+    assert!(args.contains("--initial-cluster-state=new"), "{args}");
+    let pdb = api
+        .expect_apply(
+            "/apis/policy/v1/namespaces/trading/poddisruptionbudgets/prod-etcd",
+            json!({}),
+        )
+        .await;
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let (_, sts, status) = cluster_requests(
+        &mut api,
+        Round {
+            written: false,
+            ..round(
+                vec![strategy("mm-a", "market_making", "0.1000", json!({}))],
+                0,
+                false,
+            )
+        },
+    )
+    .await;
+    task.await.unwrap().unwrap();
+    let args = sts["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--etcd=http://prod-etcd-0.prod-etcd.trading.svc:2379,http://prod-etcd-1.prod-etcd.trading.svc:2379,http://prod-etcd-2.prod-etcd.trading.svc:2379"),
+        "{args}"
+    );
+    let p = condition(&status, "Progressing");
+    assert_eq!(p["reason"], "EtcdStarting");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 3 members ready"),
+        "{p}"
+    );
+    assert_eq!(
+        condition(&status, "Degraded")["status"],
+        "False",
+        "not an etcd failure"
+    );
+}
+
+/// Both an existing etcd and a managed one, or a managed etcd resized: `Invalid` with
+/// the reason, and nothing is written.
+#[tokio::test]
+async fn a_cluster_naming_two_etcds_or_resizing_its_managed_one_is_invalid() {
+    for (tc, current, reason) in [
+        (
+            {
+                let mut tc = managed_cluster(3);
+                tc.spec.etcd.endpoints = vec!["http://etcd:2379".into()];
+                tc
+            },
+            None,
+            "InvalidEtcd",
+        ),
+        (managed_cluster(5), Some(3), "EtcdResize"),
+    ] {
+        let (client, mut api) = mock();
+        let task = tokio::spawn(controller::reconcile_cluster(
+            Arc::new(tc),
+            ctx(client, None),
+        ));
+        if let Some(n) = current {
+            existing_sts(&mut api, 3).await;
+            let g = api
+                .expect(
+                    "GET",
+                    "/apis/apps/v1/namespaces/trading/statefulsets/prod-etcd",
+                )
+                .await;
+            respond(
+                g.reply,
+                StatusCode::OK,
+                &json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": { "name": "prod-etcd", "namespace": NS },
+                    "spec": { "replicas": n, "selector": {}, "template": {}, "serviceName": "prod-etcd" } }),
+            );
+        }
+        let ev = api
+            .expect("POST", "/apis/events.k8s.io/v1/namespaces/trading/events")
+            .await;
+        assert_eq!(ev.body["type"], "Warning");
+        let body = ev.body.clone();
+        respond(ev.reply, StatusCode::CREATED, &body);
+        let st = api
+            .expect("PATCH", &format!("{P}/tradingclusters/prod/status"))
+            .await;
+        let status = st.body["status"].clone();
+        respond(
+            st.reply,
+            StatusCode::OK,
+            &serde_json::to_value(cluster(3, &[])).unwrap(),
+        );
+        assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+        let inv = condition(&status, "Invalid");
+        assert_eq!(
+            (inv["status"].as_str(), inv["reason"].as_str()),
+            (Some("True"), Some(reason))
+        );
+        assert!(
+            inv["message"].as_str().unwrap().contains("spec.etcd"),
+            "{inv}"
+        );
+        assert_eq!(condition(&status, "Ready")["status"], "False");
+    }
+}
