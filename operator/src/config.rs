@@ -149,6 +149,13 @@ fn strategy_tables(s: &StrategyRes, defaults: &StrategyRisk) -> Result<Vec<toml:
             );
             let enabled = s.spec.enabled && !s.deleting && weight != Some(0);
             t.insert("enabled".into(), toml::Value::Boolean(enabled));
+            if !s.spec.placement.nodes.is_empty() {
+                let nodes = s.spec.placement.nodes.iter();
+                t.insert(
+                    "nodes".into(),
+                    toml::Value::Array(nodes.map(|&n| toml::Value::Integer(n.into())).collect()),
+                );
+            }
             t.insert(s.spec.kind.clone(), toml::Value::Table(kind));
             let share = weight.filter(|&w| w > 0);
             t.insert(
@@ -303,6 +310,16 @@ mod tests {
         let names: Vec<&str> = c.strategies.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(c.strategies.iter().all(|s| s.enabled));
+    }
+
+    #[test]
+    fn placement_hints_reach_the_nodes_configuration() {
+        let mut held = mm("held");
+        held.spec.placement.nodes = vec![3, 1];
+        let r = render(None, None, &[held, mm("free")]);
+        let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
+        let nodes: Vec<&[u64]> = c.strategies.iter().map(|s| s.nodes.as_slice()).collect();
+        assert_eq!(nodes, [&[1u64, 3][..], &[][..]]);
     }
 
     #[test]

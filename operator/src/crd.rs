@@ -356,6 +356,26 @@ pub struct StrategySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub variants: Vec<Variant>,
+    /// Where its engines may run.
+    #[serde(default, skip_serializing_if = "Placement::is_any")]
+    pub placement: Placement,
+}
+
+/// Placement hints of a strategy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Nodes (ids: pod ordinal + 1) its engines may run on; empty: any. Placement never
+    /// runs them elsewhere, and leaves them unplaced while none of these is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 9), inner(range(min = 1, max = 9)))]
+    pub nodes: Vec<u32>,
+}
+
+impl Placement {
+    fn is_any(&self) -> bool {
+        self.nodes.is_empty()
+    }
 }
 
 fn yes() -> bool {

@@ -123,7 +123,10 @@ fn examples_match_the_crd_schemas_and_broken_manifests_do_not() {
     let ok = crd_check(&t, &examples);
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(
-        text(&ok).contains(&format!("{} custom resources checked, 0 errors", examples.len())),
+        text(&ok).contains(&format!(
+            "{} custom resources checked, 0 errors",
+            examples.len()
+        )),
         "{}",
         text(&ok)
     );

@@ -177,6 +177,14 @@ async fn place(
     let mut heard: BTreeSet<u64> = BTreeSet::new();
     let since = Instant::now();
     let mut ledger_checked = Instant::now() - Duration::from_secs(10);
+    // Strategies held to some nodes (`nodes` in their configuration).
+    let allowed: BTreeMap<String, BTreeSet<u64>> = setup
+        .config
+        .strategies
+        .iter()
+        .filter(|s| !s.nodes.is_empty())
+        .map(|s| (s.name.clone(), s.nodes.iter().copied().collect()))
+        .collect();
     let (assigned, _) = coord.assignments().await?;
     let mut current: BTreeMap<String, u64> =
         assigned.into_iter().map(|a| (a.strategy, a.node)).collect();
@@ -232,7 +240,7 @@ async fn place(
         let settled =
             since.elapsed() > Duration::from_secs(1) || watchers.keys().all(|n| heard.contains(n));
         let moves = if settled {
-            placement::plan(strategies, &current, &eligible)
+            placement::plan(strategies, &current, &eligible, &allowed)
         } else {
             Vec::new()
         };

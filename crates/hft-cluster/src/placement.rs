@@ -49,52 +49,64 @@ pub fn assign_key(strategy: &str) -> String {
 
 /// The moves that take `current` (strategy -> node) to a placement of every strategy in
 /// `strategies` on the `eligible` nodes: `(strategy, new node)` pairs, in strategy
-/// order. Strategies stay where they are while their node is eligible, except to even
-/// out loads that differ by two or more.
+/// order. A strategy named in `allowed` runs only on the nodes listed there: it is
+/// never moved to another, and stays unplaced while none of them is eligible.
+/// Strategies stay where they are while their node is eligible and allowed, except to
+/// even out loads that differ by two or more.
 pub fn plan(
     strategies: &[String],
     current: &BTreeMap<String, u64>,
     eligible: &BTreeSet<u64>,
+    allowed: &BTreeMap<String, BTreeSet<u64>>,
 ) -> Vec<(String, u64)> {
     if eligible.is_empty() {
         return Vec::new();
     }
+    let ok = |s: &str, n: u64| allowed.get(s).is_none_or(|a| a.contains(&n));
     let mut load: BTreeMap<u64, Vec<String>> = eligible.iter().map(|&n| (n, Vec::new())).collect();
     let mut homeless = Vec::new();
     for s in strategies {
         match current.get(s) {
-            Some(n) if eligible.contains(n) => load.entry(*n).or_default().push(s.clone()),
+            Some(n) if eligible.contains(n) && ok(s, *n) => {
+                load.entry(*n).or_default().push(s.clone())
+            }
             _ => homeless.push(s.clone()),
         }
     }
-    let least = |load: &BTreeMap<u64, Vec<String>>| {
+    // The least loaded node `s` may run on.
+    let least = |load: &BTreeMap<u64, Vec<String>>, s: &str| {
         load.iter()
+            .filter(|(n, _)| ok(s, **n))
             .min_by_key(|(n, v)| (v.len(), **n))
             .map(|(n, _)| *n)
     };
     let mut moves = BTreeMap::new();
     for s in homeless {
-        if let Some(n) = least(&load) {
+        if let Some(n) = least(&load, &s) {
             load.entry(n).or_default().push(s.clone());
             moves.insert(s, n);
         }
     }
-    // Even out: move from the busiest to the idlest while they differ by two or more.
+    // Even out: from the busiest node, move the last strategy that may go to a node
+    // with two or more fewer, while there is one.
     for _ in 0..strategies.len() {
-        let (Some(lo), Some(hi)) = (
-            least(&load),
-            load.iter()
-                .max_by_key(|(n, v)| (v.len(), std::cmp::Reverse(**n)))
-                .map(|(n, _)| *n),
-        ) else {
+        let Some(hi) = load
+            .iter()
+            .max_by_key(|(n, v)| (v.len(), std::cmp::Reverse(**n)))
+            .map(|(n, _)| *n)
+        else {
             break;
         };
-        if load[&hi].len() < load[&lo].len() + 2 {
-            break;
+        let from = load[&hi].len();
+        let pick = load[&hi].iter().rev().find_map(|s| {
+            least(&load, s)
+                .filter(|lo| load[lo].len() + 2 <= from)
+                .map(|lo| (s.clone(), lo))
+        });
+        let Some((s, lo)) = pick else { break };
+        if let Some(v) = load.get_mut(&hi) {
+            v.retain(|x| *x != s);
         }
-        let Some(s) = load.get_mut(&hi).and_then(Vec::pop) else {
-            break;
-        };
         load.entry(lo).or_default().push(s.clone());
         moves.insert(s, lo);
     }
@@ -267,20 +279,20 @@ mod tests {
     fn a_dead_nodes_engines_move_and_the_rest_stay() {
         let s = names(4);
         let mut cur = BTreeMap::new();
-        let m = plan(&s, &cur, &set(&[2, 3]));
+        let m = plan(&s, &cur, &set(&[2, 3]), &BTreeMap::new());
         apply(&mut cur, &m);
         assert_eq!(cur.values().filter(|&&n| n == 2).count(), 2);
         assert_eq!(cur.values().filter(|&&n| n == 3).count(), 2);
         let before = cur.clone();
-        let moves = plan(&s, &cur, &set(&[3]));
+        let moves = plan(&s, &cur, &set(&[3]), &BTreeMap::new());
         assert_eq!(moves.len(), 2);
         assert!(moves.iter().all(|(s, n)| *n == 3 && before[s] == 2));
         apply(&mut cur, &moves);
         // Node 2 comes back: it takes two over (loads 2/2), nothing else moves.
-        let moves = plan(&s, &cur, &set(&[2, 3]));
+        let moves = plan(&s, &cur, &set(&[2, 3]), &BTreeMap::new());
         assert_eq!(moves.len(), 2);
         apply(&mut cur, &moves);
-        assert!(plan(&s, &cur, &set(&[2, 3])).is_empty());
+        assert!(plan(&s, &cur, &set(&[2, 3]), &BTreeMap::new()).is_empty());
     }
 
     #[test]
@@ -288,7 +300,7 @@ mod tests {
         assert_eq!(eligible(&set(&[1, 2, 3]), &set(&[]), 1), set(&[2, 3]));
         assert_eq!(eligible(&set(&[1, 2, 3]), &set(&[2, 3]), 1), set(&[1]));
         assert_eq!(eligible(&set(&[1, 2]), &set(&[2]), 1), set(&[1]));
-        assert!(plan(&names(2), &BTreeMap::new(), &set(&[])).is_empty());
+        assert!(plan(&names(2), &BTreeMap::new(), &set(&[]), &BTreeMap::new()).is_empty());
     }
 
     proptest::proptest! {
@@ -300,7 +312,7 @@ mod tests {
         ) {
             let s = names(n);
             let mut cur: BTreeMap<String, u64> = s.iter().cloned().zip(seed).collect();
-            let m = plan(&s, &cur, &nodes);
+            let m = plan(&s, &cur, &nodes, &BTreeMap::new());
         apply(&mut cur, &m);
             let mut load: BTreeMap<u64, usize> = nodes.iter().map(|&n| (n, 0)).collect();
             for name in &s {
@@ -311,7 +323,49 @@ mod tests {
             let (lo, hi) = (load.values().min().unwrap(), load.values().max().unwrap());
             proptest::prop_assert!(hi - lo <= 1, "loads {load:?}");
             // A second plan of a settled placement moves nothing.
-            proptest::prop_assert!(plan(&s, &cur, &nodes).is_empty());
+            proptest::prop_assert!(plan(&s, &cur, &nodes, &BTreeMap::new()).is_empty());
+        }
+    }
+
+    proptest::proptest! {
+        /// With some strategies held to some nodes: each lands only on an eligible
+        /// node it may run on, whenever one is eligible; none is moved off such a node
+        /// to one it may not run on; and a settled placement stays put.
+        #[test]
+        fn strategies_held_to_nodes_run_only_there(
+            n in 1usize..10,
+            nodes in proptest::collection::btree_set(1u64..7, 1..5),
+            seed in proptest::collection::vec(1u64..7, 10),
+            holds in proptest::collection::vec(proptest::option::of(proptest::collection::btree_set(1u64..7, 1..3)), 10),
+        ) {
+            let s = names(n);
+            let allowed: BTreeMap<String, BTreeSet<u64>> = s
+                .iter()
+                .zip(&holds)
+                .filter_map(|(name, h)| h.clone().map(|h| (name.clone(), h)))
+                .collect();
+            let mut cur: BTreeMap<String, u64> = s.iter().cloned().zip(seed).collect();
+            let before = cur.clone();
+            let m = plan(&s, &cur, &nodes, &allowed);
+            for (name, node) in &m {
+                proptest::prop_assert!(nodes.contains(node));
+                proptest::prop_assert!(allowed.get(name).is_none_or(|a| a.contains(node)));
+            }
+            apply(&mut cur, &m);
+            for name in &s {
+                let may: BTreeSet<u64> = match allowed.get(name) {
+                    Some(a) => a.intersection(&nodes).copied().collect(),
+                    None => nodes.clone(),
+                };
+                if may.is_empty() {
+                    // Nowhere to go: left where it was (no move made for it).
+                    proptest::prop_assert_eq!(cur[name], before[name]);
+                } else {
+                    proptest::prop_assert!(may.contains(&cur[name]), "{name} on {}", cur[name]);
+                }
+            }
+            let again = plan(&s, &cur, &nodes, &allowed);
+            proptest::prop_assert!(again.is_empty(), "{again:?}");
         }
     }
 }

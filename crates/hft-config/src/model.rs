@@ -136,6 +136,10 @@ pub struct StrategyConfig {
     /// Which arm of a live A/B test it runs in, if any: the session compares the PnL of
     /// the strategies of arm A with those of arm B.
     pub variant: Option<Variant>,
+    /// On a cluster, the nodes (ids) its engine may run on, for a reason placement
+    /// cannot see (co-location with a venue, a licence, a GPU); empty: any node. When
+    /// none of them is up, the strategy waits unplaced rather than run elsewhere.
+    pub nodes: Vec<u64>,
     /// Which strategy and its parameters.
     pub kind: StrategyKind,
     /// Its pre-trade limits.
@@ -309,6 +313,7 @@ impl Config {
             instrument: symbol,
             enabled: s.enabled,
             variant: s.variant.map(|v| v.as_str().to_owned()),
+            nodes: s.nodes.clone(),
             ..RawStrategy::default()
         };
         match &s.kind {

@@ -214,6 +214,8 @@ pub(crate) struct RawStrategy {
     pub(crate) enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) variant: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) nodes: Vec<u64>,
     /// The kind is the name of the sub-table; exactly one is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) market_making: Option<RawMarketMaking>,
@@ -237,6 +239,7 @@ impl Default for RawStrategy {
             instrument: String::new(),
             enabled: true,
             variant: None,
+            nodes: Vec::new(),
             market_making: None,
             touch: None,
             cross_arb: None,

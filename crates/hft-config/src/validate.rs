@@ -439,11 +439,22 @@ fn strategy(
             ));
         }
     };
+    if let Some(bad) = rs.nodes.iter().find(|&&n| n == 0) {
+        return Err(Problem::invalid(
+            path.key("nodes"),
+            format!("node id {bad}"),
+            "node ids start at 1 (the ledger member ids); list the nodes it may run on, or leave nodes out for any",
+        ));
+    }
+    let mut nodes = rs.nodes.clone();
+    nodes.sort_unstable();
+    nodes.dedup();
     Ok(StrategyConfig {
         name,
         instrument: spec.id,
         enabled: rs.enabled,
         variant,
+        nodes,
         kind,
         risk,
     })

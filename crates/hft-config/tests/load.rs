@@ -733,6 +733,28 @@ fn ab_variants_are_checked_and_both_arms_are_required() {
     assert!(d.message.contains("none runs variant B"), "{}", d.message);
 }
 
+/// A strategy may be held to some nodes of a cluster; the list is kept sorted and
+/// without repeats, survives the effective configuration, and node 0 is refused.
+#[test]
+fn a_strategy_may_be_held_to_some_nodes() {
+    let mm = |nodes: &str| {
+        format!(
+            "[[strategies]]\nname = \"a\"\ninstrument = \"BTC-USD\"\n{nodes}[strategies.market_making]\norder_qty = \"0.010\"\n"
+        )
+    };
+    let c = load_str("overlay.toml", &mm("nodes = [3, 1, 3]\n"), no_env()).unwrap();
+    assert_eq!(c.strategies[0].nodes, vec![1, 3]);
+    assert_eq!(
+        load_str("shown.toml", &c.to_toml_string(), no_env()).unwrap(),
+        c
+    );
+    let any = load_str("overlay.toml", &mm(""), no_env()).unwrap();
+    assert!(any.strategies[0].nodes.is_empty());
+    let d = overlay_err(&mm("nodes = [0]\n"));
+    assert_eq!(d.field, "strategies[0].nodes");
+    assert!(d.hint.contains("start at 1"), "{}", d.hint);
+}
+
 #[test]
 fn every_example_config_loads() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/examples");
