@@ -120,6 +120,7 @@ fn main() {
                 controller: "hft-operator".into(),
                 instance: None,
             },
+            etcd: Default::default(),
             admin_url: None,
         });
         let tc: TradingCluster = serde_json::from_value(cluster(&etcd.clients)).unwrap();

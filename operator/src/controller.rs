@@ -62,6 +62,60 @@ pub struct Context {
     /// Replaces each cluster's admin API URL (tests; a port-forward when run out of
     /// cluster).
     pub admin_url: Option<String>,
+    /// Connections to the clusters' etcds, kept from reconcile to reconcile.
+    pub etcd: EtcdPool,
+}
+
+/// One etcd connection per cluster and endpoint list, reused by every reconcile (a
+/// reconcile used to open its own, a TCP and HTTP/2 handshake each time); dropped on
+/// an error so that the next reconcile connects afresh.
+#[derive(Default)]
+pub struct EtcdPool(
+    std::sync::Mutex<std::collections::HashMap<(String, Vec<String>), hft_cluster::coord::Coord>>,
+);
+
+impl EtcdPool {
+    fn key(tc: &TradingCluster) -> (String, Vec<String>) {
+        (tc.name_any(), resources::etcd_endpoints(tc))
+    }
+
+    async fn get(&self, tc: &TradingCluster) -> Result<hft_cluster::coord::Coord, String> {
+        let key = Self::key(tc);
+        let cached = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let c = hft_cluster::coord::Coord::connect(&key.1, &key.0, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, c.clone());
+        Ok(c)
+    }
+
+    fn forget(&self, tc: &TradingCluster) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&Self::key(tc));
+    }
+
+    /// Connections held.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Context {
@@ -272,23 +326,24 @@ fn rendered(tc: &TradingCluster, strategies: &[Strategy], policy: Option<&RiskPo
 }
 
 /// Writes the configuration to the cluster's etcd if it changed; its revision.
-async fn write_config(tc: &TradingCluster, text: &str) -> Result<i64, String> {
-    let mut coord = hft_cluster::coord::Coord::connect(
-        &resources::etcd_endpoints(tc),
-        &tc.name_any(),
-        Duration::from_secs(5),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if let Some(cur) = coord.config_get().await.map_err(|e| e.to_string())?
-        && cur.text == text
-    {
-        return Ok(cur.revision);
+async fn write_config(ctx: &Context, tc: &TradingCluster, text: &str) -> Result<i64, String> {
+    let mut coord = ctx.etcd.get(tc).await?;
+    let r = async {
+        if let Some(cur) = coord.config_get().await.map_err(|e| e.to_string())?
+            && cur.text == text
+        {
+            return Ok(cur.revision);
+        }
+        coord
+            .config_set(text, None, MANAGER)
+            .await
+            .map_err(|e| e.to_string())
     }
-    coord
-        .config_set(text, None, MANAGER)
-        .await
-        .map_err(|e| e.to_string())
+    .await;
+    if r.is_err() {
+        ctx.etcd.forget(tc);
+    }
+    r
 }
 
 /// Reconciles a TradingCluster.
@@ -562,7 +617,7 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     match &r.text {
         // Written at the first reconcile after the managed etcd is up.
         Some(_) if etcd_starting.is_some() => {}
-        Some(text) => match write_config(tc, text).await {
+        Some(text) => match write_config(ctx, tc, text).await {
             Ok(rev) => {
                 if status.config_revision != Some(rev) {
                     publish(

@@ -188,6 +188,7 @@ async fn run(
             controller: controller::MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         },
+        etcd: Default::default(),
         admin_url: None,
     });
     let wc = watcher::Config::default();

@@ -155,6 +155,7 @@ fn ctx(client: Client, admin_url: Option<String>) -> Arc<Context> {
             controller: "hft-operator".into(),
             instance: None,
         },
+        etcd: Default::default(),
         admin_url,
     })
 }
@@ -449,9 +450,10 @@ async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
     let good = strategy("mm-a", "market_making", "0.1000", json!({}));
     // First reconcile writes the configuration.
     let (client, mut api) = mock();
+    let shared = ctx(client, None);
     let task = tokio::spawn(controller::reconcile_cluster(
         Arc::new(cluster(3, &etcd.clients)),
-        ctx(client, None),
+        shared.clone(),
     ));
     let get = api
         .expect("GET", "/apis/apps/v1/namespaces/trading/statefulsets/prod")
@@ -459,15 +461,12 @@ async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
     not_found(get.reply, "statefulsets");
     let (_, _, first) = cluster_requests(&mut api, round(vec![good.clone()], 0, true)).await;
     task.await.unwrap().unwrap();
+    assert_eq!(shared.etcd.len(), 1, "the etcd connection is kept");
     // The second sees every pod ready and the same configuration: no new revision, no
-    // event, Ready.
+    // event, Ready. It reuses the first one's etcd connection.
     let mut tc = cluster(3, &etcd.clients);
     tc.status = Some(serde_json::from_value(first.clone()).unwrap());
-    let (client, mut api) = mock();
-    let task = tokio::spawn(controller::reconcile_cluster(
-        Arc::new(tc),
-        ctx(client, None),
-    ));
+    let task = tokio::spawn(controller::reconcile_cluster(Arc::new(tc), shared.clone()));
     existing_sts(&mut api, 3).await;
     let (_, _, status) = cluster_requests(&mut api, round(vec![good], 3, false)).await;
     assert_eq!(status["configRevision"], first["configRevision"]);
@@ -482,6 +481,7 @@ async fn an_update_rewrites_nothing_that_did_not_change_and_reports_ready() {
         task.await.unwrap().unwrap(),
         Action::requeue(Duration::from_secs(60))
     );
+    assert_eq!(shared.etcd.len(), 1);
 }
 
 /// A real single ledger member with two learners (which count for no quorum) behind a
