@@ -269,15 +269,50 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     hft_telemetry::install_metrics(config.telemetry.metrics_addr)
         .map_err(|e| Exit(1, anyhow!("metrics: {e}")))?;
     let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
-    let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
-    cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
-    cfg.tick = Duration::from_millis(args.tick_ms.max(1));
-    cfg.segment_bytes = args.ledger_segment_kib << 10;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Exit(1, e.into()))?;
+    // A founder on an empty disk founds the ledger only the first time: with etcd it
+    // records that it did, and a later start on an empty disk (its volume lost, or
+    // deleted by a scale-down) joins the ledger that exists instead of founding a
+    // second one beside it.
+    let bootstrap = if args.founders.is_some() && !bootstrap.is_empty() && !args.etcd.is_empty() {
+        let fresh = std::fs::read_dir(dir.join("wal"))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if fresh {
+            let first = rt
+                .block_on(async {
+                    let mut coord = hft_cluster::coord::Coord::connect(
+                        &args.etcd,
+                        &args.cluster,
+                        Duration::from_secs(10),
+                    )
+                    .await?;
+                    coord.claim_founding(args.id).await
+                })
+                .map_err(|e| Exit(1, anyhow!("etcd, recording the ledger's founding: {e}")))?;
+            if first {
+                bootstrap
+            } else {
+                tracing::warn!(
+                    member = args.id,
+                    "this founder's log is gone: joining the existing ledger (it must be added again)"
+                );
+                Vec::new()
+            }
+        } else {
+            bootstrap
+        }
+    } else {
+        bootstrap
+    };
+    let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
+    cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
+    cfg.tick = Duration::from_millis(args.tick_ms.max(1));
+    cfg.segment_bytes = args.ledger_segment_kib << 10;
     let tls = match (
         &args.ledger_tls_cert,
         &args.ledger_tls_key,

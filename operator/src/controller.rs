@@ -416,13 +416,13 @@ async fn remove_members(
 /// joiner (`--founders`) and is added as a learner; a learner is promoted to a voter
 /// once its pod is Ready, which its readiness probe answers only once the member has
 /// caught up with the ledger, so a promotion never leaves a voter that cannot vote.
-/// Returns the learners still catching up.
+/// Returns the learners still catching up, and the voters now.
 async fn add_members(
     ctx: &Context,
     tc: &TradingCluster,
     ns: &str,
     replicas: i32,
-) -> Result<Vec<i64>, String> {
+) -> Result<(Vec<i64>, i32), String> {
     let token = admin_token(ctx, tc, ns).await?;
     let base = ctx.admin_url(tc);
     let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
@@ -461,6 +461,7 @@ async fn add_members(
     }
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     let mut waiting = Vec::new();
+    let mut voting = voters.len();
     for id in learners.into_iter().filter(|&id| id <= i64::from(replicas)) {
         let pod = pods
             .get_opt(&format!("{}-{}", tc.name_any(), id - 1))
@@ -489,8 +490,9 @@ async fn add_members(
             format!("ledger member {id} caught up and now votes"),
         )
         .await;
+        voting += 1;
     }
-    Ok(waiting)
+    Ok((waiting, i32::try_from(voting).unwrap_or(i32::MAX)))
 }
 
 /// Marks a cluster whose spec cannot be acted on `Invalid` (and not Ready) with the
@@ -557,7 +559,10 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let mut replicas = tc.spec.replicas;
     if current > replicas {
         match remove_members(ctx, tc, &ns, replicas, current).await {
-            Ok(r) => replicas = r,
+            Ok(r) => {
+                replicas = r;
+                status.ledger_members = Some(r);
+            }
             Err((kept, e)) => {
                 degraded = Some(("MemberRemovalFailed", e));
                 replicas = kept;
@@ -688,9 +693,15 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     }
     // Scale-up: the pods above the founders join the ledger.
     let mut joining = Vec::new();
-    if tc.spec.replicas > founders && replicas == tc.spec.replicas {
+    // Members to add: pods above the founders, or pods back after a scale-down took
+    // their members out (their volumes went with them: they start as joiners).
+    let short = status.ledger_members.is_some_and(|m| m < tc.spec.replicas);
+    if (tc.spec.replicas > founders || short) && replicas == tc.spec.replicas {
         match add_members(ctx, tc, &ns, replicas).await {
-            Ok(w) => joining = w,
+            Ok((w, voters)) => {
+                joining = w;
+                status.ledger_members = Some(voters);
+            }
             Err(e) => {
                 degraded.get_or_insert(("MemberAddFailed", e));
             }

@@ -296,6 +296,10 @@ pub struct TradingClusterStatus {
     /// join, and the operator adds them as learners and promotes them once ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub founders: Option<i32>,
+    /// Voting ledger members as the operator last saw them (after a scale-down or a
+    /// promotion): fewer than `replicas` means members are to be added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_members: Option<i32>,
     /// `Ready`, `Progressing`, `Degraded`, `Invalid`.
     #[serde(default)]
     pub conditions: Vec<Condition>,

@@ -618,6 +618,8 @@ async fn scale_down(learners: &[u64], removed: &[u64]) -> (Value, Value) {
 async fn a_scale_down_removes_the_ledger_members_before_their_pods() {
     let (sts, status) = scale_down(&[2, 3], &[3, 2]).await;
     assert_eq!(sts["spec"]["replicas"], 1);
+    // Scaling up again later adds members back (their pods come back as joiners).
+    assert_eq!(status["ledgerMembers"], 1);
     assert_eq!(condition(&status, "Degraded")["status"], "False");
 }
 
@@ -1220,6 +1222,7 @@ async fn a_scale_up_adds_the_new_members_and_promotes_them_once_ready() {
     .await;
     let st = n.ledger.status().await.unwrap();
     assert_eq!((st.voters, st.learners), (vec![1, 2], vec![3]));
+    assert_eq!(status["ledgerMembers"], 2);
     assert!(
         condition(&status, "Progressing")["message"]
             .as_str()

@@ -284,6 +284,18 @@ impl Coord {
         Ok(self.client.delete(self.key(rest), None).await?.deleted() > 0)
     }
 
+    /// Records that ledger member `id` founded the ledger (`ledger/founded/<id>`);
+    /// false when it had already done so. A founder that starts on an empty disk and
+    /// finds its record lost its log since: it must join the ledger that exists rather
+    /// than found a second one with the founders as voters.
+    pub async fn claim_founding(&mut self, id: u64) -> Result<bool, CoordError> {
+        let key = self.key(&format!("ledger/founded/{id}"));
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, now_ns().to_string(), None)]);
+        Ok(self.client.txn(txn).await?.succeeded())
+    }
+
     /// The current configuration overlay and its revision (None before the first set).
     pub async fn config_get(&mut self) -> Result<Option<ConfigVersion>, CoordError> {
         let key = self.key("config");

@@ -143,3 +143,23 @@ fn a_registered_node_is_listed_and_fences_itself_when_etcd_is_gone() {
     );
     drop(reg);
 }
+
+/// A member's founding of the ledger is recorded once per cluster: the second claim
+/// (a founder started again on an empty disk) is refused, and each cluster and member
+/// has its own record.
+#[test]
+fn a_ledger_founding_is_claimed_once_per_member_and_cluster() {
+    let etcd = etcd("founding");
+    rt().block_on(async {
+        let mut a = Coord::connect(&etcd.clients, "fa", Duration::from_secs(20))
+            .await
+            .unwrap();
+        let mut b = Coord::connect(&etcd.clients, "fb", Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(a.claim_founding(1).await.unwrap());
+        assert!(a.claim_founding(2).await.unwrap());
+        assert!(!a.claim_founding(1).await.unwrap(), "member 1 founded already");
+        assert!(b.claim_founding(1).await.unwrap(), "another cluster");
+    });
+}
