@@ -130,12 +130,12 @@ impl Context {
     }
 }
 
-/// What of a Strategy or RiskPolicy can change its cluster's configuration: a new spec
-/// (its generation) or the start of its deletion. Used as a predicate on the watches
-/// that trigger the cluster's reconcile: the operator rewrites these resources' status
-/// as positions and PnL move, and those updates alone must not re-render and re-apply
-/// the whole cluster. The removal that follows a finalizer is seen by the cluster's
-/// periodic reconcile; by then the resource is already rendered disabled.
+/// What of a Strategy can change its cluster's configuration: a new spec (its
+/// generation) or the start of its deletion. Used as a predicate on the watch that
+/// triggers the cluster's reconcile: the operator rewrites a Strategy's status as its
+/// position and PnL move, and those updates alone must not re-render and re-apply the
+/// whole cluster. The removal that follows the finalizer is seen by the cluster's
+/// periodic reconcile (60 s); by then the Strategy is already rendered disabled.
 pub fn cluster_trigger<K: Resource>(obj: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let m = obj.meta();
@@ -412,6 +412,9 @@ async fn remove_members(
     Ok(replicas)
 }
 
+/// Most log entries a learner may be behind the leader when it is promoted.
+const PROMOTE_MAX_LAG: u64 = 64;
+
 /// Brings the ledger up to `replicas` members. Each pod above the members started as a
 /// joiner (`--founders`) and is added as a learner; a learner is promoted to a voter
 /// once its pod is Ready, which its readiness probe answers only once the member has
@@ -471,7 +474,16 @@ async fn add_members(
             .and_then(|p| p.status)
             .and_then(|s| s.conditions)
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if !ready {
+        // The leader's view, when the status came from it: the learner's log is within
+        // a few entries of the leader's (the pod's own readiness only knows what the
+        // learner has heard of).
+        let lag = st["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"].as_i64() == Some(id))
+            .and_then(|p| p["lag"].as_u64());
+        if !ready || lag.is_some_and(|l| l > PROMOTE_MAX_LAG) {
             waiting.push(id);
             continue;
         }
@@ -1110,11 +1122,17 @@ async fn push_kill_switch(
         _ => {
             // First seen now: recorded before the call, so a retry (or another operator
             // replica) asks with the same time.
+            let releases = status
+                .kill_switch_pushed
+                .as_ref()
+                .filter(|k| k.engaged && !want)
+                .map(|k| k.at_ns);
             let k = crate::crd::KillSwitchPush {
                 engaged: want,
                 at_ns: hft_cluster::coord::now_ns(),
                 done: false,
                 message: String::new(),
+                releases,
             };
             status.kill_switch_pushed = Some(k.clone());
             patch_status::<RiskPolicy>(ctx, ns, &p.name_any(), json!({ "status": status })).await?;
@@ -1122,10 +1140,36 @@ async fn push_kill_switch(
         }
     };
     let token = admin_token(ctx, tc, ns).await.map_err(Error::Admin)?;
-    let body = json!({ "scope": "global", "engaged": want, "at_ns": push.at_ns });
-    let url = format!("{}/v1/kill", ctx.admin_url(tc));
+    let base = ctx.admin_url(tc);
     let what = if want { "engaged" } else { "released" };
-    let (done, warning, reason, message) = match admin_call(url, token, Some(body)).await {
+    // A release only undoes the policy's own engage: if the switch changed since (set
+    // by hand, even engaged again), it is left as it is.
+    let mine = match push.releases {
+        Some(engaged_at) => {
+            let p = admin_call(format!("{base}/v1/ledger/positions"), token.clone(), None)
+                .await
+                .map_err(Error::Admin)?;
+            let global = p["kills"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["scope"] == "global");
+            global.is_some_and(|k| k["engaged"] == true && k["ts"].as_u64() == Some(engaged_at))
+        }
+        None => true,
+    };
+    let body = json!({ "scope": "global", "engaged": want, "at_ns": push.at_ns });
+    let answer = if mine {
+        admin_call(format!("{base}/v1/kill"), token, Some(body))
+            .await
+            .map_err(|e| (e.contains(": 409 "), e))
+    } else {
+        Err((
+            true,
+            "the switch changed after the policy engaged it".to_owned(),
+        ))
+    };
+    let (done, warning, reason, message) = match answer {
         Ok(v) => (
             true,
             false,
@@ -1139,21 +1183,31 @@ async fn push_kill_switch(
                 v["index"]
             ),
         ),
-        Err(e) if e.contains(": 409 ") => (
+        // A later change stands: nothing to retry, but not as the policy asks.
+        Err((true, e)) => (
             true,
             true,
             "KillSwitchSuperseded",
             format!("not {what}: the switch was changed after the policy asked ({e})"),
         ),
-        Err(e) => (false, true, "KillSwitchNotApplied", e),
+        Err((false, e)) => (false, true, "KillSwitchNotApplied", e),
     };
+    let superseded = reason == "KillSwitchSuperseded";
     set_condition(
         &mut status.conditions,
         p.metadata.generation,
         "Degraded",
-        !done,
-        if done { "KillSwitchInForce" } else { reason },
-        if done { String::new() } else { message.clone() },
+        !done || superseded,
+        if done && !superseded {
+            "KillSwitchInForce"
+        } else {
+            reason
+        },
+        if done && !superseded {
+            String::new()
+        } else {
+            message.clone()
+        },
     );
     status.kill_switch_pushed = Some(crate::crd::KillSwitchPush {
         done,

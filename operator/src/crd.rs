@@ -158,7 +158,7 @@ impl EtcdSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedEtcd {
-    /// Members: 1 (testing), 3 or 5.
+    /// Members: 1 (testing), 3 or 5 (an even count adds no fault tolerance).
     #[serde(default = "ManagedEtcd::default_replicas")]
     #[schemars(range(min = 1, max = 5))]
     pub replicas: i32,
@@ -183,7 +183,8 @@ impl ManagedEtcd {
     }
     fn default_storage() -> StorageSpec {
         StorageSpec {
-            size: "1Gi".into(),
+            // etcd's own backend quota is 2 GiB, plus its WAL and snapshots.
+            size: "8Gi".into(),
             storage_class_name: None,
         }
     }
@@ -521,4 +522,8 @@ pub struct KillSwitchPush {
     /// What the ledger answered.
     #[serde(default)]
     pub message: String,
+    /// For a release: the time of the policy's engage it releases. The release is sent
+    /// only while that engage is still the switch's last change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases: Option<u64>,
 }

@@ -67,10 +67,14 @@ impl Elector {
         }
     }
 
-    /// One round at `now`: creates the lease if there is none, renews it if this replica
-    /// holds it, takes it over once its holder has let it lapse; follows otherwise.
-    pub async fn round(&self, now: Instant) -> Result<Outcome, kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+    /// One round: creates the lease if there is none, renews it if this replica holds
+    /// it, takes it over once its holder has let it lapse; follows otherwise. `now` is
+    /// taken after the lease is read (tests pass a fixed one), so a slow read cannot
+    /// make a lease look older than it is.
+    pub async fn round(&self, now: Option<Instant>) -> Result<Outcome, kube::Error> {
+        let read = self.api.get_opt(&self.name).await?;
+        let now = now.unwrap_or_else(Instant::now);
+        let Some(mut lease) = read else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -132,10 +136,19 @@ impl Elector {
         }
     }
 
+    /// A round that gives up after `limit`: the API client itself sets no read
+    /// timeout, and a round that hangs must not hang the election with it.
+    async fn bounded(&self, limit: Duration) -> Result<Outcome, String> {
+        match tokio::time::timeout(limit, self.round(None)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        }
+    }
+
     /// Returns once this replica leads (a round every `retry`).
     pub async fn acquire(&self, retry: Duration) {
         loop {
-            match self.round(Instant::now()).await {
+            match self.bounded(self.duration).await {
                 Ok(Outcome::Leading) => return,
                 Ok(Outcome::Following { holder }) => {
                     tracing::info!(lease = %self.name, holder = %holder, "following");
@@ -150,11 +163,14 @@ impl Elector {
     /// another took it, or no renewal succeeded for `deadline`. The caller must stop
     /// reconciling then: another replica may already be leading.
     pub async fn keep(&self, retry: Duration, deadline: Duration) -> anyhow::Error {
+        // When the last successful renewal was sent: the lease runs from then.
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(retry).await;
-            match self.round(Instant::now()).await {
-                Ok(Outcome::Leading) => renewed = Instant::now(),
+            let sent = Instant::now();
+            let left = deadline.saturating_sub(sent.duration_since(renewed));
+            match self.bounded(left.max(Duration::from_millis(1))).await {
+                Ok(Outcome::Leading) => renewed = sent,
                 Ok(Outcome::Following { holder }) => {
                     return anyhow::anyhow!("lease {} taken over by {holder}", self.name);
                 }

@@ -192,8 +192,9 @@ async fn run(
         admin_url: None,
     });
     let wc = watcher::Config::default();
-    // A cluster is reconciled again when its objects change, or the spec of one of its
-    // Strategies or its RiskPolicy (not their status, which the operator writes).
+    // A cluster is reconciled again when its objects or its RiskPolicy change, or the
+    // spec of one of its Strategies (not their status, which the operator writes as
+    // positions move).
     let clusters = Controller::new(api::<TradingCluster>(&client, ns), wc.clone())
         .owns(api::<StatefulSet>(&client, ns), wc.clone())
         .owns(api::<Service>(&client, ns), wc.clone())
@@ -207,15 +208,12 @@ async fn run(
                 Some(ObjectRef::new(&s.spec.cluster).within(&ns))
             },
         )
-        .watches_stream(
-            watcher(api::<RiskPolicy>(&client, ns), wc.clone())
-                .touched_objects()
-                .predicate_filter(controller::cluster_trigger, PredicateConfig::default()),
-            |p| {
-                let ns = p.namespace()?;
-                Some(ObjectRef::new(&p.spec.cluster).within(&ns))
-            },
-        )
+        // Every RiskPolicy event, deletion included (it has no finalizer to mark it):
+        // the operator writes its status only when its kill switch changes.
+        .watches(api::<RiskPolicy>(&client, ns), wc.clone(), |p| {
+            let ns = p.namespace()?;
+            Some(ObjectRef::new(&p.spec.cluster).within(&ns))
+        })
         .shutdown_on_signal()
         .run(
             controller::reconcile_cluster,

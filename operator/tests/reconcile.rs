@@ -1021,6 +1021,25 @@ async fn a_risk_policys_kill_switch_is_set_in_the_ledger_at_once() {
         Some((true, by_hand)),
         "the later change stands"
     );
+    assert_eq!(
+        condition(&status, "Degraded")["reason"],
+        "KillSwitchSuperseded"
+    );
+    // The policy engaged the switch at `at`; since then someone released it and engaged
+    // it again by hand. The policy turning it off now releases nothing: the switch is
+    // no longer the policy's.
+    let engaged_earlier = json!({ "killSwitchPushed": {
+        "engaged": true, "atNs": at, "done": true, "message": "" } });
+    let (r, event, status) =
+        policy_push(risk_policy(false, engaged_earlier), &n, &etcd.clients, true).await;
+    r.unwrap();
+    assert_eq!(event["reason"], "KillSwitchSuperseded");
+    assert_eq!(status["killSwitchPushed"]["releases"], at);
+    assert_eq!(
+        ledger_kill(&n.url).await,
+        Some((true, by_hand)),
+        "the engage by hand stands"
+    );
 }
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
@@ -1047,7 +1066,7 @@ async fn election_round(
 ) -> (hft_operator::leader::Outcome, Option<(String, Value)>) {
     let task = {
         let e = e.clone();
-        tokio::spawn(async move { e.round(at).await })
+        tokio::spawn(async move { e.round(Some(at)).await })
     };
     let g = api.expect("GET", &format!("{LEASES}/hft-operator")).await;
     match current {

@@ -159,7 +159,10 @@ fn a_ledger_founding_is_claimed_once_per_member_and_cluster() {
             .unwrap();
         assert!(a.claim_founding(1).await.unwrap());
         assert!(a.claim_founding(2).await.unwrap());
-        assert!(!a.claim_founding(1).await.unwrap(), "member 1 founded already");
+        assert!(
+            !a.claim_founding(1).await.unwrap(),
+            "member 1 founded already"
+        );
         assert!(b.claim_founding(1).await.unwrap(), "another cluster");
     });
 }

@@ -422,6 +422,24 @@ impl FileRows {
         Ok((meta, rows))
     }
 
+    /// The file's last exchange time (from its row groups' statistics; the largest
+    /// time when they have none, so that the file is never taken for ending early).
+    fn last_ts(&self) -> u64 {
+        let bound = |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+        self.file
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| {
+                rg.column(0)
+                    .statistics()
+                    .and_then(|s| bound(s.max_bytes_opt()))
+                    .unwrap_or(u64::MAX)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether a row group that ends before `from` holds a clear (its `kind` statistics
     /// reach `Clear`).
     fn clears_before(&self, from: u64) -> bool {
@@ -802,7 +820,9 @@ impl MergedReader {
         from: u64,
         to: u64,
     ) -> Result<Self, StoreError> {
-        let mut by_series: BTreeMap<(String, String), (FileMeta, Vec<PathBuf>)> = BTreeMap::new();
+        // Per series: its files, each with its last exchange time.
+        type Files = Vec<(PathBuf, u64)>;
+        let mut by_series: BTreeMap<(String, String), (FileMeta, Files)> = BTreeMap::new();
         for path in data_files(root)? {
             let (meta, rows) = FileRows::open(&path, u64::MAX, 0)?;
             if filter.venue.as_ref().is_some_and(|v| *v != meta.venue)
@@ -824,11 +844,13 @@ impl MergedReader {
                 });
             entry.0.rows += meta.rows;
             // A replay from the middle warms up from the last file before the start
-            // with a clear (a snapshot): the files before it cannot change the book.
+            // with a clear (a snapshot): the files before it that end before the start
+            // cannot change the book (one holding later rows, trades imported apart
+            // from the book, say, stays).
             if from > 0 && rows.clears_before(from) {
-                entry.1.clear();
+                entry.1.retain(|(_, last)| *last >= from);
             }
-            entry.1.push(path);
+            entry.1.push((path, rows.last_ts()));
         }
         let mut me = Self {
             series: Vec::new(),
@@ -842,7 +864,7 @@ impl MergedReader {
         for (_, (meta, files)) in by_series {
             me.series.push(meta);
             me.cursors.push(SeriesCursor {
-                files: files.into(),
+                files: files.into_iter().map(|(p, _)| p).collect(),
                 reader: None,
                 batch: Columns::default(),
                 pos: 0,
