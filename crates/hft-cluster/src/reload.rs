@@ -79,6 +79,14 @@ pub fn plan(current: &Config, next: &Config) -> Result<Vec<EngineReload>, String
                 .into(),
         );
     }
+    // Placement reads the nodes a strategy is held to when it starts leading.
+    if running.iter().zip(&wanted).any(|(a, b)| a.nodes != b.nodes) {
+        return Err(
+            "the nodes a strategy is held to changed: restart the nodes to apply (placement \
+             reads them when it starts)"
+                .into(),
+        );
+    }
     Ok(running
         .iter()
         .zip(&wanted)
@@ -189,6 +197,9 @@ mod tests {
         let mut node = cur.clone();
         node.risk.kill_switch = !node.risk.kill_switch;
         assert!(refused(&node).contains("node-wide"));
+        let mut held = cur.clone();
+        held.strategies[0].nodes = vec![2];
+        assert!(refused(&held).contains("held to"), "{}", refused(&held));
     }
 }
 
