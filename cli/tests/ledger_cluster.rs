@@ -130,9 +130,11 @@ fn leader(c: &Cluster) -> Option<u64> {
     })
 }
 
-#[test]
-fn kill_9_of_the_leader_loses_no_acknowledged_fill() {
-    let dir = std::env::temp_dir().join(format!("hft-ledger-procs-{}", std::process::id()));
+/// Three `hft node` processes on loopback taking `extra` arguments, in a fresh
+/// directory named after `name`: the directory, the ports (ledger 1..3, admin 1..3)
+/// and the cluster, whose nodes are killed when it is dropped.
+fn three_nodes(name: &str, extra: &[&str]) -> (PathBuf, Vec<u16>, Cluster) {
+    let dir = std::env::temp_dir().join(format!("hft-ledger-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let ports = free_ports(6);
@@ -147,13 +149,19 @@ fn kill_9_of_the_leader_loses_no_acknowledged_fill() {
     };
     for id in 1..=3u64 {
         let admin = format!("127.0.0.1:{}", ports[2 + id as usize]);
-        let child = spawn(&dir, &peers, id, &admin);
+        let child = spawn_with(&dir, &peers, id, &admin, extra);
         c.nodes.push(Node {
             id,
             admin,
             child: Some(child),
         });
     }
+    (dir, ports, c)
+}
+
+#[test]
+fn kill_9_of_the_leader_loses_no_acknowledged_fill() {
+    let (dir, _, mut c) = three_nodes("procs", &[]);
     let end = Instant::now() + Duration::from_secs(30);
     while leader(&c).is_none() {
         assert!(Instant::now() < end, "no ledger leader within 30 s");
@@ -592,28 +600,7 @@ fn post(admin: &str, path: &str, body: Value) -> (u16, Value) {
 /// was booked before it came.
 #[test]
 fn a_group_grows_past_its_founders_with_one_set_of_arguments() {
-    let dir = std::env::temp_dir().join(format!("hft-ledger-founders-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ports = free_ports(6);
-    let peers = (1..=3)
-        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut c = Cluster {
-        dir: dir.clone(),
-        peers: peers.clone(),
-        nodes: Vec::new(),
-    };
-    for id in 1..=3u64 {
-        let admin = format!("127.0.0.1:{}", ports[2 + id as usize]);
-        let child = spawn_with(&dir, &peers, id, &admin, &["--founders", "2"]);
-        c.nodes.push(Node {
-            id,
-            admin,
-            child: Some(child),
-        });
-    }
+    let (_, ports, c) = three_nodes("founders", &["--founders", "2"]);
     let end = Instant::now() + Duration::from_secs(30);
     let l = loop {
         if let Some(l) = leader(&c) {

@@ -177,16 +177,7 @@ pub fn etcd_stateful_set(tc: &TradingCluster, replicas: i32) -> Option<StatefulS
             failure_threshold: Some(3),
             ..Probe::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         ..Container::default()
     };
     Some(StatefulSet {
@@ -214,13 +205,7 @@ pub fn etcd_stateful_set(tc: &TradingCluster, replicas: i32) -> Option<StatefulS
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
-                    security_context: Some(PodSecurityContext {
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
-                        fs_group: Some(65532),
-                        run_as_non_root: Some(true),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(non_root_pod()),
                     ..PodSpec::default()
                 }),
             },
@@ -252,6 +237,31 @@ fn data_claim(storage: &crate::crd::StorageSpec) -> PersistentVolumeClaim {
             ..PersistentVolumeClaimSpec::default()
         }),
         ..PersistentVolumeClaim::default()
+    }
+}
+
+/// Pods run as an unprivileged user, their volumes writable by its group.
+fn non_root_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        fs_group: Some(65532),
+        run_as_non_root: Some(true),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Containers get no privilege, no capability and a read-only root filesystem.
+fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..SecurityContext::default()
     }
 }
 
@@ -542,16 +552,7 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
         // to the next pod only then.
         readiness_probe: Some(probe("/healthz/ready", 2, 3)),
         liveness_probe: Some(probe("/healthz/live", 10, 6)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         ..Container::default()
     };
     StatefulSet {
@@ -591,13 +592,7 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
                     volumes: Some(volumes),
                     // Time to cancel orders and book the last fills.
                     termination_grace_period_seconds: Some(60),
-                    security_context: Some(PodSecurityContext {
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
-                        fs_group: Some(65532),
-                        run_as_non_root: Some(true),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(non_root_pod()),
                     ..PodSpec::default()
                 }),
             },

@@ -877,6 +877,31 @@ async fn ledger_kill(url: &str) -> Option<(bool, u64)> {
         .map(|k| (k["engaged"].as_bool().unwrap(), k["ts"].as_u64().unwrap()))
 }
 
+/// One policy reconcile that sends nothing to the ledger: the cluster lookup and the
+/// status. Returns the status.
+async fn policy_quiet(p: hft_operator::crd::RiskPolicy, n: &Node, etcd: &[String]) -> Value {
+    let (client, mut api) = mock();
+    let task = tokio::spawn(controller::reconcile_policy(
+        Arc::new(p.clone()),
+        ctx(client, Some(n.url.clone())),
+    ));
+    let g = api
+        .expect("GET", &format!("{P}/tradingclusters/prod"))
+        .await;
+    respond(
+        g.reply,
+        StatusCode::OK,
+        &serde_json::to_value(cluster(3, etcd)).unwrap(),
+    );
+    let st = api
+        .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
+        .await;
+    let status = st.body["status"].clone();
+    respond(st.reply, StatusCode::OK, &serde_json::to_value(&p).unwrap());
+    task.await.unwrap().unwrap();
+    status
+}
+
 /// One policy reconcile that pushes its kill switch: the cluster lookup, the change
 /// recorded in the status before the call (when `first`), the admin token, the event,
 /// the final status. Returns the event's reason and the final status.
@@ -931,29 +956,8 @@ async fn a_risk_policys_kill_switch_is_set_in_the_ledger_at_once() {
     let etcd = etcd();
     let n = node(Some(&etcd)).await;
     // Created released: the cluster lookup and the status, nothing sent to the ledger.
-    let (client, mut api) = mock();
-    let task = tokio::spawn(controller::reconcile_policy(
-        Arc::new(risk_policy(false, json!({}))),
-        ctx(client, Some(n.url.clone())),
-    ));
-    let g = api
-        .expect("GET", &format!("{P}/tradingclusters/prod"))
-        .await;
-    respond(
-        g.reply,
-        StatusCode::OK,
-        &serde_json::to_value(cluster(3, &etcd.clients)).unwrap(),
-    );
-    let st = api
-        .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
-        .await;
-    assert!(st.body["status"].get("killSwitchPushed").is_none());
-    respond(
-        st.reply,
-        StatusCode::OK,
-        &serde_json::to_value(risk_policy(false, json!({}))).unwrap(),
-    );
-    task.await.unwrap().unwrap();
+    let status = policy_quiet(risk_policy(false, json!({})), &n, &etcd.clients).await;
+    assert!(status.get("killSwitchPushed").is_none());
     assert_eq!(ledger_kill(&n.url).await, None);
     // Engaged.
     let (r, event, status) =
@@ -968,28 +972,12 @@ async fn a_risk_policys_kill_switch_is_set_in_the_ledger_at_once() {
     let at = pushed["atNs"].as_u64().unwrap();
     assert_eq!(ledger_kill(&n.url).await, Some((true, at)));
     // Engaged and pushed: a reconcile asks nothing more of the ledger.
-    let (client, mut api) = mock();
-    let task = tokio::spawn(controller::reconcile_policy(
-        Arc::new(risk_policy(true, json!({ "killSwitchPushed": pushed }))),
-        ctx(client, Some(n.url.clone())),
-    ));
-    let g = api
-        .expect("GET", &format!("{P}/tradingclusters/prod"))
-        .await;
-    respond(
-        g.reply,
-        StatusCode::OK,
-        &serde_json::to_value(cluster(3, &etcd.clients)).unwrap(),
-    );
-    let st = api
-        .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
-        .await;
-    respond(
-        st.reply,
-        StatusCode::OK,
-        &serde_json::to_value(risk_policy(false, json!({}))).unwrap(),
-    );
-    task.await.unwrap().unwrap();
+    policy_quiet(
+        risk_policy(true, json!({ "killSwitchPushed": pushed })),
+        &n,
+        &etcd.clients,
+    )
+    .await;
     // Released by the policy.
     let (r, event, _) = policy_push(
         risk_policy(false, json!({ "killSwitchPushed": pushed })),
