@@ -877,9 +877,15 @@ async fn ledger_kill(url: &str) -> Option<(bool, u64)> {
         .map(|k| (k["engaged"].as_bool().unwrap(), k["ts"].as_u64().unwrap()))
 }
 
-/// One policy reconcile that sends nothing to the ledger: the cluster lookup and the
-/// status. Returns the status.
-async fn policy_quiet(p: hft_operator::crd::RiskPolicy, n: &Node, etcd: &[String]) -> Value {
+/// A policy reconcile started against the node `n`, up to its cluster lookup.
+async fn policy_reconcile(
+    p: &hft_operator::crd::RiskPolicy,
+    n: &Node,
+    etcd: &[String],
+) -> (
+    ApiServer,
+    tokio::task::JoinHandle<Result<Action, controller::Error>>,
+) {
     let (client, mut api) = mock();
     let task = tokio::spawn(controller::reconcile_policy(
         Arc::new(p.clone()),
@@ -893,6 +899,13 @@ async fn policy_quiet(p: hft_operator::crd::RiskPolicy, n: &Node, etcd: &[String
         StatusCode::OK,
         &serde_json::to_value(cluster(3, etcd)).unwrap(),
     );
+    (api, task)
+}
+
+/// One policy reconcile that sends nothing to the ledger: the cluster lookup and the
+/// status. Returns the status.
+async fn policy_quiet(p: hft_operator::crd::RiskPolicy, n: &Node, etcd: &[String]) -> Value {
+    let (mut api, task) = policy_reconcile(&p, n, etcd).await;
     let st = api
         .expect("PATCH", &format!("{P}/riskpolicies/prod/status"))
         .await;
@@ -911,19 +924,7 @@ async fn policy_push(
     etcd: &[String],
     first: bool,
 ) -> (Result<Action, controller::Error>, Value, Value) {
-    let (client, mut api) = mock();
-    let task = tokio::spawn(controller::reconcile_policy(
-        Arc::new(p.clone()),
-        ctx(client, Some(n.url.clone())),
-    ));
-    let g = api
-        .expect("GET", &format!("{P}/tradingclusters/prod"))
-        .await;
-    respond(
-        g.reply,
-        StatusCode::OK,
-        &serde_json::to_value(cluster(3, etcd)).unwrap(),
-    );
+    let (mut api, task) = policy_reconcile(&p, n, etcd).await;
     let echo = serde_json::to_value(&p).unwrap();
     if first {
         let pending = api
