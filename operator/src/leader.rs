@@ -136,6 +136,29 @@ impl Elector {
         }
     }
 
+    /// Gives the lease up if this replica holds it (at shutdown), so that a standby
+    /// takes over at its next round instead of after a whole lease duration.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            // Someone wrote it since: it is no longer ours to give.
+            Err(e) if is_conflict(&e) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
     /// A round that gives up after `limit`: the API client itself sets no read
     /// timeout, and a round that hangs must not hang the election with it.
     async fn bounded(&self, limit: Duration) -> Result<Outcome, String> {

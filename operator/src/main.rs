@@ -245,7 +245,13 @@ async fn run(
         // Losing the lease ends the process: the replica restarts as a candidate, and
         // nothing it had in flight outlives its leadership.
         Some(e) => tokio::select! {
-            () = controllers => Ok(()),
+            () = controllers => {
+                // Stopped by a signal (a rollout, a drain): a standby leads at once.
+                if let Err(err) = e.release().await {
+                    tracing::warn!(error = %err, "lease not released; a standby takes over when it lapses");
+                }
+                Ok(())
+            }
             lost = e.keep(LEASE_RETRY, LEASE_DEADLINE) => Err(lost),
         },
         None => {

@@ -1171,6 +1171,29 @@ async fn operator_replicas_elect_one_leader_on_a_lease() {
         (json!("op-b"), json!(1))
     );
     assert_ne!(body["spec"]["renewTime"], "2026-11-27T00:00:00.000000Z");
+    // At shutdown the leader gives the lease up (a release by anyone else is a no-op),
+    // and a standby takes it at its next round, without waiting 15 s.
+    let task = {
+        let b = b.clone();
+        tokio::spawn(async move { b.release().await })
+    };
+    let g = api_b.expect("GET", &format!("{LEASES}/hft-operator")).await;
+    respond(g.reply, StatusCode::OK, &lease("op-b", "4", 1));
+    let put = api_b.expect("PUT", &format!("{LEASES}/hft-operator")).await;
+    assert!(
+        put.body["spec"].get("holderIdentity").is_none(),
+        "{}",
+        put.body
+    );
+    let released = put.body.clone();
+    respond(put.reply, StatusCode::OK, &released);
+    task.await.unwrap().unwrap();
+    let mut free = released;
+    free["metadata"]["resourceVersion"] = json!("5");
+    let (out, wrote) =
+        election_round(&c, &mut api_c, secs(38), Some(free), Some(StatusCode::OK)).await;
+    assert_eq!(out, Outcome::Leading);
+    assert_eq!(wrote.unwrap().1["spec"]["holderIdentity"], "op-c");
 }
 
 /// Scale-up from one founder to three: the new pods start as joiners; the operator adds
