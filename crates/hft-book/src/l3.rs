@@ -403,7 +403,9 @@ impl MboToL2 {
             self.book.clear();
             out(with(MarketEventKind::Clear, inner));
         }
-        self.in_snapshot = snapshot || action == MboAction::Clear;
+        // A snapshot ends with its last record: one that follows it starts a new one
+        // (and replaces the book again), even with no other record between them.
+        self.in_snapshot = (snapshot && !ev.is_last()) || action == MboAction::Clear;
         match action {
             MboAction::Clear => {
                 self.book.clear();
@@ -498,6 +500,47 @@ mod tests {
             .unwrap();
         assert!(b.order(1).is_none());
         assert_eq!(pos(&b, 3).orders_ahead, 0);
+    }
+
+    /// Two snapshots back to back, neither opening with a clear: the second replaces
+    /// the book the first built (a replay that starts from a snapshot of its own, just
+    /// before the data's next one, relies on this).
+    #[test]
+    fn a_snapshot_right_after_another_replaces_the_book() {
+        let mut x = MboToL2::new(InstrumentId(0));
+        let snap = |id, price, last: bool| MarketEvent {
+            ts_exchange: 1,
+            ts_recv: 1,
+            seq: 1,
+            instrument: InstrumentId(0),
+            flags: FLAG_SNAPSHOT | if last { FLAG_LAST } else { 0 },
+            kind: MarketEventKind::Order {
+                action: MboAction::Add,
+                side: Some(Side::Buy),
+                order_id: id,
+                price: Price(price),
+                qty: Qty(1),
+            },
+        };
+        for e in [
+            snap(1, 100, false),
+            snap(2, 99, true),
+            snap(2, 98, false),
+            snap(3, 97, true),
+        ] {
+            x.push(&e, &mut |_| {});
+        }
+        assert_eq!(
+            x.refused(),
+            0,
+            "order 2 of the first snapshot is not a duplicate"
+        );
+        let levels: Vec<i64> = x
+            .book()
+            .levels(Side::Buy)
+            .map(|(p, _, _)| p.raw())
+            .collect();
+        assert_eq!(levels, vec![98, 97]);
     }
 
     #[test]
