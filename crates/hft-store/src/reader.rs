@@ -279,6 +279,25 @@ impl View<'_> {
     }
 }
 
+/// Runs a step of Parquet decoding, turning a panic inside the parquet crate into an
+/// error naming the file: it asserts on some corrupt pages (a varint longer than ten
+/// bytes, found by fuzzing) instead of returning an error, and bad input must never
+/// stop a replay or an import with a panic.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(StoreError::Input {
+            path: path.to_path_buf(),
+            at: "Parquet data".into(),
+            reason: format!("corrupt: the Parquet decoder failed ({why}); import the file again"),
+        })
+    })
+}
+
 /// A column reader of either physical type the schema uses, or the one value a column
 /// holds throughout a row group (its statistics' minimum and maximum are equal): the
 /// second price and size of row groups without quotes, say, are filled in, not decoded.
@@ -319,6 +338,10 @@ impl FileRows {
     /// Opens a data file for exchange times in `[from, to]`; row groups outside the range
     /// (by their statistics) are skipped unread.
     fn open(path: &Path, from: u64, to: u64) -> Result<(FileMeta, Self), StoreError> {
+        guarded(path, || Self::open_unguarded(path, from, to))
+    }
+
+    fn open_unguarded(path: &Path, from: u64, to: u64) -> Result<(FileMeta, Self), StoreError> {
         let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
         let file = SerializedFileReader::new(file).map_err(|e| StoreError::parquet(path, e))?;
         let bad = |at: String, reason: String| StoreError::Input {
@@ -461,6 +484,18 @@ impl FileRows {
 
     /// Decodes the next batch into `cols`; false at the end of the file.
     fn next_batch(&mut self, cols: &mut Columns) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        let r = guarded(&path, || self.next_batch_unguarded(cols));
+        if r.is_err() {
+            // A failed decode leaves the column readers mid-page: nothing more is read.
+            self.groups.clear();
+            self.left = 0;
+            self.group.clear();
+        }
+        r
+    }
+
+    fn next_batch_unguarded(&mut self, cols: &mut Columns) -> Result<bool, StoreError> {
         while self.left == 0 {
             let Some((g, rows)) = self.groups.pop_front() else {
                 return Ok(false);

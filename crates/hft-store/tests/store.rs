@@ -947,3 +947,36 @@ fn a_replay_from_the_middle_keeps_earlier_files_that_reach_past_the_start() {
     assert_eq!(trades, 12, "the afternoon's trades");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A Parquet file the fuzzer found (`store_file`): a page whose varint runs past ten
+/// bytes, on which the parquet crate asserts. Read row by row or replayed, it is an
+/// error naming the file, not a panic.
+#[test]
+fn a_page_the_parquet_decoder_panics_on_is_an_error() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corrupt-vlq.parquet");
+    let dir = tmp("corrupt-vlq");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&path, dir.join("part-0000.parquet")).unwrap();
+    let e = read_file(&dir.join("part-0000.parquet"), |_, _| {}).expect_err("corrupt");
+    assert!(e.to_string().contains("part-0000.parquet"), "{e}");
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    // The replay fails at its start (it reads each series' first rows) or on its way.
+    let failed =
+        match hft_store::MergedReader::open(&dir, &hft_store::SeriesFilter::default(), 0, u64::MAX)
+        {
+            Err(e) => e.to_string().contains("corrupt"),
+            Ok(mut r) => {
+                let mut events = Vec::new();
+                loop {
+                    match r.next_events(&mut events, 512) {
+                        Ok(0) => break false,
+                        Ok(_) => events.clear(),
+                        Err(e) => break e.to_string().contains("corrupt"),
+                    }
+                }
+            }
+        };
+    assert!(failed, "the replay reports the corrupt page");
+    let _ = std::fs::remove_dir_all(&dir);
+}
