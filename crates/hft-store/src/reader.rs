@@ -506,7 +506,12 @@ impl FileRows {
                 .map_err(|e| StoreError::parquet(&self.path, e))?;
             self.group.clear();
             for c in 0..self.columns {
-                let reader = match constant_of(rg.metadata().column(c)) {
+                // The exchange times are always decoded: their pages prove the row
+                // count, which a corrupt footer could inflate without limit.
+                let stats = (c != 0)
+                    .then(|| constant_of(rg.metadata().column(c)))
+                    .flatten();
+                let reader = match stats {
                     Some(Statistics::Int64(v)) => v.min_opt().map(|&v| ColReader::Const64(v)),
                     Some(Statistics::Int32(v)) => v.min_opt().map(|&v| ColReader::Const32(v)),
                     _ => None,
