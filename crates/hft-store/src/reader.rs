@@ -408,6 +408,25 @@ impl FileRows {
             rows: md.num_rows().max(0) as u64,
         };
         let row_groups = file.metadata().row_groups();
+        // Every column chunk must lie inside the file: the parquet crate allocates what
+        // a chunk's metadata claims before reading it, so a corrupt footer could ask
+        // for gigabytes.
+        let len = std::fs::metadata(path)
+            .map_err(|e| StoreError::io(path, e))?
+            .len();
+        for (g, rg) in row_groups.iter().enumerate() {
+            for c in rg.columns() {
+                let (start, size) = c.byte_range();
+                if start.checked_add(size).is_none_or(|end| end > len) {
+                    return Err(bad(
+                        format!("row group {g}, column {}", c.column_path()),
+                        format!(
+                            "its data ({size} bytes at {start}) lies past the end of the file ({len} bytes); the file is corrupt or cut short, import it again"
+                        ),
+                    ));
+                }
+            }
+        }
         let groups = row_groups
             .iter()
             .enumerate()
