@@ -56,10 +56,15 @@ impl Elector {
         }
     }
 
+    /// The lease duration as the Lease states it.
+    fn duration_secs(&self) -> i32 {
+        i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX)
+    }
+
     fn spec(&self, acquired: k8s_openapi::jiff::Timestamp, transitions: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.duration.as_secs()).unwrap_or(15)),
+            lease_duration_seconds: Some(self.duration_secs()),
             acquire_time: Some(MicroTime(acquired)),
             renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
             lease_transitions: Some(transitions),
@@ -110,9 +115,7 @@ impl Elector {
         let spec = if holder == self.identity {
             LeaseSpec {
                 renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
-                lease_duration_seconds: self
-                    .spec(k8s_openapi::jiff::Timestamp::now(), 0)
-                    .lease_duration_seconds,
+                lease_duration_seconds: Some(self.duration_secs()),
                 ..spec
             }
         } else if lapsed {

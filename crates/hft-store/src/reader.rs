@@ -279,6 +279,14 @@ impl View<'_> {
     }
 }
 
+/// The first and last exchange times of a row group, from its statistics.
+fn ts_bounds(rg: &parquet::file::metadata::RowGroupMetaData) -> (Option<u64>, Option<u64>) {
+    let bound = |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    rg.column(0).statistics().map_or((None, None), |s| {
+        (bound(s.min_bytes_opt()), bound(s.max_bytes_opt()))
+    })
+}
+
 /// Runs a step of Parquet decoding, turning a panic inside the parquet crate into an
 /// error naming the file: it asserts on some corrupt pages (a varint longer than ten
 /// bytes, found by fuzzing) instead of returning an error, and bad input must never
@@ -430,14 +438,9 @@ impl FileRows {
         let groups = row_groups
             .iter()
             .enumerate()
-            .filter(|(_, rg)| {
-                let stats = rg.column(0).statistics();
-                let bound =
-                    |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-                match stats.map(|s| (bound(s.min_bytes_opt()), bound(s.max_bytes_opt()))) {
-                    Some((Some(min), Some(max))) => max >= from && min <= to,
-                    _ => true,
-                }
+            .filter(|(_, rg)| match ts_bounds(rg) {
+                (Some(min), Some(max)) => max >= from && min <= to,
+                _ => true,
             })
             .map(|(i, rg)| (i, rg.num_rows().max(0) as usize))
             .collect();
@@ -467,17 +470,11 @@ impl FileRows {
     /// The file's last exchange time (from its row groups' statistics; the largest
     /// time when they have none, so that the file is never taken for ending early).
     fn last_ts(&self) -> u64 {
-        let bound = |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
         self.file
             .metadata()
             .row_groups()
             .iter()
-            .map(|rg| {
-                rg.column(0)
-                    .statistics()
-                    .and_then(|s| bound(s.max_bytes_opt()))
-                    .unwrap_or(u64::MAX)
-            })
+            .map(|rg| ts_bounds(rg).1.unwrap_or(u64::MAX))
             .max()
             .unwrap_or(0)
     }
@@ -485,13 +482,8 @@ impl FileRows {
     /// Whether a row group that ends before `from` holds a clear (its `kind` statistics
     /// reach `Clear`).
     fn clears_before(&self, from: u64) -> bool {
-        let bound = |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
         self.file.metadata().row_groups().iter().any(|rg| {
-            let ends_before = rg
-                .column(0)
-                .statistics()
-                .and_then(|s| bound(s.max_bytes_opt()))
-                .is_some_and(|max| max < from);
+            let ends_before = ts_bounds(rg).1.is_some_and(|max| max < from);
             let clears = rg
                 .column(KIND_COLUMN)
                 .statistics()
