@@ -5,9 +5,10 @@
 # Both run as a non-root user on a distroless base (no shell, no package manager).
 
 FROM rust:1.95-bookworm AS build
-# protoc for the etcd client's generated code.
+# protoc and its well-known types for the etcd client's generated code.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler=3.21.12-3+deb12u1 \
+ && apt-get install -y --no-install-recommends \
+      protobuf-compiler=3.21.12-3+deb12u1 libprotobuf-dev=3.21.12-3+deb12u1 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

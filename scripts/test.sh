@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the build and the tests need when it is
-# missing (protoc for the etcd client's generated code, etcd itself for the tests and
-# benchmarks that start a real one, Python's venv, Helm and the schema validators for
+# missing (protoc and its well-known types for the etcd client's generated code, etcd
+# itself for the tests and benchmarks that start a real one, Python's venv, Helm and the schema validators for
 # the chart tests, cargo-nextest), and keeps the build cache outside the clone so
 # repeated runs only rebuild what changed.
 set -euo pipefail
@@ -10,6 +10,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/hft-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/*.proto), which the etcd client's protos
+# import: only recommended by protobuf-compiler, so not installed with it here.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # Python with venv for the chart and CRD schema validators (scripts/chart-tools.sh).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)

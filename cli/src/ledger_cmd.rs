@@ -32,6 +32,20 @@ fn resolve(hp: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
+/// A venue link, `[NAME=]HOST:PORT`: its name (`sim` when none is given) and address.
+fn parse_venue_link(s: &str) -> Result<(String, String), String> {
+    let (name, hp) = match s.split_once('=') {
+        Some((name, hp)) if hft_config::is_venue_name(name) => (name, hp),
+        Some((name, _)) => {
+            return Err(format!(
+                "venue link name {name:?}: use 1 to 32 lowercase letters, digits, '-' or '_'"
+            ));
+        }
+        None => (hft_exec::SIM_VENUE, s),
+    };
+    Ok((name.to_owned(), parse_host_port(hp)?))
+}
+
 /// `HOST:PORT` with a port number (the host may be a DNS name).
 fn parse_host_port(s: &str) -> Result<String, String> {
     match s.rsplit_once(':') {
@@ -133,10 +147,12 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(16..=4_194_304))]
     ledger_segment_kib: u64,
     /// Trade: run the engines placed on this node against the venue process at this
-    /// HOST:PORT (`hft venue`), resolved at start. Needs --etcd (placement) and a
-    /// cluster secret.
-    #[arg(long, requires = "etcd", value_parser = parse_host_port)]
-    venue: Option<String>,
+    /// HOST:PORT (`hft venue`, or a gateway that speaks its link), resolved at start.
+    /// Repeat as NAME=HOST:PORT for several venues: a strategy trades through the link
+    /// its `venue` names, or the first; the name is the venue its fills are booked
+    /// under (an unnamed link is `sim`). Needs --etcd (placement) and a cluster secret.
+    #[arg(long, requires = "etcd", value_parser = parse_venue_link)]
+    venue: Vec<(String, String)>,
     /// Listen for ledger peers here instead of at this node's own --ledger-peers entry
     /// (which may then be a DNS name, as in a Kubernetes StatefulSet).
     #[arg(long)]
@@ -241,8 +257,8 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     };
     // A trading node runs the cluster's configuration (etcd; the embedded default when
     // none is stored) and follows it; the others only need the instruments.
-    let followed = match (&args.venue, args.etcd.is_empty()) {
-        (Some(_), false) => {
+    let followed = match (!args.venue.is_empty(), args.etcd.is_empty()) {
+        (true, false) => {
             if args.config.is_some() {
                 return Err(Exit(
                     2,
@@ -268,6 +284,22 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     // HFT_TELEMETRY__METRICS_ADDR as the operator sets it).
     hft_telemetry::install_metrics(config.telemetry.metrics_addr)
         .map_err(|e| Exit(1, anyhow!("metrics: {e}")))?;
+    // A trading node's venue links, checked against the strategies before anything
+    // starts: a strategy whose venue has no link here could never trade.
+    let venues = if args.venue.is_empty() {
+        None
+    } else {
+        let links = args
+            .venue
+            .iter()
+            .map(|(name, hp)| Ok((name.clone(), resolve(hp)?)))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| Exit(1, e))?;
+        let venues = hft_cluster::cluster::VenueLinks::new(links)
+            .and_then(|v| v.check(&config).map(|()| v))
+            .map_err(|e| Exit(2, anyhow!("--venue: {e}")))?;
+        Some(venues)
+    };
     let specs: Vec<_> = config.instruments.iter().map(|i| i.spec.clone()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -278,6 +310,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     // records that it did, and a later start on an empty disk (its volume lost, or
     // deleted by a scale-down) joins the ledger that exists instead of founding a
     // second one beside it.
+    let mut founder_lost_log = false;
     let bootstrap = if args.founders.is_some() && !bootstrap.is_empty() && !args.etcd.is_empty() {
         let fresh = std::fs::read_dir(dir.join("wal"))
             .map(|mut d| d.next().is_none())
@@ -299,8 +332,9 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             } else {
                 tracing::warn!(
                     member = args.id,
-                    "this founder's log is gone: joining the existing ledger (it must be added again)"
+                    "this founder's log is gone: joining the existing ledger (it must be removed and added back)"
                 );
+                founder_lost_log = true;
                 Vec::new()
             }
         } else {
@@ -310,6 +344,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         bootstrap
     };
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
+    cfg.rejoin = founder_lost_log;
     cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     cfg.segment_bytes = args.ledger_segment_kib << 10;
@@ -346,9 +381,8 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         "ledger member started"
     );
     // A trading node binds its control channel before it registers, to advertise it.
-    let trading = match &args.venue {
+    let trading = match venues {
         Some(venue) => {
-            let venue = resolve(venue).map_err(|e| Exit(1, e))?;
             let secret =
                 cluster_secret(args.cluster_secret_file.as_deref()).map_err(|e| Exit(2, e))?;
             let listener = rt
@@ -474,7 +508,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             let setup = hft_cluster::cluster::NodeSetup {
                 id: args.id,
                 config: std::sync::Arc::new(config),
-                venue,
+                venues: venue,
                 ledger: member.ledger.clone(),
                 fenced: reg.fenced.clone(),
                 stop: stop.clone(),

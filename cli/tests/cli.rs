@@ -754,49 +754,79 @@ fn shell_completions_cover_the_subcommands() {
 /// binary accepts: parsed in full, then `--help` ends the run before anything starts.
 #[test]
 fn the_operators_node_arguments_parse() {
-    let tc: hft_operator::crd::TradingCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "hft.dev/v1alpha1", "kind": "TradingCluster",
-        "metadata": { "name": "prod", "namespace": "trading", "uid": "u" },
-        "spec": {
+    let one = serde_json::json!({ "venue": { "address": "venue.trading.svc:7070" } });
+    let named = serde_json::json!({ "venues": [
+        { "name": "west", "address": "venue-west.trading.svc:7070" },
+        { "name": "east", "address": "venue-east.trading.svc:7070" }
+    ] });
+    for (venues, want) in [
+        (one, vec!["--venue=venue.trading.svc:7070"]),
+        (
+            named,
+            vec![
+                "--venue=west=venue-west.trading.svc:7070",
+                "--venue=east=venue-east.trading.svc:7070",
+            ],
+        ),
+    ] {
+        let mut spec = serde_json::json!({
             "replicas": 3, "image": "hft:test",
             "etcd": { "endpoints": ["http://etcd-0.etcd.trading.svc:2379"] },
-            "venue": { "address": "venue.trading.svc:7070" },
             "secrets": { "clusterSecret": { "name": "s", "key": "k" },
                          "adminToken": { "name": "s", "key": "t" } },
             "tls": { "secretName": "hft-tls" }
-        }
-    }))
-    .unwrap();
-    let sts = hft_operator::resources::stateful_set(&tc, 3, 3);
-    let c = &sts.spec.unwrap().template.spec.unwrap().containers[0];
-    // Kubernetes expands $(POD_NAME) from the container's environment.
-    let args: Vec<String> = c
-        .args
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|a| a.replace("$(POD_NAME)", "prod-1"))
-        .collect();
-    assert_eq!(args[0], "node");
-    let o = hft()
-        .args(&args)
-        .arg("--help")
-        .env("HOSTNAME", "prod-1")
-        .output()
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(venues.as_object().unwrap().clone());
+        let tc: hft_operator::crd::TradingCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hft.dev/v1alpha1", "kind": "TradingCluster",
+            "metadata": { "name": "prod", "namespace": "trading", "uid": "u" },
+            "spec": spec
+        }))
         .unwrap();
-    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-    // A malformed one is refused by the same parser, naming it.
-    let o = hft()
-        .args([
-            "node",
-            "--ledger-peers=1=a:1",
-            "--venue=venue-without-port",
-            "--help",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("venue-without-port"), "{}", stderr(&o));
+        let sts = hft_operator::resources::stateful_set(&tc, 3, 3);
+        let c = &sts.spec.unwrap().template.spec.unwrap().containers[0];
+        // Kubernetes expands $(POD_NAME) from the container's environment.
+        let args: Vec<String> = c
+            .args
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.replace("$(POD_NAME)", "prod-1"))
+            .collect();
+        assert_eq!(args[0], "node");
+        let given: Vec<&str> = args
+            .iter()
+            .filter(|a| a.starts_with("--venue="))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(given, want);
+        let o = hft()
+            .args(&args)
+            .arg("--help")
+            .env("HOSTNAME", "prod-1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    // Malformed ones are refused by the same parser, naming them.
+    for bad in [
+        "venue-without-port",
+        "East=venue:7070",
+        "east=venue-without-port",
+    ] {
+        let o = hft()
+            .args(["node", "--ledger-peers=1=a:1"])
+            .arg(format!("--venue={bad}"))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let why = bad.rsplit('=').next().unwrap();
+        let named = if bad.starts_with("East") { "East" } else { why };
+        assert!(stderr(&o).contains(named), "{bad}: {}", stderr(&o));
+    }
 }
 
 #[test]

@@ -110,9 +110,16 @@ fn fill(exec_id: u64) -> Value {
 /// Proposes one fill through `admin`; true when the ledger acknowledged it. A refusal
 /// (4xx) fails the test at once: retrying cannot help it.
 fn propose(admin: &str, exec_id: u64) -> bool {
-    let r = agent()
-        .post(format!("http://{admin}/v1/ledger/fills"))
-        .send_json(fill(exec_id));
+    propose_as(admin, exec_id, None)
+}
+
+/// [`propose`] with an optional bearer token.
+fn propose_as(admin: &str, exec_id: u64, token: Option<&str>) -> bool {
+    let mut req = agent().post(format!("http://{admin}/v1/ledger/fills"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let r = req.send_json(fill(exec_id));
     match r {
         Ok(mut resp) if resp.status().is_client_error() => panic!(
             "fill refused: {}",
@@ -575,17 +582,28 @@ fn a_node_whose_ledger_storage_fails_stops() {
 
 /// Members' ids of a node's ledger configuration, as its status reports them.
 fn members(admin: &str, kind: &str) -> Option<Vec<u64>> {
-    let s = get(admin, "/v1/ledger/status")?;
+    members_as(admin, kind, None)
+}
+
+/// [`members`] with an optional bearer token.
+fn members_as(admin: &str, kind: &str, token: Option<&str>) -> Option<Vec<u64>> {
+    let s = get_as(admin, "/v1/ledger/status", token)?;
     s[kind]
         .as_array()
         .map(|v| v.iter().filter_map(Value::as_u64).collect())
 }
 
 fn post(admin: &str, path: &str, body: Value) -> (u16, Value) {
-    match agent()
-        .post(format!("http://{admin}{path}"))
-        .send_json(body)
-    {
+    post_as(admin, path, body, None)
+}
+
+/// [`post`] with an optional bearer token.
+fn post_as(admin: &str, path: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut req = agent().post(format!("http://{admin}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    match req.send_json(body) {
         Ok(mut r) => (
             r.status().as_u16(),
             r.body_mut().read_json().unwrap_or(Value::Null),
@@ -640,4 +658,110 @@ fn a_group_grows_past_its_founders_with_one_set_of_arguments() {
     );
     assert_eq!(code, 200, "{v}");
     assert_eq!(members(&la, "voters"), Some(vec![1, 2, 3]));
+}
+
+/// A founder whose disk is lost (its volume replaced, or deleted by a scale-down) does
+/// not found a second ledger when it starts again: etcd remembers the founding, so it
+/// starts empty, rejoining. While the leader still counts it as a voter with entries it
+/// lost, it neither votes nor crashes on the leader's commit index. Removed and added
+/// back as a learner, then promoted (what the operator does), it catches up with
+/// everything booked.
+#[test]
+fn a_founder_restarted_on_an_empty_disk_joins_the_ledger_it_founded() {
+    let etcd_dir =
+        std::env::temp_dir().join(format!("hft-ledger-empty-etcd-{}", std::process::id()));
+    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &etcd_dir, 1)
+        .expect("etcd (Debian's etcd-server) is needed");
+    let e = etcd.clients.join(",");
+    let token = Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args(["token", "create", "--name", "t", "--role", "admin"])
+        .args(["--cluster", "test", "--etcd", &e])
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let t = Some(token.as_str());
+    let leader = |c: &Cluster| {
+        c.nodes.iter().filter(|n| n.child.is_some()).find_map(|n| {
+            let s = get_as(&n.admin, "/v1/ledger/status", t)?;
+            (s["role"] == "Leader").then_some(n.id)
+        })
+    };
+    let extra = ["--founders", "3", "--etcd", &e];
+    let (dir, ports, mut c) = three_nodes("empty-disk", &extra);
+    let end = Instant::now() + Duration::from_secs(30);
+    let l = loop {
+        if let Some(l) = leader(&c) {
+            break l;
+        }
+        assert!(Instant::now() < end, "no ledger leader within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let la = c.nodes[l as usize - 1].admin.clone();
+    for exec in 1..=20 {
+        assert!(propose_as(&la, exec, t), "fill {exec}");
+    }
+    let victim = if l == 3 { 2 } else { 3 };
+    let node = &mut c.nodes[victim as usize - 1];
+    let mut child = node.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(dir.join(format!("m{victim}"))).unwrap();
+    node.child = Some(spawn_with(&dir, &c.peers, victim, &node.admin, &extra));
+    let va = node.admin.clone();
+    // It serves, with no members: it founded nothing of its own.
+    let end = Instant::now() + Duration::from_secs(30);
+    while get_as(&va, "/v1/ledger/status", t).is_none() {
+        assert!(Instant::now() < end, "the restarted node never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // It serves, rejoining: it founded nothing of its own, and votes for no one while
+    // the leader may still count entries it lost as its own.
+    let status = get_as(&va, "/v1/ledger/status", t).unwrap();
+    assert_eq!(status["rejoining"], true, "{status}");
+    let log = std::fs::read_to_string(dir.join(format!("node{victim}.log"))).unwrap();
+    assert!(log.contains("joining the existing ledger"), "{log}");
+    // The ledger books on without it.
+    for exec in 21..=25 {
+        assert!(propose_as(&la, exec, t), "fill {exec}");
+    }
+    let (code, v) = post_as(
+        &la,
+        "/v1/ledger/members",
+        json!({ "action": "remove", "id": victim }),
+        t,
+    );
+    assert_eq!(code, 200, "{v}");
+    let addr = format!("127.0.0.1:{}", ports[victim as usize - 1]);
+    let (code, v) = post_as(
+        &la,
+        "/v1/ledger/members",
+        json!({ "action": "add-learner", "id": victim, "addr": addr }),
+        t,
+    );
+    assert_eq!(code, 200, "{v}");
+    let end = Instant::now() + Duration::from_secs(30);
+    while get_as(&va, "/v1/ledger/positions", t).is_none_or(|p| p["fills"].as_u64() < Some(25)) {
+        assert!(
+            Instant::now() < end,
+            "the restarted node did not catch up within 30 s: {}",
+            std::fs::read_to_string(dir.join(format!("node{victim}.log"))).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = post_as(
+        &la,
+        "/v1/ledger/members",
+        json!({ "action": "promote", "id": victim }),
+        t,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(members_as(&la, "voters", t), Some(vec![1, 2, 3]));
+    let status = get_as(&va, "/v1/ledger/status", t).unwrap();
+    assert_eq!(status["rejoining"], false, "{status}");
+    let _ = std::fs::remove_dir_all(&etcd_dir);
 }

@@ -116,9 +116,22 @@ fn risk_table(
     Ok(t)
 }
 
-/// The `[[strategies]]` tables of one Strategy resource (one, or one per variant).
-fn strategy_tables(s: &StrategyRes, defaults: &StrategyRisk) -> Result<Vec<toml::Value>, Invalid> {
+/// The `[[strategies]]` tables of one Strategy resource (one, or one per variant), for a
+/// cluster with the venue links `venues`.
+fn strategy_tables(
+    s: &StrategyRes,
+    defaults: &StrategyRisk,
+    venues: &[String],
+) -> Result<Vec<toml::Value>, Invalid> {
     let at = format!("Strategy {}", s.name);
+    if let Some(v) = &s.spec.venue
+        && !venues.contains(v)
+    {
+        return Err(Invalid(format!(
+            "{at}: venue {v:?} is not one of its cluster's venues ({}); name one of them, or leave venue out for the first",
+            venues.join(", ")
+        )));
+    }
     let instances: Vec<(String, BTreeMap<String, serde_json::Value>, Option<i32>)> =
         if s.spec.variants.is_empty() {
             vec![(s.name.clone(), s.spec.params.clone(), None)]
@@ -155,6 +168,9 @@ fn strategy_tables(s: &StrategyRes, defaults: &StrategyRisk) -> Result<Vec<toml:
                     "nodes".into(),
                     toml::Value::Array(nodes.map(|&n| toml::Value::Integer(n.into())).collect()),
                 );
+            }
+            if let Some(v) = &s.spec.venue {
+                t.insert("venue".into(), toml::Value::String(v.clone()));
             }
             t.insert(s.spec.kind.clone(), toml::Value::Table(kind));
             let share = weight.filter(|&w| w > 0);
@@ -222,6 +238,7 @@ pub struct Rendered {
 pub fn render(
     base: Option<&str>,
     policy: Option<&RiskPolicySpec>,
+    venues: &[String],
     strategies: &[StrategyRes],
 ) -> Rendered {
     let defaults = policy
@@ -232,7 +249,7 @@ pub fn render(
     let mut good: Vec<(String, Vec<toml::Value>)> = Vec::new();
     if cluster_invalid.is_none() {
         for s in strategies {
-            match strategy_tables(s, &defaults).and_then(|t| {
+            match strategy_tables(s, &defaults, venues).and_then(|t| {
                 overlay(base, policy, &t)
                     .and_then(|o| check(&o))
                     .map(|()| t)
@@ -304,7 +321,7 @@ mod tests {
 
     #[test]
     fn strategies_render_to_a_configuration_the_nodes_accept() {
-        let r = render(None, None, &[mm("a"), mm("b")]);
+        let r = render(None, None, &sim(), &[mm("a"), mm("b")]);
         assert!(r.invalid.is_empty() && r.cluster_invalid.is_none(), "{r:?}");
         let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         let names: Vec<&str> = c.strategies.iter().map(|s| s.name.as_str()).collect();
@@ -316,10 +333,37 @@ mod tests {
     fn placement_hints_reach_the_nodes_configuration() {
         let mut held = mm("held");
         held.spec.placement.nodes = vec![3, 1];
-        let r = render(None, None, &[held, mm("free")]);
+        let r = render(None, None, &sim(), &[held, mm("free")]);
         let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         let nodes: Vec<&[u64]> = c.strategies.iter().map(|s| s.nodes.as_slice()).collect();
         assert_eq!(nodes, [&[1u64, 3][..], &[][..]]);
+    }
+
+    /// The venue names of a cluster with one unnamed link.
+    fn sim() -> Vec<String> {
+        vec!["sim".into()]
+    }
+
+    #[test]
+    fn a_strategys_venue_reaches_the_nodes_only_if_the_cluster_has_it() {
+        let venues = vec!["binance".to_owned(), "kraken".to_owned()];
+        let mut on_kraken = mm("k");
+        on_kraken.spec.venue = Some("kraken".into());
+        let mut elsewhere = mm("x");
+        elsewhere.spec.venue = Some("coinbase".into());
+        let r = render(None, None, &venues, &[on_kraken, mm("first"), elsewhere]);
+        let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
+        let got: Vec<(&str, Option<&str>)> = c
+            .strategies
+            .iter()
+            .map(|s| (s.name.as_str(), s.venue.as_deref()))
+            .collect();
+        assert_eq!(got, [("k", Some("kraken")), ("first", None)]);
+        let why = &r.invalid["x"].0;
+        assert!(
+            why.contains("\"coinbase\" is not one of its cluster's venues (binance, kraken)"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -328,7 +372,7 @@ mod tests {
         bad.spec.kind = "martingale".into();
         let mut negative = mm("negative");
         negative.spec.risk.max_position = Some("-1".into());
-        let r = render(None, None, &[mm("good"), bad, negative]);
+        let r = render(None, None, &sim(), &[mm("good"), bad, negative]);
         assert_eq!(r.invalid.len(), 2, "{r:?}");
         assert!(r.invalid["bad"].0.contains("martingale"), "{:?}", r.invalid);
         assert!(
@@ -350,7 +394,7 @@ mod tests {
             { "name": "off", "weight": 0 }
         ]))
         .unwrap();
-        let r = render(None, None, &[s]);
+        let r = render(None, None, &sim(), &[s]);
         assert!(r.invalid.is_empty(), "{r:?}");
         let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         let by: BTreeMap<&str, _> = c.strategies.iter().map(|s| (s.name.as_str(), s)).collect();
@@ -366,7 +410,7 @@ mod tests {
         s.deleting = true;
         let c = hft_config::load_str(
             "t",
-            render(None, None, &[s]).text.as_deref().unwrap(),
+            render(None, None, &sim(), &[s]).text.as_deref().unwrap(),
             std::iter::empty(),
         )
         .unwrap();
@@ -380,7 +424,7 @@ mod tests {
             "strategyDefaults": { "maxOrderNotional": "1000" }
         }))
         .unwrap();
-        let r = render(None, Some(&p), &[mm("a")]);
+        let r = render(None, Some(&p), &sim(), &[mm("a")]);
         let c = hft_config::load_str("t", r.text.as_deref().unwrap(), std::iter::empty()).unwrap();
         assert!(c.risk.kill_switch);
         assert_eq!(
@@ -389,7 +433,7 @@ mod tests {
         );
         let mut bad = p.clone();
         bad.max_gross_notional = Some("lots".into());
-        let r = render(None, Some(&bad), &[mm("a")]);
+        let r = render(None, Some(&bad), &sim(), &[mm("a")]);
         assert!(r.cluster_invalid.is_some());
         // Nothing to write: the nodes keep their last good configuration.
         assert_eq!(r.text, None);
@@ -401,7 +445,7 @@ mod tests {
         ab.spec.risk.max_daily_loss = Some("2000".into());
         ab.spec.variants =
             serde_json::from_value(serde_json::json!([{ "name": "x", "weight": 50 }])).unwrap();
-        let r = render(None, None, &[ab, mm("ab-x"), mm("c")]);
+        let r = render(None, None, &sim(), &[ab, mm("ab-x"), mm("c")]);
         assert_eq!(r.invalid.len(), 2, "{r:?}");
         assert!(
             r.invalid["ab-x"].0.contains("ab and ab-x"),

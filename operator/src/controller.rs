@@ -66,50 +66,74 @@ pub struct Context {
     pub etcd: EtcdPool,
 }
 
-/// One etcd connection per cluster and endpoint list, reused by every reconcile (a
-/// reconcile used to open its own, a TCP and HTTP/2 handshake each time); dropped on
-/// an error so that the next reconcile connects afresh.
+/// One etcd connection per cluster, reused by every reconcile (a reconcile used to open
+/// its own, a TCP and HTTP/2 handshake each time). It is replaced when the cluster's
+/// endpoints change, dropped on an error so that the next reconcile connects afresh, and
+/// dropped once unused for [`EtcdPool::IDLE`]: a live cluster reconciles every minute,
+/// so only deleted clusters' connections go (the operator sees no event for those).
 #[derive(Default)]
-pub struct EtcdPool(
-    std::sync::Mutex<std::collections::HashMap<(String, Vec<String>), hft_cluster::coord::Coord>>,
-);
+pub struct EtcdPool(std::sync::Mutex<std::collections::HashMap<String, Pooled>>);
+
+/// A pooled connection: the endpoints it was made for and when it was last handed out.
+struct Pooled {
+    endpoints: Vec<String>,
+    coord: hft_cluster::coord::Coord,
+    used: std::time::Instant,
+}
 
 impl EtcdPool {
-    fn key(tc: &TradingCluster) -> (String, Vec<String>) {
-        (tc.name_any(), resources::etcd_endpoints(tc))
+    /// How long a connection may go unused before it is dropped.
+    pub const IDLE: Duration = Duration::from_secs(600);
+
+    fn key(tc: &TradingCluster) -> String {
+        format!("{}/{}", tc.namespace().unwrap_or_default(), tc.name_any())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Pooled>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn get(&self, tc: &TradingCluster) -> Result<hft_cluster::coord::Coord, String> {
-        let key = Self::key(tc);
-        let cached = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(c) = cached {
-            return Ok(c);
+        self.get_at(tc, std::time::Instant::now()).await
+    }
+
+    /// The connection for `tc` as of `now`, connecting if there is none for its endpoints.
+    async fn get_at(
+        &self,
+        tc: &TradingCluster,
+        now: std::time::Instant,
+    ) -> Result<hft_cluster::coord::Coord, String> {
+        let (key, endpoints) = (Self::key(tc), resources::etcd_endpoints(tc));
+        {
+            let mut pool = self.lock();
+            pool.retain(|k, p| *k == key || now.saturating_duration_since(p.used) < Self::IDLE);
+            if let Some(p) = pool.get_mut(&key).filter(|p| p.endpoints == endpoints) {
+                p.used = now;
+                return Ok(p.coord.clone());
+            }
         }
-        let c = hft_cluster::coord::Coord::connect(&key.1, &key.0, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, c.clone());
-        Ok(c)
+        let coord =
+            hft_cluster::coord::Coord::connect(&endpoints, &tc.name_any(), Duration::from_secs(5))
+                .await
+                .map_err(|e| e.to_string())?;
+        self.lock().insert(
+            key,
+            Pooled {
+                endpoints,
+                coord: coord.clone(),
+                used: now,
+            },
+        );
+        Ok(coord)
     }
 
     fn forget(&self, tc: &TradingCluster) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&Self::key(tc));
+        self.lock().remove(&Self::key(tc));
     }
 
     /// Connections held.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len()
     }
 
     /// Whether none is held.
@@ -321,6 +345,7 @@ fn rendered(tc: &TradingCluster, strategies: &[Strategy], policy: Option<&RiskPo
     render(
         tc.spec.config_overlay.as_deref(),
         policy.map(|p| &p.spec),
+        &tc.spec.venue_names(),
         &res,
     )
 }
@@ -550,6 +575,9 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
     let mut status = tc.status.clone().unwrap_or_default();
     if let Some(why) = tc.spec.etcd.problem() {
         return invalid_cluster(ctx, tc, &ns, status, "InvalidEtcd", why).await;
+    }
+    if let Err(why) = tc.spec.venue_links() {
+        return invalid_cluster(ctx, tc, &ns, status, "InvalidVenues", why).await;
     }
     let mut degraded: Option<(&str, String)> = None;
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
@@ -1068,7 +1096,7 @@ async fn policy(p: &RiskPolicy, ctx: &Context) -> Result<Action, Error> {
         .get_opt(&p.spec.cluster)
         .await?;
     let base = tc.as_ref().and_then(|tc| tc.spec.config_overlay.clone());
-    let r = render(base.as_deref(), Some(&p.spec), &[]);
+    let r = render(base.as_deref(), Some(&p.spec), &[], &[]);
     let bad = r.cluster_invalid;
     set_condition(
         &mut status.conditions,
@@ -1229,4 +1257,58 @@ pub fn retry<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
     }
     tracing::warn!(error = %e, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(ns: &str, name: &str, endpoints: &[String]) -> TradingCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "hft.dev/v1alpha1", "kind": "TradingCluster",
+            "metadata": { "name": name, "namespace": ns },
+            "spec": {
+                "replicas": 1, "image": "hft:test",
+                "etcd": { "endpoints": endpoints },
+                "venue": { "address": "venue:7070" },
+                "secrets": { "clusterSecret": { "name": "s", "key": "k" },
+                             "adminToken": { "name": "s", "key": "t" } }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_etcd_pool_keeps_one_connection_per_live_cluster() {
+        let dir = std::env::temp_dir().join(format!("hft-operator-pool-{}", std::process::id()));
+        let etcd = hft_cluster::local_etcd::LocalEtcd::start(std::path::Path::new("etcd"), &dir, 1)
+            .expect("etcd (Debian: etcd-server) starts");
+        let pool = EtcdPool::default();
+        let t0 = std::time::Instant::now();
+        let a = cluster("trading", "prod", &etcd.clients);
+        pool.get_at(&a, t0).await.unwrap();
+        pool.get_at(&a, t0 + Duration::from_secs(1)).await.unwrap();
+        assert_eq!(pool.len(), 1, "reused");
+        // The same name in another namespace is another cluster.
+        let b = cluster("staging", "prod", &etcd.clients);
+        pool.get_at(&b, t0 + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(pool.len(), 2);
+        // New endpoints replace the cluster's connection.
+        let mut moved = etcd.clients.clone();
+        moved.push(etcd.clients[0].replace("127.0.0.1", "localhost"));
+        pool.get_at(
+            &cluster("trading", "prod", &moved),
+            t0 + Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pool.len(), 2);
+        // A cluster unseen for the idle time (deleted) loses its connection.
+        pool.get_at(&b, t0 + EtcdPool::IDLE + Duration::from_secs(4))
+            .await
+            .unwrap();
+        assert_eq!(pool.len(), 1, "trading/prod, idle, was dropped");
+        pool.forget(&b);
+        assert!(pool.is_empty());
+    }
 }

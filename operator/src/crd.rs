@@ -73,8 +73,16 @@ pub struct TradingClusterSpec {
     pub resources: Option<ResourceRequirements>,
     /// The etcd that holds placement, configuration, tokens and the audit trail.
     pub etcd: EtcdSpec,
-    /// The venue each node trades with (an `hft venue` or a venue gateway).
-    pub venue: VenueSpec,
+    /// The one venue the nodes trade with (an `hft venue` or a venue gateway); its
+    /// fills are booked under the venue name `sim`. Give this or `venues`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<VenueSpec>,
+    /// Several venues, by name: every node links to each, and a Strategy trades
+    /// through the one its `venue` names (the first when it names none). The name is
+    /// the venue its fills are booked under and the scope of `hft kill --venue`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub venues: Vec<NamedVenue>,
     /// Secrets the nodes need.
     pub secrets: SecretsSpec,
     /// TLS between ledger members, from a Secret with `tls.crt`, `tls.key`, `ca.crt`.
@@ -197,6 +205,56 @@ pub struct VenueSpec {
     /// `host:port` of the venue's order and market-data link.
     #[schemars(length(min = 3))]
     pub address: String,
+}
+
+/// A named venue link.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedVenue {
+    /// The venue's name in the ledger and in Strategies' `venue`.
+    #[schemars(regex(pattern = r"^[a-z0-9][-_a-z0-9]{0,31}$"))]
+    pub name: String,
+    /// `host:port` of the venue's order and market-data link.
+    #[schemars(length(min = 3))]
+    pub address: String,
+}
+
+impl TradingClusterSpec {
+    /// The venue links as `hft node --venue` takes them (`(None, address)` for the one
+    /// unnamed link), or why the spec names none, or names one twice.
+    pub fn venue_links(&self) -> Result<Vec<(Option<String>, String)>, String> {
+        match (&self.venue, self.venues.is_empty()) {
+            (Some(v), true) => Ok(vec![(None, v.address.clone())]),
+            (None, false) => {
+                for (i, v) in self.venues.iter().enumerate() {
+                    if self.venues[..i].iter().any(|w| w.name == v.name) {
+                        return Err(format!("spec.venues: {:?} is named twice", v.name));
+                    }
+                }
+                Ok(self
+                    .venues
+                    .iter()
+                    .map(|v| (Some(v.name.clone()), v.address.clone()))
+                    .collect())
+            }
+            (None, true) => Err(
+                "spec: give `venue` (one venue link) or `venues` (named links) for the nodes to trade through".into(),
+            ),
+            (Some(_), false) => Err("spec: `venue` and `venues` are both set; keep one".into()),
+        }
+    }
+
+    /// The names Strategies may give as `venue`: the named links, or `sim` for the one
+    /// unnamed link (as the nodes name it).
+    pub fn venue_names(&self) -> Vec<String> {
+        match self.venue_links() {
+            Ok(links) => links
+                .into_iter()
+                .map(|(n, _)| n.unwrap_or_else(|| "sim".into()))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// A key of a Secret in the cluster's namespace.
@@ -364,6 +422,10 @@ pub struct StrategySpec {
     /// Where its engines may run.
     #[serde(default, skip_serializing_if = "Placement::is_any")]
     pub placement: Placement,
+    /// The cluster venue (a name in its `venues`) it trades through; none: the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][-_a-z0-9]{0,31}$"))]
+    pub venue: Option<String>,
 }
 
 /// Placement hints of a strategy.

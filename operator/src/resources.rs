@@ -446,10 +446,18 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
             "--control-advertise=$(POD_NAME).{}.{ns}.svc:{CONTROL_PORT}",
             nodes_service(tc)
         ),
-        format!("--venue={}", spec.venue.address),
+    ];
+    // The reconcile refuses a spec without valid venue links before it builds this.
+    for (name, address) in spec.venue_links().unwrap_or_default() {
+        args.push(match name {
+            Some(name) => format!("--venue={name}={address}"),
+            None => format!("--venue={address}"),
+        });
+    }
+    args.extend([
         "--cluster-secret-file=/etc/hft/cluster-secret/secret".to_owned(),
         format!("--lease-ttl-s={}", spec.lease_ttl_seconds),
-    ];
+    ]);
     let mut mounts = vec![
         VolumeMount {
             name: "data".into(),

@@ -1355,11 +1355,23 @@ async fn a_managed_etcd_is_created_before_the_nodes_that_use_it() {
     );
 }
 
-/// Both an existing etcd and a managed one, or a managed etcd resized: `Invalid` with
-/// the reason, and nothing is written.
+/// Both an existing etcd and a managed one, a managed etcd resized, no venue link, two
+/// kinds of venue link or one name twice: `Invalid` with the reason, and nothing is
+/// written.
 #[tokio::test]
-async fn a_cluster_naming_two_etcds_or_resizing_its_managed_one_is_invalid() {
-    for (tc, current, reason) in [
+async fn a_cluster_spec_the_operator_cannot_act_on_is_invalid() {
+    let with_venues = |single: bool, names: &[&str]| {
+        let mut tc = cluster(3, &["http://etcd:2379".into()]);
+        if !single {
+            tc.spec.venue = None;
+        }
+        tc.spec.venues = names
+            .iter()
+            .map(|n| serde_json::from_value(json!({ "name": n, "address": "v:7070" })).unwrap())
+            .collect();
+        tc
+    };
+    for (tc, current, reason, says) in [
         (
             {
                 let mut tc = managed_cluster(3);
@@ -1368,8 +1380,27 @@ async fn a_cluster_naming_two_etcds_or_resizing_its_managed_one_is_invalid() {
             },
             None,
             "InvalidEtcd",
+            "spec.etcd",
         ),
-        (managed_cluster(5), Some(3), "EtcdResize"),
+        (managed_cluster(5), Some(3), "EtcdResize", "spec.etcd"),
+        (
+            with_venues(false, &[]),
+            None,
+            "InvalidVenues",
+            "give `venue`",
+        ),
+        (
+            with_venues(true, &["east"]),
+            None,
+            "InvalidVenues",
+            "both set",
+        ),
+        (
+            with_venues(false, &["east", "west", "east"]),
+            None,
+            "InvalidVenues",
+            "\"east\" is named twice",
+        ),
     ] {
         let (client, mut api) = mock();
         let task = tokio::spawn(controller::reconcile_cluster(
@@ -1413,10 +1444,7 @@ async fn a_cluster_naming_two_etcds_or_resizing_its_managed_one_is_invalid() {
             (inv["status"].as_str(), inv["reason"].as_str()),
             (Some("True"), Some(reason))
         );
-        assert!(
-            inv["message"].as_str().unwrap().contains("spec.etcd"),
-            "{inv}"
-        );
+        assert!(inv["message"].as_str().unwrap().contains(says), "{inv}");
         assert_eq!(condition(&status, "Ready")["status"], "False");
     }
 }

@@ -553,6 +553,7 @@ async fn status(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
             })).collect::<Vec<_>>(),
             "fills": s.fills,
             "duplicates": s.duplicates,
+            "rejoining": s.rejoining,
         })),
         _ => ledger_error(&LedgerError::Stopped),
     }

@@ -33,8 +33,8 @@ pub struct NodeSetup {
     pub id: u64,
     /// The configuration (strategies, instruments, risk, engine settings).
     pub config: Arc<Config>,
-    /// The venue process.
-    pub venue: SocketAddr,
+    /// The venue links, by name.
+    pub venues: VenueLinks,
     /// The node's ledger member.
     pub ledger: Ledger,
     /// Set when the node's lease may have expired: nothing may trade from then on.
@@ -45,6 +45,67 @@ pub struct NodeSetup {
     pub reloads: Option<crate::reload::ReloadHub>,
     /// The engine sessions running here, for the admin API.
     pub engines: Arc<EngineRegistry>,
+}
+
+/// A node's venue links by name, in the order given: a strategy's engine trades through
+/// the link its configuration names (`venue = "..."`), or the first. The name is also the
+/// venue its fills are booked under and the scope of `hft kill --venue`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VenueLinks(Vec<(String, SocketAddr)>);
+
+impl VenueLinks {
+    /// The links, or why they cannot be used (none, a bad or repeated name).
+    pub fn new(links: Vec<(String, SocketAddr)>) -> Result<Self, String> {
+        if links.is_empty() {
+            return Err("no venue link".into());
+        }
+        for (i, (name, _)) in links.iter().enumerate() {
+            if !hft_config::is_venue_name(name) {
+                return Err(format!(
+                    "venue link name {name:?}: use 1 to 32 lowercase letters, digits, '-' or '_'"
+                ));
+            }
+            if links[..i].iter().any(|(n, _)| n == name) {
+                return Err(format!("venue link {name:?} is named twice"));
+            }
+        }
+        Ok(Self(links))
+    }
+
+    /// One link under the simulated venue's name: a node that trades a single venue.
+    pub fn single(addr: SocketAddr) -> Self {
+        Self(vec![(SIM_VENUE.to_owned(), addr)])
+    }
+
+    /// The name and address of the link `strategy` trades through.
+    pub fn for_strategy(
+        &self,
+        strategy: &hft_config::StrategyConfig,
+    ) -> Result<(&str, SocketAddr), String> {
+        let found = match &strategy.venue {
+            None => self.0.first(),
+            Some(v) => self.0.iter().find(|(n, _)| n == v),
+        };
+        found.map(|(n, a)| (n.as_str(), *a)).ok_or_else(|| {
+            let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
+            format!(
+                "strategy {} trades through venue link {:?}, which this node lacks (it has {}); start the nodes with --venue {}=HOST:PORT or change the strategy's venue",
+                strategy.name,
+                strategy.venue.as_deref().unwrap_or_default(),
+                names.join(", "),
+                strategy.venue.as_deref().unwrap_or_default(),
+            )
+        })
+    }
+
+    /// Checks that every enabled strategy of `config` has its link here.
+    pub fn check(&self, config: &Config) -> Result<(), String> {
+        config
+            .strategies
+            .iter()
+            .filter(|s| s.enabled)
+            .try_for_each(|s| self.for_strategy(s).map(drop))
+    }
 }
 
 /// The engine sessions a node runs, as the admin API shows them.
@@ -431,14 +492,21 @@ fn run_session(
     stop: &Arc<AtomicBool>,
 ) -> Result<(), String> {
     let config = &setup.config;
+    let strategy = config
+        .strategies
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("strategy {name} is not in this node's configuration"))?;
+    let (venue_name, venue_addr) = setup.venues.for_strategy(strategy)?;
+    let venue_name = venue_name.to_owned();
     let logon = Logon {
         strategy: index as u16,
         epoch,
         node: setup.id,
         tag: hft_exec::link::strategy_tag(name),
     };
-    let (venue, replay) = RemoteVenue::logon(setup.venue, logon, Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
+    let (venue, replay) =
+        RemoteVenue::logon(venue_addr, logon, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     let specs: Vec<InstrumentSpec> = config.instruments.iter().map(|i| i.spec.clone()).collect();
     let (slots, kill) = crate::node::build_slots(config, &specs, Some);
     let Some(mut slot) = slots.into_iter().nth(index) else {
@@ -450,7 +518,7 @@ fn run_session(
     let booking = Booking::new(
         setup.ledger.clone(),
         &config.ledger.account,
-        SIM_VENUE,
+        &venue_name,
         strategy_names(config),
         specs,
     )
@@ -506,23 +574,24 @@ fn run_session(
     // leader confirms its commit index first), so a member that lags behind the leader,
     // after a restart or a partition, cannot hide a switch engaged meanwhile.
     let kills = {
-        let (shutdown, ledger, kill, name) = (
+        let (shutdown, ledger, kill, name, venue) = (
             shutdown.clone(),
             setup.ledger.clone(),
             kill.clone(),
             name.to_owned(),
+            venue_name.clone(),
         );
         let configured = config.risk.kill_switch;
         std::thread::spawn(move || {
             while !shutdown.load(Ordering::SeqCst) {
-                let n = name.clone();
+                let (n, venue) = (name.clone(), venue.clone());
                 let rx = ledger.read(move |st| {
                     st.kills().iter().any(|k| {
                         k.engaged
                             && match &k.scope {
                                 hft_ledger::KillScope::Global => true,
                                 hft_ledger::KillScope::Strategy(s) => *s == n,
-                                hft_ledger::KillScope::Venue(v) => v == SIM_VENUE,
+                                hft_ledger::KillScope::Venue(v) => *v == venue,
                             }
                     })
                 });

@@ -79,11 +79,17 @@ pub fn plan(current: &Config, next: &Config) -> Result<Vec<EngineReload>, String
                 .into(),
         );
     }
-    // Placement reads the nodes a strategy is held to when it starts leading.
-    if running.iter().zip(&wanted).any(|(a, b)| a.nodes != b.nodes) {
+    // Placement reads the nodes a strategy is held to when it starts leading, and an
+    // engine session logs on to its venue link when it starts.
+    if running
+        .iter()
+        .zip(&wanted)
+        .any(|(a, b)| a.nodes != b.nodes || a.venue != b.venue)
+    {
         return Err(
-            "the nodes a strategy is held to changed: restart the nodes to apply (placement \
-             reads them when it starts)"
+            "the nodes a strategy is held to or the venue link it trades through changed: \
+             restart the nodes to apply (placement and venue sessions read them when they \
+             start)"
                 .into(),
         );
     }

@@ -24,6 +24,7 @@ pub use model::{
     Config, EngineConfig, InstrumentConfig, LedgerConfig, LogFormat, NodeConfig, SimulatorConfig,
     StrategyConfig, StrategyKind, TelemetryConfig, Variant,
 };
+pub use validate::is_venue_name;
 
 /// The embedded default configuration: the bottom layer of every load, compiled in so a
 /// node needs no file to start and the documented defaults cannot go missing.

@@ -140,6 +140,10 @@ pub struct StrategyConfig {
     /// cannot see (co-location with a venue, a licence, a GPU); empty: any node. When
     /// none of them is up, the strategy waits unplaced rather than run elsewhere.
     pub nodes: Vec<u64>,
+    /// On a cluster, the named venue link its engine trades through (a node's
+    /// `--venue NAME=HOST:PORT`), for clusters that trade on several venues; `None`:
+    /// the node's first link. Every leg of the strategy trades through that one link.
+    pub venue: Option<String>,
     /// Which strategy and its parameters.
     pub kind: StrategyKind,
     /// Its pre-trade limits.
@@ -314,6 +318,7 @@ impl Config {
             enabled: s.enabled,
             variant: s.variant.map(|v| v.as_str().to_owned()),
             nodes: s.nodes.clone(),
+            venue: s.venue.clone().unwrap_or_default(),
             ..RawStrategy::default()
         };
         match &s.kind {

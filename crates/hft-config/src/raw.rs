@@ -216,6 +216,8 @@ pub(crate) struct RawStrategy {
     pub(crate) variant: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) nodes: Vec<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) venue: String,
     /// The kind is the name of the sub-table; exactly one is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) market_making: Option<RawMarketMaking>,
@@ -240,6 +242,7 @@ impl Default for RawStrategy {
             enabled: true,
             variant: None,
             nodes: Vec::new(),
+            venue: String::new(),
             market_making: None,
             touch: None,
             cross_arb: None,

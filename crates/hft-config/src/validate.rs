@@ -449,12 +449,24 @@ fn strategy(
     let mut nodes = rs.nodes.clone();
     nodes.sort_unstable();
     nodes.dedup();
+    let venue = match rs.venue.as_str() {
+        "" => None,
+        v if is_venue_name(v) => Some(v.to_owned()),
+        v => {
+            return Err(Problem::invalid(
+                path.key("venue"),
+                format!("venue link name {v:?}"),
+                "name a venue link of the nodes (--venue NAME=HOST:PORT): 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter or digit; or leave venue out for the node's first link",
+            ));
+        }
+    };
     Ok(StrategyConfig {
         name,
         instrument: spec.id,
         enabled: rs.enabled,
         variant,
         nodes,
+        venue,
         kind,
         risk,
     })
@@ -975,4 +987,14 @@ fn float(path: FieldPath, v: f64, rule: FloatRule) -> Check<f64> {
             hint: format!("valid range: {rule}"),
         })
     }
+}
+
+/// Whether `name` can name a venue link: it appears in ledger fills, kill switch scopes
+/// and command lines, so it is kept to a plain token.
+pub fn is_venue_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
 }

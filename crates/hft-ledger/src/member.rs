@@ -54,7 +54,18 @@ pub struct MemberConfig {
     pub segment_bytes: u64,
     /// Instruments a fill may name, with their (price, qty) scales; `None` accepts any.
     pub instruments: Option<BTreeMap<String, (u8, u8)>>,
+    /// This member held a log once and lost it (its disk was replaced): it may still be
+    /// a voter in the leader's configuration, with entries it no longer has counted as
+    /// its own. Until it sees itself removed and added back as a learner it stays
+    /// [`Status::rejoining`]: it grants no vote (an empty log would vote for a
+    /// candidate missing committed entries), never campaigns, and takes a heartbeat's
+    /// commit index only up to the entries it holds. Kept across restarts by a marker
+    /// file in `dir`.
+    pub rejoin: bool,
 }
+
+/// The marker file of a member that lost its log and has not been added back yet.
+const REJOINING: &str = "REJOINING";
 
 impl MemberConfig {
     /// Defaults tuned for a LAN: 20 ms ticks, election after 200–400 ms, heartbeats
@@ -73,6 +84,7 @@ impl MemberConfig {
             fsync: true,
             segment_bytes: wal::SEGMENT_BYTES,
             instruments: None,
+            rejoin: false,
         }
     }
 }
@@ -168,6 +180,9 @@ pub struct Status {
     pub fills: u64,
     /// Duplicate fills ignored.
     pub duplicates: u64,
+    /// It lost its log and waits to be removed and added back as a learner
+    /// ([`MemberConfig::rejoin`]).
+    pub rejoining: bool,
 }
 
 type ReadFn = Box<dyn FnOnce(Result<&LedgerState, LedgerError>) + Send>;
@@ -514,6 +529,8 @@ struct Driver {
     reads_ready: Vec<(u64, ReadFn)>,
     leader: u64,
     term: u64,
+    /// See [`MemberConfig::rejoin`].
+    rejoining: bool,
 }
 
 const CTX_PROPOSAL: u8 = 1;
@@ -556,6 +573,21 @@ impl Driver {
             wal.sync()?;
             store.apply_snapshot(snap);
             recovery.snapshot_index = 1;
+        }
+        let marker = cfg.dir.join(REJOINING);
+        let io = |source| WalError::Io {
+            path: marker.clone(),
+            source,
+        };
+        if cfg.rejoin && recovery.snapshot_index == 0 && rep.records == 0 {
+            std::fs::write(&marker, b"").map_err(io)?;
+        }
+        let rejoining = marker.try_exists().map_err(io)?;
+        if rejoining {
+            tracing::warn!(
+                member = cfg.id,
+                "this member lost its log: it votes for no one until it is removed and added back as a learner"
+            );
         }
         let applied = recovery.snapshot_index;
         let mut hs = store.hard_state().clone();
@@ -605,6 +637,7 @@ impl Driver {
                 reads_ready: Vec::new(),
                 leader: 0,
                 term: 0,
+                rejoining,
             },
             recovery,
         ))
@@ -633,7 +666,11 @@ impl Driver {
             }
             self.flush_batch();
             if Instant::now() >= next_tick {
-                self.node.tick();
+                // A rejoining member never campaigns: ticks drive only elections on a
+                // follower.
+                if !self.rejoining {
+                    self.node.tick();
+                }
                 next_tick += self.cfg.tick;
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + self.cfg.tick;
@@ -658,7 +695,18 @@ impl Driver {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Raft(m) => {
+            Input::Raft(mut m) => {
+                if self.rejoining {
+                    match m.get_msg_type() {
+                        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => return,
+                        MessageType::MsgHeartbeat => {
+                            // The leader's progress may still hold what this member
+                            // acknowledged before its log was lost.
+                            m.commit = m.commit.min(self.node.store().last());
+                        }
+                        _ => {}
+                    }
+                }
                 if let Err(e) = self.node.step(*m) {
                     tracing::debug!(member = self.cfg.id, error = %e, "raft message refused");
                 }
@@ -711,6 +759,7 @@ impl Driver {
                 }
             }
             Input::Transfer(to) => self.node.transfer_leader(to),
+            Input::Campaign if self.rejoining => {}
             Input::Campaign => {
                 let _ = self.node.campaign();
             }
@@ -848,9 +897,18 @@ impl Driver {
         save_snapshot(&self.cfg.dir.join("snap"), &snap, 2)?;
         self.wal.append_install(index, term);
         self.wal.sync()?;
+        let learner = snap
+            .get_metadata()
+            .get_conf_state()
+            .learners
+            .contains(&self.cfg.id);
         self.node.mut_store().apply_snapshot(snap);
         self.state = state;
         self.applied = index;
+        if self.rejoining && learner {
+            // Taken after it was added back (a founder was never a learner before).
+            self.end_rejoin()?;
+        }
         tracing::info!(
             member = self.cfg.id,
             index,
@@ -977,6 +1035,12 @@ impl Driver {
         match self.node.apply_conf_change(&cc) {
             Ok(cs) => {
                 self.node.mut_store().set_conf_state(cs.clone());
+                if self.rejoining
+                    && cc.node_id == self.cfg.id
+                    && cc.get_change_type() == ConfChangeType::AddLearnerNode
+                {
+                    self.end_rejoin()?;
+                }
                 if let Some(p) = pending {
                     let _ = p.reply.send(Ok(cs));
                 }
@@ -990,6 +1054,28 @@ impl Driver {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Ends [`MemberConfig::rejoin`]: this member was added back as a learner.
+    fn end_rejoin(&mut self) -> Result<(), LedgerError> {
+        let marker = self.cfg.dir.join(REJOINING);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(WalError::Io {
+                    path: marker,
+                    source,
+                }
+                .into());
+            }
+        }
+        self.rejoining = false;
+        tracing::info!(
+            member = self.cfg.id,
+            "added back as a learner: rejoined the ledger"
+        );
         Ok(())
     }
 
@@ -1156,6 +1242,7 @@ impl Driver {
             peers,
             fills: self.state.fill_count(),
             duplicates: self.state.duplicates(),
+            rejoining: self.rejoining,
         }
     }
 }

@@ -174,6 +174,69 @@ fn members_join_as_learners_get_promoted_and_leave_and_leadership_transfers() {
     assert_eq!(s.voters.len(), 3);
 }
 
+/// A member whose log is lost while the others still count it as a voter (its disk was
+/// replaced) must not vote: its empty log would let a candidate without the committed
+/// entries win. It waits, voting for no one and never campaigning, until it is removed
+/// and added back as a learner; then it catches up like any new member.
+#[test]
+fn a_member_that_lost_its_log_votes_for_no_one_until_added_back() {
+    let mut c = Cluster::new("rejoin", 3, 11, fast);
+    let lead = c.leader(LONG);
+    c.propose_until_acked(lead, buys(0, 20), LONG);
+    c.converged(LONG);
+    let lost = if lead == 3 { 2 } else { 3 };
+    let other = 6 - lead - lost;
+    c.stop(lost);
+    std::fs::remove_dir_all(c.dir.join(format!("m{lost}"))).unwrap();
+    let mut cfg = c.config(lost, vec![]);
+    cfg.rejoin = true;
+    c.start_with(cfg);
+    assert!(c.status(lost).rejoining);
+    // Without the leader, the one member with the log cannot win an election: the
+    // lost member withholds the vote its empty log would give anyone. Many election
+    // timeouts (100-200 ms here) pass.
+    c.stop(lead);
+    let end = std::time::Instant::now() + Duration::from_millis(1_500);
+    while std::time::Instant::now() < end {
+        for id in [other, lost] {
+            assert_ne!(c.status(id).role, "Leader", "member {id} was elected");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A restart from its disk brings a leader back (its vote and the other's). The
+    // lost member, still rejoining across a restart of its own, is removed and added
+    // back as a learner, catches up, and is promoted.
+    c.stop(lost);
+    let mut cfg = c.config(lost, vec![]);
+    cfg.rejoin = false;
+    c.start_with(cfg);
+    assert!(c.status(lost).rejoining, "the marker outlives a restart");
+    c.start(lead, vec![1, 2, 3]);
+    let l = c.leader(LONG);
+    assert_ne!(l, lost);
+    wait(c.ledger(l).remove(lost), LONG)
+        .expect("answered")
+        .expect("removed");
+    wait(c.ledger(l).add_learner(lost, "sim:x"), LONG)
+        .expect("answered")
+        .expect("added back");
+    let end = std::time::Instant::now() + LONG;
+    loop {
+        let s = c.status(lost);
+        if !s.rejoining && s.fills == 20 {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "no catch-up: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait(c.ledger(l).promote(lost, None), LONG)
+        .expect("answered")
+        .expect("promoted");
+    c.propose_until_acked(l, buys(100, 4), LONG);
+    let (s, _) = c.converged(LONG);
+    assert_eq!((s.fills, s.voters.len()), (24, 3));
+}
+
 #[test]
 fn an_unknown_instrument_is_refused_before_it_is_proposed() {
     fn known(cfg: &mut hft_ledger::MemberConfig) {

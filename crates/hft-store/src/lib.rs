@@ -6,6 +6,7 @@ pub mod bench;
 mod import;
 pub mod import_bybit;
 pub mod import_csv;
+mod pages;
 mod reader;
 mod schema;
 mod writer;

@@ -1,6 +1,7 @@
 //! Reading a store back: row streams per file, and `inspect` summaries.
 
 use crate::StoreError;
+use crate::pages;
 use crate::schema::{Row, RowKind, SCHEMA_VERSION, SIDE_NONE};
 use hft_book::{L2Book, MboToL2};
 use hft_core::{FLAG_LAST, InstrumentId};
@@ -333,6 +334,10 @@ fn constant_of(chunk: &parquet::file::metadata::ColumnChunkMetaData) -> Option<S
 struct FileRows {
     path: PathBuf,
     file: SerializedFileReader<File>,
+    /// The same file, for the page header checks ([`crate::pages`]), and a buffer they
+    /// reuse.
+    raw: File,
+    scratch: Vec<u8>,
     /// Row groups still to read, with their row counts.
     groups: std::collections::VecDeque<(usize, usize)>,
     /// Columns to read: all, or the L2 ones when the file has no order rows.
@@ -350,7 +355,9 @@ impl FileRows {
     }
 
     fn open_unguarded(path: &Path, from: u64, to: u64) -> Result<(FileMeta, Self), StoreError> {
-        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let raw = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let len = raw.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        let file = raw.try_clone().map_err(|e| StoreError::io(path, e))?;
         let file = SerializedFileReader::new(file).map_err(|e| StoreError::parquet(path, e))?;
         let bad = |at: String, reason: String| StoreError::Input {
             path: path.to_path_buf(),
@@ -416,12 +423,23 @@ impl FileRows {
             rows: md.num_rows().max(0) as u64,
         };
         let row_groups = file.metadata().row_groups();
+        // A footer may not claim more rows than a file of its size can hold: decoding
+        // them all could take minutes.
+        let claimed = row_groups.iter().try_fold(0u64, |sum, rg| {
+            sum.checked_add(u64::try_from(rg.num_rows()).ok()?)
+        });
+        if claimed.is_none_or(|rows| rows > len.saturating_mul(pages::MAX_ROWS_PER_BYTE)) {
+            return Err(bad(
+                "metadata".into(),
+                format!(
+                    "its row groups claim more rows than a file of {len} bytes holds ({} per byte at most); the file is corrupt, import it again",
+                    pages::MAX_ROWS_PER_BYTE
+                ),
+            ));
+        }
         // Every column chunk must lie inside the file: the parquet crate allocates what
         // a chunk's metadata claims before reading it, so a corrupt footer could ask
         // for gigabytes.
-        let len = std::fs::metadata(path)
-            .map_err(|e| StoreError::io(path, e))?
-            .len();
         for (g, rg) in row_groups.iter().enumerate() {
             for c in rg.columns() {
                 let (start, size) = c.byte_range();
@@ -455,6 +473,8 @@ impl FileRows {
         let rows = Self {
             path: path.to_path_buf(),
             file,
+            raw,
+            scratch: Vec::new(),
             groups,
             columns: if has_orders {
                 COLUMNS.len()
@@ -529,19 +549,31 @@ impl FileRows {
                 };
                 let reader = match reader {
                     Some(r) => r,
-                    None => match rg
-                        .get_column_reader(c)
-                        .map_err(|e| StoreError::parquet(&self.path, e))?
-                    {
-                        ColumnReader::Int64ColumnReader(r) => ColReader::I64(r),
-                        ColumnReader::Int32ColumnReader(r) => ColReader::I32(r),
-                        _ => {
-                            return Err(StoreError::Format(format!(
-                                "{}: column {c} has an unexpected type",
-                                self.path.display()
-                            )));
+                    None => {
+                        // The parquet crate trusts page headers; they are checked first.
+                        let chunk = rg.metadata().column(c);
+                        let (start, size) = chunk.byte_range();
+                        let rows = rg.metadata().num_rows();
+                        pages::check_chunk(&self.raw, start, size, rows, &mut self.scratch)
+                            .map_err(|reason| StoreError::Input {
+                                path: self.path.clone(),
+                                at: format!("row group {g}, column {}", chunk.column_path()),
+                                reason,
+                            })?;
+                        match rg
+                            .get_column_reader(c)
+                            .map_err(|e| StoreError::parquet(&self.path, e))?
+                        {
+                            ColumnReader::Int64ColumnReader(r) => ColReader::I64(r),
+                            ColumnReader::Int32ColumnReader(r) => ColReader::I32(r),
+                            _ => {
+                                return Err(StoreError::Format(format!(
+                                    "{}: column {c} has an unexpected type",
+                                    self.path.display()
+                                )));
+                            }
                         }
-                    },
+                    }
                 };
                 self.group.push(reader);
             }

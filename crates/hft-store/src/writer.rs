@@ -262,6 +262,8 @@ impl StoreWriter {
                 ZstdLevel::try_new(STORE_ZSTD_LEVEL).map_err(|e| StoreError::parquet(&path, e))?,
             ))
             .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_data_page_size_limit(crate::pages::PAGE_BYTES)
+            .set_dictionary_page_size_limit(crate::pages::PAGE_BYTES)
             .set_key_value_metadata(Some(vec![
                 kv("hft.schema_version", SCHEMA_VERSION.to_string()),
                 kv("hft.venue", s.venue.clone()),

@@ -205,7 +205,12 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: u64, bootstrap: Vec<u64>) -> hft_ledger::Recovery {
-        let cfg = self.config(id, bootstrap);
+        self.start_with(self.config(id, bootstrap))
+    }
+
+    /// Starts a member with a configuration of its own.
+    pub fn start_with(&mut self, cfg: MemberConfig) -> hft_ledger::Recovery {
+        let id = cfg.id;
         let (l, t, rec) = Ledger::start(cfg, |inbox| {
             self.net.attach(id, inbox);
             self.net.transport()
