@@ -380,6 +380,29 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         torn_bytes = member.recovery.torn_bytes,
         "ledger member started"
     );
+    // A member that lost its log says so in etcd, where the operator looks for members
+    // to remove and add back.
+    if !args.etcd.is_empty()
+        && rt
+            .block_on(member.ledger.status())
+            .is_ok_and(|s| s.rejoining)
+    {
+        rt.block_on(async {
+            let mut coord = hft_cluster::coord::Coord::connect(
+                &args.etcd,
+                &args.cluster,
+                Duration::from_secs(10),
+            )
+            .await?;
+            coord.mark_rejoining(args.id).await
+        })
+        .map_err(|e| {
+            Exit(
+                1,
+                anyhow!("etcd, recording that this member lost its log: {e}"),
+            )
+        })?;
+    }
     // A trading node binds its control channel before it registers, to advertise it.
     let trading = match venues {
         Some(venue) => {

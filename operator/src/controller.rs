@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::{Rendered, StrategyRes, render};
 use crate::crd::{RiskPolicy, Strategy, TradingCluster};
@@ -445,6 +445,58 @@ const PROMOTE_MAX_LAG: u64 = 64;
 /// once its pod is Ready, which its readiness probe answers only once the member has
 /// caught up with the ledger, so a promotion never leaves a voter that cannot vote.
 /// Returns the learners still catching up, and the voters now.
+/// Members that lost their log (a replaced volume) wait, voting for no one, to be removed
+/// and added back; their nodes mark them in etcd (`ledger/rejoining/<id>`). Each one
+/// still a voter is removed here, and the scale-up path adds it back as a learner and
+/// promotes it once caught up. A mark is deleted once handled, so a node that restarts
+/// before it has seen its re-add (it marks itself again) is not removed twice: by then
+/// it is a learner. Returns how many were removed.
+async fn remove_rejoining(ctx: &Context, tc: &TradingCluster, ns: &str) -> Result<usize, String> {
+    let mut coord = ctx.etcd.get(tc).await?;
+    let marked = coord.rejoining().await.map_err(|e| format!("etcd: {e}"))?;
+    if marked.is_empty() {
+        return Ok(0);
+    }
+    let token = admin_token(ctx, tc, ns).await?;
+    let base = ctx.admin_url(tc);
+    let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
+        .await
+        .map_err(|e| format!("cannot read the ledger members: {e}"))?;
+    let voters: Vec<u64> = st["voters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let mut removed = 0;
+    for id in marked {
+        if voters.contains(&id) {
+            let remove = json!({ "action": "remove", "id": id });
+            admin_call(
+                format!("{base}/v1/ledger/members"),
+                token.clone(),
+                Some(remove),
+            )
+            .await
+            .map_err(|e| format!("cannot remove ledger member {id}, which lost its log: {e}"))?;
+            publish(
+                ctx,
+                tc,
+                false,
+                "MemberRejoining",
+                format!("ledger member {id} lost its log: removed, to be added back as a learner"),
+            )
+            .await;
+            removed += 1;
+        }
+        coord
+            .delete(&format!("ledger/rejoining/{id}"))
+            .await
+            .map_err(|e| format!("etcd: {e}"))?;
+    }
+    Ok(removed)
+}
+
 async fn add_members(
     ctx: &Context,
     tc: &TradingCluster,
@@ -729,6 +781,21 @@ async fn cluster(tc: &TradingCluster, ctx: &Context) -> Result<Action, Error> {
             let sm: DynamicObject = serde_json::from_value(resources::service_monitor(tc))
                 .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
             apply(&Api::namespaced_with(client.clone(), &ns, &ar), &sm).await?;
+        }
+    }
+    // Only when etcd answered this round: the configuration was written.
+    let rejoin = match written {
+        Some(_) => remove_rejoining(ctx, tc, &ns).await,
+        None => Ok(0),
+    };
+    match rejoin {
+        Ok(0) => {}
+        Ok(n) => {
+            let voters = status.ledger_members.unwrap_or(tc.spec.replicas);
+            status.ledger_members = Some(voters - i32::try_from(n).unwrap_or(voters));
+        }
+        Err(e) => {
+            degraded.get_or_insert(("MemberRejoinFailed", e));
         }
     }
     // Scale-up: the pods above the founders join the ledger.

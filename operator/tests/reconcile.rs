@@ -193,6 +193,9 @@ struct Round {
     new_revision: bool,
     /// A configuration is written at all (else no ConfigMap apply).
     written: bool,
+    /// Members marked in etcd as having lost their log: the admin token is read to
+    /// look them up in the ledger.
+    rejoin_marks: bool,
     /// A scale-up step after the applies.
     scale_up: Option<ScaleUp>,
 }
@@ -256,6 +259,9 @@ async fn cluster_requests(api: &mut ApiServer, r: Round) -> (Value, Value, Value
         )
         .await;
     not_found(crd.reply, "servicemonitors");
+    if r.rejoin_marks {
+        secret(api).await;
+    }
     if let Some((added, pods)) = r.scale_up {
         secret(api).await;
         for id in added {
@@ -315,6 +321,7 @@ fn round(strategies: Vec<Value>, ready: i32, new_revision: bool) -> Round {
         ready,
         new_revision,
         written: true,
+        rejoin_marks: false,
         scale_up: None,
     }
 }
@@ -416,6 +423,7 @@ async fn an_invalid_risk_policy_writes_nothing_and_says_why() {
             ready: 3,
             new_revision: false,
             written: false,
+            rejoin_marks: false,
             scale_up: None,
         },
     )
@@ -1244,8 +1252,17 @@ async fn a_scale_up_adds_the_new_members_and_promotes_them_once_ready() {
     );
     assert!(p["message"].as_str().unwrap().contains("[2, 3]"), "{p}");
     assert_eq!(condition(&status, "Ready")["status"], "False");
+    // Member 3 marks itself as having lost its log (a restart before it saw its own
+    // re-add would): a learner already, it is not removed again, and the mark is gone.
+    let mut coord =
+        hft_cluster::coord::Coord::connect(&etcd.clients, "prod", Duration::from_secs(5))
+            .await
+            .unwrap();
+    coord.mark_rejoining(3).await.unwrap();
+    assert_eq!(coord.rejoining().await.unwrap(), [3]);
     // Member 2's pod is ready: it is promoted; 3 is still a learner.
     let (_, status) = reconcile(Round {
+        rejoin_marks: true,
         scale_up: Some((vec![], vec![(2, true), (3, false)])),
         // The cluster object still has no revision in its status: the event again.
         ..round(vec![], 2, true)
@@ -1253,6 +1270,7 @@ async fn a_scale_up_adds_the_new_members_and_promotes_them_once_ready() {
     .await;
     let st = n.ledger.status().await.unwrap();
     assert_eq!((st.voters, st.learners), (vec![1, 2], vec![3]));
+    assert!(coord.rejoining().await.unwrap().is_empty());
     assert_eq!(status["ledgerMembers"], 2);
     assert!(
         condition(&status, "Progressing")["message"]

@@ -296,6 +296,24 @@ impl Coord {
         Ok(self.client.txn(txn).await?.succeeded())
     }
 
+    /// Records that ledger member `id` lost its log and waits, voting for no one, to be
+    /// removed and added back (`ledger/rejoining/<id>`): the operator does both.
+    pub async fn mark_rejoining(&mut self, id: u64) -> Result<(), CoordError> {
+        let key = self.key(&format!("ledger/rejoining/{id}"));
+        self.client.put(key, now_ns().to_string(), None).await?;
+        Ok(())
+    }
+
+    /// Members marked by [`Coord::mark_rejoining`] whose mark is still there (the
+    /// operator deletes a mark once it has handled it).
+    pub async fn rejoining(&mut self) -> Result<Vec<u64>, CoordError> {
+        let marks: Vec<(String, u64)> = self.list_json_keyed("ledger/rejoining/").await?;
+        Ok(marks
+            .into_iter()
+            .filter_map(|(k, _)| k.parse().ok())
+            .collect())
+    }
+
     /// The current configuration overlay and its revision (None before the first set).
     pub async fn config_get(&mut self) -> Result<Option<ConfigVersion>, CoordError> {
         let key = self.key("config");
