@@ -146,6 +146,9 @@ impl Columns {
 /// `[from, to]` are passed over.
 #[derive(Clone, Copy)]
 struct Run {
+    /// The cursor the rows come from (ties with the heap's top are broken on it).
+    cursor: usize,
+    /// Their series: the events' instrument id.
     series: usize,
     bound: (u64, usize),
     from: u64,
@@ -245,6 +248,7 @@ impl View<'_> {
         out: &mut Vec<hft_core::MarketEvent>,
     ) -> usize {
         let Run {
+            cursor,
             series,
             bound,
             from,
@@ -259,14 +263,14 @@ impl View<'_> {
             let last = self.te.len().min(pos.saturating_add(room));
             let end = self.te[pos..last]
                 .iter()
-                .position(|&ts| (ts as u64, series) > bound)
+                .position(|&ts| (ts as u64, cursor) > bound)
                 .map_or(last, |k| pos + k);
             out.extend((pos..end).filter_map(|i| self.event(i, id)));
             return end;
         }
         while pos < self.te.len() && out.len() < limit {
             let ts = self.te[pos] as u64;
-            if (ts, series) > bound {
+            if (ts, cursor) > bound {
                 break;
             }
             if ts >= from && ts <= to {
@@ -496,6 +500,18 @@ impl FileRows {
             .iter()
             .map(|rg| ts_bounds(rg).1.unwrap_or(u64::MAX))
             .max()
+            .unwrap_or(0)
+    }
+
+    /// The file's first exchange time (0 when a row group has no statistics, so that
+    /// the file is never taken for starting late).
+    fn first_ts(&self) -> u64 {
+        self.file
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| ts_bounds(rg).0.unwrap_or(0))
+            .min()
             .unwrap_or(0)
     }
 
@@ -857,13 +873,18 @@ pub struct SeriesFilter {
 }
 
 /// Rows of several series merged in exchange-timestamp order (a k-way merge over one
-/// cursor per series), restricted to a time range; memory is one batch per series.
+/// cursor per chain of files), restricted to a time range; memory is one batch per
+/// cursor. A series' files that do not overlap in time form one chain, read one after
+/// the other; files that do (a day's trades imported apart from its book) are chains
+/// of their own, merged like series.
 ///
 /// The series that supplied the last row stays out of the heap while its next row is
 /// still the earliest, so runs from one series (and a lone series) cost no heap work.
 pub struct MergedReader {
     series: Vec<FileMeta>,
     cursors: Vec<SeriesCursor>,
+    /// The series of each cursor.
+    series_of: Vec<usize>,
     heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
     heads: Vec<Option<Row>>,
     current: Option<usize>,
@@ -903,8 +924,8 @@ impl MergedReader {
         from: u64,
         to: u64,
     ) -> Result<Self, StoreError> {
-        // Per series: its files, each with its last exchange time.
-        type Files = Vec<(PathBuf, u64)>;
+        // Per series: its files, each with its first and last exchange times.
+        type Files = Vec<(PathBuf, u64, u64)>;
         let mut by_series: BTreeMap<(String, String), (FileMeta, Files)> = BTreeMap::new();
         for path in data_files(root)? {
             let (meta, rows) = FileRows::open(&path, u64::MAX, 0)?;
@@ -931,13 +952,14 @@ impl MergedReader {
             // cannot change the book (one holding later rows, trades imported apart
             // from the book, say, stays).
             if from > 0 && rows.clears_before(from) {
-                entry.1.retain(|(_, last)| *last >= from);
+                entry.1.retain(|(_, _, last)| *last >= from);
             }
-            entry.1.push((path, rows.last_ts()));
+            entry.1.push((path, rows.first_ts(), rows.last_ts()));
         }
         let mut me = Self {
             series: Vec::new(),
             cursors: Vec::new(),
+            series_of: Vec::new(),
             heap: std::collections::BinaryHeap::new(),
             heads: Vec::new(),
             current: None,
@@ -945,18 +967,32 @@ impl MergedReader {
             rows_read: 0,
         };
         for (_, (meta, files)) in by_series {
+            // Each file goes to the first chain it follows in time, in file order.
+            let mut chains: Vec<(u64, std::collections::VecDeque<PathBuf>)> = Vec::new();
+            for (path, first, last) in files {
+                match chains.iter_mut().find(|(end, _)| *end <= first) {
+                    Some((end, chain)) => {
+                        *end = last;
+                        chain.push_back(path);
+                    }
+                    None => chains.push((last, [path].into())),
+                }
+            }
+            for (_, files) in chains {
+                me.series_of.push(me.series.len());
+                me.cursors.push(SeriesCursor {
+                    files,
+                    reader: None,
+                    batch: Columns::default(),
+                    pos: 0,
+                    from,
+                    to,
+                    warm: (from > 0).then(WarmUp::new),
+                    queued: std::collections::VecDeque::new(),
+                });
+                me.heads.push(None);
+            }
             me.series.push(meta);
-            me.cursors.push(SeriesCursor {
-                files: files.into_iter().map(|(p, _)| p).collect(),
-                reader: None,
-                batch: Columns::default(),
-                pos: 0,
-                from,
-                to,
-                warm: (from > 0).then(WarmUp::new),
-                queued: std::collections::VecDeque::new(),
-            });
-            me.heads.push(None);
             me.mbo.push(None);
         }
         for i in 0..me.cursors.len() {
@@ -977,6 +1013,12 @@ impl MergedReader {
     /// The next row in time order (ties: series order), with its series index.
     #[inline]
     pub fn next_row(&mut self) -> Result<Option<(usize, Row)>, StoreError> {
+        Ok(self.next_cursor_row()?.map(|(c, r)| (self.series_of[c], r)))
+    }
+
+    /// The next row in time order, with the cursor it came from.
+    #[inline]
+    fn next_cursor_row(&mut self) -> Result<Option<(usize, Row)>, StoreError> {
         let i = match self.current.take() {
             Some(c) => {
                 let ts = self.heads[c].map_or(u64::MAX, |r| r.ts_exchange);
@@ -1026,18 +1068,19 @@ impl MergedReader {
         let start = out.len();
         out.reserve(max + 2);
         while out.len() - start < max {
-            let Some((i, row)) = self.next_row()? else {
+            let Some((i, row)) = self.next_cursor_row()? else {
                 break;
             };
             self.rows_read += 1;
-            let id = InstrumentId(i as u32);
+            let series = self.series_of[i];
+            let id = InstrumentId(series as u32);
             if let Some(e) = row.to_event(id) {
-                emit(&mut self.mbo[i], e, out);
+                emit(&mut self.mbo[series], e, out);
             }
             if self.current != Some(i) {
                 continue;
             }
-            // Rows of series `i` that still come before every other series' head: its
+            // Rows of cursor `i` that still come before every other cursor's head: its
             // head, then straight from the decoded columns.
             if !self.cursors[i].queued.is_empty() {
                 // Queued rows (a warm-up snapshot) come before the batch's.
@@ -1049,19 +1092,20 @@ impl MergedReader {
                 continue;
             }
             if let Some(e) = head.to_event(id) {
-                emit(&mut self.mbo[i], e, out);
+                emit(&mut self.mbo[series], e, out);
             }
             self.rows_read += 1;
             let c = &mut self.cursors[i];
             let pos = c.pos;
             let run = Run {
-                series: i,
+                cursor: i,
+                series,
                 bound,
                 from: c.from,
                 to: c.to,
                 limit: start + max,
             };
-            c.pos = c.batch.view().run(pos, &run, &mut self.mbo[i], out);
+            c.pos = c.batch.view().run(pos, &run, &mut self.mbo[series], out);
             self.rows_read += (c.pos - pos) as u64;
             self.heads[i] = self.cursors[i].next_row()?;
             if self.heads[i].is_none() {
