@@ -32,6 +32,13 @@ fn resolve(hp: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
+/// A connection to the node's etcd, for its start-up records.
+async fn etcd(
+    args: &NodeArgs,
+) -> Result<hft_cluster::coord::Coord, hft_cluster::coord::CoordError> {
+    hft_cluster::coord::Coord::connect(&args.etcd, &args.cluster, Duration::from_secs(10)).await
+}
+
 /// A venue link, `[NAME=]HOST:PORT`: its name (`sim` when none is given) and address.
 fn parse_venue_link(s: &str) -> Result<(String, String), String> {
     let (name, hp) = match s.split_once('=') {
@@ -317,15 +324,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             .unwrap_or(true);
         if fresh {
             let first = rt
-                .block_on(async {
-                    let mut coord = hft_cluster::coord::Coord::connect(
-                        &args.etcd,
-                        &args.cluster,
-                        Duration::from_secs(10),
-                    )
-                    .await?;
-                    coord.claim_founding(args.id).await
-                })
+                .block_on(async { etcd(&args).await?.claim_founding(args.id).await })
                 .map_err(|e| Exit(1, anyhow!("etcd, recording the ledger's founding: {e}")))?;
             if first {
                 bootstrap
@@ -387,21 +386,13 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
             .block_on(member.ledger.status())
             .is_ok_and(|s| s.rejoining)
     {
-        rt.block_on(async {
-            let mut coord = hft_cluster::coord::Coord::connect(
-                &args.etcd,
-                &args.cluster,
-                Duration::from_secs(10),
-            )
-            .await?;
-            coord.mark_rejoining(args.id).await
-        })
-        .map_err(|e| {
-            Exit(
-                1,
-                anyhow!("etcd, recording that this member lost its log: {e}"),
-            )
-        })?;
+        rt.block_on(async { etcd(&args).await?.mark_rejoining(args.id).await })
+            .map_err(|e| {
+                Exit(
+                    1,
+                    anyhow!("etcd, recording that this member lost its log: {e}"),
+                )
+            })?;
     }
     // A trading node binds its control channel before it registers, to advertise it.
     let trading = match venues {

@@ -3,77 +3,13 @@
 //! node, change parameters (hot reload where the engine runs), engage and release a
 //! kill switch held in the ledger.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
-
-const HFT: &str = env!("CARGO_BIN_EXE_hft");
-
-struct Procs {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn spawn(dir: &Path, log: &str, args: &[String], secret: &str) -> Child {
-    let f = std::fs::File::create(dir.join(log)).unwrap();
-    Command::new(HFT)
-        .args(args)
-        .env("HFT_CLUSTER_SECRET", secret)
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap()
-}
-
-/// A read that may fail while the cluster settles.
-fn hft(args: &[&str], token: &str) -> Option<Value> {
-    let out = Command::new(HFT)
-        .args(args)
-        .arg("--json")
-        .env("HFT_TOKEN", token)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-/// A call that must succeed.
-fn post(args: &[&str], token: &str) -> Value {
-    hft(args, token).unwrap_or_else(|| {
-        let out = Command::new(HFT)
-            .args(args)
-            .env("HFT_TOKEN", token)
-            .output()
-            .unwrap();
-        panic!("hft {args:?}: {}", String::from_utf8_lossy(&out.stderr))
-    })
-}
-
-fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "{what}: not within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use support::{HFT, hft, post, spawn, until};
 
 fn owner(assign: &Value, strategy: &str) -> Option<u64> {
     assign["assignments"]
@@ -92,18 +28,10 @@ fn engine<'a>(status: &'a Value, strategy: &str) -> Option<&'a Value> {
 
 #[test]
 fn disable_enable_drain_reparameterize_and_kill_from_the_cli() {
-    let dir = std::env::temp_dir().join(format!("hft-cluster-ops-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &dir.join("etcd"), 1)
-        .expect("etcd (Debian's etcd-server) is needed");
+    let (dir, etcd, mut procs) = support::cluster_dir("cluster-ops");
     let e = etcd.clients.join(",");
     let ports = hft_cluster::local_etcd::free_ports(7).unwrap();
-    let secret = "a-cluster-secret-of-enough-bytes";
-    let mut procs = Procs {
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    let secret = support::SECRET;
     let venue = format!("127.0.0.1:{}", ports[0]);
     procs.children.push(spawn(
         &dir,
@@ -111,41 +39,22 @@ fn disable_enable_drain_reparameterize_and_kill_from_the_cli() {
         &["venue".into(), "--listen".into(), venue.clone()],
         secret,
     ));
-    let token = Command::new(HFT)
-        .args([
-            "token", "create", "--name", "ops", "--role", "admin", "--etcd", &e,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
-    );
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let token = support::admin_token(&e, None);
     let peers: Vec<String> = (1..=3)
         .map(|i| format!("{i}=127.0.0.1:{}", ports[i]))
         .collect();
     let admin = |id: u64| format!("http://127.0.0.1:{}", ports[3 + id as usize]);
     for id in 1..=3u64 {
-        let args: Vec<String> = [
-            "node",
-            "--id",
-            &id.to_string(),
-            "--etcd",
+        let admin = admin(id);
+        let addr = admin.trim_start_matches("http://");
+        let args = support::node_args(
+            &dir,
+            id,
             &e,
-            "--ledger-peers",
             &peers.join(","),
-            "--ledger-dir",
-            dir.join(format!("l{id}")).to_str().unwrap(),
-            "--admin",
-            admin(id).trim_start_matches("http://"),
-            "--venue",
-            &venue,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            addr,
+            std::slice::from_ref(&venue),
+        );
         procs
             .children
             .push(spawn(&dir, &format!("node-{id}.log"), &args, secret));

@@ -4,64 +4,14 @@
 //! a venue kill switch halts only the strategies on that venue. A node missing a venue
 //! its configuration names refuses to start.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
-
-const HFT: &str = env!("CARGO_BIN_EXE_hft");
-
-struct Procs {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn command(dir: &Path, log: &str, args: &[String], secret: &str) -> Command {
-    let f = std::fs::File::create(dir.join(log)).unwrap();
-    let mut c = Command::new(HFT);
-    c.args(args)
-        .env("HFT_CLUSTER_SECRET", secret)
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f);
-    c
-}
-
-/// A read that may fail while the cluster settles.
-fn hft(args: &[&str], token: &str) -> Option<Value> {
-    let out = Command::new(HFT)
-        .args(args)
-        .arg("--json")
-        .env("HFT_TOKEN", token)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "{what}: not within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use support::{HFT, hft, post, spawn, until};
 
 /// The strategy ids of the orders a venue accepted, from its history.
 fn accepted_by(history: &Path) -> std::collections::BTreeSet<u64> {
@@ -76,18 +26,10 @@ fn accepted_by(history: &Path) -> std::collections::BTreeSet<u64> {
 
 #[test]
 fn each_strategy_trades_and_books_on_its_own_venue() {
-    let dir = std::env::temp_dir().join(format!("hft-cluster-venues-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &dir.join("etcd"), 1)
-        .expect("etcd (Debian's etcd-server) is needed");
+    let (dir, etcd, mut procs) = support::cluster_dir("cluster-venues");
     let e = etcd.clients.join(",");
     let ports = hft_cluster::local_etcd::free_ports(6).unwrap();
-    let secret = "a-cluster-secret-of-enough-bytes";
-    let mut procs = Procs {
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    let secret = support::SECRET;
     // The default strategies, mm-btc (strategy id 0) on venue east, mm-eth (id 1) on
     // the first link, west.
     let strategies =
@@ -121,59 +63,27 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
             .map(|s| s.to_string())
             .chain([history.to_str().unwrap().to_owned()])
             .collect();
-        let child = command(&dir, &format!("{name}.log"), &args, secret)
-            .spawn()
-            .unwrap();
+        let child = spawn(&dir, &format!("{name}.log"), &args, secret);
         procs.children.push(child);
     }
-    let token = Command::new(HFT)
-        .args([
-            "token", "create", "--name", "ops", "--role", "admin", "--etcd", &e,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
-    );
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let token = support::admin_token(&e, None);
     let peers: Vec<String> = (1..=2)
         .map(|i| format!("{i}=127.0.0.1:{}", ports[1 + i]))
         .collect();
     let admin = |id: u64| format!("http://127.0.0.1:{}", ports[3 + id as usize]);
-    let node_args = |id: u64, venues: &[String]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "node",
-            "--id",
-            &id.to_string(),
-            "--etcd",
-            &e,
-            "--ledger-peers",
-            &peers.join(","),
-            "--ledger-dir",
-            dir.join(format!("l{id}")).to_str().unwrap(),
-            "--admin",
-            admin(id).trim_start_matches("http://"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for v in venues {
-            a.extend(["--venue".to_owned(), v.clone()]);
-        }
-        a
+    let node_args = |id: u64, venues: &[String]| {
+        let admin = admin(id);
+        let addr = admin.trim_start_matches("http://");
+        support::node_args(&dir, id, &e, &peers.join(","), addr, venues)
     };
 
     // A node without the east link refuses to start, naming the strategy and its links.
-    let mut lacking = command(
+    let mut lacking = spawn(
         &dir,
         "lacking.log",
         &node_args(1, &[format!("west={west}")]),
         secret,
-    )
-    .spawn()
-    .unwrap();
+    );
     let code = until("the node without venue east exits", || {
         lacking.try_wait().unwrap()
     });
@@ -186,14 +96,12 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
 
     let both = [format!("west={west}"), format!("east={east}")];
     for id in 1..=2u64 {
-        let child = command(
+        let child = spawn(
             &dir,
             &format!("node-{id}.log"),
             &node_args(id, &both),
             secret,
-        )
-        .spawn()
-        .unwrap();
+        );
         procs.children.push(child);
     }
     let engines = |node: u64| -> Vec<(String, u64)> {
@@ -258,15 +166,9 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
     );
 
     // A kill switch on venue east halts mm-btc; mm-eth, on west, trades on.
-    let kill = Command::new(HFT)
-        .args(["kill", "--venue", "east", "--endpoint", &admin(1)])
-        .env("HFT_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(
-        kill.status.success(),
-        "{}",
-        String::from_utf8_lossy(&kill.stderr)
+    post(
+        &["kill", "--venue", "east", "--endpoint", &admin(1)],
+        &token,
     );
     let halted = until("mm-btc halted", || {
         let o = hft(&["orders", "--endpoint", &admin(1)], &token)?;

@@ -2,6 +2,8 @@
 //! fills; no acknowledged fill is lost or doubled, a new leader serves within the
 //! election timeout, and the killed member rejoins from its WAL and snapshot.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -131,10 +133,27 @@ fn propose_as(admin: &str, exec_id: u64, token: Option<&str>) -> bool {
 }
 
 fn leader(c: &Cluster) -> Option<u64> {
+    leader_as(c, None)
+}
+
+/// [`leader`] with an optional bearer token.
+fn leader_as(c: &Cluster, token: Option<&str>) -> Option<u64> {
     c.nodes.iter().filter(|n| n.child.is_some()).find_map(|n| {
-        let s = get(&n.admin, "/v1/ledger/status")?;
+        let s = get_as(&n.admin, "/v1/ledger/status", token)?;
         (s["role"] == "Leader").then_some(n.id)
     })
+}
+
+/// The leader, once there is one; fails the test after 30 s.
+fn wait_leader(c: &Cluster, token: Option<&str>) -> u64 {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(l) = leader_as(c, token) {
+            return l;
+        }
+        assert!(Instant::now() < end, "no ledger leader within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Three `hft node` processes on loopback taking `extra` arguments, in a fresh
@@ -169,11 +188,8 @@ fn three_nodes(name: &str, extra: &[&str]) -> (PathBuf, Vec<u16>, Cluster) {
 #[test]
 fn kill_9_of_the_leader_loses_no_acknowledged_fill() {
     let (dir, _, mut c) = three_nodes("procs", &[]);
+    wait_leader(&c, None);
     let end = Instant::now() + Duration::from_secs(30);
-    while leader(&c).is_none() {
-        assert!(Instant::now() < end, "no ledger leader within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let mut acked = BTreeSet::new();
     let mut next = 1u64;
@@ -619,14 +635,7 @@ fn post_as(admin: &str, path: &str, body: Value, token: Option<&str>) -> (u16, V
 #[test]
 fn a_group_grows_past_its_founders_with_one_set_of_arguments() {
     let (_, ports, c) = three_nodes("founders", &["--founders", "2"]);
-    let end = Instant::now() + Duration::from_secs(30);
-    let l = loop {
-        if let Some(l) = leader(&c) {
-            break l;
-        }
-        assert!(Instant::now() < end, "no ledger leader within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let l = wait_leader(&c, None);
     assert!(l <= 2, "node 3 is no founder, yet it leads");
     let la = c.nodes[l as usize - 1].admin.clone();
     assert_eq!(members(&la, "voters"), Some(vec![1, 2]));
@@ -673,34 +682,11 @@ fn a_founder_restarted_on_an_empty_disk_joins_the_ledger_it_founded() {
     let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &etcd_dir, 1)
         .expect("etcd (Debian's etcd-server) is needed");
     let e = etcd.clients.join(",");
-    let token = Command::new(env!("CARGO_BIN_EXE_hft"))
-        .args(["token", "create", "--name", "t", "--role", "admin"])
-        .args(["--cluster", "test", "--etcd", &e])
-        .output()
-        .unwrap();
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
-    );
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let token = support::admin_token(&e, Some("test"));
     let t = Some(token.as_str());
-    let leader = |c: &Cluster| {
-        c.nodes.iter().filter(|n| n.child.is_some()).find_map(|n| {
-            let s = get_as(&n.admin, "/v1/ledger/status", t)?;
-            (s["role"] == "Leader").then_some(n.id)
-        })
-    };
     let extra = ["--founders", "3", "--etcd", &e];
     let (dir, ports, mut c) = three_nodes("empty-disk", &extra);
-    let end = Instant::now() + Duration::from_secs(30);
-    let l = loop {
-        if let Some(l) = leader(&c) {
-            break l;
-        }
-        assert!(Instant::now() < end, "no ledger leader within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let l = wait_leader(&c, t);
     let la = c.nodes[l as usize - 1].admin.clone();
     for exec in 1..=20 {
         assert!(propose_as(&la, exec, t), "fill {exec}");

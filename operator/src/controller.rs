@@ -395,14 +395,8 @@ async fn remove_members(
 ) -> Result<i32, (i32, String)> {
     let token = admin_token(ctx, tc, ns).await.map_err(|e| (current, e))?;
     let base = ctx.admin_url(tc);
-    let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
-        .await
-        .map_err(|e| (current, format!("cannot read the ledger members: {e}")))?;
-    let members: Vec<i64> = ["voters", "learners"]
-        .iter()
-        .flat_map(|k| st[*k].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v.as_i64())
-        .collect();
+    let view = ledger_view(&base, &token).await.map_err(|e| (current, e))?;
+    let members: Vec<i64> = view.voters.into_iter().chain(view.learners).collect();
     for id in (replicas + 1..=current).rev() {
         if !members.contains(&i64::from(id)) {
             continue;
@@ -445,6 +439,55 @@ const PROMOTE_MAX_LAG: u64 = 64;
 /// once its pod is Ready, which its readiness probe answers only once the member has
 /// caught up with the ledger, so a promotion never leaves a voter that cannot vote.
 /// Returns the learners still catching up, and the voters now.
+/// The ledger's status as the admin API gives it (from the leader when it answers), with
+/// its voters and its learners.
+struct LedgerView {
+    status: Value,
+    voters: Vec<i64>,
+    learners: Vec<i64>,
+}
+
+async fn ledger_view(base: &str, token: &str) -> Result<LedgerView, String> {
+    let status = admin_call(format!("{base}/v1/ledger/status"), token.to_owned(), None)
+        .await
+        .map_err(|e| format!("cannot read the ledger members: {e}"))?;
+    let ids = |k: &str| -> Vec<i64> {
+        status[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .collect()
+    };
+    let (voters, learners) = (ids("voters"), ids("learners"));
+    Ok(LedgerView {
+        status,
+        voters,
+        learners,
+    })
+}
+
+/// One ledger membership change through the admin API (`what` names it in an error),
+/// announced by an event.
+async fn change_member(
+    ctx: &Context,
+    tc: &TradingCluster,
+    (base, token): (&str, &str),
+    change: Value,
+    what: String,
+    (reason, note): (&str, String),
+) -> Result<(), String> {
+    admin_call(
+        format!("{base}/v1/ledger/members"),
+        token.to_owned(),
+        Some(change),
+    )
+    .await
+    .map_err(|e| format!("cannot {what}: {e}"))?;
+    publish(ctx, tc, false, reason, note).await;
+    Ok(())
+}
+
 /// Members that lost their log (a replaced volume) wait, voting for no one, to be removed
 /// and added back; their nodes mark them in etcd (`ledger/rejoining/<id>`). Each one
 /// still a voter is removed here, and the scale-up path adds it back as a learner and
@@ -459,34 +502,24 @@ async fn remove_rejoining(ctx: &Context, tc: &TradingCluster, ns: &str) -> Resul
     }
     let token = admin_token(ctx, tc, ns).await?;
     let base = ctx.admin_url(tc);
-    let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
-        .await
-        .map_err(|e| format!("cannot read the ledger members: {e}"))?;
-    let voters: Vec<u64> = st["voters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_u64)
-        .collect();
+    let view = ledger_view(&base, &token).await?;
     let mut removed = 0;
     for id in marked {
-        if voters.contains(&id) {
-            let remove = json!({ "action": "remove", "id": id });
-            admin_call(
-                format!("{base}/v1/ledger/members"),
-                token.clone(),
-                Some(remove),
-            )
-            .await
-            .map_err(|e| format!("cannot remove ledger member {id}, which lost its log: {e}"))?;
-            publish(
+        if view.voters.contains(&(id as i64)) {
+            change_member(
                 ctx,
                 tc,
-                false,
-                "MemberRejoining",
-                format!("ledger member {id} lost its log: removed, to be added back as a learner"),
+                (&base, &token),
+                json!({ "action": "remove", "id": id }),
+                format!("remove ledger member {id}, which lost its log"),
+                (
+                    "MemberRejoining",
+                    format!(
+                        "ledger member {id} lost its log: removed, to be added back as a learner"
+                    ),
+                ),
             )
-            .await;
+            .await?;
             removed += 1;
         }
         coord
@@ -505,38 +538,30 @@ async fn add_members(
 ) -> Result<(Vec<i64>, i32), String> {
     let token = admin_token(ctx, tc, ns).await?;
     let base = ctx.admin_url(tc);
-    let st = admin_call(format!("{base}/v1/ledger/status"), token.clone(), None)
-        .await
-        .map_err(|e| format!("cannot read the ledger members: {e}"))?;
-    let ids = |k: &str| -> Vec<i64> {
-        st[k]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_i64())
-            .collect()
-    };
-    let (voters, mut learners) = (ids("voters"), ids("learners"));
-    let members = format!("{base}/v1/ledger/members");
+    let LedgerView {
+        status: st,
+        voters,
+        mut learners,
+    } = ledger_view(&base, &token).await?;
     for id in 1..=i64::from(replicas) {
         if voters.contains(&id) || learners.contains(&id) {
             continue;
         }
         let addr = resources::ledger_addr(tc, id as i32);
-        let add = json!({ "action": "add-learner", "id": id, "addr": addr });
-        admin_call(members.clone(), token.clone(), Some(add))
-            .await
-            .map_err(|e| format!("cannot add ledger member {id}: {e}"))?;
-        publish(
+        change_member(
             ctx,
             tc,
-            false,
-            "MemberAdded",
-            format!(
-                "ledger member {id} ({addr}) added as a learner; it votes once its pod is ready"
+            (&base, &token),
+            json!({ "action": "add-learner", "id": id, "addr": addr }),
+            format!("add ledger member {id}"),
+            (
+                "MemberAdded",
+                format!(
+                    "ledger member {id} ({addr}) added as a learner; it votes once its pod is ready"
+                ),
             ),
         )
-        .await;
+        .await?;
         learners.push(id);
     }
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
@@ -564,21 +589,18 @@ async fn add_members(
             waiting.push(id);
             continue;
         }
-        admin_call(
-            members.clone(),
-            token.clone(),
-            Some(json!({ "action": "promote", "id": id })),
-        )
-        .await
-        .map_err(|e| format!("cannot promote ledger member {id}: {e}"))?;
-        publish(
+        change_member(
             ctx,
             tc,
-            false,
-            "MemberPromoted",
-            format!("ledger member {id} caught up and now votes"),
+            (&base, &token),
+            json!({ "action": "promote", "id": id }),
+            format!("promote ledger member {id}"),
+            (
+                "MemberPromoted",
+                format!("ledger member {id} caught up and now votes"),
+            ),
         )
-        .await;
+        .await?;
         voting += 1;
     }
     Ok((waiting, i32::try_from(voting).unwrap_or(i32::MAX)))
