@@ -10,6 +10,12 @@
 //! [`MAX_PAGE_BYTES`], its dictionary holds no more entries than its bytes can, and the
 //! data pages' values add up to the row group's rows.
 //! The headers are a few dozen bytes per page, read once per row group and column.
+//!
+//! The file's footer is walked the same way before the parquet crate decodes it: its
+//! Thrift skipper takes a list of booleans to hold no bytes, so a corrupt footer
+//! claiming billions of them kept it busy for minutes (fuzzing found this too).
+//! Neither a footer nor a page header holds a list of booleans or a map, so one that
+//! does is refused.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -32,6 +38,10 @@ pub(crate) const MAX_ROWS_PER_BYTE: u64 = 64;
 /// The longest page header read: hft's headers are under a hundred bytes (no page
 /// statistics), so a longer one is corrupt.
 const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// The longest footer read: a store file's footer takes a few kilobytes per thousand
+/// rows groups.
+const MAX_FOOTER_BYTES: u64 = 64 << 20;
 
 /// Nesting depth of Thrift structs and containers the skipper follows.
 const MAX_DEPTH: u8 = 16;
@@ -134,6 +144,9 @@ impl Compact<'_> {
             }
             9 | 10 => {
                 let h = self.byte()?;
+                if matches!(h & 0x0f, 1 | 2) {
+                    return Err(Stop::Bad("a list of booleans"));
+                }
                 let n = match h >> 4 {
                     15 => self.varint()?,
                     n => u64::from(n),
@@ -145,17 +158,7 @@ impl Compact<'_> {
                 }
                 Ok(())
             }
-            11 => {
-                let n = self.varint()?;
-                if n > 0 {
-                    let kv = self.byte()?;
-                    for _ in 0..n {
-                        self.skip(kv >> 4, true, depth + 1)?;
-                        self.skip(kv & 0x0f, true, depth + 1)?;
-                    }
-                }
-                Ok(())
-            }
+            11 => Err(Stop::Bad("a map")),
             12 => {
                 let mut last = 0;
                 while let Some((_, t)) = self.field(&mut last)? {
@@ -165,6 +168,11 @@ impl Compact<'_> {
             }
             _ => Err(Stop::Bad("an unknown Thrift type")),
         }
+    }
+
+    /// A whole struct, skipped.
+    fn skip_struct(&mut self) -> Result<(), Stop> {
+        self.skip(12, false, 0)
     }
 
     /// The `num_values` (field 1) of a data, dictionary or data v2 page header.
@@ -213,6 +221,38 @@ fn decode_header(buf: &[u8]) -> Result<Option<(PageSizes, usize)>, &'static str>
         Ok(h) => Ok(Some((h, c.at))),
         Err(Stop::More) => Ok(None),
         Err(Stop::Bad(why)) => Err(why),
+    }
+}
+
+/// Checks the footer of the Parquet file `file` of `len` bytes: its length and magic,
+/// and that it is one Thrift struct made of what a footer holds.
+pub(crate) fn check_footer(file: &File, len: u64) -> Result<(), String> {
+    let mut tail = [0u8; 8];
+    if len < 12 {
+        return Err(format!("{len} bytes: too short for a Parquet file"));
+    }
+    file.read_exact_at(&mut tail, len - 8)
+        .map_err(|e| format!("footer: {e}"))?;
+    if &tail[4..] != b"PAR1" {
+        return Err("no Parquet magic at the end: the file is cut short or not Parquet".into());
+    }
+    let n = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if n + 12 > len || n > MAX_FOOTER_BYTES {
+        return Err(format!(
+            "a footer of {n} bytes in a file of {len} (at most {MAX_FOOTER_BYTES})"
+        ));
+    }
+    let mut footer = vec![0u8; n as usize];
+    file.read_exact_at(&mut footer, len - 8 - n)
+        .map_err(|e| format!("footer: {e}"))?;
+    let mut c = Compact {
+        buf: &footer,
+        at: 0,
+    };
+    match c.skip_struct() {
+        Ok(()) => Ok(()),
+        Err(Stop::More) => Err("the footer ends inside its metadata".into()),
+        Err(Stop::Bad(why)) => Err(format!("a corrupt footer ({why})")),
     }
 }
 
@@ -381,6 +421,13 @@ mod tests {
             decode_header(&[0x19, 0xf5, 0xff, 0xff, 0xff, 0xff, 0x0f]),
             Ok(None)
         );
+        // Lists of booleans and maps, which the parquet crate's skipper would loop
+        // over without reading a byte, are refused.
+        for ty in [1, 2] {
+            let list = [0x19, 0xf0 | ty, 0xff, 0xff, 0xff, 0xff, 0x0f];
+            assert!(decode_header(&list).is_err(), "list of type {ty}");
+        }
+        assert!(decode_header(&[0x1b, 0x02, 0x55, 0, 0, 0]).is_err(), "map");
     }
 
     /// A store file of `rows` rows that change only in their times, sequence and price

@@ -361,6 +361,11 @@ impl FileRows {
     fn open_unguarded(path: &Path, from: u64, to: u64) -> Result<(FileMeta, Self), StoreError> {
         let raw = File::open(path).map_err(|e| StoreError::io(path, e))?;
         let len = raw.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        pages::check_footer(&raw, len).map_err(|reason| StoreError::Input {
+            path: path.to_path_buf(),
+            at: "footer".into(),
+            reason: format!("{reason}; import the file again"),
+        })?;
         let file = raw.try_clone().map_err(|e| StoreError::io(path, e))?;
         let file = SerializedFileReader::new(file).map_err(|e| StoreError::parquet(path, e))?;
         let bad = |at: String, reason: String| StoreError::Input {

@@ -1041,6 +1041,27 @@ fn a_replay_from_the_middle_keeps_earlier_files_that_reach_past_the_start() {
 /// bytes, on which the parquet crate asserts. Read row by row or replayed, it is an
 /// error naming the file, not a panic.
 #[test]
+fn a_footer_the_parquet_decoder_would_loop_on_is_refused() {
+    // Found by fuzzing: a footer with a map of billions of booleans, which the parquet
+    // crate's Thrift skipper walks without reading a byte (minutes per file).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/corrupt-footer-bools.parquet");
+    let dir = tmp("corrupt-footer");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&path, dir.join("part-0000.parquet")).unwrap();
+    let e = read_file(&dir.join("part-0000.parquet"), |_, _| {}).expect_err("corrupt");
+    assert!(
+        e.to_string()
+            .contains("footer: a corrupt footer (a map)"),
+        "{e}"
+    );
+    let open =
+        hft_store::MergedReader::open(&dir, &hft_store::SeriesFilter::default(), 0, u64::MAX);
+    assert!(open.is_err(), "the replay refuses it too");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_page_the_parquet_decoder_panics_on_is_an_error() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corrupt-vlq.parquet");
