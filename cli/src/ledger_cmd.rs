@@ -1037,9 +1037,10 @@ pub fn status(ep: Endpoint) -> Result<u8, Exit> {
         for e in node["engines"].as_array().into_iter().flatten() {
             let l = &e["live"];
             println!(
-                "engine {:<12} epoch {:<6} orders {:<8} fills {:<6} position_raw {:<10} config r{}",
+                "engine {:<12} epoch {:<6} venue {:<8} orders {:<8} fills {:<6} position_raw {:<10} config r{}",
                 cell(&e["strategy"]),
                 cell(&e["epoch"]),
+                cell(&e["venue"]),
                 cell(&l["orders"]),
                 cell(&l["fills"]),
                 cell(&l["position_raw"]),

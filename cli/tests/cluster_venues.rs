@@ -104,7 +104,8 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
         );
         procs.children.push(child);
     }
-    let engines = |node: u64| -> Vec<(String, u64)> {
+    // Each engine as `hft status` shows it: strategy, venue link, orders sent.
+    let engines = |node: u64| -> Vec<(String, String, u64)> {
         hft(&["status", "--endpoint", &admin(node)], &token)
             .and_then(|s| {
                 let list = s["node"]["engines"].as_array()?.clone();
@@ -113,6 +114,7 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
                         .filter_map(|e| {
                             Some((
                                 e["strategy"].as_str()?.to_owned(),
+                                e["venue"].as_str()?.to_owned(),
                                 e["live"]["orders"].as_u64()?,
                             ))
                         })
@@ -124,13 +126,23 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
     let orders = |strategy: &str| -> u64 {
         (1..=2)
             .flat_map(engines)
-            .filter(|(s, _)| s == strategy)
-            .map(|(_, n)| n)
+            .filter(|(s, _, _)| s == strategy)
+            .map(|(_, _, n)| n)
             .sum()
     };
     until("both strategies trading", || {
         (orders("mm-btc") > 0 && orders("mm-eth") > 0).then_some(())
     });
+    let links: std::collections::BTreeSet<(String, String)> =
+        (1..=2).flat_map(engines).map(|(s, v, _)| (s, v)).collect();
+    assert_eq!(
+        links.into_iter().collect::<Vec<_>>(),
+        [
+            ("mm-btc".to_owned(), "east".to_owned()),
+            ("mm-eth".to_owned(), "west".to_owned())
+        ],
+        "hft status shows each engine's venue"
+    );
     // Each venue accepted orders of its strategy only.
     let (on_west, on_east) = until("both venues accepted orders", || {
         let (w, e) = (

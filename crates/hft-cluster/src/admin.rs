@@ -281,7 +281,7 @@ fn engines_json(t: &TradingView) -> serde_json::Value {
                     "config_revision": v.live.config_revision.load(Relaxed),
                 })
             });
-            json!({ "strategy": name, "epoch": e.epoch, "live": live })
+            json!({ "strategy": name, "epoch": e.epoch, "venue": e.venue, "live": live })
         })
         .collect()
 }

@@ -117,6 +117,8 @@ pub struct EngineRegistry(std::sync::Mutex<BTreeMap<String, RunningEngine>>);
 pub struct RunningEngine {
     /// Its assignment epoch.
     pub epoch: u64,
+    /// The venue link it trades through.
+    pub venue: String,
     /// Its live counters (None until the session trades).
     pub view: Option<live::EngineView>,
 }
@@ -611,7 +613,14 @@ fn run_session(
         })
     };
     let registry = setup.engines.clone();
-    registry.set(name, Some(RunningEngine { epoch, view: None }));
+    registry.set(
+        name,
+        Some(RunningEngine {
+            epoch,
+            venue: venue_name.clone(),
+            view: None,
+        }),
+    );
     let mut published = false;
     let r = live::run_with(venue, vec![slot], kill, opts, |v, _| {
         // Once: the view's counters are shared, later calls need not lock anything.
@@ -620,6 +629,7 @@ fn run_session(
                 name,
                 Some(RunningEngine {
                     epoch,
+                    venue: venue_name.clone(),
                     view: Some(e.clone()),
                 }),
             );

@@ -1051,8 +1051,7 @@ fn a_footer_the_parquet_decoder_would_loop_on_is_refused() {
     std::fs::copy(&path, dir.join("part-0000.parquet")).unwrap();
     let e = read_file(&dir.join("part-0000.parquet"), |_, _| {}).expect_err("corrupt");
     assert!(
-        e.to_string()
-            .contains("footer: a corrupt footer (a map)"),
+        e.to_string().contains("footer: a corrupt footer (a map)"),
         "{e}"
     );
     let open =
