@@ -6,8 +6,11 @@
 //! `hft-operator`, so a reconcile states the whole desired object and never fights
 //! another manager over fields it does not own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
@@ -18,6 +21,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -155,22 +159,42 @@ impl Context {
 }
 
 /// What of a Strategy can change its cluster's configuration: a new spec (its
-/// generation) or the start of its deletion. Used as a predicate on the watch that
-/// triggers the cluster's reconcile: the operator rewrites a Strategy's status as its
-/// position and PnL move, and those updates alone must not re-render and re-apply the
-/// whole cluster. The removal that follows the finalizer is seen by the cluster's
-/// periodic reconcile (60 s); by then the Strategy is already rendered disabled.
-pub fn cluster_trigger<K: Resource>(obj: &K) -> Option<u64> {
+/// generation) or the start of its deletion.
+fn cluster_mark(s: &Strategy) -> u64 {
     use std::hash::{Hash, Hasher};
-    let m = obj.meta();
+    let m = &s.metadata;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        m.uid.as_deref(),
-        m.generation,
-        m.deletion_timestamp.is_some(),
-    )
-        .hash(&mut h);
-    Some(h.finish())
+    (m.generation, m.deletion_timestamp.is_some()).hash(&mut h);
+    h.finish()
+}
+
+/// The Strategies, from a watch of them, whose change must reconcile their cluster: a
+/// new spec, the start of a deletion, and the removal itself once the finalizer lets it
+/// go (the deleted object's last state). The operator rewrites a Strategy's status as
+/// its position and PnL move, and those updates alone must not re-render and re-apply
+/// the whole cluster. (kube's predicate filter would also drop the removal, whose object
+/// looks like the last update before it.)
+pub fn cluster_triggers<S>(events: S) -> impl Stream<Item = Result<Strategy, watcher::Error>>
+where
+    S: Stream<Item = Result<watcher::Event<Strategy>, watcher::Error>>,
+{
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    events.filter_map(move |ev| {
+        let key = |s: &Strategy| s.uid().unwrap_or_else(|| s.name_any());
+        let out = match ev {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                let mark = cluster_mark(&s);
+                (seen.insert(key(&s), mark) != Some(mark)).then_some(Ok(s))
+            }
+            Ok(watcher::Event::Delete(s)) => {
+                seen.remove(&key(&s));
+                Some(Ok(s))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    })
 }
 
 /// Sets condition `type_` to `status` with a reason and message; the transition time

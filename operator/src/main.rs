@@ -12,7 +12,7 @@ use hft_operator::leader::Elector;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 
 #[derive(Parser)]
@@ -200,9 +200,7 @@ async fn run(
         .owns(api::<Service>(&client, ns), wc.clone())
         .owns(api::<ConfigMap>(&client, ns), wc.clone())
         .watches_stream(
-            watcher(api::<Strategy>(&client, ns), wc.clone())
-                .touched_objects()
-                .predicate_filter(controller::cluster_trigger, PredicateConfig::default()),
+            controller::cluster_triggers(watcher(api::<Strategy>(&client, ns), wc.clone())),
             |s| {
                 let ns = s.namespace()?;
                 Some(ObjectRef::new(&s.spec.cluster).within(&ns))

@@ -817,24 +817,39 @@ async fn a_deleted_strategy_is_held_until_its_position_is_flat() {
 #[tokio::test]
 async fn only_a_strategys_spec_and_deletion_trigger_its_cluster() {
     use futures::StreamExt;
-    use kube::runtime::{PredicateConfig, WatchStreamExt};
+    use kube::runtime::watcher::Event;
     let s = |extra: Value| -> Strategy {
         serde_json::from_value(strategy("mm", "market_making", "1", extra)).unwrap()
     };
-    let seen: Vec<Strategy> = vec![
-        s(json!({})),
-        s(json!({"status": {"node": 2, "position": "0.5"}})),
-        s(json!({"status": {"node": 2, "position": "0.7"}})),
-        s(json!({"metadata": {"generation": 3}, "status": {"position": "0.7"}})),
-        s(json!({"metadata": {"generation": 3, "resourceVersion": "9"}})),
-        s(json!({"metadata": {"generation": 3, "deletionTimestamp": "2026-11-27T00:00:00Z"}})),
+    let deleting =
+        json!({"metadata": {"generation": 3, "deletionTimestamp": "2026-11-27T00:00:00Z"}});
+    let seen: Vec<Event<Strategy>> = vec![
+        Event::Init,
+        Event::InitApply(s(json!({}))),
+        Event::InitDone,
+        Event::Apply(s(json!({"status": {"node": 2, "position": "0.5"}}))),
+        Event::Apply(s(json!({"status": {"node": 2, "position": "0.7"}}))),
+        Event::Apply(s(
+            json!({"metadata": {"generation": 3}, "status": {"position": "0.7"}}),
+        )),
+        Event::Apply(s(
+            json!({"metadata": {"generation": 3, "resourceVersion": "9"}}),
+        )),
+        Event::Apply(s(deleting.clone())),
+        // Its status while the finalizer waits for a flat position, then its removal.
+        Event::Apply(s(
+            json!({"metadata": {"generation": 3, "deletionTimestamp": "2026-11-27T00:00:00Z"}, "status": {"position": "0"}}),
+        )),
+        Event::Delete(s(deleting)),
+        // Created again under the same name: a new object.
+        Event::Apply(s(json!({"metadata": {"uid": "uid-mm-2", "generation": 1}}))),
     ];
-    let passed: Vec<Strategy> =
-        futures::stream::iter(seen.into_iter().map(Ok::<_, kube::runtime::watcher::Error>))
-            .predicate_filter(controller::cluster_trigger, PredicateConfig::default())
-            .map(|r| r.unwrap())
-            .collect()
-            .await;
+    let passed: Vec<Strategy> = controller::cluster_triggers(futures::stream::iter(
+        seen.into_iter().map(Ok::<_, kube::runtime::watcher::Error>),
+    ))
+    .map(|r| r.unwrap())
+    .collect()
+    .await;
     let marks: Vec<(Option<i64>, bool)> = passed
         .iter()
         .map(|s| {
@@ -846,7 +861,13 @@ async fn only_a_strategys_spec_and_deletion_trigger_its_cluster() {
         .collect();
     assert_eq!(
         marks,
-        vec![(Some(2), false), (Some(3), false), (Some(3), true)]
+        vec![
+            (Some(2), false),
+            (Some(3), false),
+            (Some(3), true),
+            (Some(3), true),
+            (Some(1), false)
+        ]
     );
 }
 
