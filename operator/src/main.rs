@@ -55,14 +55,26 @@ enum Cmd {
         /// This replica's name in the election (the pod's name).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// Name of the Lease the replicas elect their leader on: one per operator
+        /// release in a namespace (the chart names it after the release).
+        #[arg(long, default_value = "hft-operator")]
+        lease: String,
         /// Run without leader election: only safe when a single replica can run.
         #[arg(long)]
         no_leader_election: bool,
     },
 }
 
-/// The Lease replicas elect their leader on.
-const LEASE: &str = "hft-operator";
+/// Where and as whom a replica takes part in the leader election.
+struct Election {
+    /// Namespace of the Lease.
+    namespace: String,
+    /// The Lease's name.
+    lease: String,
+    /// This replica.
+    identity: String,
+}
+
 /// How long a leader's lease lasts without renewal before another replica takes over.
 const LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often a candidate tries, and a leader renews.
@@ -103,6 +115,7 @@ fn main() -> ExitCode {
             json_logs,
             leader_election_namespace,
             identity,
+            lease,
             no_leader_election,
         } => {
             hft_telemetry::init_tracing(json_logs, "info");
@@ -121,7 +134,11 @@ fn main() -> ExitCode {
                 None
             } else {
                 match leader_election_namespace {
-                    Some(ns) => Some((ns, identity.unwrap_or_else(hostname))),
+                    Some(namespace) => Some(Election {
+                        namespace,
+                        lease,
+                        identity: identity.unwrap_or_else(hostname),
+                    }),
                     None => {
                         eprintln!(
                             "error: leader election needs the operator's namespace: pass --leader-election-namespace (or set POD_NAMESPACE), or --no-leader-election when one replica runs"
@@ -161,25 +178,26 @@ fn hostname() -> String {
 async fn run(
     metrics: SocketAddr,
     namespace: Option<String>,
-    election: Option<(String, String)>,
+    election: Option<Election>,
 ) -> anyhow::Result<()> {
     hft_telemetry::install_metrics(Some(metrics))
         .map_err(|e| anyhow::anyhow!("metrics on {metrics}: {e}"))?;
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes API (in-cluster service account or kubeconfig): {e}")
     })?;
-    let elector = election.map(|(lease_ns, identity)| {
-        Elector::new(
-            Api::namespaced(client.clone(), &lease_ns),
-            LEASE,
-            &identity,
+    let elector = election.map(|el| {
+        let e = Elector::new(
+            Api::namespaced(client.clone(), &el.namespace),
+            &el.lease,
+            &el.identity,
             LEASE_DURATION,
-        )
+        );
+        (e, el.lease)
     });
-    if let Some(e) = &elector {
-        tracing::info!(lease = LEASE, "waiting to lead");
+    if let Some((e, lease)) = &elector {
+        tracing::info!(%lease, "waiting to lead");
         e.acquire(LEASE_RETRY).await;
-        tracing::info!(lease = LEASE, "leading");
+        tracing::info!(%lease, "leading");
     }
     let ns = namespace.as_deref();
     let ctx = Arc::new(Context {
@@ -242,7 +260,7 @@ async fn run(
     match &elector {
         // Losing the lease ends the process: the replica restarts as a candidate, and
         // nothing it had in flight outlives its leadership.
-        Some(e) => tokio::select! {
+        Some((e, _)) => tokio::select! {
             () = controllers => {
                 // Stopped by a signal (a rollout, a drain): a standby leads at once.
                 if let Err(err) = e.release().await {

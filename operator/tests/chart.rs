@@ -77,12 +77,15 @@ fn the_chart_lints_renders_and_validates_against_kubernetes_1_33() {
     let all = render_and_validate(&t, &[]);
     assert!(all.contains("kind: ClusterRole\n"), "{all}");
     assert!(all.contains("runAsNonRoot: true"));
-    // Leader election: a Role on the one Lease, in the release's namespace, and the
-    // namespace passed to the pods.
+    // Leader election: a Role on the one Lease, named after the release (`rel-hft`)
+    // so that two releases in a namespace elect apart, in the release's namespace; the
+    // Lease's name and the namespace passed to the pods.
     assert_eq!(all.matches("\nkind: Role\n").count(), 1, "{all}");
     assert!(
-        all.contains("coordination.k8s.io") && all.contains("resourceNames: [\"hft-operator\"]")
+        all.contains("coordination.k8s.io") && all.contains("resourceNames: [\"rel-hft\"]"),
+        "{all}"
     );
+    assert!(all.contains("- --lease=rel-hft"), "{all}");
     assert!(all.contains("name: POD_NAMESPACE"));
     // Watching one namespace: a Role there instead of a ClusterRole.
     let one = render_and_validate(&t, &["watchNamespace=trading"]);
