@@ -15,8 +15,8 @@ use crate::placement::{self, Assignment};
 use crate::ring::IdleMode;
 use hft_config::Config;
 use hft_core::InstrumentSpec;
+use hft_exec::RemoteVenue;
 use hft_exec::link::Logon;
-use hft_exec::{RemoteVenue, SIM_VENUE};
 use hft_ledger::Ledger;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -70,11 +70,6 @@ impl VenueLinks {
             }
         }
         Ok(Self(links))
-    }
-
-    /// One link under the simulated venue's name: a node that trades a single venue.
-    pub fn single(addr: SocketAddr) -> Self {
-        Self(vec![(SIM_VENUE.to_owned(), addr)])
     }
 
     /// The name and address of the link `strategy` trades through.

@@ -580,7 +580,12 @@ impl Driver {
             source,
         };
         if cfg.rejoin && recovery.snapshot_index == 0 && rep.records == 0 {
-            std::fs::write(&marker, b"").map_err(io)?;
+            // Durable before anything else is written: a crash must not leave a log
+            // without its marker.
+            std::fs::File::create(&marker)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| std::fs::File::open(&cfg.dir)?.sync_all())
+                .map_err(io)?;
         }
         let rejoining = marker.try_exists().map_err(io)?;
         if rejoining {
@@ -698,7 +703,10 @@ impl Driver {
             Input::Raft(mut m) => {
                 if self.rejoining {
                     match m.get_msg_type() {
-                        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => return,
+                        // No vote, and no campaign on a leadership transfer either.
+                        MessageType::MsgRequestVote
+                        | MessageType::MsgRequestPreVote
+                        | MessageType::MsgTimeoutNow => return,
                         MessageType::MsgHeartbeat => {
                             // The leader's progress may still hold what this member
                             // acknowledged before its log was lost.
