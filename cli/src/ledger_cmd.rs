@@ -317,11 +317,11 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     // records that it did, and a later start on an empty disk (its volume lost, or
     // deleted by a scale-down) joins the ledger that exists instead of founding a
     // second one beside it.
-    let mut founder_lost_log = false;
+    let fresh = std::fs::read_dir(dir.join("wal"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    let mut lost_log = false;
     let bootstrap = if args.founders.is_some() && !bootstrap.is_empty() && !args.etcd.is_empty() {
-        let fresh = std::fs::read_dir(dir.join("wal"))
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true);
         if fresh {
             let first = rt
                 .block_on(async { etcd(&args).await?.claim_founding(args.id).await })
@@ -333,7 +333,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                     member = args.id,
                     "this founder's log is gone: joining the existing ledger (it must be removed and added back)"
                 );
-                founder_lost_log = true;
+                lost_log = true;
                 Vec::new()
             }
         } else {
@@ -342,8 +342,22 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     } else {
         bootstrap
     };
+    // Any member that held a log says so in etcd (below): one that starts on an empty
+    // disk with that record lost its log, a founder or a member added later alike.
+    if fresh && !lost_log && !args.etcd.is_empty() {
+        lost_log = rt
+            .block_on(async { etcd(&args).await?.held_log(args.id).await })
+            .map_err(|e| Exit(1, anyhow!("etcd, reading this member's record: {e}")))?;
+        if lost_log {
+            tracing::warn!(
+                member = args.id,
+                "this member's log is gone: joining the existing ledger (it must be removed and added back)"
+            );
+        }
+    }
+    let bootstrap = if lost_log { Vec::new() } else { bootstrap };
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
-    cfg.rejoin = founder_lost_log;
+    cfg.rejoin = lost_log;
     cfg.instruments = Some(hft_cluster::booking::known_instruments(&specs));
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     cfg.segment_bytes = args.ledger_segment_kib << 10;
@@ -393,6 +407,42 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                     anyhow!("etcd, recording that this member lost its log: {e}"),
                 )
             })?;
+    }
+    // Once the member holds a log (it founded the ledger, or was added and caught up),
+    // etcd records it.
+    if !args.etcd.is_empty() {
+        let (ledger, endpoints, cluster, id) = (
+            member.ledger.clone(),
+            args.etcd.clone(),
+            args.cluster.clone(),
+            args.id,
+        );
+        rt.spawn(async move {
+            loop {
+                let holds = ledger.status().await.is_ok_and(|s| {
+                    !s.rejoining
+                        && s.applied > 0
+                        && (s.voters.contains(&id) || s.learners.contains(&id))
+                });
+                if holds {
+                    let r = async {
+                        hft_cluster::coord::Coord::connect(
+                            &endpoints,
+                            &cluster,
+                            Duration::from_secs(10),
+                        )
+                        .await?
+                        .mark_held(id)
+                        .await
+                    };
+                    match r.await {
+                        Ok(()) => break,
+                        Err(e) => tracing::warn!(error = %e, "etcd: cannot record that this member holds a log; retrying"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
     // A trading node binds its control channel before it registers, to advertise it.
     let trading = match venues {

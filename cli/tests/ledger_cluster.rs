@@ -751,3 +751,68 @@ fn a_founder_restarted_on_an_empty_disk_joins_the_ledger_it_founded() {
     assert_eq!(status["rejoining"], false, "{status}");
     let _ = std::fs::remove_dir_all(&etcd_dir);
 }
+
+/// A member added by a scale-up that later loses its volume is caught like a founder:
+/// once it holds a log, etcd records that it does, so on an empty disk it starts
+/// rejoining (voting for no one) instead of as a fresh joiner.
+#[test]
+fn a_member_added_later_that_loses_its_disk_starts_rejoining() {
+    let etcd_dir =
+        std::env::temp_dir().join(format!("hft-ledger-joiner-etcd-{}", std::process::id()));
+    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &etcd_dir, 1)
+        .expect("etcd (Debian's etcd-server) is needed");
+    let e = etcd.clients.join(",");
+    let token = support::admin_token(&e, Some("test"));
+    let t = Some(token.as_str());
+    let extra = ["--founders", "2", "--etcd", &e];
+    let (dir, ports, mut c) = three_nodes("joiner-disk", &extra);
+    let l = wait_leader(&c, t);
+    let la = c.nodes[l as usize - 1].admin.clone();
+    for exec in 1..=10 {
+        assert!(propose_as(&la, exec, t), "fill {exec}");
+    }
+    let addr = format!("127.0.0.1:{}", ports[2]);
+    let (code, v) = post_as(
+        &la,
+        "/v1/ledger/members",
+        json!({ "action": "add-learner", "id": 3, "addr": addr }),
+        t,
+    );
+    assert_eq!(code, 200, "{v}");
+    let third = c.nodes[2].admin.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut coord = rt
+        .block_on(hft_cluster::coord::Coord::connect(
+            &etcd.clients,
+            "test",
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !rt.block_on(coord.held_log(3)).unwrap() {
+        assert!(Instant::now() < end, "member 3's log was never recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        get_as(&third, "/v1/ledger/positions", t).is_some_and(|p| p["fills"].as_u64() == Some(10))
+    );
+    let node = &mut c.nodes[2];
+    let mut child = node.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(dir.join("m3")).unwrap();
+    node.child = Some(spawn_with(&dir, &c.peers, 3, &node.admin, &extra));
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = get_as(&third, "/v1/ledger/status", t) {
+            break s;
+        }
+        assert!(Instant::now() < end, "the restarted member never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["rejoining"], true, "{status}");
+    let log = std::fs::read_to_string(dir.join("node3.log")).unwrap();
+    assert!(log.contains("this member's log is gone"), "{log}");
+    assert_eq!(rt.block_on(coord.rejoining()).unwrap(), [3]);
+    let _ = std::fs::remove_dir_all(&etcd_dir);
+}

@@ -296,6 +296,21 @@ impl Coord {
         Ok(self.client.txn(txn).await?.succeeded())
     }
 
+    /// Records that ledger member `id` holds a log (`ledger/held/<id>`): should it start
+    /// on an empty disk later, it lost that log, and the leader may still count entries
+    /// of it as the member's own.
+    pub async fn mark_held(&mut self, id: u64) -> Result<(), CoordError> {
+        let key = self.key(&format!("ledger/held/{id}"));
+        self.client.put(key, now_ns().to_string(), None).await?;
+        Ok(())
+    }
+
+    /// Whether ledger member `id` has held a log ([`Coord::mark_held`]).
+    pub async fn held_log(&mut self, id: u64) -> Result<bool, CoordError> {
+        let key = self.key(&format!("ledger/held/{id}"));
+        Ok(!self.client.get(key, None).await?.kvs().is_empty())
+    }
+
     /// Records that ledger member `id` lost its log and waits, voting for no one, to be
     /// removed and added back (`ledger/rejoining/<id>`): the operator does both.
     pub async fn mark_rejoining(&mut self, id: u64) -> Result<(), CoordError> {
