@@ -313,47 +313,40 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
         .enable_all()
         .build()
         .map_err(|e| Exit(1, e.into()))?;
-    // A founder on an empty disk founds the ledger only the first time: with etcd it
-    // records that it did, and a later start on an empty disk (its volume lost, or
-    // deleted by a scale-down) joins the ledger that exists instead of founding a
-    // second one beside it.
+    // With etcd, a member on an empty disk learns whether it lost a log: a founder
+    // founds the ledger only the first time (etcd records that it did, so a later start
+    // on an empty disk, its volume lost or deleted by a scale-down, does not found a
+    // second ledger beside the first), and any member records once it holds a log
+    // (below).
     let fresh = std::fs::read_dir(dir.join("wal"))
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
-    let mut lost_log = false;
-    let bootstrap = if args.founders.is_some() && !bootstrap.is_empty() && !args.etcd.is_empty() {
-        if fresh {
-            let first = rt
-                .block_on(async { etcd(&args).await?.claim_founding(args.id).await })
-                .map_err(|e| Exit(1, anyhow!("etcd, recording the ledger's founding: {e}")))?;
-            if first {
-                bootstrap
-            } else {
-                tracing::warn!(
-                    member = args.id,
-                    "this founder's log is gone: joining the existing ledger (it must be removed and added back)"
-                );
-                lost_log = true;
-                Vec::new()
-            }
-        } else {
-            bootstrap
-        }
+    let records = if args.etcd.is_empty() {
+        None
     } else {
-        bootstrap
+        Some(
+            rt.block_on(etcd(&args))
+                .map_err(|e| Exit(1, anyhow!("etcd, for this member's records: {e}")))?,
+        )
     };
-    // Any member that held a log says so in etcd (below): one that starts on an empty
-    // disk with that record lost its log, a founder or a member added later alike.
-    if fresh && !lost_log && !args.etcd.is_empty() {
-        lost_log = rt
-            .block_on(async { etcd(&args).await?.held_log(args.id).await })
-            .map_err(|e| Exit(1, anyhow!("etcd, reading this member's record: {e}")))?;
-        if lost_log {
-            tracing::warn!(
-                member = args.id,
-                "this member's log is gone: joining the existing ledger (it must be removed and added back)"
-            );
+    let lost_log = match records.clone() {
+        Some(mut coord) if fresh => {
+            let founder = args.founders.is_some() && !bootstrap.is_empty();
+            rt.block_on(async {
+                Ok::<_, hft_cluster::coord::CoordError>(
+                    (founder && !coord.claim_founding(args.id).await?)
+                        || coord.held_log(args.id).await?,
+                )
+            })
+            .map_err(|e| Exit(1, anyhow!("etcd, reading this member's records: {e}")))?
         }
+        _ => false,
+    };
+    if lost_log {
+        tracing::warn!(
+            member = args.id,
+            "this member's log is gone: joining the existing ledger (it must be removed and added back)"
+        );
     }
     let bootstrap = if lost_log { Vec::new() } else { bootstrap };
     let mut cfg = MemberConfig::new(args.id, bootstrap, &dir);
@@ -395,28 +388,22 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
     );
     // A member that lost its log says so in etcd, where the operator looks for members
     // to remove and add back.
-    if !args.etcd.is_empty()
+    if let Some(mut coord) = records.clone()
         && rt
             .block_on(member.ledger.status())
             .is_ok_and(|s| s.rejoining)
     {
-        rt.block_on(async { etcd(&args).await?.mark_rejoining(args.id).await })
-            .map_err(|e| {
-                Exit(
-                    1,
-                    anyhow!("etcd, recording that this member lost its log: {e}"),
-                )
-            })?;
+        rt.block_on(coord.mark_rejoining(args.id)).map_err(|e| {
+            Exit(
+                1,
+                anyhow!("etcd, recording that this member lost its log: {e}"),
+            )
+        })?;
     }
     // Once the member holds a log (it founded the ledger, or was added and caught up),
     // etcd records it.
-    if !args.etcd.is_empty() {
-        let (ledger, endpoints, cluster, id) = (
-            member.ledger.clone(),
-            args.etcd.clone(),
-            args.cluster.clone(),
-            args.id,
-        );
+    if let Some(mut coord) = records {
+        let (ledger, id) = (member.ledger.clone(), args.id);
         rt.spawn(async move {
             loop {
                 let holds = ledger.status().await.is_ok_and(|s| {
@@ -425,17 +412,7 @@ pub fn node(args: NodeArgs) -> Result<u8, Exit> {
                         && (s.voters.contains(&id) || s.learners.contains(&id))
                 });
                 if holds {
-                    let r = async {
-                        hft_cluster::coord::Coord::connect(
-                            &endpoints,
-                            &cluster,
-                            Duration::from_secs(10),
-                        )
-                        .await?
-                        .mark_held(id)
-                        .await
-                    };
-                    match r.await {
+                    match coord.mark_held(id).await {
                         Ok(()) => break,
                         Err(e) => tracing::warn!(error = %e, "etcd: cannot record that this member holds a log; retrying"),
                     }

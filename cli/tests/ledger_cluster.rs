@@ -669,6 +669,44 @@ fn a_group_grows_past_its_founders_with_one_set_of_arguments() {
     assert_eq!(members(&la, "voters"), Some(vec![1, 2, 3]));
 }
 
+/// A local etcd for the test `name` and an admin token of cluster `test` in it: the
+/// etcd, its directory and the token.
+fn etcd_with_token(name: &str) -> (hft_cluster::local_etcd::LocalEtcd, PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("hft-ledger-{name}-etcd-{}", std::process::id()));
+    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &dir, 1)
+        .expect("etcd (Debian's etcd-server) is needed");
+    let token = support::admin_token(&etcd.clients.join(","), Some("test"));
+    (etcd, dir, token)
+}
+
+/// Kills node `id`, deletes its ledger directory and starts it again with `extra`, as
+/// after its volume was lost; returns its ledger status once it answers.
+fn restart_on_empty_disk(
+    c: &mut Cluster,
+    dir: &Path,
+    id: u64,
+    extra: &[&str],
+    token: Option<&str>,
+) -> Value {
+    let node = &mut c.nodes[id as usize - 1];
+    let mut child = node.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(dir.join(format!("m{id}"))).unwrap();
+    node.child = Some(spawn_with(dir, &c.peers, id, &node.admin, extra));
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = get_as(&node.admin, "/v1/ledger/status", token) {
+            return s;
+        }
+        assert!(
+            Instant::now() < end,
+            "the restarted node {id} never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A founder whose disk is lost (its volume replaced, or deleted by a scale-down) does
 /// not found a second ledger when it starts again: etcd remembers the founding, so it
 /// starts empty, rejoining. While the leader still counts it as a voter with entries it
@@ -677,12 +715,8 @@ fn a_group_grows_past_its_founders_with_one_set_of_arguments() {
 /// everything booked.
 #[test]
 fn a_founder_restarted_on_an_empty_disk_joins_the_ledger_it_founded() {
-    let etcd_dir =
-        std::env::temp_dir().join(format!("hft-ledger-empty-etcd-{}", std::process::id()));
-    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &etcd_dir, 1)
-        .expect("etcd (Debian's etcd-server) is needed");
+    let (etcd, etcd_dir, token) = etcd_with_token("empty");
     let e = etcd.clients.join(",");
-    let token = support::admin_token(&e, Some("test"));
     let t = Some(token.as_str());
     let extra = ["--founders", "3", "--etcd", &e];
     let (dir, ports, mut c) = three_nodes("empty-disk", &extra);
@@ -692,23 +726,11 @@ fn a_founder_restarted_on_an_empty_disk_joins_the_ledger_it_founded() {
         assert!(propose_as(&la, exec, t), "fill {exec}");
     }
     let victim = if l == 3 { 2 } else { 3 };
-    let node = &mut c.nodes[victim as usize - 1];
-    let mut child = node.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::fs::remove_dir_all(dir.join(format!("m{victim}"))).unwrap();
-    node.child = Some(spawn_with(&dir, &c.peers, victim, &node.admin, &extra));
-    let va = node.admin.clone();
-    // It serves, with no members: it founded nothing of its own.
-    let end = Instant::now() + Duration::from_secs(30);
-    while get_as(&va, "/v1/ledger/status", t).is_none() {
-        assert!(Instant::now() < end, "the restarted node never answered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     // It serves, rejoining: it founded nothing of its own, and votes for no one while
     // the leader may still count entries it lost as its own.
-    let status = get_as(&va, "/v1/ledger/status", t).unwrap();
+    let status = restart_on_empty_disk(&mut c, &dir, victim, &extra, t);
     assert_eq!(status["rejoining"], true, "{status}");
+    let va = c.nodes[victim as usize - 1].admin.clone();
     let log = std::fs::read_to_string(dir.join(format!("node{victim}.log"))).unwrap();
     assert!(log.contains("joining the existing ledger"), "{log}");
     // The ledger books on without it.
@@ -757,12 +779,8 @@ fn a_founder_restarted_on_an_empty_disk_joins_the_ledger_it_founded() {
 /// rejoining (voting for no one) instead of as a fresh joiner.
 #[test]
 fn a_member_added_later_that_loses_its_disk_starts_rejoining() {
-    let etcd_dir =
-        std::env::temp_dir().join(format!("hft-ledger-joiner-etcd-{}", std::process::id()));
-    let etcd = hft_cluster::local_etcd::LocalEtcd::start(Path::new("etcd"), &etcd_dir, 1)
-        .expect("etcd (Debian's etcd-server) is needed");
+    let (etcd, etcd_dir, token) = etcd_with_token("joiner");
     let e = etcd.clients.join(",");
-    let token = support::admin_token(&e, Some("test"));
     let t = Some(token.as_str());
     let extra = ["--founders", "2", "--etcd", &e];
     let (dir, ports, mut c) = three_nodes("joiner-disk", &extra);
@@ -796,20 +814,7 @@ fn a_member_added_later_that_loses_its_disk_starts_rejoining() {
     assert!(
         get_as(&third, "/v1/ledger/positions", t).is_some_and(|p| p["fills"].as_u64() == Some(10))
     );
-    let node = &mut c.nodes[2];
-    let mut child = node.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::fs::remove_dir_all(dir.join("m3")).unwrap();
-    node.child = Some(spawn_with(&dir, &c.peers, 3, &node.admin, &extra));
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = get_as(&third, "/v1/ledger/status", t) {
-            break s;
-        }
-        assert!(Instant::now() < end, "the restarted member never answered");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = restart_on_empty_disk(&mut c, &dir, 3, &extra, t);
     assert_eq!(status["rejoining"], true, "{status}");
     let log = std::fs::read_to_string(dir.join("node3.log")).unwrap();
     assert!(log.contains("this member's log is gone"), "{log}");

@@ -149,16 +149,8 @@ pub fn etcd_stateful_set(tc: &TradingCluster, replicas: i32) -> Option<StatefulS
         args: Some(args),
         env: Some(vec![pod_name_env()]),
         ports: Some(vec![
-            ContainerPort {
-                name: Some("client".into()),
-                container_port: ETCD_CLIENT_PORT,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("peer".into()),
-                container_port: ETCD_PEER_PORT,
-                ..ContainerPort::default()
-            },
+            container_port("client", ETCD_CLIENT_PORT),
+            container_port("peer", ETCD_PEER_PORT),
         ]),
         resources: m.resources.clone(),
         volume_mounts: Some(vec![VolumeMount {
@@ -509,29 +501,13 @@ pub fn stateful_set(tc: &TradingCluster, replicas: i32, founders: i32) -> Statef
         });
     }
     let mut ports = vec![
-        ContainerPort {
-            name: Some("ledger".into()),
-            container_port: LEDGER_PORT,
-            ..ContainerPort::default()
-        },
-        ContainerPort {
-            name: Some("control".into()),
-            container_port: CONTROL_PORT,
-            ..ContainerPort::default()
-        },
-        ContainerPort {
-            name: Some("admin".into()),
-            container_port: ADMIN_PORT,
-            ..ContainerPort::default()
-        },
+        container_port("ledger", LEDGER_PORT),
+        container_port("control", CONTROL_PORT),
+        container_port("admin", ADMIN_PORT),
     ];
     let mut envs = vec![pod_name_env()];
     if spec.metrics.enabled {
-        ports.push(ContainerPort {
-            name: Some("metrics".into()),
-            container_port: spec.metrics.port,
-            ..ContainerPort::default()
-        });
+        ports.push(container_port("metrics", spec.metrics.port));
         envs.push(env(
             "HFT_TELEMETRY__METRICS_ADDR",
             &format!("0.0.0.0:{}", spec.metrics.port),
@@ -624,4 +600,13 @@ pub fn service_monitor(tc: &TradingCluster) -> serde_json::Value {
             "endpoints": [{ "port": "metrics", "interval": "15s" }]
         }
     })
+}
+
+/// A named container port.
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        ..ContainerPort::default()
+    }
 }

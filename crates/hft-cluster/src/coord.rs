@@ -300,7 +300,12 @@ impl Coord {
     /// on an empty disk later, it lost that log, and the leader may still count entries
     /// of it as the member's own.
     pub async fn mark_held(&mut self, id: u64) -> Result<(), CoordError> {
-        let key = self.key(&format!("ledger/held/{id}"));
+        self.stamp(&format!("ledger/held/{id}")).await
+    }
+
+    /// Puts the time now at `rest`.
+    async fn stamp(&mut self, rest: &str) -> Result<(), CoordError> {
+        let key = self.key(rest);
         self.client.put(key, now_ns().to_string(), None).await?;
         Ok(())
     }
@@ -314,9 +319,7 @@ impl Coord {
     /// Records that ledger member `id` lost its log and waits, voting for no one, to be
     /// removed and added back (`ledger/rejoining/<id>`): the operator does both.
     pub async fn mark_rejoining(&mut self, id: u64) -> Result<(), CoordError> {
-        let key = self.key(&format!("ledger/rejoining/{id}"));
-        self.client.put(key, now_ns().to_string(), None).await?;
-        Ok(())
+        self.stamp(&format!("ledger/rejoining/{id}")).await
     }
 
     /// Members marked by [`Coord::mark_rejoining`] whose mark is still there (the
