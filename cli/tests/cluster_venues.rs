@@ -182,18 +182,34 @@ fn each_strategy_trades_and_books_on_its_own_venue() {
         &["kill", "--venue", "east", "--endpoint", &admin(1)],
         &token,
     );
-    let halted = until("mm-btc halted", || {
-        let o = hft(&["orders", "--endpoint", &admin(1)], &token)?;
-        let p = hft(&["orders", "--endpoint", &admin(2)], &token)?;
-        let open = [o, p].iter().any(|v| {
-            v["orders"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["strategy"] == "mm-btc")
+    // Until no node lists an open mm-btc order; on a timeout, what the nodes said and
+    // logged.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let halted = loop {
+        let seen: Vec<_> = (1..=2)
+            .map(|n| hft(&["orders", "--endpoint", &admin(n)], &token))
+            .collect();
+        let open = seen.iter().any(|v| {
+            v.as_ref().is_none_or(|v| {
+                v["orders"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["strategy"] == "mm-btc")
+            })
         });
-        (!open).then(|| orders("mm-btc"))
-    });
+        if !open {
+            break orders("mm-btc");
+        }
+        if std::time::Instant::now() > end {
+            let logs: Vec<String> = ["node-1.log", "node-2.log", "east.log"]
+                .iter()
+                .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+                .collect();
+            panic!("mm-btc not halted within 30 s: orders {seen:?}\nlogs: {logs:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let eth_before = orders("mm-eth");
     std::thread::sleep(Duration::from_millis(1_000));
     assert_eq!(orders("mm-btc"), halted, "a killed engine sent orders");
