@@ -176,7 +176,7 @@ pub fn config(etcd: &EtcdArgs, action: ConfigAction) -> Result<u8, Exit> {
 /// `hft token` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum TokenCmd {
-    /// Create a token; it is printed once and only its argon2 hash is stored.
+    /// Create a token; it is printed once and only its SHA-256 is stored.
     Create {
         /// Whose it is (shown in the audit trail).
         #[arg(long)]

@@ -1,17 +1,20 @@
-//! Bearer tokens with roles for the admin API, stored hashed (argon2) in etcd.
+//! Bearer tokens with roles for the admin API, stored hashed in etcd.
 //!
 //! A token reads `hft_<id>_<secret>`: the id finds its record at
-//! `/hft/<cluster>/tokens/<id>` (name, role, expiry and the argon2 hash of the secret);
-//! the secret is shown once, when the token is created, and never stored. Argon2 is slow
-//! on purpose, so a verified token is remembered (by its SHA-256) for a few seconds:
-//! steady authenticated traffic costs a hash lookup, and a revoked or changed token
-//! stops working within that time.
-
+//! `/hft/<cluster>/tokens/<id>` (name, role, expiry and the SHA-256 of the secret); the
+//! secret is shown once, when the token is created, and never stored. The secret is 192
+//! random bits, so a fast hash is as safe as a slow one (nobody can search 2^192
+//! secrets); a slow password hash (argon2) would only make every check cost tens of ms
+//! of CPU, which a loaded node, whose API threads yield to trading, pays in seconds, kill
+//! switch calls included. Records written by earlier versions hold an argon2 hash and
+//! are still accepted. A verified token is remembered (by its SHA-256) for a few
+//! seconds: steady authenticated traffic costs a map lookup, and a revoked or changed
+//! token stops working within that time.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -62,7 +65,7 @@ pub struct TokenRecord {
     pub role: Role,
     /// Expiry, ns since the epoch (0: never).
     pub expires: u64,
-    /// Argon2 PHC string of the secret.
+    /// `sha256:<hex>` of the secret (or, from earlier versions, its argon2 PHC string).
     pub hash: String,
 }
 
@@ -93,6 +96,41 @@ fn random_hex(n: usize) -> Result<String, CoordError> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// What a record keeps of a secret: its SHA-256, hex, with the scheme's name.
+fn secret_hash(secret: &str) -> String {
+    let d = Sha256::digest(secret.as_bytes());
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{SHA256_SCHEME}{hex}")
+}
+
+/// The prefix of a record's hash that names SHA-256.
+const SHA256_SCHEME: &str = "sha256:";
+
+/// Whether `secret` is the one `hash` was made from. SHA-256 hashes are compared in
+/// constant time; an argon2 PHC string (a record from an earlier version) is verified
+/// with argon2, off the async workers.
+async fn secret_matches(secret: &str, hash: &str) -> bool {
+    if hash.starts_with(SHA256_SCHEME) {
+        let want = secret_hash(secret);
+        return want.len() == hash.len()
+            && want
+                .bytes()
+                .zip(hash.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+    }
+    let (secret, hash) = (secret.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Creates a token and stores its record; returns the token (shown once) and record.
 pub async fn create_token(
     coord: &mut Coord,
@@ -102,22 +140,7 @@ pub async fn create_token(
 ) -> Result<(String, TokenRecord), CoordError> {
     let id = random_hex(4)?;
     let secret = random_hex(24)?;
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| CoordError::Malformed {
-        key: "random".into(),
-        why: e.to_string(),
-    })?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| CoordError::Malformed {
-        key: "salt".into(),
-        why: e.to_string(),
-    })?;
-    let hash = argon2::Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map_err(|e| CoordError::Malformed {
-            key: "argon2".into(),
-            why: e.to_string(),
-        })?
-        .to_string();
+    let hash = secret_hash(&secret);
     let record = TokenRecord {
         id: id.clone(),
         name: name.to_owned(),
@@ -210,17 +233,7 @@ impl Authenticator {
             .await
             .map_err(|e| Denied::Unauthenticated(format!("cannot check the token: {e}")))?;
         let rec = rec.ok_or_else(bad)?;
-        // Argon2 takes tens of ms by design: off the async workers.
-        let (secret, hash) = (secret.to_owned(), rec.hash.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false);
+        let ok = secret_matches(secret, &rec.hash).await;
         if !ok {
             return Err(bad());
         }
@@ -231,5 +244,58 @@ impl Authenticator {
             },
             rec.expires,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_sha256_record_accepts_its_secret_and_nothing_else() {
+        let secret = random_hex(24).unwrap();
+        let hash = secret_hash(&secret);
+        assert!(
+            hash.starts_with("sha256:") && hash.len() == 7 + 64,
+            "{hash}"
+        );
+        assert!(block_on(secret_matches(&secret, &hash)));
+        let mut other = secret.clone().into_bytes();
+        other[0] = if other[0] == b'0' { b'1' } else { b'0' };
+        let other = String::from_utf8(other).unwrap();
+        for (s, h) in [
+            (other.as_str(), hash.as_str()),
+            (&secret[1..], hash.as_str()),
+            ("", hash.as_str()),
+            (secret.as_str(), &hash[..hash.len() - 1]),
+            (secret.as_str(), "sha256:"),
+            (secret.as_str(), ""),
+            (secret.as_str(), "md5:0123"),
+        ] {
+            assert!(!block_on(secret_matches(s, h)), "{s:?} against {h:?}");
+        }
+    }
+
+    /// Tokens created by earlier versions hold an argon2 hash; they keep working.
+    #[test]
+    fn an_argon2_record_from_an_earlier_version_still_verifies() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let secret = random_hex(24).unwrap();
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let hash = argon2::Argon2::default()
+            .hash_password(secret.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        assert!(hash.starts_with("$argon2"), "{hash}");
+        assert!(block_on(secret_matches(&secret, &hash)));
+        assert!(!block_on(secret_matches(&secret[1..], &hash)));
+        assert!(!block_on(secret_matches(&secret, "$argon2id$garbage")));
     }
 }
