@@ -1239,7 +1239,7 @@ fn admin_load(phases: usize, phase_s: u64, rate: u32, etcd_bin: &Path) -> anyhow
         );
         std::thread::spawn(move || {
             // The clients stand in for operators on other machines: on this one they
-            // take only CPU time that trading leaves.
+            // yield to trading as the API does.
             hft_cluster::ring::lower_priority();
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(5)))

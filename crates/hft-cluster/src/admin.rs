@@ -1151,9 +1151,9 @@ pub fn serve(
     let thread = std::thread::Builder::new()
         .name("admin-api".into())
         .spawn(move || {
-            // The API's threads (this one and the workers it starts, which inherit the
-            // policy) only take CPU time the hot path does not want: a waking engine or
-            // gateway thread preempts them at once.
+            // The API's threads (this one and the workers it starts, which inherit its
+            // nice level) yield to the hot path: a waking engine or gateway thread
+            // preempts them.
             crate::ring::lower_priority();
             let data = web::Data::new(state);
             let server = HttpServer::new(move || {

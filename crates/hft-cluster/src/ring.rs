@@ -265,17 +265,19 @@ pub fn ring<T>(capacity: usize, parker: &Arc<Parker>) -> (RingTx<T>, RingRx<T>) 
     )
 }
 
-/// Moves the calling thread (and the threads it starts later, which inherit it) to the
-/// idle scheduling class: control-plane work such as the admin API then never delays a
-/// hot-path thread that wakes up on a shared core. Such threads still run whenever a
-/// core is idle, which parked engines leave most of the time; engines that spin on
-/// every core would starve them (pin spinning engines to leave a core free).
+/// Lowers the calling thread (and the threads it starts later, which inherit it) to
+/// the weakest nice level, 19: control-plane work such as the admin API then yields to
+/// a hot-path thread that wakes up on a shared core, whose earlier deadline preempts
+/// it. Unlike the idle scheduling class (`SCHED_IDLE`, which gets a fifth of nice 19's
+/// share), the API still gets a bounded share of a saturated host: a kill switch call
+/// must be answered when the host is busiest.
 pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
-        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        // SAFETY: gettid(2) has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: setpriority(2) on this thread's id, a plain integer call.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) };
         if r != 0 {
             tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the admin API's scheduling priority");
         }
@@ -351,6 +353,34 @@ mod tests {
             }
         }
         assert_eq!(consumer.join().unwrap(), 0);
+    }
+
+    /// The API's threads yield to trading but keep a share of a busy host: nice 19,
+    /// inherited by the threads they start, and not the idle scheduling class.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lowered_threads_run_at_nice_19_and_pass_it_on() {
+        fn own() -> (i32, i32) {
+            // SAFETY: gettid(2), sched_getscheduler(2) and getpriority(2) on this thread.
+            unsafe {
+                let tid = libc::gettid();
+                *libc::__errno_location() = 0;
+                let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+                (nice, libc::sched_getscheduler(0))
+            }
+        }
+        let (before, after, child) = std::thread::spawn(|| {
+            let before = own();
+            lower_priority();
+            let after = own();
+            let child = std::thread::spawn(own).join().unwrap();
+            (before, after, child)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, (19, libc::SCHED_OTHER), "was {before:?}");
+        assert_eq!(child, (19, libc::SCHED_OTHER));
+        assert_eq!(own().0, before.0, "only the calling thread is lowered");
     }
 
     #[test]
