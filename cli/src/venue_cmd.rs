@@ -668,7 +668,7 @@ impl Harness {
                 .collect::<Vec<_>>()
                 .join(","),
             admin,
-            secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+            secret: hft_ledger::member::hex(&secret),
             nodes: BTreeMap::new(),
             links: BTreeMap::new(),
             ledger,

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use hft_ledger::member::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -93,14 +94,12 @@ fn random_hex(n: usize) -> Result<String, CoordError> {
         key: "random".into(),
         why: format!("the OS random source failed: {e}"),
     })?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(hex(&b))
 }
 
 /// What a record keeps of a secret: its SHA-256, hex, with the scheme's name.
 fn secret_hash(secret: &str) -> String {
-    let d = Sha256::digest(secret.as_bytes());
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{SHA256_SCHEME}{hex}")
+    format!("{SHA256_SCHEME}{}", hex(&Sha256::digest(secret.as_bytes())))
 }
 
 /// The prefix of a record's hash that names SHA-256.

@@ -586,7 +586,7 @@ impl AuditRecord {
             self.prev
         ]);
         h.update(body.to_string().as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hft_ledger::member::hex(&h.finalize())
     }
 }
 

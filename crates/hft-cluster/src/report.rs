@@ -230,7 +230,7 @@ impl SessionReport {
             venue_events,
             strategies,
             tick_to_order: LatencySummary::of(&all),
-            fills_hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            fills_hash: hft_ledger::member::hex(&hash),
             killed,
             md_dropped: 0,
             md_resyncs: 0,
