@@ -126,6 +126,9 @@ struct Venue {
     faults: HashMap<usize, Fault>,
     /// Snapshot requests to fail with HTTP 500 before serving one.
     failing_snapshots: u32,
+    /// Messages streamed before the server waits for every book's snapshot: 0 makes
+    /// each snapshot older than every diff, more makes the client buffer diffs first.
+    stream_before_snapshots: usize,
     snapshots_served: u32,
     connections: u32,
     /// True while every client book is synchronised; a fault is injected only then, so
@@ -142,33 +145,44 @@ impl Venue {
             let mut reader = CaptureReader::open(&data(f)).unwrap();
             let mut snapshot: Option<serde_json::Value> = None;
             let mut symbol = String::new();
+            // Diffs received before the snapshot's response: the capturing client
+            // buffered them, and the first diff after the snapshot can be among them
+            // (the one straddling its id), so they are kept like the later ones.
+            let mut early: Vec<(u64, Msg)> = Vec::new();
             let mut n = 0;
             while let Some(line) = reader.next() {
                 let line = line.unwrap();
                 let v: serde_json::Value = serde_json::from_str(line.message).unwrap();
-                if v.get("lastUpdateId").is_some() {
+                if let Some(id) = v.get("lastUpdateId").and_then(|i| i.as_u64()) {
                     snapshot = Some(v);
+                    for (ts, m) in early.drain(..) {
+                        if m.depth.is_some_and(|(_, u)| u > id) {
+                            all.push((ts, m));
+                            n += 1;
+                        }
+                    }
                     continue;
                 }
                 let data = &v["data"];
                 symbol = data["s"].as_str().unwrap().to_owned();
-                let Some(snap) = &snapshot else { continue };
                 let depth = data
                     .get("U")
                     .map(|_| (data["U"].as_u64().unwrap(), data["u"].as_u64().unwrap()));
+                let msg = Msg {
+                    symbol: symbol.clone(),
+                    depth,
+                    json: line.message.to_owned(),
+                };
+                let Some(snap) = &snapshot else {
+                    early.push((line.local_ts, msg));
+                    continue;
+                };
                 if depth.is_some_and(|(_, u)| u <= snap["lastUpdateId"].as_u64().unwrap()) {
                     continue;
                 }
-                all.push((
-                    line.local_ts,
-                    Msg {
-                        symbol: symbol.clone(),
-                        depth,
-                        json: line.message.to_owned(),
-                    },
-                ));
+                all.push((line.local_ts, msg));
                 n += 1;
-                if n == per_file {
+                if n >= per_file {
                     break;
                 }
             }
@@ -182,6 +196,18 @@ impl Venue {
             books.insert(symbol, book);
         }
         all.sort_by_key(|(ts, _)| *ts);
+        // The venue is consistent: each book's first diff continues its snapshot, so a
+        // client snapshotting before any diff went out sees no gap.
+        for (symbol, book) in &books {
+            let first = all
+                .iter()
+                .find_map(|(_, m)| m.depth.filter(|_| &m.symbol == symbol));
+            assert!(
+                first.is_some_and(|(first, last)| first <= book.last_id + 1 && last > book.last_id),
+                "{symbol}: first diff {first:?} does not continue the snapshot {}",
+                book.last_id
+            );
+        }
         Venue {
             msgs: all.into_iter().map(|(_, m)| m).collect(),
             books,
@@ -191,6 +217,7 @@ impl Venue {
             snapshots_served: 0,
             connections: 0,
             client_synced: None,
+            stream_before_snapshots: 20,
         }
     }
 
@@ -229,13 +256,14 @@ async fn serve_ws(venue: Shared, stream: tokio::net::TcpStream) {
     venue.lock().unwrap().connections += 1;
     loop {
         // Past the first messages, stream only once every book was snapshotted, so that
-        // the faults below land on synchronised books.
+        // the faults below land on synchronised books and both orders of snapshot and
+        // diffs are exercised whatever the machine's load.
         let waited = tokio::time::Instant::now();
         while {
             let v = venue.lock().unwrap();
             let fault_next = v.faults.contains_key(&v.cursor);
             let synced = v.client_synced.as_ref().is_none_or(|f| f());
-            (v.cursor >= 20 && (v.snapshots_served as usize) < v.books.len())
+            (v.cursor >= v.stream_before_snapshots && (v.snapshots_served as usize) < v.books.len())
                 || (fault_next && !synced && waited.elapsed() < Duration::from_secs(10))
         } {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -517,16 +545,20 @@ const QUIET: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_stream_of_two_symbols_matches_the_venue() {
-    let venue = Venue::load(
-        &["spot_btcusdt_20240808.gz", "spot_ethusdt_20240808.gz"],
-        3000,
-    );
-    let r = run_against(venue, Market::Spot, &["BTCUSDT", "ETHUSDT"], QUIET).await;
-    assert!(r.converged, "{}", r.detail);
-    assert_eq!(r.stats.gaps, 0);
-    assert_eq!(r.stats.bad_frames, 0);
-    assert!(r.stats.snapshots >= 2);
-    assert_eq!(r.counters.connects.load(Ordering::Relaxed), 1);
+    // Snapshots taken before any diff went out, then after the client buffered some.
+    for before in [0, 20] {
+        let mut venue = Venue::load(
+            &["spot_btcusdt_20240808.gz", "spot_ethusdt_20240808.gz"],
+            3000,
+        );
+        venue.stream_before_snapshots = before;
+        let r = run_against(venue, Market::Spot, &["BTCUSDT", "ETHUSDT"], QUIET).await;
+        assert!(r.converged, "{before} diffs first: {}", r.detail);
+        assert_eq!(r.stats.gaps, 0, "{before} diffs first");
+        assert_eq!(r.stats.bad_frames, 0);
+        assert!(r.stats.snapshots >= 2);
+        assert_eq!(r.counters.connects.load(Ordering::Relaxed), 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
