@@ -37,6 +37,9 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
+        if std::thread::panicking() {
+            support::print_log_tails(&self.dir);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

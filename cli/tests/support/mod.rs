@@ -23,7 +23,39 @@ impl Drop for Procs {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if std::thread::panicking() {
+            print_log_tails(&self.dir);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Lines of each process log a failing test prints before its directory goes.
+const LOG_TAIL: usize = 40;
+
+/// Prints the end of every `*.log` in `dir` to stderr, so that a failure in CI shows
+/// what the processes were doing.
+pub fn print_log_tails(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for p in logs {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!(
+            "--- {} (last {} of {} lines) ---",
+            p.display(),
+            lines.len().min(LOG_TAIL),
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+            eprintln!("{l}");
+        }
     }
 }
 
@@ -137,6 +169,13 @@ pub fn node_args(
         dir.join(format!("l{id}")).to_str().unwrap(),
         "--admin",
         admin,
+        // These tests operate a healthy cluster. With the default 2 s lease a node is
+        // fenced after 1.3 s without a renewal, which a 2-core host busy with other
+        // tests' fsyncs can cause, and a fenced node exits (its supervisor would start
+        // it again; here there is none). Fencing has its own tests: `cluster_failover`
+        // and the chaos schedule.
+        "--lease-ttl-s",
+        "6",
     ]
     .iter()
     .map(|s| s.to_string())
