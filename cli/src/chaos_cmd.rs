@@ -8,6 +8,7 @@
 //! partition goes through relays; the disk-full fault then cannot run, and the report
 //! says so. Fail-point faults need a build with `--features failpoints`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub enum Network {
 
 /// The crash fail points: a process that reaches one dies there (abort).
 const CRASH_POINTS: [&str; 2] = ["ledger::after-append", "booking::before-propose"];
+/// How long a crash point may take to be reached (it follows its strategy when
+/// placement moves it meanwhile).
+const CRASH_WAIT: Duration = Duration::from_secs(30);
 /// How long a lease-stall holds a node between losing its lease and fencing itself.
 const LEASE_STALL_MS: u64 = 1_500;
 /// What a slow disk adds to every WAL sync.
@@ -386,7 +390,7 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
     let mut resume = hdrhistogram::Histogram::<u64>::new(3)?;
     for (k, fault) in plan.iter().enumerate() {
         let a = h.assignments()?;
-        let victim = match fault.strategy() {
+        let mut victim = match fault.strategy() {
             Some(s) => {
                 let name = &h.names[s];
                 a.get(name)
@@ -399,16 +403,7 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
             None => 0,
         };
         // What the victim ran: each must move to another node.
-        let owned: Vec<(usize, u64)> = h
-            .names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                a.get(n)
-                    .filter(|&&(node, _)| node == victim)
-                    .map(|&(_, e)| (i, e))
-            })
-            .collect();
+        let mut owned = owned_by(&h.names, &a, victim);
         let t0 = Instant::now();
         // The node a fault acts on is the fault's to restart, not the supervisor's.
         let acts_on_node = !matches!(
@@ -427,14 +422,55 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                 wait_moved(&mut h, k, &owned, &mut entry)?;
                 h.cluster.start_node(victim)?;
             }
-            Fault::CrashPoint { point, .. } => {
+            Fault::CrashPoint { strategy, point } => {
                 let name = CRASH_POINTS[*point];
                 entry["point"] = json!(name);
-                arm(&mut h, &token, victim, name, "return")?;
                 // The point is reached on the victim's next fill (or order, or ledger
-                // append): on a loaded machine that can take a while.
-                let hit = wait_exit(&mut h, victim, Duration::from_secs(30));
+                // append): on a loaded machine that can take a while, and placement
+                // may move the strategy meanwhile. The point then follows it: the
+                // fault is a crash of the node that runs the strategy.
+                let strategy_name = h.names[*strategy].clone();
+                let end = Instant::now() + CRASH_WAIT;
+                let mut followed = Vec::new();
+                arm(&mut h, &token, victim, name, "return")?;
+                let hit = loop {
+                    if wait_exit(&mut h, victim, Duration::from_secs(1)) {
+                        break true;
+                    }
+                    if Instant::now() > end {
+                        break false;
+                    }
+                    let now = h.assignments()?;
+                    let Some(&(node, _)) = now.get(&strategy_name) else {
+                        continue;
+                    };
+                    if node == victim {
+                        continue;
+                    }
+                    arm(&mut h, &token, victim, name, "off")?;
+                    if !h.cluster.running(victim) {
+                        // Reached just before it was disarmed.
+                        break true;
+                    }
+                    followed.push(node);
+                    victim = node;
+                    owned = owned_by(&h.names, &now, victim);
+                    h.cluster.victim = Some(victim);
+                    back = vec![victim];
+                    entry["node"] = json!(victim);
+                    arm(&mut h, &token, victim, name, "return")?;
+                };
                 entry["hit"] = json!(hit);
+                if !followed.is_empty() {
+                    entry["followed_to"] = json!(followed);
+                }
+                if !hit {
+                    // Why not, for the report: who runs the strategy now, and what the
+                    // node last logged.
+                    let now = h.assignments()?;
+                    entry["owner_after"] = json!(now.get(&strategy_name).map(|a| a.0));
+                    entry["log_tail"] = json!(h.cluster.log_tail(victim, 8));
+                }
                 h.cluster.kill(victim);
                 wait_moved(&mut h, k, &owned, &mut entry)?;
                 h.cluster.start_node(victim)?;
@@ -577,6 +613,19 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
         o.insert("resume_p99_ms".into(), json!(q(0.99)));
     }
     Ok((v, violations.is_empty()))
+}
+
+/// `(strategy index, epoch)` of the strategies `node` runs under assignments `a`.
+fn owned_by(names: &[String], a: &BTreeMap<String, (u64, u64)>, node: u64) -> Vec<(usize, u64)> {
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            a.get(n)
+                .filter(|&&(owner, _)| owner == node)
+                .map(|&(_, e)| (i, e))
+        })
+        .collect()
 }
 
 /// Waits until every strategy the victim ran trades under a newer epoch elsewhere;

@@ -308,6 +308,17 @@ impl Cluster {
             .unwrap_or(0)
     }
 
+    /// The last `n` lines of node `id`'s log.
+    pub(crate) fn log_tail(&self, id: u64, n: usize) -> Vec<String> {
+        let log =
+            std::fs::read_to_string(self.dir.join(format!("node-{id}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+
     /// Whether node `id` logged `what` after byte `from` of its log.
     pub(crate) fn logged_since(&self, id: u64, from: usize, what: &str) -> bool {
         std::fs::read(self.dir.join(format!("node-{id}.log")))
