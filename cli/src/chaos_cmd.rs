@@ -430,6 +430,8 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                 // may move the strategy meanwhile. The point then follows it: the
                 // fault is a crash of the node that runs the strategy.
                 let strategy_name = h.names[*strategy].clone();
+                h.history.poll()?;
+                let before = h.history.activity(*strategy as u16);
                 let end = Instant::now() + CRASH_WAIT;
                 let mut followed = Vec::new();
                 arm(&mut h, &token, victim, name, "return")?;
@@ -469,6 +471,10 @@ fn run_schedule(r: &Run<'_>, net: Net) -> anyhow::Result<(Value, bool)> {
                     // node last logged.
                     let now = h.assignments()?;
                     entry["owner_after"] = json!(now.get(&strategy_name).map(|a| a.0));
+                    h.history.poll()?;
+                    let after = h.history.activity(*strategy as u16);
+                    entry["venue_accepts_while_armed"] = json!(after.0 - before.0);
+                    entry["venue_fills_while_armed"] = json!(after.1 - before.1);
                     entry["log_tail"] = json!(h.cluster.log_tail(victim, 8));
                 }
                 h.cluster.kill(victim);

@@ -80,6 +80,8 @@ pub(crate) struct History {
     partial: String,
     /// First accepted order per (strategy, epoch): wall-clock ns.
     first_accept: BTreeMap<(u16, u64), u64>,
+    /// Orders accepted and fills per strategy, for reports on a fault.
+    activity: BTreeMap<u16, (u64, u64)>,
     logons: u64,
 }
 
@@ -93,11 +95,12 @@ impl History {
             file: std::io::BufReader::new(f),
             partial: String::new(),
             first_accept: BTreeMap::new(),
+            activity: BTreeMap::new(),
             logons: 0,
         })
     }
 
-    fn poll(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn poll(&mut self) -> anyhow::Result<()> {
         loop {
             let n = self.file.read_line(&mut self.partial)?;
             if n == 0 || !self.partial.ends_with('\n') {
@@ -116,11 +119,20 @@ impl History {
                     ..
                 } => {
                     self.first_accept.entry((strategy, epoch)).or_insert(ts);
+                    self.activity.entry(strategy).or_default().0 += 1;
+                }
+                hft_chaos::VenueEvent::Fill { strategy, .. } => {
+                    self.activity.entry(strategy).or_default().1 += 1;
                 }
                 hft_chaos::VenueEvent::Logon { .. } => self.logons += 1,
                 _ => {}
             }
         }
+    }
+
+    /// Orders accepted and fills of `strategy` so far (after a `poll`).
+    pub(crate) fn activity(&self, strategy: u16) -> (u64, u64) {
+        self.activity.get(&strategy).copied().unwrap_or_default()
     }
 
     /// First accepted order of `strategy` under an epoch above `above`, at or after `t0`.
