@@ -27,7 +27,21 @@ fn pki() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
+/// The status of one call, asked again while the API answers 503: that answer means the
+/// ledger or etcd did not respond in time (a loaded host), and the API documents it as
+/// "retry"; it says nothing about the caller's rights, which are checked before.
 fn call(ca: &str, url: &str, method: &str, body: &str, token: Option<&str>) -> u16 {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = call_once(ca, url, method, body, token);
+        if got != 503 || std::time::Instant::now() > end {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn call_once(ca: &str, url: &str, method: &str, body: &str, token: Option<&str>) -> u16 {
     let ca = ureq::tls::Certificate::from_pem(ca.as_bytes()).unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
