@@ -144,6 +144,21 @@ impl History {
     }
 }
 
+/// Node `id`'s log under `dir`.
+fn node_log(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("node-{id}.log"))
+}
+
+/// The last `n` lines of the file at `path` (none if it cannot be read).
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
 /// A runtime and a connection to the bench's local etcd (cluster "bench").
 fn bench_coord(
     etcd: &hft_cluster::local_etcd::LocalEtcd,
@@ -216,7 +231,7 @@ impl Cluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("node-{id}.log")))?;
+            .open(node_log(&self.dir, id))?;
         let mut cmd = match &self.net {
             Net::Namespaces(ns) => {
                 let mut c = ns.command(id, &self.exe);
@@ -288,9 +303,9 @@ impl Cluster {
                 continue;
             }
             if let Ok(Some(status)) = c.try_wait() {
-                let log = std::fs::read_to_string(self.dir.join(format!("node-{id}.log")))
+                let last = last_lines(&node_log(&self.dir, *id), 1)
+                    .pop()
                     .unwrap_or_default();
-                let last = log.lines().last().unwrap_or("").to_owned();
                 if !last.contains("fenced") {
                     bail!("node {id} exited ({status}): {last}");
                 }
@@ -315,25 +330,19 @@ impl Cluster {
     }
 
     pub(crate) fn log_len(&self, id: u64) -> usize {
-        std::fs::metadata(self.dir.join(format!("node-{id}.log")))
+        std::fs::metadata(node_log(&self.dir, id))
             .map(|m| m.len() as usize)
             .unwrap_or(0)
     }
 
     /// The last `n` lines of node `id`'s log.
     pub(crate) fn log_tail(&self, id: u64, n: usize) -> Vec<String> {
-        let log =
-            std::fs::read_to_string(self.dir.join(format!("node-{id}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|l| l.to_string())
-            .collect()
+        last_lines(&node_log(&self.dir, id), n)
     }
 
     /// Whether node `id` logged `what` after byte `from` of its log.
     pub(crate) fn logged_since(&self, id: u64, from: usize, what: &str) -> bool {
-        std::fs::read(self.dir.join(format!("node-{id}.log")))
+        std::fs::read(node_log(&self.dir, id))
             .map(|b| String::from_utf8_lossy(&b[from.min(b.len())..]).contains(what))
             .unwrap_or(false)
     }

@@ -143,7 +143,8 @@ impl Venue {
         let mut all: Vec<(u64, Msg)> = Vec::new();
         for f in files {
             let mut reader = CaptureReader::open(&data(f)).unwrap();
-            let mut snapshot: Option<serde_json::Value> = None;
+            // The snapshot and its `lastUpdateId`.
+            let mut snapshot: Option<(u64, serde_json::Value)> = None;
             let mut symbol = String::new();
             // Diffs received before the snapshot's response: the capturing client
             // buffered them, and the first diff after the snapshot can be among them
@@ -154,7 +155,7 @@ impl Venue {
                 let line = line.unwrap();
                 let v: serde_json::Value = serde_json::from_str(line.message).unwrap();
                 if let Some(id) = v.get("lastUpdateId").and_then(|i| i.as_u64()) {
-                    snapshot = Some(v);
+                    snapshot = Some((id, v));
                     for (ts, m) in early.drain(..) {
                         if m.depth.is_some_and(|(_, u)| u > id) {
                             all.push((ts, m));
@@ -173,11 +174,11 @@ impl Venue {
                     depth,
                     json: line.message.to_owned(),
                 };
-                let Some(snap) = &snapshot else {
+                let Some((snap_id, _)) = &snapshot else {
                     early.push((line.local_ts, msg));
                     continue;
                 };
-                if depth.is_some_and(|(_, u)| u <= snap["lastUpdateId"].as_u64().unwrap()) {
+                if depth.is_some_and(|(_, u)| u <= *snap_id) {
                     continue;
                 }
                 all.push((line.local_ts, msg));
@@ -186,9 +187,9 @@ impl Venue {
                     break;
                 }
             }
-            let snap = snapshot.expect("capture has a snapshot");
+            let (last_id, snap) = snapshot.expect("capture has a snapshot");
             let mut book = VenueBook {
-                last_id: snap["lastUpdateId"].as_u64().unwrap(),
+                last_id,
                 ..Default::default()
             };
             book.apply("bids", &snap["bids"]);
